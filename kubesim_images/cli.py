@@ -1,0 +1,140 @@
+"""The `kubesim-images` command line: the edge where user input is validated and errors become
+clear messages and exit codes, never tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from kubesim_images import __version__
+from kubesim_images.errors import ConfigError
+from kubesim_images.explain import explain, render_text
+from kubesim_images.keyring import Keyring, load_docker_config
+from kubesim_images.logging import configure
+from kubesim_images.policy import PullPolicy
+
+EXIT_OK = 0
+EXIT_INVALID = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubesim-images",
+        description="Simulate the Kubernetes kubelet's image manager.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default="json",
+        help="log lines on stderr: JSON (default) or console for people",
+    )
+    parser.add_argument(
+        "--log-level", default="warning", choices=("debug", "info", "warning", "error")
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ex = commands.add_parser(
+        "explain",
+        help="show how the kubelet reads image references",
+        description="Show how the kubelet parses, normalises and decides on image references. "
+        "Use -- before images that start with '-'.",
+    )
+    ex.add_argument("images", nargs="+", metavar="IMAGE")
+    ex.add_argument("-o", "--output", choices=("json", "text"), default="text")
+    ex.add_argument(
+        "--pull-policy",
+        choices=[p.value for p in PullPolicy],
+        help="the container's imagePullPolicy (default: as the API server defaults it)",
+    )
+    ex.add_argument(
+        "--present", action="store_true", help="assume the image is already on the node"
+    )
+    ex.add_argument(
+        "--docker-config",
+        metavar="FILE",
+        help="a docker config.json/.dockercfg whose matching keys are listed",
+    )
+
+    sc = commands.add_parser("scenario", help="run load-testing scenarios in virtual time")
+    sc_commands = sc.add_subparsers(dest="scenario_command", required=True, metavar="COMMAND")
+    run = sc_commands.add_parser("run", help="run a scenario file")
+    run.add_argument("file", metavar="FILE")
+    run.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    run.add_argument("--variant", metavar="NAME", help="run only this variant")
+    run.add_argument(
+        "--report", metavar="DIR", help="also write report.json and plots (PNG) into DIR"
+    )
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_INVALID
+
+
+def _explain(args: argparse.Namespace) -> int:
+    keyring = None
+    if args.docker_config:
+        try:
+            keyring = Keyring(load_docker_config(args.docker_config))
+        except ConfigError as exc:
+            return _fail(str(exc))
+    policy = PullPolicy(args.pull_policy) if args.pull_policy else None
+    results = explain(args.images, pull_policy=policy, present=args.present, keyring=keyring)
+    if args.output == "json":
+        print(json.dumps(results, indent=2))
+    else:
+        print(render_text(results))
+    return EXIT_OK
+
+
+def _scenario_run(args: argparse.Namespace) -> int:
+    from kubesim_images.scenario.model import load_file  # noqa: PLC0415 - keeps explain fast
+    from kubesim_images.scenario.report import render_table, to_json  # noqa: PLC0415
+    from kubesim_images.scenario.runner import run_scenario  # noqa: PLC0415
+
+    try:
+        scenario = load_file(args.file)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if args.variant and args.variant not in {v.name for v in scenario.variants}:
+        names = ", ".join(v.name for v in scenario.variants)
+        return _fail(f"{args.file}: no variant named {args.variant!r} (variants: {names})")
+    console = Console(stderr=True) if args.output == "json" else Console()
+    with console.status(f"simulating {scenario.name}…"):
+        result = run_scenario(scenario, variant=args.variant)
+    document = to_json(result)
+    if args.report:
+        from kubesim_images.scenario.plots import write_report  # noqa: PLC0415
+
+        written = write_report(result, document, Path(args.report))
+        console.print(f"report written: {', '.join(str(p) for p in written)}")
+    if args.output == "json":
+        print(json.dumps(document, indent=2))
+    else:
+        render_table(result, console)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure(log_format=args.log_format, level=args.log_level)
+    try:
+        if args.command == "explain":
+            return _explain(args)
+        if args.command == "scenario":
+            return _scenario_run(args)
+    except KeyboardInterrupt:
+        return 130
+    return _fail(f"unknown command {args.command}")  # pragma: no cover - argparse refuses first
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

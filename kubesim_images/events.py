@@ -1,0 +1,77 @@
+"""Events as the kubelet records them: who (pod, container field path), what (type, reason,
+message) and when (loop time). Sinks decide where they go: a list for scenarios, the daemon's
+store for the API. Recording is on the hot path of every pull, so an event is one small frozen
+object and emitting is a method call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from kubesim_images.pod import Container, Pod
+from kubesim_images.reasons import EventType, Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    t: float
+    node: str
+    namespace: str
+    pod: str
+    pod_uid: str
+    field_path: str  # "spec.containers{app}", as involvedObject.fieldPath
+    type: EventType
+    reason: Reason
+    message: str
+
+
+def container_event(
+    t: float,
+    node: str,
+    pod: Pod,
+    container: Container,
+    kind: EventType,
+    reason: Reason,
+    message: str,
+) -> Event:
+    """An event about one container, with the field path `kubectl describe` groups by."""
+    field = "spec.initContainers" if container.init else "spec.containers"
+    return Event(
+        t=t,
+        node=node,
+        namespace=pod.namespace,
+        pod=pod.name,
+        pod_uid=pod.uid,
+        field_path=f"{field}{{{container.name}}}",
+        type=kind,
+        reason=reason,
+        message=message,
+    )
+
+
+class EventSink(Protocol):
+    def emit(self, event: Event) -> None: ...
+
+
+class EventLog:
+    """Keeps every event in order and counts them by reason."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.counts: dict[Reason, int] = dict.fromkeys(Reason, 0)
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+        self.counts[event.reason] += 1
+
+
+class FanOut:
+    """Delivers each event to several sinks (a log and a metrics counter, say)."""
+
+    def __init__(self, *sinks: EventSink) -> None:
+        self._sinks = sinks
+
+    def emit(self, event: Event) -> None:
+        for sink in self._sinks:
+            sink.emit(event)

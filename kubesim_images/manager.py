@@ -1,0 +1,173 @@
+"""The image manager: the kubelet's `EnsureImageExists`, step for step.
+
+For one container of one pod: parse the image (InspectFailed / InvalidImageName), ask the store
+whether it is present, apply the pull policy (already present / ErrImageNeverPull), check the
+back-off keyed `podUID_image` (BackOff / ImagePullBackOff), then pull through the queue
+(Pulling, then Pulled with the kubelet's durations, or Failed and the next back-off step). Every
+outcome emits the kubelet's event with its exact reason and text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from kubesim_images import reasons
+from kubesim_images.backoff import Backoff
+from kubesim_images.errors import (
+    ErrImageNeverPull,
+    ErrImagePull,
+    ImagePullBackOff,
+    InvalidImageName,
+    InvalidReferenceError,
+    PullQPSExceededError,
+    RegistryError,
+    RegistryUnavailable,
+)
+from kubesim_images.events import EventSink, container_event
+from kubesim_images.keyring import Credential
+from kubesim_images.logging import get_logger
+from kubesim_images.pod import Container, Pod
+from kubesim_images.policy import Decision, decide
+from kubesim_images.puller import ImagePuller
+from kubesim_images.reasons import EventType, Reason
+from kubesim_images.reference import ImageReference, parse_normalized
+
+_log = get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class Ensured:
+    image_id: str
+    pulled: bool  # a pull ran (policy Always or the image was absent)
+
+
+class PullObserver:
+    """Hooks for metrics; the default does nothing."""
+
+    def pull_started(self, image: str) -> None:  # noqa: ARG002 - a no-op hook
+        return None
+
+    def pull_finished(
+        self,
+        image: str,  # noqa: ARG002 - a no-op hook
+        seconds: float,  # noqa: ARG002
+        size: int,  # noqa: ARG002
+        *,
+        ok: bool,  # noqa: ARG002
+    ) -> None:
+        return None
+
+
+class ImageManager:
+    def __init__(
+        self,
+        node: str,
+        puller: ImagePuller,
+        backoff: Backoff,
+        events: EventSink,
+        observer: PullObserver | None = None,
+    ) -> None:
+        self.node = node
+        self.puller = puller
+        self.store = puller.store
+        self.backoff = backoff
+        self.events = events
+        self.observer = observer or PullObserver()
+        self._refs: dict[str, ImageReference | InvalidReferenceError] = {}
+
+    def _emit(
+        self, pod: Pod, container: Container, kind: EventType, reason: Reason, message: str
+    ) -> None:
+        self.events.emit(
+            container_event(
+                asyncio.get_running_loop().time(), self.node, pod, container, kind, reason, message
+            )
+        )
+
+    def parse(self, image: str) -> ImageReference:
+        """`applyDefaultImageTag`, memoised: pods of one rollout share a handful of images."""
+        cached = self._refs.get(image)
+        if cached is None:
+            try:
+                cached = parse_normalized(image).with_default_tag()
+            except InvalidReferenceError as exc:
+                cached = exc
+            self._refs[image] = cached
+        if isinstance(cached, InvalidReferenceError):
+            raise cached
+        return cached
+
+    async def ensure_image_exists(
+        self,
+        pod: Pod,
+        container: Container,
+        *,
+        credentials: Sequence[Credential] = (),
+        on_pulling: Callable[[], None] | None = None,
+    ) -> Ensured:
+        """Make the container's image present or raise the kubelet's `ContainerError`."""
+        loop = asyncio.get_running_loop()
+        image = container.image
+        try:
+            ref = self.parse(image)
+        except InvalidReferenceError as exc:
+            message = reasons.inspect_failed(image, str(exc))
+            self._emit(pod, container, EventType.WARNING, Reason.INSPECT_FAILED, message)
+            raise InvalidImageName(message) from None
+
+        present = self.store.lookup(ref)
+        decision = decide(container.pull_policy, present is not None)
+        if decision is Decision.ALREADY_PRESENT and present is not None:
+            self.store.touch(present.id, loop.time())
+            self._emit(
+                pod, container, EventType.NORMAL, Reason.PULLED, reasons.already_present(image)
+            )
+            return Ensured(present.id, pulled=False)
+        if decision is Decision.NEVER_PULL_ERROR:
+            message = reasons.never_pull(image)
+            self._emit(pod, container, EventType.WARNING, Reason.ERR_IMAGE_NEVER_PULL, message)
+            raise ErrImageNeverPull(message)
+
+        key = f"{pod.uid}_{image}"
+        started = loop.time()
+        if self.backoff.is_in_backoff_since_update(key, started):
+            message = reasons.back_off(image)
+            self._emit(pod, container, EventType.NORMAL, Reason.BACK_OFF, message)
+            raise ImagePullBackOff(message)
+
+        self._emit(pod, container, EventType.NORMAL, Reason.PULLING, reasons.pulling(image))
+        if on_pulling is not None:
+            on_pulling()
+        self.observer.pull_started(image)
+        try:
+            result = await self.puller.pull(ref, image=image, pod=pod.key, credentials=credentials)
+        except (RegistryError, PullQPSExceededError) as exc:
+            now = loop.time()
+            self._emit(
+                pod,
+                container,
+                EventType.WARNING,
+                Reason.FAILED,
+                reasons.failed_to_pull(image, str(exc)),
+            )
+            self.backoff.next(key, now)
+            self.observer.pull_finished(image, now - started, 0, ok=False)
+            _log.debug("pull_failed", node=self.node, pod=pod.key, image=image, error=str(exc))
+            if isinstance(exc, RegistryError) and exc.unavailable:
+                detail = str(exc).removeprefix("RegistryUnavailable").removeprefix(": ")
+                raise RegistryUnavailable(reasons.registry_unavailable(image, detail)) from None
+            raise ErrImagePull(str(exc)) from None
+        now = loop.time()
+        size = result.record.size
+        self._emit(
+            pod,
+            container,
+            EventType.NORMAL,
+            Reason.PULLED,
+            reasons.pulled(image, result.pull_seconds, now - started, size),
+        )
+        self.observer.pull_finished(image, result.pull_seconds, size, ok=True)
+        self.backoff.gc(now)
+        return Ensured(result.record.id, pulled=True)

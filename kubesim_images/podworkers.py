@@ -1,0 +1,208 @@
+"""Pod workers: one task per pod that syncs its images until every container can run.
+
+As the kubelet's pod workers and `SyncPod`: a pod is synced the moment it is created; a sync walks
+the init containers in order (each must have its image, and completes instantly in the
+simulation, before the next), then the app containers in order, where a failure does not stop
+the later ones. A sync that leaves any container waiting is retried after `errorRequeue` plus a
+seeded jitter (`wait.Jitter`). Within a pod, pulls are strictly one after another because the
+sync awaits each. Container states carry the kubelet's waiting reasons and messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from kubesim_images import reasons
+from kubesim_images.errors import ContainerError
+from kubesim_images.events import EventSink, container_event
+from kubesim_images.keyring import Credential
+from kubesim_images.logging import get_logger
+from kubesim_images.manager import ImageManager
+from kubesim_images.pod import Container, Pod
+from kubesim_images.reasons import EventType, Reason
+
+_log = get_logger()
+
+
+class State(enum.StrEnum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    TERMINATED = "terminated"
+
+
+@dataclass(slots=True)
+class ContainerStatus:
+    container: Container
+    state: State = State.WAITING
+    reason: str = "ContainerCreating"
+    message: str = ""
+    image_id: str = ""
+    pull_attempts: int = 0
+    started_at: float | None = None
+
+    def count_pull(self) -> None:
+        self.pull_attempts += 1
+
+
+@dataclass(slots=True)
+class PodStatus:
+    pod: Pod
+    node: str
+    created_at: float
+    init_statuses: list[ContainerStatus] = field(default_factory=list)
+    statuses: list[ContainerStatus] = field(default_factory=list)
+    images_ready_at: float | None = None
+    syncs: int = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.images_ready_at is not None
+
+    def all_statuses(self) -> list[ContainerStatus]:
+        return self.init_statuses + self.statuses
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSettings:
+    error_requeue: float = 10.0
+    jitter_factor: float = 0.5
+
+
+CredentialLookup = Callable[[Pod], Sequence[Credential]]
+
+
+class PodWorkers:
+    def __init__(
+        self,
+        manager: ImageManager,
+        events: EventSink,
+        *,
+        settings: SyncSettings | None = None,
+        rng: random.Random | None = None,
+        credentials: CredentialLookup | None = None,
+        on_ready: Callable[[PodStatus], None] | None = None,
+    ) -> None:
+        self.manager = manager
+        self.events = events
+        self.settings = settings or SyncSettings()
+        self._rng = rng or random.Random(0)
+        self._credentials = credentials
+        self._on_ready = on_ready
+        self.pods: dict[str, PodStatus] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def add(self, pod: Pod, *, created_at: float | None = None) -> PodStatus:
+        """Start a worker for a new pod; its first sync runs at once."""
+        if pod.uid in self.pods:
+            raise ValueError(f"pod {pod.key} ({pod.uid}) already has a worker")
+        loop = asyncio.get_running_loop()
+        default_reason = "PodInitializing" if pod.init_containers else "ContainerCreating"
+        status = PodStatus(
+            pod=pod,
+            node=self.manager.node,
+            created_at=loop.time() if created_at is None else created_at,
+            init_statuses=[ContainerStatus(c, reason=default_reason) for c in pod.init_containers],
+            statuses=[ContainerStatus(c, reason=default_reason) for c in pod.containers],
+        )
+        self.pods[pod.uid] = status
+        self.start(status)
+        return status
+
+    def start(self, status: PodStatus) -> None:
+        """(Re)start the worker of a known pod, e.g. after a restart restored its status."""
+        self.pods[status.pod.uid] = status
+        if status.ready:
+            return
+        self._tasks[status.pod.uid] = asyncio.get_running_loop().create_task(
+            self._work(status), name=f"pod-worker:{status.pod.key}"
+        )
+
+    async def remove(self, uid: str) -> PodStatus | None:
+        task = self._tasks.pop(uid, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return self.pods.pop(uid, None)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _requeue_delay(self) -> float:
+        base = self.settings.error_requeue
+        factor = self.settings.jitter_factor
+        return base + self._rng.random() * factor * base if factor > 0 else base
+
+    async def _work(self, status: PodStatus) -> None:
+        try:
+            # The requeue is a timer, not a poll of state another task sets.
+            while not await self.sync(status):  # noqa: ASYNC110
+                await asyncio.sleep(self._requeue_delay())
+        finally:
+            self._tasks.pop(status.pod.uid, None)
+
+    async def sync(self, status: PodStatus) -> bool:
+        """One sync; True when every container has its image (the pod can run)."""
+        status.syncs += 1
+        pod = status.pod
+        credentials = self._credentials(pod) if self._credentials is not None else ()
+        for cs in status.init_statuses:
+            if cs.state is not State.WAITING:
+                continue
+            if not await self._ensure(pod, cs, credentials, State.TERMINATED, "Completed"):
+                return False
+        ok = True
+        for cs in status.statuses:
+            if cs.state is State.WAITING:
+                ok = await self._ensure(pod, cs, credentials, State.RUNNING, "") and ok
+        if ok:
+            status.images_ready_at = asyncio.get_running_loop().time()
+            if self._on_ready is not None:
+                self._on_ready(status)
+        elif status.init_statuses:
+            for cs in status.statuses:
+                if cs.state is State.WAITING and cs.reason == "ContainerCreating":
+                    cs.reason = "PodInitializing"
+        return ok
+
+    async def _ensure(
+        self,
+        pod: Pod,
+        cs: ContainerStatus,
+        credentials: Sequence[Credential],
+        done: State,
+        done_reason: str,
+    ) -> bool:
+        try:
+            ensured = await self.manager.ensure_image_exists(
+                pod, cs.container, credentials=credentials, on_pulling=cs.count_pull
+            )
+        except ContainerError as exc:
+            cs.state, cs.reason, cs.message = State.WAITING, exc.reason, str(exc)
+            self._emit_failed(pod, cs.container, exc.reason)
+            return False
+        cs.state, cs.reason, cs.message = done, done_reason, ""
+        cs.image_id = ensured.image_id
+        cs.started_at = asyncio.get_running_loop().time()
+        return True
+
+    def _emit_failed(self, pod: Pod, container: Container, reason: str) -> None:
+        # kuberuntime's startContainer: Warning Failed "Error: <reason>" after every failure.
+        self.events.emit(
+            container_event(
+                asyncio.get_running_loop().time(),
+                self.manager.node,
+                pod,
+                container,
+                EventType.WARNING,
+                Reason.FAILED,
+                reasons.container_error(reason),
+            )
+        )

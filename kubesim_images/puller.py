@@ -1,0 +1,171 @@
+"""The node's pull queue: serial, bounded parallel or unlimited, with the QPS token bucket.
+
+Mirrors `throttled_puller.go` and `throttledImageService`: a pull waits for a slot first come
+first served (one slot with `serializeImagePulls`, N with `maxParallelImagePulls`, none without
+a limit), then takes a `registryPullQPS` token, failing at once with `pull QPS exceeded` when
+there is none, then tries each credential in turn until one pull succeeds. The pull duration the
+kubelet reports starts when the slot is won; the wait before it is "including waiting".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kubesim_images.errors import PullQPSExceededError, RegistryError
+from kubesim_images.keyring import Credential
+from kubesim_images.kubeletconfig import KubeletConfig
+from kubesim_images.reference import ImageReference
+from kubesim_images.registry.base import PullRequest, RegistryBackend
+from kubesim_images.store import ImageRecord, ImageStore
+
+
+class TokenBucket:
+    """golang.org/x/time/rate as `flowcontrol.NewTokenBucketRateLimiter`: starts full."""
+
+    def __init__(self, qps: float, burst: int, now: float = 0.0) -> None:
+        self.qps = qps
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last = now
+
+    def try_accept(self, now: float) -> bool:
+        elapsed = max(0.0, now - self._last)
+        self._tokens = min(float(self.burst), self._tokens + elapsed * self.qps)
+        self._last = max(self._last, now)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+class FifoGate:
+    """At most `limit` holders (None: unlimited); waiters are admitted in arrival order."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.holders = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> None:
+        if self.limit is None or (self.holders < self.limit and not self._waiters):
+            self.holders += 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                # Admitted just as we were cancelled: pass the slot on.
+                self.release()
+            else:
+                self._waiters.remove(future)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            future = self._waiters.popleft()
+            if not future.done():
+                future.set_result(None)  # the slot passes directly to the next waiter
+                return
+        self.holders -= 1
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+
+@dataclass(slots=True)
+class PullEntry:
+    """A pull known to the queue, for /debug/pulls and metrics."""
+
+    pull_id: int
+    image: str
+    ref: ImageReference
+    pod: str
+    enqueued_at: float
+    started_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    record: ImageRecord
+    pull_seconds: float  # from winning the slot to having the image
+    waited_seconds: float  # in the queue before that
+
+
+_pull_ids = itertools.count(1)
+
+
+class ImagePuller:
+    def __init__(
+        self, node: str, backend: RegistryBackend, store: ImageStore, config: KubeletConfig
+    ) -> None:
+        self.node = node
+        self.backend = backend
+        self.store = store
+        self.config = config
+        self._gate = FifoGate(config.pull_concurrency)
+        self._bucket = (
+            TokenBucket(config.registry_pull_qps, config.registry_burst)
+            if config.registry_pull_qps > 0
+            else None
+        )
+        self.waiting: dict[int, PullEntry] = {}
+        self.in_flight: dict[int, PullEntry] = {}
+
+    async def pull(
+        self,
+        ref: ImageReference,
+        *,
+        image: str,
+        pod: str,
+        credentials: Sequence[Credential] = (),
+    ) -> PullResult:
+        loop = asyncio.get_running_loop()
+        entry = PullEntry(next(_pull_ids), image, ref, pod, loop.time())
+        self.waiting[entry.pull_id] = entry
+        try:
+            await self._gate.acquire()
+        finally:
+            del self.waiting[entry.pull_id]
+        try:
+            started = entry.started_at = loop.time()
+            if self._bucket is not None and not self._bucket.try_accept(started):
+                raise PullQPSExceededError
+            self.in_flight[entry.pull_id] = entry
+            record = await self._pull_with_credentials(entry, credentials)
+            now = loop.time()
+            stored = self.store.add(record, ref, now)
+            return PullResult(stored, now - started, started - entry.enqueued_at)
+        finally:
+            self.in_flight.pop(entry.pull_id, None)
+            self._gate.release()
+
+    async def _pull_with_credentials(
+        self, entry: PullEntry, credentials: Sequence[Credential]
+    ) -> ImageRecord:
+        attempts: Sequence[Credential | None] = credentials or (None,)
+        errors: list[RegistryError] = []
+        for credential in attempts:
+            try:
+                return await self.backend.pull(
+                    PullRequest(entry.pull_id, self.node, entry.ref, self.store, credential)
+                )
+            except RegistryError as exc:
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        # utilerrors.NewAggregate: "[err1, err2]".
+        raise RegistryError(
+            "[" + ", ".join(str(e) for e in errors) + "]",
+            code=errors[-1].code,
+            unavailable=all(e.unavailable for e in errors),
+        )
+
+    def progress(self, pull_id: int) -> tuple[float, int] | None:
+        return self.backend.progress(pull_id)

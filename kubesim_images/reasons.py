@@ -1,0 +1,110 @@
+"""The kubelet's event reasons and message texts, word for word.
+
+Users grep their clusters' events for these strings, so each formatter reproduces the kubelet's
+format (pkg/kubelet/images/image_manager.go, pkg/kubelet/events) including Go's `%q` quoting and
+`time.Duration` rendering.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+
+from kubesim_images.units import format_duration
+
+
+class EventType(enum.StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+class Reason(enum.StrEnum):
+    PULLING = "Pulling"
+    PULLED = "Pulled"
+    FAILED = "Failed"
+    BACK_OFF = "BackOff"
+    ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
+    INSPECT_FAILED = "InspectFailed"
+
+
+_GO_ESCAPES = {
+    "\a": r"\a",
+    "\b": r"\b",
+    "\f": r"\f",
+    "\n": r"\n",
+    "\r": r"\r",
+    "\t": r"\t",
+    "\v": r"\v",
+    "\\": "\\\\",
+    '"': '\\"',
+}
+
+
+def go_quote(text: str) -> str:
+    """Go's `%q` for a string: double quotes, Go escapes for non-printable characters."""
+    out = ['"']
+    for char in text:
+        if char in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[char])
+        elif char.isprintable():
+            out.append(char)
+        elif ord(char) < 0x80:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) <= 0xFFFF:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def truncate_ms(seconds: float) -> float:
+    """`Duration.Truncate(time.Millisecond)` on a duration held in seconds."""
+    return math.floor(round(seconds * 1e6) / 1e3) / 1e3
+
+
+def pulling(image: str) -> str:
+    return f"Pulling image {go_quote(image)}"
+
+
+def pulled(image: str, pull_seconds: float, total_seconds: float, size: int) -> str:
+    return (
+        f"Successfully pulled image {go_quote(image)} in "
+        f"{format_duration(truncate_ms(pull_seconds))} "
+        f"({format_duration(truncate_ms(total_seconds))} including waiting). "
+        f"Image size: {size} bytes."
+    )
+
+
+def already_present(image: str) -> str:
+    return f"Container image {go_quote(image)} already present on machine"
+
+
+def failed_to_pull(image: str, error: str) -> str:
+    return f"Failed to pull image {go_quote(image)}: {error}"
+
+
+def container_error(reason: str) -> str:
+    """The Warning `Failed` event of `startContainer` when EnsureImageExists fails."""
+    return f"Error: {reason}"
+
+
+def back_off(image: str) -> str:
+    return f"Back-off pulling image {go_quote(image)}"
+
+
+def never_pull(image: str) -> str:
+    return f"Container image {go_quote(image)} is not present with pull policy of Never"
+
+
+def inspect_failed(image: str, error: str) -> str:
+    return (
+        f"Failed to apply default image tag {go_quote(image)}: couldn't parse image name "
+        f"{go_quote(image)}: {error}"
+    )
+
+
+def registry_unavailable(image: str, detail: str) -> str:
+    """`evalCRIPullErr` for RegistryUnavailable: the reason's name is folded into the message."""
+    suffix = f": {detail}" if detail else ""
+    return f"image pull failed for {image} because the registry is unavailable{suffix}"

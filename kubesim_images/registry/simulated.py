@@ -1,0 +1,304 @@
+"""The simulated registry: a real backend whose timing follows SPEC section 5 exactly.
+
+A pull is one resolve round trip (`latency`), then faults are judged, then one download flow of
+the layers the node lacks. Flows share bandwidth max-min fairly (`flows.FlowNetwork`) under
+per-node downlinks and the registry's egress; one loop timer tracks the earliest completion, so
+the cost per pull stays constant however many flows run. Faults and rate limits are
+deterministic from the seed. Error texts are what containerd gives the kubelet, so events read
+like a real node's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from kubesim_images.errors import RegistryError
+from kubesim_images.flows import FlowNetwork
+from kubesim_images.reference import ImageReference
+from kubesim_images.registry.base import PullRequest
+from kubesim_images.registry.catalogue import Catalogue, SimImage
+from kubesim_images.store import ImageRecord
+
+_DOCKER_RATE_LIMIT = (
+    "toomanyrequests: You have reached your pull rate limit. You may increase the limit by "
+    "authenticating and upgrading: https://www.docker.com/increase-rate-limit"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorKind:
+    code: str  # gRPC-ish status code containerd reports
+    detail: str  # format string; {ref} is the pulled reference, {host} the registry host
+    unavailable: bool = False
+
+
+ERROR_KINDS: dict[str, ErrorKind] = {
+    "toomanyrequests": ErrorKind(
+        "Unknown",
+        "unexpected status from GET request to https://{host}/v2/{repo}/manifests/"
+        "{tag}: 429 Too Many Requests - Server message: {ratelimit}",
+    ),
+    "unauthorized": ErrorKind(
+        "Unknown",
+        "pull access denied, repository does not exist or may require "
+        "authorization: server message: insufficient_scope: authorization failed",
+    ),
+    "manifest unknown": ErrorKind("NotFound", "{ref}: not found"),
+    "not found": ErrorKind("NotFound", "{ref}: not found"),
+    "timeout": ErrorKind(
+        "Unknown",
+        'Head "https://{host}/v2/{repo}/manifests/{tag}": dial tcp {host}:443: i/o timeout',
+        unavailable=True,
+    ),
+    "connection reset": ErrorKind(
+        "Unknown",
+        'Head "https://{host}/v2/{repo}/manifests/{tag}": read tcp {host}:443: '
+        "read: connection reset by peer",
+        unavailable=True,
+    ),
+    "connection refused": ErrorKind(
+        "Unknown",
+        'Head "https://{host}/v2/{repo}/manifests/{tag}": dial tcp {host}:443: '
+        "connect: connection refused",
+        unavailable=True,
+    ),
+    "unavailable": ErrorKind(
+        "Unknown",
+        "unexpected status from HEAD request to https://{host}/v2/{repo}/manifests/"
+        "{tag}: 503 Service Unavailable",
+        unavailable=True,
+    ),
+    "internal error": ErrorKind(
+        "Unknown",
+        "unexpected status from HEAD request to https://{host}/v2/{repo}/manifests/"
+        "{tag}: 500 Internal Server Error",
+    ),
+}
+
+
+def registry_error(kind: str, ref: ImageReference) -> RegistryError:
+    """The error containerd would hand the kubelet for this kind of failure on this pull."""
+    spec = ERROR_KINDS.get(kind.lower(), ErrorKind("Unknown", kind))
+    host = "registry-1.docker.io" if ref.domain == "docker.io" else ref.domain
+    ratelimit = (
+        _DOCKER_RATE_LIMIT if ref.domain == "docker.io" else "toomanyrequests: too many requests"
+    )
+    detail = spec.detail.format(
+        ref=ref.pull_ref,
+        host=host,
+        repo=ref.path,
+        tag=ref.digest or ref.tag or "latest",
+        ratelimit=ratelimit,
+    )
+    if spec.unavailable:
+        return RegistryError(f"RegistryUnavailable: {detail}", code=kind, unavailable=True)
+    message = (
+        f"rpc error: code = {spec.code} desc = failed to pull and unpack image "
+        f'"{ref.pull_ref}": failed to resolve reference "{ref.pull_ref}": {detail}'
+    )
+    return RegistryError(message, code=kind)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """Fail matching pulls: always, the first `fail_first`, and/or with `probability`."""
+
+    error: str
+    image: ImageReference | None = None  # None: every image; no tag/digest: every tag
+    fail_first: int | None = None
+    probability: float | None = None
+
+    def matches(self, ref: ImageReference) -> bool:
+        if self.image is None:
+            return True
+        if self.image.name != ref.name:
+            return False
+        if self.image.digest:
+            return self.image.digest == ref.digest
+        if self.image.tag:
+            return self.image.tag == (ref.tag or "latest") and not ref.digest
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """`pulls` accepted per `window` seconds (fixed windows from time 0), then 429s."""
+
+    pulls: int
+    window: float
+    per_node: bool = False
+
+
+class SimulatedRegistry:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        *,
+        latency: float = 0.0,
+        bandwidth: float = math.inf,
+        node_bandwidth: float = math.inf,
+        faults: Sequence[Fault] = (),
+        rate_limit: RateLimit | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.catalogue = catalogue
+        self.latency = latency
+        self._node_bandwidth = node_bandwidth
+        self._faults = list(faults)
+        self._fault_hits = [0] * len(self._faults)
+        self._rate_limit = rate_limit
+        self._window_counts: dict[tuple[str, int], int] = {}
+        self._rng = random.Random(seed)
+        self._network = FlowNetwork(bandwidth)
+        self._known_nodes: set[str] = set()
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._downloading: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.nan
+        self.bytes_sent = 0
+
+    def set_node_bandwidth(self, node: str, bandwidth: float) -> None:
+        self._known_nodes.add(node)
+        self._network.set_node_bandwidth(node, bandwidth)
+
+    async def pull(self, request: PullRequest) -> ImageRecord:
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        ref = request.ref
+        image = self.catalogue.resolve(ref)
+        if image is None:
+            raise registry_error("manifest unknown", ref)
+        self._judge_faults(ref, request.node)
+        await self._fetch_layers(request, image)
+        return self._record(image, ref)
+
+    async def _fetch_layers(self, request: PullRequest, image: SimImage) -> None:
+        """Download the layers the node lacks; wait for those another pull is downloading.
+
+        Like containerd's content store, a layer being written by one pull is not fetched again
+        by a concurrent pull on the same node: the second waits for it. Loops because a layer
+        whose download was cancelled must then be fetched by whoever still needs it.
+        """
+        node, store = request.node, request.store
+        while missing := store.missing_layers(image.layers):
+            own = [layer for layer in missing if (node, layer.digest) not in self._downloading]
+            waits = [
+                self._downloading[(node, layer.digest)]
+                for layer in missing
+                if (node, layer.digest) in self._downloading
+            ]
+            if own:
+                loop = asyncio.get_running_loop()
+                done: asyncio.Future[None] = loop.create_future()
+                for layer in own:
+                    self._downloading[(node, layer.digest)] = done
+                size = sum(layer.size for layer in own)
+                try:
+                    if size > 0:
+                        await self._transfer(request.pull_id, node, size)
+                        self.bytes_sent += size
+                    store.add_layers(own)
+                finally:
+                    for layer in own:
+                        del self._downloading[(node, layer.digest)]
+                    done.set_result(None)
+            for waited in waits:
+                await asyncio.shield(waited)
+
+    def _record(self, image: SimImage, ref: ImageReference) -> ImageRecord:
+        tags = [f"{image.ref.name}:{image.ref.tag}"] if image.ref.tag else []
+        if ref.tag and not ref.digest:
+            tags.append(f"{ref.name}:{ref.tag}")
+        return ImageRecord(
+            id=image.config_digest,
+            layers=image.layers,
+            repo_tags=list(dict.fromkeys(tags)),
+            repo_digests=[image.repo_digest],
+        )
+
+    def _judge_faults(self, ref: ImageReference, node: str) -> None:
+        for index, fault in enumerate(self._faults):
+            if not fault.matches(ref):
+                continue
+            self._fault_hits[index] += 1
+            if fault.fail_first is not None and self._fault_hits[index] <= fault.fail_first:
+                raise registry_error(fault.error, ref)
+            if fault.probability is not None:
+                if self._rng.random() < fault.probability:
+                    raise registry_error(fault.error, ref)
+            elif fault.fail_first is None:
+                raise registry_error(fault.error, ref)
+        limit = self._rate_limit
+        if limit is not None:
+            window = int(asyncio.get_running_loop().time() // limit.window)
+            key = (node if limit.per_node else "", window)
+            used = self._window_counts.get(key, 0)
+            if used >= limit.pulls:
+                raise registry_error("toomanyrequests", ref)
+            self._window_counts[key] = used + 1
+
+    async def _transfer(self, pull_id: int, node: str, size: int) -> None:
+        loop = asyncio.get_running_loop()
+        if node not in self._known_nodes:
+            self.set_node_bandwidth(node, self._node_bandwidth)
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiters[pull_id] = future
+        self._network.start(pull_id, node, size, loop.time())
+        self._reschedule(loop)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if self._waiters.pop(pull_id, None) is not None:
+                self._network.cancel(pull_id, loop.time())
+                self._reschedule(loop)
+            raise
+
+    def _reschedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        upcoming = self._network.next_completion()
+        if upcoming is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+                self._timer_at = math.nan
+            return
+        when = upcoming[0]
+        if self._timer is not None:
+            if when == self._timer_at:
+                return
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = loop.call_at(when, self._on_timer, loop)
+
+    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        self._timer_at = math.nan
+        for flow_id in self._network.complete_due(loop.time()):
+            future = self._waiters.pop(flow_id, None)
+            if future is not None and not future.done():
+                future.set_result(None)
+        self._reschedule(loop)
+
+    def progress(self, pull_id: int) -> tuple[float, int] | None:
+        if pull_id not in self._waiters:
+            return None
+        return self._network.progress(pull_id, asyncio.get_running_loop().time())
+
+    def active_flows(self) -> int:
+        return len(self._network)
+
+
+def preload(images: Iterable[SimImage]) -> list[ImageRecord]:
+    """Records for images present on a node at time 0 (`preloadedImages`)."""
+    return [
+        ImageRecord(
+            id=image.config_digest,
+            layers=image.layers,
+            repo_tags=[f"{image.ref.name}:{image.ref.tag}"] if image.ref.tag else [],
+            repo_digests=[image.repo_digest],
+        )
+        for image in images
+    ]

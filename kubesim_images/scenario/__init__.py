@@ -1,0 +1,1 @@
+"""Load-testing scenarios: a workload of nodes, pods and images replayed in virtual time."""

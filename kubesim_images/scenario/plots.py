@@ -1,0 +1,80 @@
+"""`scenario run --report DIR`: the JSON plus plots people can paste into a design review.
+
+Two figures, variants overlaid: the distribution of time-to-images-ready over pods (a CDF, so
+p50/p99 read straight off), and pulls in flight over simulated time (from Pulling to Pulled or
+Failed), which shows queueing and back-off waves.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kubesim_images.reasons import Reason
+from kubesim_images.scenario.runner import ScenarioResult, VariantResult
+
+
+def _in_flight(variant: VariantResult) -> tuple[list[float], list[int]]:
+    times: list[float] = [0.0]
+    counts: list[int] = [0]
+    current = 0
+    for event in variant.events:
+        if event.reason is Reason.PULLING:
+            current += 1
+        elif (event.reason is Reason.PULLED and event.message.startswith("Successfully")) or (
+            event.reason is Reason.FAILED and event.message.startswith("Failed to pull")
+        ):
+            current -= 1
+        else:
+            continue
+        times.append(event.t)
+        counts.append(current)
+    return times, counts
+
+
+def write_report(result: ScenarioResult, document: dict[str, Any], directory: Path) -> list[Path]:
+    import matplotlib as mpl  # noqa: PLC0415 - heavy, and only reports need it
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = [directory / "report.json"]
+    written[0].write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for variant in result.variants:
+        values = sorted(
+            p.images_ready_at - p.created_at for p in variant.pods if p.images_ready_at is not None
+        )
+        if values:
+            fractions = [(i + 1) / len(variant.pods) for i in range(len(values))]
+            ax.step(values, fractions, where="post", label=variant.name)
+    ax.set_xlabel("time from pod creation to all images present (simulated s)")
+    ax.set_ylabel("fraction of pods")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{result.scenario.name}: images ready")
+    fig.tight_layout()
+    path = directory / "images-ready-cdf.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for variant in result.variants:
+        times, counts = _in_flight(variant)
+        ax.step(times, counts, where="post", label=variant.name)
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("pulls in flight (incl. queued)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{result.scenario.name}: pulls over time")
+    fig.tight_layout()
+    path = directory / "pulls-timeline.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+    return written

@@ -1,0 +1,168 @@
+"""What a scenario run reports: the JSON of SPEC section 8 and a table people can read.
+
+Times are simulated seconds from the start, rounded to the microsecond so the JSON is stable
+and readable. Percentiles are nearest-rank over the pods whose images became ready: every value
+reported is one a pod actually saw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from kubesim_images.podworkers import ContainerStatus, PodStatus, State
+from kubesim_images.reasons import Reason
+from kubesim_images.scenario.runner import ScenarioResult, VariantResult
+from kubesim_images.units import format_size
+
+_PERCENTILES = (("p50", 50), ("p90", 90), ("p99", 99))
+
+
+def _t(value: float) -> float:
+    return round(value, 6)
+
+
+def percentile(sorted_values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def images_ready(pods: Sequence[PodStatus]) -> dict[str, float | None]:
+    values = sorted(p.images_ready_at - p.created_at for p in pods if p.images_ready_at is not None)
+    out: dict[str, float | None] = {}
+    for key, pct in _PERCENTILES:
+        out[key] = _t(percentile(values, pct)) if values else None
+    out["max"] = _t(values[-1]) if values else None
+    return out
+
+
+def summary(result: VariantResult) -> dict[str, Any]:
+    failed = sum(
+        1
+        for e in result.events
+        if e.reason is Reason.FAILED and e.message.startswith("Failed to pull image")
+    )
+    return {
+        "pods": len(result.pods),
+        "podsReady": sum(1 for p in result.pods if p.ready),
+        "imagesReady": images_ready(result.pods),
+        "pulls": result.counts.get(Reason.PULLING, 0),
+        "failedPulls": failed,
+        "backoffs": result.counts.get(Reason.BACK_OFF, 0),
+        "bytesPulled": result.bytes_pulled,
+        "simulatedSeconds": _t(result.simulated_seconds),
+        "wallSeconds": round(result.wall_seconds, 3),
+    }
+
+
+def _state(cs: ContainerStatus) -> dict[str, Any]:
+    if cs.state is State.WAITING:
+        return {"waiting": {"reason": cs.reason, "message": cs.message}}
+    if cs.state is State.RUNNING:
+        return {"running": {"startedAt": _t(cs.started_at or 0.0)}}
+    return {"terminated": {"reason": cs.reason, "finishedAt": _t(cs.started_at or 0.0)}}
+
+
+def pod_json(status: PodStatus) -> dict[str, Any]:
+    return {
+        "namespace": status.pod.namespace,
+        "name": status.pod.name,
+        "node": status.node,
+        "createdAt": _t(status.created_at),
+        "imagesReadyAt": None if status.images_ready_at is None else _t(status.images_ready_at),
+        "containers": [
+            {
+                "name": cs.container.name,
+                "image": cs.container.image,
+                "pullAttempts": cs.pull_attempts,
+                "state": _state(cs),
+            }
+            for cs in status.all_statuses()
+        ],
+    }
+
+
+def to_json(result: ScenarioResult) -> dict[str, Any]:
+    return {
+        "scenario": result.scenario.name,
+        "variants": [
+            {
+                "name": variant.name,
+                "summary": summary(variant),
+                "pods": [pod_json(p) for p in variant.pods],
+                "events": [
+                    {
+                        "t": _t(e.t),
+                        "node": e.node,
+                        "namespace": e.namespace,
+                        "pod": e.pod,
+                        "type": e.type.value,
+                        "reason": e.reason.value,
+                        "message": e.message,
+                    }
+                    for e in variant.events
+                ],
+            }
+            for variant in result.variants
+        ],
+    }
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 60:
+        return f"{value:.3g}s" if value < 10 else f"{value:.1f}s"
+    return f"{int(value // 60)}m{value % 60:04.1f}s"
+
+
+def render_table(result: ScenarioResult, console: Console) -> None:
+    """Variants side by side, then the pods of small runs, then what went wrong."""
+    table = Table(title=f"scenario {result.scenario.name}", title_justify="left")
+    table.add_column("")
+    for variant in result.variants:
+        table.add_column(variant.name, justify="right")
+    summaries = [summary(v) for v in result.variants]
+    rows: list[tuple[str, list[str]]] = [
+        ("pods ready", [f"{s['podsReady']}/{s['pods']}" for s in summaries]),
+        *[
+            (f"images ready {key}", [_seconds(s["imagesReady"][key]) for s in summaries])
+            for key in ("p50", "p90", "p99", "max")
+        ],
+        ("pulls", [str(s["pulls"]) for s in summaries]),
+        ("failed pulls", [str(s["failedPulls"]) for s in summaries]),
+        ("back-offs", [str(s["backoffs"]) for s in summaries]),
+        ("bytes pulled", [format_size(s["bytesPulled"]) for s in summaries]),
+        ("simulated time", [_seconds(s["simulatedSeconds"]) for s in summaries]),
+        ("wall time", [f"{s['wallSeconds']:.3f}s" for s in summaries]),
+    ]
+    for label, cells in rows:
+        table.add_row(label, *cells)
+    console.print(table)
+    for variant in result.variants:
+        if len(variant.pods) > 12:
+            continue
+        pods = Table(title=f"pods ({variant.name})", title_justify="left")
+        for column in ("POD", "NODE", "CREATED", "IMAGES READY", "CONTAINERS"):
+            pods.add_column(column)
+        for status in variant.pods:
+            ready = status.images_ready_at
+            containers = ", ".join(
+                f"{cs.container.name}={cs.reason or cs.state.value}({cs.pull_attempts} pulls)"
+                if cs.state is State.WAITING
+                else f"{cs.container.name}={cs.state.value}({cs.pull_attempts} pulls)"
+                for cs in status.all_statuses()
+            )
+            pods.add_row(
+                status.pod.name,
+                status.node,
+                _seconds(status.created_at),
+                _seconds(ready) if ready is not None else "never",
+                containers,
+            )
+        console.print(pods)

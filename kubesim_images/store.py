@@ -1,0 +1,129 @@
+"""One node's image store: layers by digest and images by id, as a container runtime keeps them.
+
+Presence is answered by reference the way containerd/CRI does: a tagged reference matches an
+image's repo tags, a digested one its repo digests. Layers are shared between images, so a pull
+only needs the layers the node does not already have. `last_used` feeds image GC and node
+status. This module is in-memory; persistence wraps it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from kubesim_images.reference import ImageReference
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    digest: str
+    size: int
+
+
+@dataclass(slots=True)
+class ImageRecord:
+    id: str  # config digest, as `crictl images --digests` shows
+    layers: tuple[Layer, ...]
+    repo_tags: list[str] = field(default_factory=list)
+    repo_digests: list[str] = field(default_factory=list)
+    last_used: float = 0.0
+    pinned: bool = False
+
+    @property
+    def size(self) -> int:
+        return sum(layer.size for layer in self.layers)
+
+
+class ImageStore:
+    def __init__(self) -> None:
+        self._layers: dict[str, int] = {}
+        self._layer_refs: dict[str, int] = {}
+        self._images: dict[str, ImageRecord] = {}
+        self._by_name: dict[str, str] = {}  # "repo:tag" or "repo@digest" -> image id
+
+    def has_layer(self, digest: str) -> bool:
+        return digest in self._layers
+
+    def missing_layers(self, layers: Iterable[Layer]) -> list[Layer]:
+        seen: set[str] = set()
+        out: list[Layer] = []
+        for layer in layers:
+            if layer.digest not in self._layers and layer.digest not in seen:
+                seen.add(layer.digest)
+                out.append(layer)
+        return out
+
+    def add_layers(self, layers: Iterable[Layer]) -> None:
+        """Layers fully downloaded but not yet referenced by an image (a content store's blobs)."""
+        for layer in layers:
+            self._layers.setdefault(layer.digest, layer.size)
+
+    def lookup(self, ref: ImageReference) -> ImageRecord | None:
+        """The image a reference names on this node, or None (`GetImageRef` == "")."""
+        key = f"{ref.name}@{ref.digest}" if ref.digest else f"{ref.name}:{ref.tag or 'latest'}"
+        image_id = self._by_name.get(key)
+        return self._images.get(image_id) if image_id is not None else None
+
+    def get(self, image_id: str) -> ImageRecord | None:
+        return self._images.get(image_id)
+
+    def add(self, record: ImageRecord, ref: ImageReference | None, now: float) -> ImageRecord:
+        """Store an image (merging names into an existing record with the same id)."""
+        existing = self._images.get(record.id)
+        if existing is None:
+            existing = ImageRecord(id=record.id, layers=record.layers, last_used=now)
+            self._images[record.id] = existing
+            for layer in {layer.digest: layer for layer in record.layers}.values():
+                self._layers[layer.digest] = layer.size
+                self._layer_refs[layer.digest] = self._layer_refs.get(layer.digest, 0) + 1
+        for tag in record.repo_tags:
+            self._name(existing, tag, existing.repo_tags)
+        for digest in record.repo_digests:
+            self._name(existing, digest, existing.repo_digests)
+        if ref is not None and ref.tag and not ref.digest:
+            self._name(existing, f"{ref.name}:{ref.tag}", existing.repo_tags)
+        existing.last_used = now
+        return existing
+
+    def _name(self, record: ImageRecord, name: str, names: list[str]) -> None:
+        previous = self._by_name.get(name)
+        if previous is not None and previous != record.id:
+            # A tag moves to the new image, as `docker pull` of a moved tag leaves the old
+            # image dangling.
+            old = self._images[previous]
+            if name in old.repo_tags:
+                old.repo_tags.remove(name)
+        self._by_name[name] = record.id
+        if name not in names:
+            names.append(name)
+
+    def touch(self, image_id: str, now: float) -> None:
+        record = self._images.get(image_id)
+        if record is not None:
+            record.last_used = now
+
+    def remove(self, image_id: str) -> ImageRecord | None:
+        record = self._images.pop(image_id, None)
+        if record is None:
+            return None
+        for name in record.repo_tags + record.repo_digests:
+            if self._by_name.get(name) == image_id:
+                del self._by_name[name]
+        for layer in {layer.digest: layer for layer in record.layers}.values():
+            count = self._layer_refs.get(layer.digest, 0) - 1
+            if count <= 0:
+                self._layer_refs.pop(layer.digest, None)
+                self._layers.pop(layer.digest, None)
+            else:
+                self._layer_refs[layer.digest] = count
+        return record
+
+    def images(self) -> list[ImageRecord]:
+        return list(self._images.values())
+
+    @property
+    def bytes_used(self) -> int:
+        return sum(self._layers.values())
+
+    def __len__(self) -> int:
+        return len(self._images)
