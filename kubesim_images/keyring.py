@@ -48,8 +48,11 @@ class _Key:
 
     @classmethod
     def parse(cls, schemeless: str) -> _Key:
-        parts = urlsplit("https://" + schemeless)
-        host = parts.netloc
+        # Go's url.Parse("https://" + s) split by hand: urlsplit refuses bracketed hosts that
+        # are not IP addresses (`[abc]:5000/app` is a valid image name), which Go accepts.
+        rest = schemeless.partition("#")[0].partition("?")[0]
+        authority, slash, path = rest.partition("/")
+        host = authority.rpartition("@")[2]
         port = ""
         if host.startswith("["):
             end = host.find("]")
@@ -58,7 +61,7 @@ class _Key:
                 host, port = host[1:end], host[end + 2 :]
         elif ":" in host:
             host, _, port = host.rpartition(":")
-        return cls(host, port, parts.path)
+        return cls(host, port, slash + path)
 
 
 def _normalise_key(location: str) -> str | None:

@@ -144,7 +144,12 @@ def parse_bandwidth(value: object) -> float:
         bits = _BITS.fullmatch(text)
         if bits is not None:
             scale = _DECIMAL[bits.group(2).upper().replace("K", "k")]
-            return float(bits.group(1)) * scale / 8.0
+            rate = float(bits.group(1)) * scale / 8.0
+            if rate <= 0:
+                raise InvalidValueError(
+                    f"invalid bandwidth {value!r}: must be positive (or 'unlimited')"
+                )
+            return rate
         text = text.removesuffix("/s")
         try:
             size = parse_size(text)

@@ -297,11 +297,7 @@ def test_parse_bandwidth_zero_says_it_must_be_positive() -> None:
         parse_bandwidth("0")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in units.parse_bandwidth: the bits-per-second branch returns before the "
-    "positivity check, so '0Mbps' is accepted as 0 B/s",
-)
-def test_parse_bandwidth_refuses_zero_bits_per_second() -> None:
-    with pytest.raises(InvalidValueError):
-        parse_bandwidth("0Mbps")
+@pytest.mark.parametrize("value", ["0Mbps", "0bps", "0.0Gbps"])
+def test_parse_bandwidth_refuses_zero_bits_per_second(value: str) -> None:
+    with pytest.raises(InvalidValueError, match="must be positive"):
+        parse_bandwidth(value)

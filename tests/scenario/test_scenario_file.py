@@ -1,0 +1,232 @@
+"""Scenario files: loading, validation errors that name file and field, variants, JSON output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from simkit import image, pod, scenario
+
+from kubesim_images.cli import main
+from kubesim_images.errors import ConfigError
+from kubesim_images.scenario.model import load_document, load_file, load_text
+from kubesim_images.scenario.report import to_json
+from kubesim_images.scenario.runner import run_scenario
+
+EXAMPLES = sorted((Path(__file__).parents[2] / "config" / "scenarios").glob("*.yaml"))
+APP = "example.com/app:v1"
+
+
+def _doc(**spec):
+    base = {"registry": {"images": [image(APP, 1)]}, "workload": [{"pod": pod("web", APP)}]}
+    base.update(spec)
+    return scenario(base)
+
+
+def _error(document) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_document(document, source="f.yaml")
+    return str(info.value)
+
+
+class TestValidation:
+    """Every refusal names the file, the field and why."""
+
+    @pytest.mark.parametrize(
+        ("spec", "expected"),
+        [
+            (
+                {"nodes": {"count": 0}},
+                "f.yaml: spec.nodes.count: must be a positive integer, got 0",
+            ),
+            ({"nodes": {"bandwith": "1Gi"}}, "f.yaml: spec.nodes.bandwith: unknown field"),
+            ({"duration": "ten minutes"}, "f.yaml: spec.duration: time: invalid duration"),
+            ({"nodes": {"bandwidth": "fast"}}, "f.yaml: spec.nodes.bandwidth: invalid bandwidth"),
+            (
+                {"nodes": {"preloadedImages": ["busybox:1.36"]}},
+                "f.yaml: spec.nodes.preloadedImages[0]: 'busybox:1.36' is not in the registry's",
+            ),
+            (
+                {"registry": {"images": [{"name": "Bad/Name", "layers": [{"size": 1}]}]}},
+                "f.yaml: spec.registry.images[0].name: 'Bad/Name': invalid reference format",
+            ),
+            (
+                {"registry": {"images": [{"name": APP, "layers": [{"size": "1Gb"}]}]}},
+                "f.yaml: spec.registry.images[0].layers[0].size: invalid size",
+            ),
+            (
+                {"registry": {"images": [image(APP, 1)], "faults": [{"probability": 2}]}},
+                "f.yaml: spec.registry.faults[0].probability: must be a number between 0 and 1",
+            ),
+            (
+                {"workload": [{"pod": {"metadata": {"name": "x"}, "spec": {"containers": []}}}]},
+                "f.yaml: spec.workload[0].pod.spec.containers: Required value",
+            ),
+            (
+                {"workload": [{"pod": pod("web", APP, policy="Sometimes")}]},
+                (
+                    "f.yaml: spec.workload[0].pod.spec.containers[0].imagePullPolicy: "
+                    'Unsupported value: "Sometimes"'
+                ),
+            ),
+            (
+                {"workload": [{"pod": pod("web", APP)}, {"pod": pod("web", APP)}]},
+                "f.yaml: spec.workload[1].pod.metadata.name: pod default/web-0 is created twice",
+            ),
+            ({"sync": {"jitterFactor": -1}}, "f.yaml: spec.sync.jitterFactor: must be a number"),
+        ],
+    )
+    def test_bad_fields(self, spec, expected):
+        assert _error(_doc(**spec)).startswith(expected)
+
+    @pytest.mark.parametrize(
+        ("kubelet", "message"),
+        [
+            (
+                {"serializeImagePulls": False, "maxParallelImagePulls": 0},
+                "invalid configuration: maxParallelImagePulls 0 must be a positive number",
+            ),
+            (
+                {"serializeImagePulls": True, "maxParallelImagePulls": 3},
+                (
+                    "invalid configuration: maxParallelImagePulls cannot be larger than 1 unless "
+                    "SerializeImagePulls (--serialize-image-pulls) is set to false"
+                ),
+            ),
+        ],
+    )
+    def test_invalid_kubelet_settings_use_the_kubelets_texts(self, kubelet, message):
+        assert _error(_doc(kubelet=kubelet)) == f"f.yaml: spec.kubelet: {message}"
+
+    def test_invalid_setting_in_a_variant_names_the_variant(self):
+        document = _doc(variants=[{"name": "bad", "kubelet": {"maxParallelImagePulls": -1}}])
+        assert "variant bad" in _error(document)
+
+    def test_wrong_kind_and_yaml_errors(self):
+        assert "kind: must be Scenario" in _error({**_doc(), "kind": "Pod"})
+        with pytest.raises(ConfigError, match=r"invalid YAML: line 3, column 1"):
+            load_text("spec:\n  nodes: [\n", source="x.yaml")
+        with pytest.raises(ConfigError, match="cannot read scenario"):
+            load_file("/nonexistent/file.yaml")
+
+    def test_cli_reports_an_invalid_file_without_a_traceback(self, tmp_path, capsys):
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(_doc(kubelet={"maxParallelImagePulls": 0})))
+        assert main(["scenario", "run", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}: spec.kubelet: invalid configuration:")
+        assert "Traceback" not in err
+
+
+class TestVariants:
+    def test_variants_override_spec_fields_and_run_side_by_side(self):
+        document = _doc(
+            kubelet={"serializeImagePulls": True, "registryPullQPS": 0},
+            variants=[
+                {"name": "serial"},
+                {"name": "parallel", "kubelet": {"serializeImagePulls": False}},
+            ],
+        )
+        loaded = load_document(document)
+        assert [v.name for v in loaded.variants] == ["serial", "parallel"]
+        assert loaded.variants[0].kubelet.pull_concurrency == 1
+        assert loaded.variants[1].kubelet.pull_concurrency is None
+        assert loaded.variants[1].kubelet.registry_pull_qps == 0  # merged, not replaced
+
+    def test_no_variants_means_one_named_default(self):
+        assert [v.name for v in load_document(_doc()).variants] == ["default"]
+
+    def test_replicas_are_named_and_spread_round_robin_in_file_order(self):
+        document = _doc(
+            nodes={"count": 3},
+            workload=[
+                {"at": "5s", "replicas": 2, "pod": pod("late", APP)},
+                {"at": "0s", "replicas": 2, "pod": pod("early", APP)},
+                {"at": "5s", "pod": pod("later", APP)},
+            ],
+        )
+        result = run_scenario(load_document(document))
+        placed = [(p.pod.name, p.node, p.created_at) for p in result.variants[0].pods]
+        assert placed == [
+            ("early-0", "node-0", 0.0),
+            ("early-1", "node-1", 0.0),
+            ("late-0", "node-2", 5.0),
+            ("late-1", "node-0", 5.0),
+            ("later-0", "node-1", 5.0),
+        ]
+
+
+class TestOutput:
+    def test_json_shape(self):
+        doc = to_json(run_scenario(load_document(_doc())))
+        assert doc["scenario"] == "test"
+        (variant,) = doc["variants"]
+        assert set(variant) == {"name", "summary", "pods", "events"}
+        assert set(variant["summary"]) == {
+            "pods",
+            "podsReady",
+            "imagesReady",
+            "pulls",
+            "failedPulls",
+            "backoffs",
+            "bytesPulled",
+            "simulatedSeconds",
+            "wallSeconds",
+        }
+        assert set(variant["summary"]["imagesReady"]) == {"p50", "p90", "p99", "max"}
+        (pod_json,) = variant["pods"]
+        assert set(pod_json) == {
+            "namespace",
+            "name",
+            "node",
+            "createdAt",
+            "imagesReadyAt",
+            "containers",
+        }
+        assert set(pod_json["containers"][0]) == {"name", "image", "pullAttempts", "state"}
+        assert set(variant["events"][0]) == {
+            "t",
+            "node",
+            "namespace",
+            "pod",
+            "type",
+            "reason",
+            "message",
+        }
+
+    @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+    def test_bundled_examples_are_deterministic(self, path):
+        def run() -> str:
+            doc = to_json(run_scenario(load_file(path)))
+            for variant in doc["variants"]:
+                variant["summary"].pop("wallSeconds")
+            return json.dumps(doc, sort_keys=True)
+
+        assert run() == run()
+
+    def test_cli_json_and_table(self, capsys):
+        flaky = next(p for p in EXAMPLES if p.stem == "flaky-registry")
+        assert main(["scenario", "run", str(flaky), "-o", "json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        summary = doc["variants"][0]["summary"]
+        assert summary["failedPulls"] > 0
+        assert summary["backoffs"] > 0
+        assert summary["podsReady"] == summary["pods"]
+        assert main(["scenario", "run", str(flaky)]) == 0
+        out = capsys.readouterr().out
+        assert "images ready p99" in out
+        assert "ledger-0" in out
+
+    def test_unknown_variant_is_refused(self, capsys):
+        path = EXAMPLES[0]
+        assert main(["scenario", "run", str(path), "--variant", "nope"]) == 2
+        assert "no variant named 'nope'" in capsys.readouterr().err
+
+    def test_report_writes_json_and_plots(self, tmp_path, capsys):
+        path = next(p for p in EXAMPLES if p.stem == "serial-vs-parallel")
+        assert main(["scenario", "run", str(path), "--report", str(tmp_path)]) == 0
+        assert json.loads((tmp_path / "report.json").read_text())["scenario"]
+        for name in ("images-ready-cdf.png", "pulls-timeline.png"):
+            assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
