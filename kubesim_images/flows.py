@@ -1,5 +1,3 @@
-# Copyright 2026 The kubesim-images Authors. Licensed under the Apache License, Version 2.0.
-
 """Max-min fair sharing of download bandwidth between concurrent image pulls.
 
 This module owns the byte-level physics of pulls and nothing else: how many bytes per second each
@@ -76,7 +74,12 @@ def _check_bandwidth(value: float, what: str) -> None:
 
 
 class FlowNetwork:
-    """Download flows sharing node downlinks and one registry egress, max-min fairly."""
+    """Download flows sharing node downlinks and one registry egress, max-min fairly.
+
+    Times passed to start/cancel/complete_due must never go backwards. A start or cancel first
+    completes every flow that finished by its `now` (at that flow's own finish time), so rates
+    are never applied past a finish; those flows are reported by the next complete_due.
+    """
 
     __slots__ = (
         "_busy",
@@ -173,6 +176,7 @@ class FlowNetwork:
         self._end_change(n, now)
 
     def next_completion(self) -> tuple[float, int] | None:
+        """Earliest (finish time, flow_id) not yet reported, finished or not; lowest id on ties."""
         if self._pending:
             return min((when, fid) for fid, when in self._pending.items())
         top = self._peek()
@@ -182,6 +186,7 @@ class FlowNetwork:
         return max(when, self._now), flow.flow_id
 
     def complete_due(self, now: float) -> list[int]:
+        """Advance to `now`; remove and return flows finished by then, by (time, flow_id)."""
         if now >= self._now:
             self._settle(now)
             pending = self._pending

@@ -120,17 +120,37 @@ def _decode_entry(entry: Mapping[str, Any]) -> tuple[str, str]:
         if not sep:
             raise ConfigError("auth must decode to username:password")
         username, password = user, secret
-    token = entry.get("identitytoken")
-    if isinstance(token, str) and token and not password:
-        password = token
+    # The kubelet's DockerConfigEntry has no identitytoken: such entries carry no credential.
     return username, password
+
+
+_CONFIG_JSON_KEYS = frozenset(
+    {
+        "auths",
+        "credsStore",
+        "credHelpers",
+        "HttpHeaders",
+        "psFormat",
+        "imagesFormat",
+        "detachKeys",
+        "proxies",
+        "currentContext",
+        "plugins",
+        "aliases",
+        "features",
+    }
+)
 
 
 def parse_docker_config(data: Any, *, source: str) -> list[tuple[str, Credential]]:
     """(config key as written, credential) pairs from a config.json or .dockercfg document."""
     if not isinstance(data, Mapping):
         raise ConfigError("docker config must be a JSON object", source=source)
-    auths = data.get("auths", data) if "auths" in data else data
+    # config.json puts credentials under `auths` beside other settings (credsStore,
+    # credHelpers, ...), which the kubelet ignores; the older .dockercfg is the map itself.
+    auths = data.get("auths", {}) if _CONFIG_JSON_KEYS & set(data) else data
+    if auths is None:
+        auths = {}
     if not isinstance(auths, Mapping):
         raise ConfigError("auths must be an object", source=source, path="auths")
     out: list[tuple[str, Credential]] = []

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubesim_images.errors import ConfigError, InvalidValueError
-from kubesim_images.units import parse_duration
+from kubesim_images.units import format_duration, parse_duration
 
 API_VERSION = "kubelet.config.k8s.io/v1beta1"
 KIND = "KubeletConfiguration"
@@ -42,12 +42,6 @@ def _int(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"must be an integer, got {value!r}", path=field)
     return value
-
-
-def _number(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"must be a number, got {value!r}", path=field)
-    return float(value)
 
 
 def _bool(value: Any, field: str) -> bool:
@@ -87,7 +81,8 @@ def load_kubelet_config(data: Mapping[str, Any] | None, *, path: str = "") -> Ku
     else:
         serialize = _bool(serialize, f"{prefix}serializeImagePulls")
     qps = data.get("registryPullQPS")
-    qps = 5.0 if qps is None else _number(qps, f"{prefix}registryPullQPS")
+    # An int32 in KubeletConfiguration: fractions do not decode.
+    qps = 5.0 if qps is None else float(_int(qps, f"{prefix}registryPullQPS"))
     burst = _int(data.get("registryBurst", 0) or 0, f"{prefix}registryBurst")
     if burst == 0:
         burst = 10
@@ -96,7 +91,9 @@ def load_kubelet_config(data: Mapping[str, Any] | None, *, path: str = "") -> Ku
     low = data.get("imageGCLowThresholdPercent")
     low = 80 if low is None else _int(low, f"{prefix}imageGCLowThresholdPercent")
     min_age = data.get("imageMinimumGCAge")
-    min_age = 120.0 if min_age is None else _duration(min_age, f"{prefix}imageMinimumGCAge")
+    min_age = 0.0 if min_age is None else _duration(min_age, f"{prefix}imageMinimumGCAge")
+    if min_age == 0:
+        min_age = 120.0  # zero means unset, defaulted to 2m
     max_age = data.get("imageMaximumGCAge")
     max_age = 0.0 if max_age is None else _duration(max_age, f"{prefix}imageMaximumGCAge")
 
@@ -116,6 +113,11 @@ def load_kubelet_config(data: Mapping[str, Any] | None, *, path: str = "") -> Ku
         errors.append(
             f"invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) {low} "
             f"must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) {high}"
+        )
+    if max_age != 0 and min_age >= max_age:
+        errors.append(
+            f"invalid configuration: imageMaximumGCAge {format_duration(max_age)} must be "
+            f"greater than imageMinimumGCAge {format_duration(min_age)}"
         )
     if burst < 0:
         errors.append(

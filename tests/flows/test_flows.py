@@ -1,5 +1,3 @@
-# Copyright 2026 The kubesim-images Authors. Licensed under the Apache License, Version 2.0.
-
 """FlowNetwork: exact tables for the sharing model, then properties over random workloads.
 
 The properties drive the network event by event (next_completion / complete_due), integrate

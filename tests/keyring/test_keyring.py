@@ -563,3 +563,15 @@ def test_keyring_round_trip_through_json(tmp_path: Path) -> None:
     assert _users(keyring, "registry.example.com/app") == ["foo"]
     assert _users(keyring, "quay.io/app") == ["q"]
     assert _users(keyring, "example.com/app") == []
+
+
+def test_identity_token_is_not_a_password() -> None:
+    """The kubelet's DockerConfigEntry has no identitytoken field: it is ignored."""
+    ((_, cred),) = parse_docker_config({"auths": {"quay.io": {"identitytoken": "tok"}}}, source="f")
+    assert (cred.username, cred.password) == ("", "")
+
+
+def test_config_json_without_auths_has_no_credentials() -> None:
+    """credsStore/credHelpers are docker CLI settings the kubelet does not read."""
+    assert parse_docker_config({"credsStore": "desktop"}, source="f") == []
+    assert parse_docker_config({"auths": None, "credHelpers": {"x": "y"}}, source="f") == []
