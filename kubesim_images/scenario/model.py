@@ -17,14 +17,13 @@ from typing import Any
 
 import yaml
 
-from kubesim_images.errors import ConfigError, InvalidReferenceError, InvalidValueError
+from kubesim_images.errors import ConfigError
+from kubesim_images.fields import Fields
 from kubesim_images.kubeletconfig import KubeletConfig, load_kubelet_config
 from kubesim_images.pod import Pod, PodInvalidError, pod_from_manifest
 from kubesim_images.podworkers import SyncSettings
-from kubesim_images.reference import parse_normalized
-from kubesim_images.registry.catalogue import Catalogue, SimImage, make_image
-from kubesim_images.registry.simulated import ERROR_KINDS, Fault, RateLimit
-from kubesim_images.units import parse_bandwidth, parse_duration, parse_size
+from kubesim_images.registry.catalogue import SimImage
+from kubesim_images.registry.spec import REGISTRY_FIELDS, RegistrySpec, parse_ref, parse_registry
 
 API_VERSION = "kubesim.io/v1alpha1"
 KIND = "Scenario"
@@ -47,15 +46,6 @@ class WorkloadEntry:
     replicas: int
     pod: Mapping[str, Any]
     namespace: str
-
-
-@dataclass(frozen=True, slots=True)
-class RegistrySpec:
-    catalogue: Catalogue
-    latency: float
-    bandwidth: float
-    faults: tuple[Fault, ...]
-    rate_limit: RateLimit | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,70 +73,6 @@ class Scenario:
     variants: tuple[VariantSpec, ...]
 
 
-class _Ctx:
-    """Where we are in the file, so every error can say so."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, path: str, message: str) -> ConfigError:
-        return ConfigError(message, path=path, source=self.source)
-
-    def mapping(self, value: Any, path: str, allowed: set[str] | None = None) -> Mapping[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise self.fail(path, f"must be a mapping, got {type(value).__name__}")
-        if allowed is not None:
-            unknown = sorted(str(k) for k in value if k not in allowed)
-            if unknown:
-                raise self.fail(
-                    f"{path}.{unknown[0]}" if path else unknown[0],
-                    f"unknown field (expected one of: {', '.join(sorted(allowed))})",
-                )
-        return value
-
-    def sequence(self, value: Any, path: str) -> list[Any]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.fail(path, f"must be a list, got {type(value).__name__}")
-        return value
-
-    def integer(self, value: Any, path: str, *, minimum: int = 0) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-            raise self.fail(path, f"must be {what}, got {value!r}")
-        return value
-
-    def number(self, value: Any, path: str, *, low: float, high: float) -> float:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not low <= value <= high
-        ):
-            raise self.fail(path, f"must be a number between {low:g} and {high:g}, got {value!r}")
-        return float(value)
-
-    def duration(self, value: Any, path: str) -> float:
-        try:
-            return parse_duration(value)
-        except InvalidValueError as exc:
-            raise self.fail(path, str(exc)) from None
-
-    def size(self, value: Any, path: str) -> int:
-        try:
-            return parse_size(value)
-        except InvalidValueError as exc:
-            raise self.fail(path, str(exc)) from None
-
-    def bandwidth(self, value: Any, path: str) -> float:
-        try:
-            return parse_bandwidth(value)
-        except InvalidValueError as exc:
-            raise self.fail(path, str(exc)) from None
-
-
 def load_file(path: str | Path) -> Scenario:
     source = str(path)
     try:
@@ -168,7 +94,7 @@ def load_text(text: str, *, source: str = "<scenario>") -> Scenario:
 
 
 def load_document(document: Any, *, source: str = "<scenario>") -> Scenario:
-    ctx = _Ctx(source)
+    ctx = Fields(source)
     root = ctx.mapping(document, "", {"apiVersion", "kind", "metadata", "spec"})
     if root.get("apiVersion") != API_VERSION:
         raise ctx.fail("apiVersion", f"must be {API_VERSION}, got {root.get('apiVersion')!r}")
@@ -211,7 +137,7 @@ def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def _variant(ctx: _Ctx, name: str, spec: Mapping[str, Any], where: str) -> VariantSpec:
+def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> VariantSpec:
     seed = spec.get("seed", 0)
     seed = ctx.integer(seed, f"{where}.seed")
     duration = ctx.duration(spec.get("duration", "1h"), f"{where}.duration")
@@ -238,13 +164,9 @@ def _variant(ctx: _Ctx, name: str, spec: Mapping[str, Any], where: str) -> Varia
     always_pull = admission.get("alwaysPullImages", False)
     if not isinstance(always_pull, bool):
         raise ctx.fail(f"{where}.admission.alwaysPullImages", "must be true or false")
-    registry = _registry(
+    registry = parse_registry(
         ctx,
-        ctx.mapping(
-            spec.get("registry"),
-            f"{where}.registry",
-            {"latency", "bandwidth", "images", "faults", "rateLimit"},
-        ),
+        ctx.mapping(spec.get("registry"), f"{where}.registry", REGISTRY_FIELDS),
         f"{where}.registry",
     )
     nodes = ctx.mapping(
@@ -257,7 +179,7 @@ def _variant(ctx: _Ctx, name: str, spec: Mapping[str, Any], where: str) -> Varia
         ctx.sequence(nodes.get("preloadedImages"), f"{where}.nodes.preloadedImages")
     ):
         path = f"{where}.nodes.preloadedImages[{index}]"
-        ref = _ref(ctx, image, path)
+        ref = parse_ref(ctx, image, path)
         found = registry.catalogue.resolve(ref.with_default_tag())
         if found is None:
             raise ctx.fail(
@@ -281,91 +203,8 @@ def _variant(ctx: _Ctx, name: str, spec: Mapping[str, Any], where: str) -> Varia
     )
 
 
-def _ref(ctx: _Ctx, value: Any, path: str) -> Any:
-    if not isinstance(value, str):
-        raise ctx.fail(path, f"must be an image reference string, got {value!r}")
-    try:
-        return parse_normalized(value)
-    except InvalidReferenceError as exc:
-        raise ctx.fail(path, f"{value!r}: {exc}") from None
-
-
-def _registry(ctx: _Ctx, raw: Mapping[str, Any], where: str) -> RegistrySpec:
-    images: list[SimImage] = []
-    seen: set[str] = set()
-    for index, item in enumerate(ctx.sequence(raw.get("images"), f"{where}.images")):
-        path = f"{where}.images[{index}]"
-        entry = ctx.mapping(item, path, {"name", "layers"})
-        ref = _ref(ctx, entry.get("name"), f"{path}.name")
-        layers: list[tuple[int, str | None]] = []
-        raw_layers = ctx.sequence(entry.get("layers"), f"{path}.layers")
-        if not raw_layers:
-            raise ctx.fail(f"{path}.layers", "required: at least one layer ({size: 10Mi})")
-        for lindex, layer in enumerate(raw_layers):
-            lpath = f"{path}.layers[{lindex}]"
-            spec = ctx.mapping(layer, lpath, {"size", "digest"})
-            if "size" not in spec:
-                raise ctx.fail(f"{lpath}.size", "required")
-            digest = spec.get("digest")
-            if digest is not None and not _is_digest(digest):
-                raise ctx.fail(
-                    f"{lpath}.digest", f"invalid digest {digest!r} (want sha256:<64 lowercase hex>)"
-                )
-            layers.append((ctx.size(spec["size"], f"{lpath}.size"), digest))
-        image = make_image(ref.with_default_tag() if not ref.digest else ref, layers)
-        key = str(image.ref)
-        if key in seen:
-            raise ctx.fail(f"{path}.name", f"duplicate image {key}")
-        seen.add(key)
-        images.append(image)
-    faults: list[Fault] = []
-    for index, item in enumerate(ctx.sequence(raw.get("faults"), f"{where}.faults")):
-        path = f"{where}.faults[{index}]"
-        entry = ctx.mapping(item, path, {"image", "failFirst", "probability", "error"})
-        error = entry.get("error", "internal error")
-        if not isinstance(error, str) or not error:
-            raise ctx.fail(
-                f"{path}.error", "must be an error kind such as " + ", ".join(sorted(ERROR_KINDS))
-            )
-        image_ref = _ref(ctx, entry["image"], f"{path}.image") if "image" in entry else None
-        fail_first = (
-            ctx.integer(entry["failFirst"], f"{path}.failFirst", minimum=1)
-            if "failFirst" in entry
-            else None
-        )
-        probability = (
-            ctx.number(entry["probability"], f"{path}.probability", low=0.0, high=1.0)
-            if "probability" in entry
-            else None
-        )
-        faults.append(
-            Fault(error=error, image=image_ref, fail_first=fail_first, probability=probability)
-        )
-    rate_limit = None
-    if raw.get("rateLimit") is not None:
-        rl = ctx.mapping(raw["rateLimit"], f"{where}.rateLimit", {"pulls", "window", "perNode"})
-        pulls = ctx.integer(rl.get("pulls"), f"{where}.rateLimit.pulls", minimum=1)
-        window = ctx.duration(rl.get("window", "6h"), f"{where}.rateLimit.window")
-        if window <= 0:
-            raise ctx.fail(f"{where}.rateLimit.window", "must be positive")
-        per_node = rl.get("perNode", False)
-        if not isinstance(per_node, bool):
-            raise ctx.fail(f"{where}.rateLimit.perNode", "must be true or false")
-        rate_limit = RateLimit(pulls=pulls, window=window, per_node=per_node)
-    latency = ctx.duration(raw.get("latency", "0s"), f"{where}.latency")
-    bandwidth = ctx.bandwidth(raw.get("bandwidth", "unlimited"), f"{where}.bandwidth")
-    return RegistrySpec(Catalogue(images), latency, bandwidth, tuple(faults), rate_limit)
-
-
-def _is_digest(value: Any) -> bool:
-    if not isinstance(value, str) or not value.startswith("sha256:"):
-        return False
-    hexpart = value[7:]
-    return len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart)
-
-
 def _workload(
-    ctx: _Ctx, raw: Any, where: str, always_pull: bool
+    ctx: Fields, raw: Any, where: str, always_pull: bool
 ) -> tuple[tuple[WorkloadEntry, ...], tuple[tuple[float, Pod], ...]]:
     entries: list[WorkloadEntry] = []
     names: set[str] = set()

@@ -1,0 +1,142 @@
+"""The daemon's durable state: one SQLite file under the state directory.
+
+Everything a restart must find again is written through as it changes, one autocommitted
+statement per change in WAL mode, so a `kill -9` at any instant loses at most the change being
+made: API objects (pods as created and defaulted, secrets, service accounts), each pod's
+container statuses, the node's images, back-off entries and events. Times are stored as
+calendar seconds (epoch), because loop time restarts with the process. The directory is 0700
+and the database 0600: secrets are at rest in it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name));
+CREATE TABLE IF NOT EXISTS pod_status (uid TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS backoff (
+    key TEXT PRIMARY KEY, backoff REAL NOT NULL, last_update REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    name TEXT PRIMARY KEY, namespace TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "kubesim-images"
+
+
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True)
+
+
+class StateStore:
+    """Write-through persistence; every method is one short synchronous statement."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.chmod(0o700)
+        self.path = directory / "state.db"
+        if not self.path.exists():
+            # Create the file 0600 before SQLite opens it; its WAL and SHM files inherit that.
+            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        self.path.chmod(0o600)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- API objects -------------------------------------------------------------------------
+    def put_object(self, kind: str, namespace: str, name: str, doc: Any) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO objects (kind, namespace, name, doc) VALUES (?, ?, ?, ?)",
+            (kind, namespace, name, _dumps(doc)),
+        )
+
+    def delete_object(self, kind: str, namespace: str, name: str) -> None:
+        self._db.execute(
+            "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+            (kind, namespace, name),
+        )
+
+    def objects(self, kind: str) -> list[Any]:
+        rows = self._db.execute(
+            "SELECT doc FROM objects WHERE kind = ? ORDER BY namespace, name", (kind,)
+        )
+        return [json.loads(doc) for (doc,) in rows]
+
+    # -- pod runtime status ------------------------------------------------------------------
+    def put_pod_status(self, uid: str, doc: Any) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO pod_status (uid, doc) VALUES (?, ?)", (uid, _dumps(doc))
+        )
+
+    def delete_pod_status(self, uid: str) -> None:
+        self._db.execute("DELETE FROM pod_status WHERE uid = ?", (uid,))
+
+    def pod_statuses(self) -> dict[str, Any]:
+        rows = self._db.execute("SELECT uid, doc FROM pod_status")
+        return {uid: json.loads(doc) for uid, doc in rows}
+
+    # -- the node's images -------------------------------------------------------------------
+    def put_image(self, image_id: str, doc: Any) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO images (id, doc) VALUES (?, ?)", (image_id, _dumps(doc))
+        )
+
+    def delete_image(self, image_id: str) -> None:
+        self._db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+
+    def images(self) -> list[Any]:
+        return [json.loads(doc) for (doc,) in self._db.execute("SELECT doc FROM images")]
+
+    # -- back-off ----------------------------------------------------------------------------
+    def put_backoff(self, key: str, backoff: float, last_update_epoch: float) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO backoff (key, backoff, last_update) VALUES (?, ?, ?)",
+            (key, backoff, last_update_epoch),
+        )
+
+    def delete_backoff(self, key: str) -> None:
+        self._db.execute("DELETE FROM backoff WHERE key = ?", (key,))
+
+    def backoffs(self) -> dict[str, tuple[float, float]]:
+        rows = self._db.execute("SELECT key, backoff, last_update FROM backoff")
+        return {key: (backoff, last) for key, backoff, last in rows}
+
+    # -- events ------------------------------------------------------------------------------
+    def put_event(self, name: str, namespace: str, seq: int, doc: Any) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO events (name, namespace, seq, doc) VALUES (?, ?, ?, ?)",
+            (name, namespace, seq, _dumps(doc)),
+        )
+
+    def delete_event(self, name: str) -> None:
+        self._db.execute("DELETE FROM events WHERE name = ?", (name,))
+
+    def events(self) -> Iterator[Any]:
+        for (doc,) in self._db.execute("SELECT doc FROM events ORDER BY seq"):
+            yield json.loads(doc)
+
+    # -- counters ----------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str = "") -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else default
+
+    def put_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
