@@ -8,6 +8,7 @@ back-off" means `now - lastUpdate < backoff`, strictly. A successful pull does n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -24,6 +25,8 @@ class Backoff:
         self.initial = initial
         self.maximum = maximum
         self._entries: dict[str, BackoffEntry] = {}
+        # Told of every change (entry None: removed), e.g. to write it through to disk.
+        self.on_change: Callable[[str, BackoffEntry | None], None] | None = None
 
     def _expired(self, now: float, entry: BackoffEntry) -> bool:
         return now - entry.last_update > 2 * self.maximum
@@ -37,6 +40,8 @@ class Backoff:
         else:
             entry.backoff = min(entry.backoff * 2, self.maximum)
             entry.last_update = now
+        if self.on_change is not None:
+            self.on_change(key, entry)
         return entry.backoff
 
     def is_in_backoff_since_update(self, key: str, now: float) -> bool:
@@ -51,10 +56,15 @@ class Backoff:
     def gc(self, now: float) -> None:
         """Drop entries not updated for more than twice the cap (`Backoff.GC`)."""
         for key in [k for k, e in self._entries.items() if self._expired(now, e)]:
-            del self._entries[key]
+            self.delete(key)
 
     def delete(self, key: str) -> None:
-        self._entries.pop(key, None)
+        if self._entries.pop(key, None) is not None and self.on_change is not None:
+            self.on_change(key, None)
+
+    def restore(self, key: str, backoff: float, last_update: float) -> None:
+        """Put back an entry saved before a restart (no change notification)."""
+        self._entries[key] = BackoffEntry(backoff=backoff, last_update=last_update)
 
     def entries(self) -> dict[str, BackoffEntry]:
         return dict(self._entries)

@@ -29,7 +29,7 @@ from kubesim_images.events import EventSink, container_event
 from kubesim_images.keyring import Credential
 from kubesim_images.logging import get_logger
 from kubesim_images.pod import Container, Pod
-from kubesim_images.policy import Decision, decide
+from kubesim_images.policy import Decision, PullPolicy, decide
 from kubesim_images.puller import ImagePuller
 from kubesim_images.reasons import EventType, Reason
 from kubesim_images.reference import ImageReference, parse_normalized
@@ -47,6 +47,15 @@ class PullObserver:
     """Hooks for metrics; the default does nothing."""
 
     def pull_started(self, image: str) -> None:  # noqa: ARG002 - a no-op hook
+        return None
+
+    def ensure_request(
+        self,
+        *,
+        present_locally: bool | None,  # noqa: ARG002 - a no-op hook
+        pull_policy: str,  # noqa: ARG002
+        pull_required: bool | None,  # noqa: ARG002
+    ) -> None:
         return None
 
     def pull_finished(
@@ -108,6 +117,25 @@ class ImageManager:
         on_pulling: Callable[[], None] | None = None,
     ) -> Ensured:
         """Make the container's image present or raise the kubelet's `ContainerError`."""
+        # The kubelet counts every call once, as it returns, with what it learned by then.
+        facts: dict[str, bool | None] = {"present_locally": None, "pull_required": None}
+        try:
+            return await self._ensure(pod, container, credentials, on_pulling, facts)
+        finally:
+            self.observer.ensure_request(
+                present_locally=facts["present_locally"],
+                pull_policy=container.pull_policy.value,
+                pull_required=facts["pull_required"],
+            )
+
+    async def _ensure(
+        self,
+        pod: Pod,
+        container: Container,
+        credentials: Sequence[Credential],
+        on_pulling: Callable[[], None] | None,
+        facts: dict[str, bool | None],
+    ) -> Ensured:
         loop = asyncio.get_running_loop()
         image = container.image
         try:
@@ -118,8 +146,12 @@ class ImageManager:
             raise InvalidImageName(message) from None
 
         present = self.store.lookup(ref)
+        if container.pull_policy is not PullPolicy.ALWAYS:
+            # Under Always the kubelet never asks whether the image is there.
+            facts["present_locally"] = present is not None
         decision = decide(container.pull_policy, present is not None)
         if decision is Decision.ALREADY_PRESENT and present is not None:
+            facts["pull_required"] = False
             self.store.touch(present.id, loop.time())
             self._emit(
                 pod, container, EventType.NORMAL, Reason.PULLED, reasons.already_present(image)
@@ -130,6 +162,7 @@ class ImageManager:
             self._emit(pod, container, EventType.WARNING, Reason.ERR_IMAGE_NEVER_PULL, message)
             raise ErrImageNeverPull(message)
 
+        facts["pull_required"] = True
         key = f"{pod.uid}_{image}"
         started = loop.time()
         if self.backoff.is_in_backoff_since_update(key, started):
@@ -168,6 +201,7 @@ class ImageManager:
             Reason.PULLED,
             reasons.pulled(image, result.pull_seconds, now - started, size),
         )
-        self.observer.pull_finished(image, result.pull_seconds, size, ok=True)
+        # The kubelet's histogram observes the time including the wait for a pull slot.
+        self.observer.pull_finished(image, now - started, size, ok=True)
         self.backoff.gc(now)
         return Ensured(result.record.id, pulled=True)

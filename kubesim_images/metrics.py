@@ -25,6 +25,9 @@ from kubesim_images.node import Node
 from kubesim_images.policy import PullPolicy
 from kubesim_images.reasons import truncate_ms
 
+# component-base prefixes the HELP text of a metric with its stability level.
+_ALPHA = "[ALPHA] "
+
 _MIB = 1024 * 1024
 _GIB = 1024 * _MIB
 
@@ -84,11 +87,10 @@ class _NodeCollector:
         ("kubesim_image_pulls_in_flight", "Pulls holding a pull slot on the node."),
         (
             "kubesim_image_backoff_entries",
-            "Image pull back-off entries held (keyed podUID_image; expired ones are dropped "
-            "only by the garbage collection after a successful pull, as in the kubelet).",
+            "Image pull back-off entries held, expired ones included until the next GC.",
         ),
         ("kubesim_images_on_node", "Images in the node's image store."),
-        ("kubesim_image_store_bytes", "Bytes of the distinct layers in the node's image store."),
+        ("kubesim_image_store_bytes", "Bytes of the layers in the node's store, shared ones once."),
     )
 
     def __init__(self, node: Node) -> None:
@@ -125,14 +127,14 @@ class Metrics(PullObserver):
 
         self.image_pull_duration = Histogram(
             "kubelet_image_pull_duration_seconds",
-            "Duration in seconds to pull an image.",
+            f"{_ALPHA}Duration in seconds to pull an image.",
             labelnames=("image_size_in_bytes",),
             buckets=IMAGE_PULL_DURATION_BUCKETS,
             registry=self.registry,
         )
         self.ensure_image_requests = Counter(
             "kubelet_image_manager_ensure_image_requests_total",
-            "Number of ensure-image requests processed by the kubelet.",
+            f"{_ALPHA}Number of ensure-image requests processed by the kubelet.",
             labelnames=("pull_policy", "present_locally", "pull_required"),
             registry=self.registry,
         )

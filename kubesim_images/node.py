@@ -34,6 +34,7 @@ class Node:
         credentials: CredentialLookup | None = None,
         observer: PullObserver | None = None,
         on_ready: Callable[[PodStatus], None] | None = None,
+        on_change: Callable[[PodStatus], None] | None = None,
     ) -> None:
         self.name = name
         self.kubelet = kubelet
@@ -42,7 +43,13 @@ class Node:
         self.backoff = Backoff()
         self.manager = ImageManager(name, self.puller, self.backoff, events, observer)
         self.workers = PodWorkers(
-            self.manager, events, settings=sync, rng=rng, credentials=credentials, on_ready=on_ready
+            self.manager,
+            events,
+            settings=sync,
+            rng=rng,
+            credentials=credentials,
+            on_ready=on_ready,
+            on_change=on_change,
         )
 
     def preload(self, records: Iterable[ImageRecord], now: float = 0.0) -> None:

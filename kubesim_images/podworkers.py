@@ -85,6 +85,7 @@ class PodWorkers:
         rng: random.Random | None = None,
         credentials: CredentialLookup | None = None,
         on_ready: Callable[[PodStatus], None] | None = None,
+        on_change: Callable[[PodStatus], None] | None = None,
     ) -> None:
         self.manager = manager
         self.events = events
@@ -92,6 +93,7 @@ class PodWorkers:
         self._rng = rng or random.Random(0)
         self._credentials = credentials
         self._on_ready = on_ready
+        self._on_change = on_change
         self.pods: dict[str, PodStatus] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -151,17 +153,17 @@ class PodWorkers:
     async def sync(self, status: PodStatus) -> bool:
         """One sync; True when every container has its image (the pod can run)."""
         status.syncs += 1
-        pod = status.pod
-        credentials = self._credentials(pod) if self._credentials is not None else ()
+        credentials = self._credentials(status.pod) if self._credentials is not None else ()
         for cs in status.init_statuses:
             if cs.state is not State.WAITING:
                 continue
-            if not await self._ensure(pod, cs, credentials, State.TERMINATED, "Completed"):
+            if not await self._ensure(status, cs, credentials, State.TERMINATED, "Completed"):
+                self._changed(status)
                 return False
         ok = True
         for cs in status.statuses:
             if cs.state is State.WAITING:
-                ok = await self._ensure(pod, cs, credentials, State.RUNNING, "") and ok
+                ok = await self._ensure(status, cs, credentials, State.RUNNING, "") and ok
         if ok:
             status.images_ready_at = asyncio.get_running_loop().time()
             if self._on_ready is not None:
@@ -170,16 +172,22 @@ class PodWorkers:
             for cs in status.statuses:
                 if cs.state is State.WAITING and cs.reason == "ContainerCreating":
                     cs.reason = "PodInitializing"
+        self._changed(status)
         return ok
+
+    def _changed(self, status: PodStatus) -> None:
+        if self._on_change is not None:
+            self._on_change(status)
 
     async def _ensure(
         self,
-        pod: Pod,
+        status: PodStatus,
         cs: ContainerStatus,
         credentials: Sequence[Credential],
         done: State,
         done_reason: str,
     ) -> bool:
+        pod = status.pod
         try:
             ensured = await self.manager.ensure_image_exists(
                 pod, cs.container, credentials=credentials, on_pulling=cs.count_pull
@@ -191,6 +199,8 @@ class PodWorkers:
         cs.state, cs.reason, cs.message = done, done_reason, ""
         cs.image_id = ensured.image_id
         cs.started_at = asyncio.get_running_loop().time()
+        # Report each container as it becomes ready, not only at the end of the sync.
+        self._changed(status)
         return True
 
     def _emit_failed(self, pod: Pod, container: Container, reason: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from kubesim_images.reference import ImageReference
 
@@ -34,8 +35,17 @@ class ImageRecord:
         return sum(layer.size for layer in self.layers)
 
 
+class StoreListener(Protocol):
+    """Told of every change, e.g. to write it through to disk."""
+
+    def image_changed(self, record: ImageRecord) -> None: ...
+
+    def image_removed(self, image_id: str) -> None: ...
+
+
 class ImageStore:
     def __init__(self) -> None:
+        self.listener: StoreListener | None = None
         self._layers: dict[str, int] = {}
         self._layer_refs: dict[str, int] = {}
         self._images: dict[str, ImageRecord] = {}
@@ -83,6 +93,8 @@ class ImageStore:
         if ref is not None and ref.tag and not ref.digest:
             self._name(existing, f"{ref.name}:{ref.tag}", existing.repo_tags)
         existing.last_used = now
+        if self.listener is not None:
+            self.listener.image_changed(existing)
         return existing
 
     def _name(self, record: ImageRecord, name: str, names: list[str]) -> None:
@@ -93,6 +105,8 @@ class ImageStore:
             old = self._images[previous]
             if name in old.repo_tags:
                 old.repo_tags.remove(name)
+                if self.listener is not None:
+                    self.listener.image_changed(old)
         self._by_name[name] = record.id
         if name not in names:
             names.append(name)
@@ -116,6 +130,8 @@ class ImageStore:
                 self._layers.pop(layer.digest, None)
             else:
                 self._layer_refs[layer.digest] = count
+        if self.listener is not None:
+            self.listener.image_removed(image_id)
         return record
 
     def images(self) -> list[ImageRecord]:

@@ -1,0 +1,1 @@
+"""The daemon: one simulated node behind a Kubernetes-shaped HTTP API."""

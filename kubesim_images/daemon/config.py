@@ -1,0 +1,180 @@
+"""The daemon's configuration file, and the embedded default `make run` uses.
+
+```yaml
+apiVersion: kubesim.io/v1alpha1
+kind: DaemonConfig
+node: {name: kubesim-node, bandwidth: 1Gbps, dockerConfig: ~/.docker/config.json,
+       preloadedImages: [registry.k8s.io/pause:3.10]}
+kubeletConfigFile: /var/lib/kubelet/config.yaml   # a real KubeletConfiguration, or inline:
+kubelet: {serializeImagePulls: false, maxParallelImagePulls: 3}
+admission: {alwaysPullImages: false}
+sync: {errorRequeue: 10s, jitterFactor: 0.5}
+registry: {latency: 200ms, bandwidth: unlimited, bundledCatalogue: true, images: [], faults: []}
+api: {maxBodyBytes: 3Mi}
+```
+Paths are relative to the config file. Invalid settings are refused at start-up with the
+kubelet's own texts, and the daemon exits non-zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubesim_images.daemon.catalogue import bundled_images
+from kubesim_images.errors import ConfigError
+from kubesim_images.fields import Fields
+from kubesim_images.keyring import Credential, load_docker_config
+from kubesim_images.kubeletconfig import KubeletConfig, load_kubelet_config
+from kubesim_images.podworkers import SyncSettings
+from kubesim_images.registry.catalogue import Catalogue, SimImage
+from kubesim_images.registry.spec import REGISTRY_FIELDS, RegistrySpec, parse_ref, parse_registry
+
+API_VERSION = "kubesim.io/v1alpha1"
+KIND = "DaemonConfig"
+_TOP = {
+    "apiVersion",
+    "kind",
+    "node",
+    "kubelet",
+    "kubeletConfigFile",
+    "admission",
+    "sync",
+    "registry",
+    "api",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    node_name: str
+    node_bandwidth: float
+    preloaded: tuple[SimImage, ...]
+    node_credentials: tuple[tuple[str, Credential], ...]
+    kubelet: KubeletConfig
+    always_pull_images: bool
+    sync: SyncSettings
+    registry: RegistrySpec
+    seed: int
+    max_body_bytes: int
+    source: str
+
+
+def load_config(path: str | Path | None) -> DaemonConfig:
+    """The config in `path`, or the embedded default when None."""
+    if path is None:
+        return parse_config({"apiVersion": API_VERSION, "kind": KIND}, source="<embedded>")
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror}", source=source) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", source=source) from None
+    return parse_config(document, source=source, base=Path(path).parent)
+
+
+def parse_config(document: Any, *, source: str, base: Path | None = None) -> DaemonConfig:
+    ctx = Fields(source)
+    root = ctx.mapping(document, "", _TOP)
+    if root.get("apiVersion", API_VERSION) != API_VERSION:
+        raise ctx.fail("apiVersion", f"must be {API_VERSION}, got {root.get('apiVersion')!r}")
+    if root.get("kind", KIND) != KIND:
+        raise ctx.fail("kind", f"must be {KIND}, got {root.get('kind')!r}")
+    base = base or Path.cwd()
+
+    kubelet_doc: dict[str, Any] = {}
+    if root.get("kubeletConfigFile"):
+        kubelet_path = _resolve(base, root["kubeletConfigFile"])
+        try:
+            loaded = yaml.safe_load(kubelet_path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ctx.fail("kubeletConfigFile", f"cannot read {kubelet_path}: {exc}") from None
+        kubelet_doc.update(ctx.mapping(loaded, "kubeletConfigFile"))
+    kubelet_doc.update(ctx.mapping(root.get("kubelet"), "kubelet"))
+    try:
+        kubelet = load_kubelet_config(kubelet_doc, path="kubelet")
+    except ConfigError as exc:
+        raise ConfigError(exc.message, path=exc.path, source=source) from None
+
+    raw_registry = dict(
+        ctx.mapping(
+            root.get("registry"), "registry", REGISTRY_FIELDS | {"bundledCatalogue", "seed", "type"}
+        )
+    )
+    kind = raw_registry.pop("type", "simulated")
+    if kind != "simulated":
+        raise ctx.fail("registry.type", f"unsupported registry type {kind!r} (simulated)")
+    bundled = raw_registry.pop("bundledCatalogue", True)
+    seed = ctx.integer(raw_registry.pop("seed", 0), "registry.seed")
+    spec = parse_registry(ctx, raw_registry, "registry")
+    if bundled:
+        own = {str(image.ref) for image in spec.catalogue.images()}
+        merged = [i for i in bundled_images() if str(i.ref) not in own]
+        spec = RegistrySpec(
+            Catalogue([*merged, *spec.catalogue.images()]),
+            spec.latency,
+            spec.bandwidth,
+            spec.faults,
+            spec.rate_limit,
+        )
+    if "latency" not in raw_registry:
+        spec = RegistrySpec(spec.catalogue, 0.2, spec.bandwidth, spec.faults, spec.rate_limit)
+
+    node = ctx.mapping(
+        root.get("node"), "node", {"name", "bandwidth", "dockerConfig", "preloadedImages"}
+    )
+    name = node.get("name", "kubesim-node")
+    if not isinstance(name, str) or not name:
+        raise ctx.fail("node.name", "must be a non-empty string")
+    preloaded: list[SimImage] = []
+    for index, image in enumerate(
+        ctx.sequence(
+            node.get("preloadedImages", ["registry.k8s.io/pause:3.10"]), "node.preloadedImages"
+        )
+    ):
+        ref = parse_ref(ctx, image, f"node.preloadedImages[{index}]")
+        found = spec.catalogue.resolve(ref.with_default_tag())
+        if found is None:
+            raise ctx.fail(
+                f"node.preloadedImages[{index}]", f"{image!r} is not in the registry's catalogue"
+            )
+        preloaded.append(found)
+    credentials: tuple[tuple[str, Credential], ...] = ()
+    if node.get("dockerConfig"):
+        credentials = tuple(load_docker_config(_resolve(base, node["dockerConfig"])))
+
+    admission = ctx.mapping(root.get("admission"), "admission", {"alwaysPullImages"})
+    always_pull = admission.get("alwaysPullImages", False)
+    if not isinstance(always_pull, bool):
+        raise ctx.fail("admission.alwaysPullImages", "must be true or false")
+    sync = ctx.mapping(root.get("sync"), "sync", {"errorRequeue", "jitterFactor"})
+    api = ctx.mapping(root.get("api"), "api", {"maxBodyBytes"})
+    return DaemonConfig(
+        node_name=name,
+        node_bandwidth=ctx.bandwidth(node.get("bandwidth", "1Gbps"), "node.bandwidth"),
+        preloaded=tuple(preloaded),
+        node_credentials=credentials,
+        kubelet=kubelet,
+        always_pull_images=always_pull,
+        sync=SyncSettings(
+            error_requeue=ctx.duration(sync.get("errorRequeue", "10s"), "sync.errorRequeue"),
+            jitter_factor=ctx.number(
+                sync.get("jitterFactor", 0.5), "sync.jitterFactor", low=0.0, high=10.0
+            ),
+        ),
+        registry=spec,
+        seed=seed,
+        max_body_bytes=ctx.size(api.get("maxBodyBytes", "3Mi"), "api.maxBodyBytes"),
+        source=source,
+    )
+
+
+def _resolve(base: Path, value: Any) -> Path:
+    path = Path(str(value)).expanduser()
+    return path if path.is_absolute() else base / path
