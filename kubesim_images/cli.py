@@ -5,6 +5,7 @@ clear messages and exit codes, never tracebacks.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -60,6 +61,26 @@ def _parser() -> argparse.ArgumentParser:
         "--docker-config",
         metavar="FILE",
         help="a docker config.json/.dockercfg whose matching keys are listed",
+    )
+
+    sv = commands.add_parser(
+        "serve",
+        help="run the simulated node's daemon (a Kubernetes-shaped API)",
+        description="Run one simulated node behind a Kubernetes-shaped API that kubectl "
+        "--server and the kubernetes Python client can drive.",
+    )
+    sv.add_argument("--config", metavar="FILE", help="daemon config (default: embedded)")
+    sv.add_argument("--address", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    sv.add_argument("--port", type=int, default=10255, help="port to bind (10255; 0 = any)")
+    sv.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="where state persists (default: $XDG_STATE_HOME/kubesim-images)",
+    )
+    sv.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="require 'Authorization: Bearer <token>' with the token in FILE",
     )
 
     sc = commands.add_parser("scenario", help="run load-testing scenarios in virtual time")
@@ -123,10 +144,43 @@ def _scenario_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from kubesim_images.daemon.config import load_config  # noqa: PLC0415 - server deps
+    from kubesim_images.daemon.server import Daemon  # noqa: PLC0415
+    from kubesim_images.state import default_state_dir  # noqa: PLC0415
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    token = None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            return _fail(f"{args.token_file}: cannot read token file: {exc.strerror}")
+        if not token:
+            return _fail(f"{args.token_file}: the token file is empty")
+    if not 0 <= args.port <= 65535:
+        return _fail(f"--port {args.port}: must be between 0 and 65535")
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
+    daemon = Daemon(config, state_dir, address=args.address, port=args.port, token=token)
+    try:
+        asyncio.run(daemon.run_until_signalled())
+    except OSError as exc:
+        return _fail(f"cannot serve on {args.address}:{args.port}: {exc.strerror or exc}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure(log_format=args.log_format, level=args.log_level)
+    level = args.log_level
+    if args.command == "serve" and level == "warning":
+        level = "info"  # a daemon reports what it does by default
+    configure(log_format=args.log_format, level=level)
     try:
+        if args.command == "serve":
+            return _serve(args)
         if args.command == "explain":
             return _explain(args)
         if args.command == "scenario":

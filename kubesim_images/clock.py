@@ -106,6 +106,14 @@ class WallClock:
     def now(self) -> float:
         return self._loop.time()
 
+    def epoch(self, loop_time: float) -> float:
+        """Calendar seconds for a loop time (what persists across restarts)."""
+        return self._offset + loop_time
+
+    def loop_time(self, epoch: float) -> float:
+        """The loop time of a calendar instant, e.g. one saved before a restart."""
+        return epoch - self._offset
+
     def to_datetime(self, loop_time: float) -> dt.datetime:
         return dt.datetime.fromtimestamp(self._offset + loop_time, tz=dt.UTC)
 

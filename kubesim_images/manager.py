@@ -36,6 +36,9 @@ from kubesim_images.reference import ImageReference, parse_normalized
 
 _log = get_logger()
 
+# The credentials to try for an image, in order (pod secrets, then the node's config).
+Keyring = Callable[[ImageReference], Sequence[Credential]]
+
 
 @dataclass(frozen=True, slots=True)
 class Ensured:
@@ -113,7 +116,7 @@ class ImageManager:
         pod: Pod,
         container: Container,
         *,
-        credentials: Sequence[Credential] = (),
+        credentials: Keyring | None = None,
         on_pulling: Callable[[], None] | None = None,
     ) -> Ensured:
         """Make the container's image present or raise the kubelet's `ContainerError`."""
@@ -132,7 +135,7 @@ class ImageManager:
         self,
         pod: Pod,
         container: Container,
-        credentials: Sequence[Credential],
+        credentials: Keyring | None,
         on_pulling: Callable[[], None] | None,
         facts: dict[str, bool | None],
     ) -> Ensured:
@@ -175,7 +178,12 @@ class ImageManager:
             on_pulling()
         self.observer.pull_started(image)
         try:
-            result = await self.puller.pull(ref, image=image, pod=pod.key, credentials=credentials)
+            result = await self.puller.pull(
+                ref,
+                image=image,
+                pod=pod.key,
+                credentials=credentials(ref) if credentials is not None else (),
+            )
         except (RegistryError, PullQPSExceededError) as exc:
             now = loop.time()
             self._emit(

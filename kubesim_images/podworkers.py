@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,9 +22,10 @@ from kubesim_images.errors import ContainerError
 from kubesim_images.events import EventSink, container_event
 from kubesim_images.keyring import Credential
 from kubesim_images.logging import get_logger
-from kubesim_images.manager import ImageManager
+from kubesim_images.manager import ImageManager, Keyring
 from kubesim_images.pod import Container, Pod
 from kubesim_images.reasons import EventType, Reason
+from kubesim_images.reference import ImageReference
 
 _log = get_logger()
 
@@ -72,7 +74,7 @@ class SyncSettings:
     jitter_factor: float = 0.5
 
 
-CredentialLookup = Callable[[Pod], Sequence[Credential]]
+CredentialLookup = Callable[[Pod, ImageReference], Sequence[Credential]]
 
 
 class PodWorkers:
@@ -153,7 +155,8 @@ class PodWorkers:
     async def sync(self, status: PodStatus) -> bool:
         """One sync; True when every container has its image (the pod can run)."""
         status.syncs += 1
-        credentials = self._credentials(status.pod) if self._credentials is not None else ()
+        lookup = self._credentials
+        credentials = functools.partial(lookup, status.pod) if lookup is not None else None
         for cs in status.init_statuses:
             if cs.state is not State.WAITING:
                 continue
@@ -183,7 +186,7 @@ class PodWorkers:
         self,
         status: PodStatus,
         cs: ContainerStatus,
-        credentials: Sequence[Credential],
+        credentials: Keyring | None,
         done: State,
         done_reason: str,
     ) -> bool:

@@ -1,0 +1,786 @@
+"""The HTTP API: routes, body decoding, Status errors, Tables, watches and auth.
+
+Every request is validated at this edge. Whatever a client sends, the answer is a Kubernetes
+object or a `Status` (400 malformed, 401 without the bearer token, 404, 409, 413 over the body
+limit, 415, 422 with field causes), never a traceback; an unexpected failure is logged with its
+stack and answered 500 `InternalError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from kubesim_images.daemon import kube
+from kubesim_images.daemon.cluster import Cluster, redact_secret
+from kubesim_images.daemon.discovery import (
+    API_GROUPS,
+    API_V1,
+    KUBE_VERSION,
+    OPENAPI_V3_CORE,
+    OPENAPI_V3_ROOT,
+    api_versions,
+    openapi_document,
+)
+from kubesim_images.daemon.kube import ApiError, bad_request, not_found
+from kubesim_images.daemon.protobuf import ProtobufError, decode
+from kubesim_images.daemon.selectors import (
+    dotted,
+    matches,
+    parse_field_selector,
+    parse_label_selector,
+)
+from kubesim_images.logging import get_logger
+from kubesim_images.metrics import Metrics
+
+_log = get_logger()
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+READY: web.AppKey[asyncio.Event] = web.AppKey("ready", asyncio.Event)
+
+POD_FIELDS = frozenset(
+    {
+        "metadata.name",
+        "metadata.namespace",
+        "spec.nodeName",
+        "status.phase",
+        "spec.serviceAccountName",
+    }
+)
+EVENT_FIELDS = frozenset(
+    {
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+        "metadata.name",
+        "metadata.namespace",
+    }
+)
+META_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
+SECRET_FIELDS = META_FIELDS | {"type"}
+
+
+def _json(doc: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(doc), content_type="application/json")
+
+
+# -- middlewares -------------------------------------------------------------------------------
+def error_middleware() -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return _json(exc.status(), exc.code)
+        except web.HTTPRequestEntityTooLarge as exc:
+            error = ApiError(
+                413,
+                "RequestEntityTooLarge",
+                f"the request body is larger than the limit ({exc.text})",
+            )
+            return _json(error.status(), 413)
+        except web.HTTPNotFound:
+            error = ApiError(
+                404, "NotFound", "the server could not find the requested resource", details={}
+            )
+            return _json(error.status(), 404)
+        except web.HTTPMethodNotAllowed as exc:
+            error = ApiError(
+                405,
+                "MethodNotAllowed",
+                f"the server does not allow this method on the requested resource ({exc.method})",
+            )
+            return _json(error.status(), 405)
+        except web.HTTPException as exc:
+            error = ApiError(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason)
+            return _json(error.status(), exc.status)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the edge: any bug becomes a 500 Status, not a crash
+            _log.exception("request_failed", method=request.method, path=request.path)
+            error = ApiError(
+                500, "InternalError", "an internal error occurred; the daemon's log has the details"
+            )
+            return _json(error.status(), 500)
+
+    return middleware
+
+
+def auth_middleware(token: str | None) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if token is not None and request.path != "/healthz":
+            header = request.headers.get("Authorization", "")
+            scheme, _, given = header.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+                error = ApiError(401, "Unauthorized", "Unauthorized")
+                return _json(error.status(), 401)
+        return await handler(request)
+
+    return middleware
+
+
+# -- bodies ------------------------------------------------------------------------------------
+async def read_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        raise bad_request("the request body is empty")
+    ctype = request.content_type
+    if ctype == "application/vnd.kubernetes.protobuf":
+        try:
+            return decode(raw)
+        except ProtobufError as exc:
+            raise ApiError(415, "UnsupportedMediaType", str(exc)) from None
+    try:
+        if ctype in {"application/yaml", "application/x-yaml", "text/yaml"}:
+            return yaml.safe_load(raw)
+        if ctype in {
+            "",
+            "application/octet-stream",
+            "application/json",
+            "text/plain",
+            "application/merge-patch+json",
+            "application/strategic-merge-patch+json",
+            "application/json-patch+json",
+            "application/apply-patch+yaml",
+        }:
+            text = raw.decode("utf-8")
+            return (
+                json.loads(text)
+                if ctype != "application/apply-patch+yaml"
+                else yaml.safe_load(text)
+            )
+    except (ValueError, yaml.YAMLError) as exc:
+        raise bad_request(f"the request body is not valid {ctype or 'JSON'}: {exc}") from None
+    raise ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format - accepted media types "
+        f"include: application/json, application/yaml, "
+        f'application/vnd.kubernetes.protobuf (got "{ctype}")',
+    )
+
+
+async def read_object(request: web.Request) -> Mapping[str, Any]:
+    body = await read_body(request)
+    if not isinstance(body, Mapping):
+        raise bad_request("the request body must be a JSON or YAML object")
+    return body
+
+
+async def read_patch(request: web.Request, current: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The patch as a merge patch; JSON patches (RFC 6902) are applied to `current` first."""
+    body = await read_body(request)
+    if request.content_type == "application/json-patch+json":
+        if not isinstance(body, list):
+            raise bad_request("a JSON patch must be a list of operations")
+        return {"__replace__": apply_json_patch(current, body)}
+    if not isinstance(body, Mapping):
+        raise bad_request("a merge patch must be a JSON object")
+    return body
+
+
+def apply_json_patch(doc: Mapping[str, Any], ops: list[Any]) -> dict[str, Any]:
+    out: Any = json.loads(json.dumps(doc))
+    for op in ops:
+        if not isinstance(op, Mapping) or "path" not in op or "op" not in op:
+            raise bad_request("each JSON patch operation needs op and path")
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in str(op["path"]).split("/")[1:]]
+        if not parts:
+            raise bad_request("a JSON patch cannot replace the whole object")
+        parent = out
+        try:
+            for part in parts[:-1]:
+                parent = parent[int(part)] if isinstance(parent, list) else parent[part]
+            last = parts[-1]
+            if op["op"] in {"add", "replace"}:
+                if isinstance(parent, list):
+                    index = len(parent) if last == "-" else int(last)
+                    if op["op"] == "add":
+                        parent.insert(index, op.get("value"))
+                    else:
+                        parent[index] = op.get("value")
+                else:
+                    parent[last] = op.get("value")
+            elif op["op"] == "remove":
+                del parent[int(last) if isinstance(parent, list) else last]
+            else:
+                raise bad_request(f"unsupported JSON patch operation {op['op']!r}")
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise ApiError(
+                422, "Invalid", f"the JSON patch path {op['path']} does not exist"
+            ) from None
+    return dict(out)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _age(cluster: Cluster, stamp: str | None) -> str:
+    if not stamp:
+        return "<unknown>"
+    loop_now = asyncio.get_running_loop().time()
+    now = cluster.clock.to_datetime(loop_now)
+    then = dt.datetime.fromisoformat(stamp)
+    return kube.human_age((now - then).total_seconds())
+
+
+def _filter(
+    request: web.Request, docs: list[dict[str, Any]], fields: frozenset[str]
+) -> list[dict[str, Any]]:
+    field_req = parse_field_selector(request.query.get("fieldSelector"), fields)
+    label_req = parse_label_selector(request.query.get("labelSelector"))
+    out = []
+    for doc in docs:
+        labels: Mapping[str, str] = (doc.get("metadata") or {}).get("labels") or {}
+        if matches(field_req, functools.partial(dotted, doc)) and matches(label_req, labels.get):
+            out.append(doc)
+    return out
+
+
+def _namespace(request: web.Request) -> str | None:
+    return request.match_info.get("namespace")
+
+
+def _list_or_table(
+    request: web.Request,
+    kind: str,
+    docs: list[dict[str, Any]],
+    row: Callable[[dict[str, Any]], list[Any]],
+    columns: tuple[kube.Column, ...],
+) -> web.Response:
+    cluster = request.app[CLUSTER]
+    if kube.wants_table(request.headers.get("Accept", "")):
+        return _json(kube.table(columns, ((d, row(d)) for d in docs), cluster.resource_version))
+    return _json(kube.kube_list(kind, docs, cluster.resource_version))
+
+
+def _one_or_table(
+    request: web.Request,
+    doc: dict[str, Any],
+    row: Callable[[dict[str, Any]], list[Any]],
+    columns: tuple[kube.Column, ...],
+) -> web.Response:
+    cluster = request.app[CLUSTER]
+    if kube.wants_table(request.headers.get("Accept", "")):
+        return _json(kube.table(columns, [(doc, row(doc))], cluster.resource_version))
+    return _json(doc)
+
+
+# -- rows --------------------------------------------------------------------------------------
+def _pod_row(cluster: Cluster) -> Callable[[dict[str, Any]], list[Any]]:
+    def row(doc: dict[str, Any]) -> list[Any]:
+        reason, ready, restarts = kube.pod_status_column(doc)
+        total = len(doc["spec"].get("containers") or [])
+        return [
+            doc["metadata"]["name"],
+            f"{ready}/{total}",
+            reason,
+            str(restarts),
+            _age(cluster, doc["metadata"].get("creationTimestamp")),
+            doc["status"].get("podIP") or "<none>",
+            doc["spec"].get("nodeName") or "<none>",
+            "<none>",
+            "<none>",
+        ]
+
+    return row
+
+
+def _event_row(cluster: Cluster) -> Callable[[dict[str, Any]], list[Any]]:
+    def row(doc: dict[str, Any]) -> list[Any]:
+        obj = doc["involvedObject"]
+        source = doc.get("source") or {}
+        return [
+            _age(cluster, doc.get("lastTimestamp")),
+            doc["type"],
+            doc["reason"],
+            f"{obj['kind'].lower()}/{obj['name']}",
+            obj.get("fieldPath", ""),
+            f"{source.get('component', '')}, {source.get('host', '')}".strip(", "),
+            doc["message"],
+            _age(cluster, doc.get("firstTimestamp")),
+            doc["count"],
+            doc["metadata"]["name"],
+        ]
+
+    return row
+
+
+# -- handlers ----------------------------------------------------------------------------------
+async def healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if not request.app[READY].is_set():
+        return web.Response(status=503, text="not ready: restoring state")
+    return web.Response(text="ok")
+
+
+async def version(_request: web.Request) -> web.Response:
+    return _json(KUBE_VERSION)
+
+
+async def api_root(request: web.Request) -> web.Response:
+    return _json(api_versions(request.host))
+
+
+async def apis_root(_request: web.Request) -> web.Response:
+    return _json(API_GROUPS)
+
+
+async def api_v1(_request: web.Request) -> web.Response:
+    return _json(API_V1)
+
+
+async def openapi_v3(_request: web.Request) -> web.Response:
+    return _json(OPENAPI_V3_ROOT)
+
+
+async def openapi_v3_core(_request: web.Request) -> web.Response:
+    return _json(OPENAPI_V3_CORE)
+
+
+async def openapi_json(_request: web.Request) -> web.Response:
+    return _json(openapi_document())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def debug_pulls(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    node = cluster.node
+    now = asyncio.get_running_loop().time()
+    puller = node.puller
+
+    def entry(e: Any) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "pullId": e.pull_id,
+            "image": e.image,
+            "pod": e.pod,
+            "reference": e.ref.pull_ref,
+            "queuedSeconds": round((e.started_at or now) - e.enqueued_at, 3),
+        }
+        if e.started_at is not None:
+            doc["runningSeconds"] = round(now - e.started_at, 3)
+            progress = puller.progress(e.pull_id)
+            if progress is not None:
+                done, total = progress
+                doc.update(
+                    bytesDone=int(done),
+                    bytesTotal=total,
+                    percent=round(100 * done / total, 1) if total else 100.0,
+                )
+        return doc
+
+    backoff = []
+    for key, item in sorted(node.backoff.entries().items()):
+        remaining = item.backoff - (now - item.last_update)
+        uid, _, image = key.partition("_")
+        backoff.append(
+            {
+                "key": key,
+                "podUID": uid,
+                "image": image,
+                "backoffSeconds": item.backoff,
+                "lastUpdate": cluster.clock.rfc3339(item.last_update),
+                "inBackOff": remaining > 0,
+                "remainingSeconds": round(max(0.0, remaining), 3),
+            }
+        )
+    return _json(
+        {
+            "node": node.name,
+            "concurrency": node.kubelet.pull_concurrency,
+            "inFlight": [entry(e) for e in puller.in_flight.values()],
+            "waiting": [entry(e) for e in puller.waiting.values()],
+            "backoff": backoff,
+        }
+    )
+
+
+# pods
+async def list_pods(request: web.Request) -> web.StreamResponse:
+    cluster = request.app[CLUSTER]
+    docs = _filter(request, cluster.list_pods(_namespace(request)), POD_FIELDS)
+    if request.query.get("watch") in {"1", "true"}:
+        return await watch_pods(request, docs)
+    return _list_or_table(request, "PodList", docs, _pod_row(cluster), kube.POD_COLUMNS)
+
+
+async def create_pod(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    doc = cluster.create_pod(request.match_info["namespace"], await read_object(request))
+    _log.info("pod_created", pod=f"{doc['metadata']['namespace']}/{doc['metadata']['name']}")
+    return _json(doc, 201)
+
+
+async def get_pod(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    doc = cluster.get_pod(request.match_info["namespace"], request.match_info["name"])
+    return _one_or_table(request, doc, _pod_row(cluster), kube.POD_COLUMNS)
+
+
+async def delete_pod(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    doc = await cluster.delete_pod(request.match_info["namespace"], request.match_info["name"])
+    _log.info("pod_deleted", pod=f"{doc['metadata']['namespace']}/{doc['metadata']['name']}")
+    return _json(doc)
+
+
+async def patch_pod(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    patch = await read_patch(request, cluster.get_pod(ns, name))
+    if "__replace__" in patch:
+        current = cluster.get_pod(ns, name)
+        replaced = patch["__replace__"]
+        patch = {"metadata": {k: replaced["metadata"].get(k) for k in ("labels", "annotations")}}
+        if {k: v for k, v in replaced.items() if k != "metadata"} != {
+            k: v for k, v in current.items() if k != "metadata"
+        }:
+            patch["spec"] = replaced.get("spec")
+    return _json(cluster.patch_pod(ns, name, patch))
+
+
+async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web.StreamResponse:
+    """Newline-delimited watch events; Table rows when the client asked for a Table."""
+    cluster = request.app[CLUSTER]
+    as_table = kube.wants_table(request.headers.get("Accept", ""))
+    namespace = _namespace(request)
+    field_req = parse_field_selector(request.query.get("fieldSelector"), POD_FIELDS)
+    label_req = parse_label_selector(request.query.get("labelSelector"))
+    try:
+        timeout = min(float(request.query.get("timeoutSeconds", "1800")), 3600.0)
+    except ValueError:
+        raise bad_request("timeoutSeconds must be a number") from None
+    queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=1000)
+
+    def on_change(kind: str, change: str, obj: dict[str, Any]) -> None:
+        if kind != "Pod" or (namespace and obj["metadata"]["namespace"] != namespace):
+            return
+        labels = obj["metadata"].get("labels") or {}
+        wanted = matches(field_req, functools.partial(dotted, obj)) and matches(
+            label_req, labels.get
+        )
+        if wanted and not queue.full():
+            queue.put_nowait((change, obj))
+
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    row = _pod_row(cluster)
+
+    async def send(change: str, obj: dict[str, Any]) -> None:
+        payload = (
+            kube.table(kube.POD_COLUMNS, [(obj, row(obj))], cluster.resource_version)
+            if as_table
+            else obj
+        )
+        await response.write(json.dumps({"type": change, "object": payload}).encode() + b"\n")
+
+    unsubscribe = cluster.watch(on_change)
+    try:
+        if request.query.get("resourceVersion") in (None, "", "0"):
+            for doc in initial:
+                await send("ADDED", doc)
+        async with asyncio.timeout(timeout):
+            while True:
+                change, obj = await queue.get()
+                await send(change, obj)
+    except (TimeoutError, ConnectionResetError):
+        pass
+    finally:
+        unsubscribe()
+    return response
+
+
+# events
+async def list_events(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    docs = _filter(request, cluster.events.list(_namespace(request)), EVENT_FIELDS)
+    return _list_or_table(request, "EventList", docs, _event_row(cluster), kube.EVENT_COLUMNS)
+
+
+async def get_event(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    doc = cluster.events.get(request.match_info["namespace"], request.match_info["name"])
+    if doc is None:
+        raise not_found("events", request.match_info["name"])
+    return _one_or_table(request, doc, _event_row(cluster), kube.EVENT_COLUMNS)
+
+
+# nodes
+def _node_row(cluster: Cluster) -> Callable[[dict[str, Any]], list[Any]]:
+    def row(doc: dict[str, Any]) -> list[Any]:
+        info = doc["status"]["nodeInfo"]
+        return [
+            doc["metadata"]["name"],
+            "Ready",
+            "<none>",
+            _age(cluster, doc["metadata"]["creationTimestamp"]),
+            info["kubeletVersion"],
+            "127.0.0.1",
+            "<none>",
+            info["osImage"],
+            info["kernelVersion"],
+            info["containerRuntimeVersion"],
+        ]
+
+    return row
+
+
+async def list_nodes(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    docs = _filter(request, [cluster.render_node()], META_FIELDS)
+    return _list_or_table(request, "NodeList", docs, _node_row(cluster), kube.NODE_COLUMNS)
+
+
+async def get_node(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    if request.match_info["name"] != cluster.node.name:
+        raise not_found("nodes", request.match_info["name"])
+    return _one_or_table(request, cluster.render_node(), _node_row(cluster), kube.NODE_COLUMNS)
+
+
+# secrets
+def _secret_row(cluster: Cluster) -> Callable[[dict[str, Any]], list[Any]]:
+    def row(doc: dict[str, Any]) -> list[Any]:
+        return [
+            doc["metadata"]["name"],
+            doc.get("type", "Opaque"),
+            str(len(doc.get("data") or {})),
+            _age(cluster, doc["metadata"]["creationTimestamp"]),
+        ]
+
+    return row
+
+
+async def list_secrets(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    namespace = _namespace(request)
+    docs = [
+        redact_secret(d)
+        for (ns, _), d in sorted(cluster.secrets.items())
+        if namespace is None or ns == namespace
+    ]
+    docs = _filter(request, docs, SECRET_FIELDS)
+    return _list_or_table(request, "SecretList", docs, _secret_row(cluster), kube.SECRET_COLUMNS)
+
+
+async def create_secret(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    doc = cluster.create_secret(request.match_info["namespace"], await read_object(request))
+    return _json(doc, 201)
+
+
+async def get_secret(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    doc = redact_secret(cluster.secret(request.match_info["namespace"], request.match_info["name"]))
+    return _one_or_table(request, doc, _secret_row(cluster), kube.SECRET_COLUMNS)
+
+
+async def delete_secret(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    doc = cluster.delete_secret(request.match_info["namespace"], request.match_info["name"])
+    return _json(kube.success_status("secrets", doc["metadata"]["name"], doc["metadata"]["uid"]))
+
+
+async def patch_secret(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    patch = await read_patch(request, cluster.secret(ns, name))
+    if "__replace__" in patch:
+        patch = patch["__replace__"]
+    return _json(cluster.patch_secret(ns, name, patch))
+
+
+# service accounts
+def _sa_row(cluster: Cluster) -> Callable[[dict[str, Any]], list[Any]]:
+    def row(doc: dict[str, Any]) -> list[Any]:
+        return [
+            doc["metadata"]["name"],
+            str(len(doc.get("secrets") or [])),
+            _age(cluster, doc["metadata"]["creationTimestamp"]),
+        ]
+
+    return row
+
+
+async def list_service_accounts(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    namespace = _namespace(request)
+    docs = [
+        d
+        for (ns, _), d in sorted(cluster.service_accounts.items())
+        if namespace is None or ns == namespace
+    ]
+    docs = _filter(request, docs, META_FIELDS)
+    return _list_or_table(
+        request, "ServiceAccountList", docs, _sa_row(cluster), kube.SERVICEACCOUNT_COLUMNS
+    )
+
+
+async def create_service_account(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    doc = cluster.create_service_account(
+        request.match_info["namespace"], await read_object(request)
+    )
+    return _json(doc, 201)
+
+
+async def get_service_account(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    doc = cluster.service_account(request.match_info["namespace"], request.match_info["name"])
+    return _one_or_table(request, doc, _sa_row(cluster), kube.SERVICEACCOUNT_COLUMNS)
+
+
+async def delete_service_account(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    return _json(
+        cluster.delete_service_account(request.match_info["namespace"], request.match_info["name"])
+    )
+
+
+async def patch_service_account(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    patch = await read_patch(request, cluster.service_account(ns, name))
+    if "__replace__" in patch:
+        patch = patch["__replace__"]
+    return _json(cluster.patch_service_account(ns, name, patch))
+
+
+# namespaces
+def _namespaces(cluster: Cluster) -> list[dict[str, Any]]:
+    names = {"default", "kube-system", "kube-public", "kube-node-lease"}
+    names |= {r.status.pod.namespace for r in cluster.pods.values()}
+    names |= {ns for ns, _ in cluster.secrets} | {ns for ns, _ in cluster.service_accounts}
+    names |= set(cluster.extra_namespaces)
+    created = cluster.clock.rfc3339(cluster.clock.loop_time(cluster.node_created))
+    return [
+        {
+            "kind": "Namespace",
+            "apiVersion": "v1",
+            "metadata": {
+                "name": n,
+                "creationTimestamp": created,
+                "labels": {"kubernetes.io/metadata.name": n},
+            },
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        }
+        for n in sorted(names)
+    ]
+
+
+def _ns_row(cluster: Cluster) -> Callable[[dict[str, Any]], list[Any]]:
+    def row(doc: dict[str, Any]) -> list[Any]:
+        return [
+            doc["metadata"]["name"],
+            "Active",
+            _age(cluster, doc["metadata"]["creationTimestamp"]),
+        ]
+
+    return row
+
+
+async def list_namespaces(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    docs = _filter(request, _namespaces(cluster), META_FIELDS)
+    return _list_or_table(request, "NamespaceList", docs, _ns_row(cluster), kube.NAMESPACE_COLUMNS)
+
+
+async def get_namespace(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    for doc in _namespaces(cluster):
+        if doc["metadata"]["name"] == request.match_info["name"]:
+            return _one_or_table(request, doc, _ns_row(cluster), kube.NAMESPACE_COLUMNS)
+    raise not_found("namespaces", request.match_info["name"])
+
+
+async def create_namespace(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    body = await read_object(request)
+    name = (body.get("metadata") or {}).get("name")
+    if not isinstance(name, str) or not name:
+        raise bad_request("metadata.name is required")
+    if any(d["metadata"]["name"] == name for d in _namespaces(cluster)):
+        raise kube.already_exists("namespaces", name)
+    cluster.add_namespace(name)
+    doc = next(d for d in _namespaces(cluster) if d["metadata"]["name"] == name)
+    return _json(doc, 201)
+
+
+def make_app(
+    cluster: Cluster,
+    metrics_: Metrics,
+    *,
+    token: str | None = None,
+    max_body_bytes: int = 3 * 2**20,
+) -> web.Application:
+    app = web.Application(
+        client_max_size=max_body_bytes, middlewares=[error_middleware(), auth_middleware(token)]
+    )
+    app[CLUSTER] = cluster
+    app[METRICS] = metrics_
+    app[READY] = asyncio.Event()
+    ns = "/api/v1/namespaces/{namespace}"
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/livez", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/version", version)
+    app.router.add_get("/api", api_root)
+    app.router.add_get("/apis", apis_root)
+    app.router.add_get("/api/v1", api_v1)
+    app.router.add_get("/openapi/v3", openapi_v3)
+    app.router.add_get("/openapi/v3/api/v1", openapi_v3_core)
+    app.router.add_get("/openapi.json", openapi_json)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/debug/pulls", debug_pulls)
+    app.router.add_get("/api/v1/pods", list_pods)
+    app.router.add_get(f"{ns}/pods", list_pods)
+    app.router.add_post(f"{ns}/pods", create_pod)
+    app.router.add_get(f"{ns}/pods/{{name}}", get_pod)
+    app.router.add_delete(f"{ns}/pods/{{name}}", delete_pod)
+    app.router.add_patch(f"{ns}/pods/{{name}}", patch_pod)
+    app.router.add_get("/api/v1/events", list_events)
+    app.router.add_get(f"{ns}/events", list_events)
+    app.router.add_get(f"{ns}/events/{{name}}", get_event)
+    app.router.add_get("/api/v1/nodes", list_nodes)
+    app.router.add_get("/api/v1/nodes/{name}", get_node)
+    app.router.add_get("/api/v1/secrets", list_secrets)
+    app.router.add_get(f"{ns}/secrets", list_secrets)
+    app.router.add_post(f"{ns}/secrets", create_secret)
+    app.router.add_get(f"{ns}/secrets/{{name}}", get_secret)
+    app.router.add_delete(f"{ns}/secrets/{{name}}", delete_secret)
+    app.router.add_patch(f"{ns}/secrets/{{name}}", patch_secret)
+    app.router.add_get("/api/v1/serviceaccounts", list_service_accounts)
+    app.router.add_get(f"{ns}/serviceaccounts", list_service_accounts)
+    app.router.add_post(f"{ns}/serviceaccounts", create_service_account)
+    app.router.add_get(f"{ns}/serviceaccounts/{{name}}", get_service_account)
+    app.router.add_delete(f"{ns}/serviceaccounts/{{name}}", delete_service_account)
+    app.router.add_patch(f"{ns}/serviceaccounts/{{name}}", patch_service_account)
+    app.router.add_get("/api/v1/namespaces", list_namespaces)
+    app.router.add_post("/api/v1/namespaces", create_namespace)
+    app.router.add_get("/api/v1/namespaces/{name}", get_namespace)
+    return app

@@ -1,0 +1,817 @@
+"""The daemon's objects and the node that runs them: pods, secrets, service accounts, events.
+
+Owns the API semantics the image manager depends on: pods are validated and defaulted once at
+creation (pull policy, AlwaysPullImages, the service account's imagePullSecrets), pull secrets
+are resolved into a keyring per pod (pod secrets first, then the node's docker config), and
+every change is written through to the state store so a restart, even after `kill -9`, finds
+the same pods, images and back-off and resumes the syncs that were under way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import copy
+import hashlib
+import json
+import random
+import secrets as pysecrets
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubesim_images.backoff import BackoffEntry
+from kubesim_images.clock import WallClock
+from kubesim_images.daemon.config import DaemonConfig
+from kubesim_images.daemon.eventstore import EventStore
+from kubesim_images.daemon.kube import ApiError, already_exists, bad_request, invalid, not_found
+from kubesim_images.errors import ConfigError
+from kubesim_images.events import FanOut
+from kubesim_images.keyring import Credential, Keyring, parse_docker_config
+from kubesim_images.metrics import Metrics
+from kubesim_images.node import Node
+from kubesim_images.pod import FieldError, Pod, PodInvalidError, pod_from_manifest
+from kubesim_images.podworkers import ContainerStatus, PodStatus, State
+from kubesim_images.reference import ImageReference
+from kubesim_images.registry.simulated import SimulatedRegistry, preload
+from kubesim_images.state import StateStore
+from kubesim_images.store import ImageRecord, Layer
+
+DOCKER_SECRET_KEYS = {
+    "kubernetes.io/dockerconfigjson": ".dockerconfigjson",
+    "kubernetes.io/dockercfg": ".dockercfg",
+}
+
+Watcher = Callable[[str, str, dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class PodRecord:
+    manifest: dict[str, Any]
+    status: PodStatus
+
+
+class Cluster:
+    def __init__(self, config: DaemonConfig, state: StateStore, metrics: Metrics) -> None:
+        loop = asyncio.get_running_loop()
+        self.config = config
+        self.state = state
+        self.metrics = metrics
+        self.clock = WallClock(loop)
+        self.started = loop.time()
+        self._rv = int(state.get_meta("resourceVersion", "1000"))
+        self.events = EventStore(state, self.clock, self.next_version)
+        spec = config.registry
+        self.registry = SimulatedRegistry(
+            spec.catalogue,
+            latency=spec.latency,
+            bandwidth=spec.bandwidth,
+            node_bandwidth=config.node_bandwidth,
+            faults=spec.faults,
+            rate_limit=spec.rate_limit,
+            seed=config.seed,
+        )
+        self.node_keyring = Keyring(config.node_credentials)
+        self.node = Node(
+            config.node_name,
+            self.registry,
+            config.kubelet,
+            FanOut(self.events, metrics),
+            sync=config.sync,
+            rng=random.Random(config.seed),
+            credentials=self._credentials,
+            observer=metrics,
+            on_change=self._pod_changed,
+        )
+        metrics.bind_node(self.node)
+        self.node_uid = state.get_meta("nodeUID") or str(uuid.uuid4())
+        self.node_created = float(state.get_meta("nodeCreated") or self.clock.epoch(loop.time()))
+        self.pods: dict[str, PodRecord] = {}
+        self._pod_keys: dict[tuple[str, str], str] = {}
+        self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
+        self.service_accounts: dict[tuple[str, str], dict[str, Any]] = {}
+        self._watchers: set[Watcher] = set()
+        self.extra_namespaces: list[str] = json.loads(state.get_meta("namespaces", "[]"))
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def next_version(self) -> int:
+        self._rv += 1
+        self.state.put_meta("resourceVersion", str(self._rv))
+        return self._rv
+
+    @property
+    def resource_version(self) -> int:
+        return self._rv
+
+    def now_stamp(self) -> str:
+        return self.clock.rfc3339(asyncio.get_running_loop().time())
+
+    def watch(self, watcher: Watcher) -> Callable[[], None]:
+        self._watchers.add(watcher)
+        return lambda: self._watchers.discard(watcher)
+
+    def _notify(self, kind: str, change: str, obj: dict[str, Any]) -> None:
+        for watcher in list(self._watchers):
+            watcher(kind, change, obj)
+
+    def add_namespace(self, name: str) -> None:
+        self.extra_namespaces.append(name)
+        self.state.put_meta("namespaces", json.dumps(self.extra_namespaces))
+
+    # -- restore and shutdown ----------------------------------------------------------------
+    def restore(self) -> None:
+        """Load everything saved, then start writing changes through."""
+        store = self.node.store
+        first_start = not self.state.get_meta("initialized")
+        for doc in self.state.images():
+            store.add(_record_from_json(doc), None, self.clock.loop_time(doc["lastUsed"]))
+        if first_start:
+            self.node.preload(preload(self.config.preloaded), asyncio.get_running_loop().time())
+            for record in store.images():
+                self.state.put_image(record.id, self._record_json(record))
+            self.state.put_meta("initialized", "1")
+            self.state.put_meta("nodeUID", self.node_uid)
+            self.state.put_meta("nodeCreated", str(self.node_created))
+        for key, (backoff, last_update) in self.state.backoffs().items():
+            self.node.backoff.restore(key, backoff, self.clock.loop_time(last_update))
+        for doc in self.state.objects("Secret"):
+            self.secrets[_key(doc)] = doc
+        for doc in self.state.objects("ServiceAccount"):
+            self.service_accounts[_key(doc)] = doc
+        if ("default", "default") not in self.service_accounts:
+            self._put_service_account(self._new_meta_doc("ServiceAccount", "default", "default"))
+        statuses = self.state.pod_statuses()
+        for doc in self.state.objects("Pod"):
+            pod = self._pod_from_stored(doc)
+            status = self._status_from_json(pod, statuses.get(pod.uid))
+            self.pods[pod.uid] = PodRecord(doc, status)
+            self._pod_keys[(pod.namespace, pod.name)] = pod.uid
+            self.node.workers.start(status)
+        self.events.restore()
+        store.listener = self
+        self.node.backoff.on_change = self._backoff_changed
+
+    async def stop(self) -> None:
+        await self.node.stop()
+
+    # -- write-through hooks -----------------------------------------------------------------
+    def image_changed(self, record: ImageRecord) -> None:
+        self.state.put_image(record.id, self._record_json(record))
+
+    def image_removed(self, image_id: str) -> None:
+        self.state.delete_image(image_id)
+
+    def _record_json(self, record: ImageRecord) -> dict[str, Any]:
+        return {
+            "id": record.id,
+            "layers": [[layer.digest, layer.size] for layer in record.layers],
+            "repoTags": record.repo_tags,
+            "repoDigests": record.repo_digests,
+            "lastUsed": self.clock.epoch(record.last_used),
+        }
+
+    def _backoff_changed(self, key: str, entry: BackoffEntry | None) -> None:
+        if entry is None:
+            self.state.delete_backoff(key)
+        else:
+            self.state.put_backoff(key, entry.backoff, self.clock.epoch(entry.last_update))
+
+    def _pod_changed(self, status: PodStatus) -> None:
+        record = self.pods.get(status.pod.uid)
+        if record is None or record.status is not status:
+            return  # deleted while its sync was finishing
+        self.state.put_pod_status(status.pod.uid, self._status_json(status))
+        self._notify("Pod", "MODIFIED", self.render_pod(record))
+
+    def _status_json(self, status: PodStatus) -> dict[str, Any]:
+        def container(cs: ContainerStatus) -> dict[str, Any]:
+            return {
+                "name": cs.container.name,
+                "state": cs.state.value,
+                "reason": cs.reason,
+                "message": cs.message,
+                "imageID": cs.image_id,
+                "pullAttempts": cs.pull_attempts,
+                "startedAt": None if cs.started_at is None else self.clock.epoch(cs.started_at),
+            }
+
+        return {
+            "createdAt": self.clock.epoch(status.created_at),
+            "imagesReadyAt": None
+            if status.images_ready_at is None
+            else self.clock.epoch(status.images_ready_at),
+            "containers": [container(cs) for cs in status.all_statuses()],
+        }
+
+    def _status_from_json(self, pod: Pod, doc: Mapping[str, Any] | None) -> PodStatus:
+        created = (
+            self.clock.loop_time(doc["createdAt"]) if doc else asyncio.get_running_loop().time()
+        )
+        reason = "PodInitializing" if pod.init_containers else "ContainerCreating"
+        saved = {c["name"]: c for c in (doc or {}).get("containers", [])}
+
+        def container(c: Any) -> ContainerStatus:
+            cs = ContainerStatus(c, reason=reason)
+            old = saved.get(c.name)
+            if old is not None:
+                cs.state = State(old["state"])
+                cs.reason, cs.message = old["reason"], old["message"]
+                cs.image_id, cs.pull_attempts = old["imageID"], old["pullAttempts"]
+                if old["startedAt"] is not None:
+                    cs.started_at = self.clock.loop_time(old["startedAt"])
+            return cs
+
+        ready = (doc or {}).get("imagesReadyAt")
+        return PodStatus(
+            pod=pod,
+            node=self.node.name,
+            created_at=created,
+            init_statuses=[container(c) for c in pod.init_containers],
+            statuses=[container(c) for c in pod.containers],
+            images_ready_at=None if ready is None else self.clock.loop_time(ready),
+        )
+
+    # -- credentials -------------------------------------------------------------------------
+    def _credentials(self, pod: Pod, ref: ImageReference) -> Sequence[Credential]:
+        """Pod pull secrets first, then the node's docker config (UnionDockerKeyring)."""
+        pod_keyring = Keyring()
+        for name in pod.image_pull_secrets:
+            secret = self.secrets.get((pod.namespace, name))
+            if secret is None:
+                continue
+            for location, credential in _secret_credentials(secret):
+                pod_keyring.add(location, credential)
+        return [*pod_keyring.lookup(ref), *self.node_keyring.lookup(ref)]
+
+    # -- pods --------------------------------------------------------------------------------
+    def _new_meta_doc(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "apiVersion": "v1",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": str(uuid.uuid4()),
+                "resourceVersion": str(self.next_version()),
+                "creationTimestamp": self.now_stamp(),
+            },
+        }
+
+    def _pod_from_stored(self, doc: Mapping[str, Any]) -> Pod:
+        meta = doc["metadata"]
+        return pod_from_manifest(doc, namespace=meta["namespace"], uid=meta["uid"])
+
+    def create_pod(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        body = _check_kind(body, "Pod")
+        meta = dict(_meta(body, namespace))
+        name = meta.get("name")
+        if not name and meta.get("generateName"):
+            name = f"{meta['generateName']}{pysecrets.token_hex(3)[:5]}"
+            meta["name"] = name
+        spec = body.get("spec")
+        sa_name = "default"
+        if isinstance(spec, Mapping):
+            sa_name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        account = self.service_accounts.get((namespace, sa_name))
+        if account is None and sa_name != "default":
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'pods "{name}" is forbidden: error looking up service account '
+                f'{namespace}/{sa_name}: serviceaccount "{sa_name}" not found',
+                details={"name": name, "kind": "pods"},
+            )
+        extra: list[str] = []
+        has_own = isinstance(spec, Mapping) and spec.get("imagePullSecrets")
+        if account is not None and not has_own:
+            # ServiceAccount admission: the account's pull secrets when the pod names none.
+            extra = [
+                ref["name"]
+                for ref in account.get("imagePullSecrets") or []
+                if isinstance(ref, Mapping) and ref.get("name")
+            ]
+        manifest = {**body, "metadata": meta}
+        try:
+            pod = pod_from_manifest(
+                manifest,
+                namespace=namespace,
+                always_pull_images=self.config.always_pull_images,
+                uid=str(uuid.uuid4()),
+                extra_pull_secrets=extra,
+            )
+        except PodInvalidError as exc:
+            raise invalid("Pod", exc.name, exc.causes) from None
+        if (namespace, pod.name) in self._pod_keys:
+            raise already_exists("pods", pod.name)
+        stored = self._stored_pod(pod, manifest, sa_name)
+        self.state.put_object("Pod", namespace, pod.name, stored)
+        loop = asyncio.get_running_loop()
+        status = PodStatus(pod=pod, node=self.node.name, created_at=loop.time())
+        record = PodRecord(stored, status)
+        self.pods[pod.uid] = record
+        self._pod_keys[(namespace, pod.name)] = pod.uid
+        self.node.workers.add(pod, created_at=status.created_at)
+        record.status = self.node.workers.pods[pod.uid]
+        self.state.put_pod_status(pod.uid, self._status_json(record.status))
+        rendered = self.render_pod(record)
+        self._notify("Pod", "ADDED", rendered)
+        return rendered
+
+    def _stored_pod(self, pod: Pod, manifest: Mapping[str, Any], sa_name: str) -> dict[str, Any]:
+        """The object as the API server stores it after defaulting and admission."""
+        spec = copy.deepcopy(dict(manifest.get("spec") or {}))
+        for key, containers in (
+            ("initContainers", pod.init_containers),
+            ("containers", pod.containers),
+        ):
+            if key not in spec:
+                continue
+            for raw, container in zip(spec[key], containers, strict=True):
+                raw["imagePullPolicy"] = container.pull_policy.value
+                raw.setdefault("terminationMessagePath", "/dev/termination-log")
+                raw.setdefault("terminationMessagePolicy", "File")
+        if pod.image_pull_secrets:
+            spec["imagePullSecrets"] = [{"name": n} for n in pod.image_pull_secrets]
+        spec.setdefault("restartPolicy", "Always")
+        spec.setdefault("terminationGracePeriodSeconds", 30)
+        spec.setdefault("dnsPolicy", "ClusterFirst")
+        spec.setdefault("schedulerName", "default-scheduler")
+        spec["serviceAccountName"] = sa_name
+        spec["serviceAccount"] = sa_name
+        spec["nodeName"] = self.node.name
+        meta = dict(manifest.get("metadata") or {})
+        meta.pop("generateName", None) if meta.get("name") else None
+        meta.update(
+            name=pod.name,
+            namespace=pod.namespace,
+            uid=pod.uid,
+            resourceVersion=str(self.next_version()),
+            creationTimestamp=self.now_stamp(),
+        )
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+    def _record(self, namespace: str, name: str) -> PodRecord:
+        uid = self._pod_keys.get((namespace, name))
+        if uid is None:
+            raise not_found("pods", name)
+        return self.pods[uid]
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.render_pod(self._record(namespace, name))
+
+    def list_pods(self, namespace: str | None) -> list[dict[str, Any]]:
+        return [
+            self.render_pod(r)
+            for r in self.pods.values()
+            if namespace is None or r.status.pod.namespace == namespace
+        ]
+
+    async def delete_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        record = self._record(namespace, name)
+        uid = record.status.pod.uid
+        del self._pod_keys[(namespace, name)]
+        del self.pods[uid]
+        await self.node.workers.remove(uid)
+        self.state.delete_object("Pod", namespace, name)
+        self.state.delete_pod_status(uid)
+        rendered = self.render_pod(record)
+        rendered["metadata"]["deletionTimestamp"] = self.now_stamp()
+        rendered["metadata"]["deletionGracePeriodSeconds"] = 0
+        self._notify("Pod", "DELETED", rendered)
+        return rendered
+
+    def patch_pod(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        record = self._record(namespace, name)
+        changed = set(patch) - {"metadata"}
+        meta_changed = set(patch.get("metadata") or {}) - {"labels", "annotations"}
+        if changed or meta_changed:
+            field = min(changed or {f"metadata.{k}" for k in meta_changed})
+            raise invalid(
+                "Pod",
+                name,
+                [
+                    FieldError(
+                        field,
+                        "FieldValueForbidden",
+                        "Forbidden: this simulation only lets pod updates change labels and "
+                        "annotations",
+                    )
+                ],
+            )
+        record.manifest = merge_patch(record.manifest, patch)
+        record.manifest["metadata"]["resourceVersion"] = str(self.next_version())
+        self.state.put_object("Pod", namespace, name, record.manifest)
+        rendered = self.render_pod(record)
+        self._notify("Pod", "MODIFIED", rendered)
+        return rendered
+
+    def render_pod(self, record: PodRecord) -> dict[str, Any]:
+        status = record.status
+        doc = copy.deepcopy(record.manifest)
+        stamp = self.clock.rfc3339
+        running = [cs.state is State.RUNNING for cs in status.statuses]
+        initialized = all(cs.state is State.TERMINATED for cs in status.init_statuses)
+        ready = bool(running) and all(running)
+        created = doc["metadata"]["creationTimestamp"]
+        ready_at = stamp(status.images_ready_at) if status.images_ready_at is not None else created
+
+        def condition(kind: str, ok: bool, reason: str = "") -> dict[str, Any]:  # noqa: FBT001
+            cond: dict[str, Any] = {
+                "type": kind,
+                "status": "True" if ok else "False",
+                "lastProbeTime": None,
+                "lastTransitionTime": ready_at if ok else created,
+            }
+            if not ok and reason:
+                cond["reason"] = reason
+            return cond
+
+        waiting_names = [
+            cs.container.name for cs in status.statuses if cs.state is not State.RUNNING
+        ]
+        not_ready = "ContainersNotReady"
+        doc["status"] = {
+            "phase": "Running" if ready else "Pending",
+            "conditions": [
+                condition("PodReadyToStartContainers", ok=True),
+                condition("Initialized", initialized, "ContainersNotInitialized"),
+                condition("Ready", ready, not_ready),
+                condition("ContainersReady", ready, not_ready),
+                condition("PodScheduled", ok=True),
+            ],
+            "hostIP": "127.0.0.1",
+            "hostIPs": [{"ip": "127.0.0.1"}],
+            "startTime": created,
+            "qosClass": "BestEffort",
+            "containerStatuses": [self._container_json(status, cs) for cs in status.statuses],
+        }
+        if waiting_names and not ready:
+            for cond in doc["status"]["conditions"][2:4]:
+                cond["message"] = f"containers with unready status: [{' '.join(waiting_names)}]"
+        if status.init_statuses:
+            doc["status"]["initContainerStatuses"] = [
+                self._container_json(status, cs) for cs in status.init_statuses
+            ]
+        return doc
+
+    def _container_json(self, status: PodStatus, cs: ContainerStatus) -> dict[str, Any]:
+        image_id = ""
+        if cs.image_id:
+            record = self.node.store.get(cs.image_id)
+            image_id = record.repo_digests[0] if record and record.repo_digests else cs.image_id
+        out: dict[str, Any] = {
+            "name": cs.container.name,
+            "image": cs.container.image,
+            "imageID": image_id,
+            "ready": cs.state is State.RUNNING,
+            "restartCount": 0,
+            "started": cs.state is State.RUNNING,
+        }
+        started = self.clock.rfc3339(cs.started_at) if cs.started_at is not None else None
+        if cs.state is State.WAITING:
+            waiting: dict[str, str] = {"reason": cs.reason}
+            if cs.message:
+                waiting["message"] = cs.message
+            out["state"] = {"waiting": waiting}
+        elif cs.state is State.RUNNING:
+            out["state"] = {"running": {"startedAt": started}}
+        else:
+            out["state"] = {
+                "terminated": {
+                    "exitCode": 0,
+                    "reason": "Completed",
+                    "startedAt": started,
+                    "finishedAt": started,
+                }
+            }
+        if cs.state is not State.WAITING:
+            digest = hashlib.sha256(f"{status.pod.uid}/{cs.container.name}".encode()).hexdigest()
+            out["containerID"] = f"containerd://{digest}"
+        return out
+
+    # -- secrets -----------------------------------------------------------------------------
+    def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        body = _check_kind(body, "Secret")
+        meta = _meta(body, namespace)
+        name = _require_name(meta, "Secret")
+        if (namespace, name) in self.secrets:
+            raise already_exists("secrets", name)
+        doc = self._new_meta_doc("Secret", namespace, name)
+        doc["metadata"].update({k: v for k, v in meta.items() if k in {"labels", "annotations"}})
+        doc["type"] = body.get("type") or "Opaque"
+        doc["data"] = _secret_data(body, name)
+        _validate_secret(doc)
+        self.secrets[(namespace, name)] = doc
+        self.state.put_object("Secret", namespace, name, doc)
+        return redact_secret(doc)
+
+    def secret(self, namespace: str, name: str) -> dict[str, Any]:
+        doc = self.secrets.get((namespace, name))
+        if doc is None:
+            raise not_found("secrets", name)
+        return doc
+
+    def delete_secret(self, namespace: str, name: str) -> dict[str, Any]:
+        doc = self.secret(namespace, name)
+        del self.secrets[(namespace, name)]
+        self.state.delete_object("Secret", namespace, name)
+        return redact_secret(doc)
+
+    def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        doc = merge_patch(self.secret(namespace, name), patch)
+        if "stringData" in doc:
+            doc["data"] = _secret_data(doc, name)
+            doc.pop("stringData")
+        _validate_secret(doc)
+        doc["metadata"]["resourceVersion"] = str(self.next_version())
+        self.secrets[(namespace, name)] = doc
+        self.state.put_object("Secret", namespace, name, doc)
+        return redact_secret(doc)
+
+    # -- service accounts --------------------------------------------------------------------
+    def _put_service_account(self, doc: dict[str, Any]) -> None:
+        key = _key(doc)
+        self.service_accounts[key] = doc
+        self.state.put_object("ServiceAccount", key[0], key[1], doc)
+
+    def create_service_account(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        body = _check_kind(body, "ServiceAccount")
+        meta = _meta(body, namespace)
+        name = _require_name(meta, "ServiceAccount")
+        if (namespace, name) in self.service_accounts:
+            raise already_exists("serviceaccounts", name)
+        doc = self._new_meta_doc("ServiceAccount", namespace, name)
+        doc["metadata"].update({k: v for k, v in meta.items() if k in {"labels", "annotations"}})
+        _validate_pull_secret_refs(body.get("imagePullSecrets"), "ServiceAccount", name)
+        if body.get("imagePullSecrets"):
+            doc["imagePullSecrets"] = [{"name": r["name"]} for r in body["imagePullSecrets"]]
+        self._put_service_account(doc)
+        return copy.deepcopy(doc)
+
+    def service_account(self, namespace: str, name: str) -> dict[str, Any]:
+        doc = self.service_accounts.get((namespace, name))
+        if doc is None:
+            raise not_found("serviceaccounts", name)
+        return doc
+
+    def delete_service_account(self, namespace: str, name: str) -> dict[str, Any]:
+        doc = self.service_account(namespace, name)
+        del self.service_accounts[(namespace, name)]
+        self.state.delete_object("ServiceAccount", namespace, name)
+        return doc
+
+    def patch_service_account(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        doc = merge_patch(self.service_account(namespace, name), patch)
+        _validate_pull_secret_refs(doc.get("imagePullSecrets"), "ServiceAccount", name)
+        doc["metadata"]["resourceVersion"] = str(self.next_version())
+        self._put_service_account(doc)
+        return copy.deepcopy(doc)
+
+    # -- the node ----------------------------------------------------------------------------
+    def render_node(self) -> dict[str, Any]:
+        name = self.node.name
+        images = sorted(self.node.store.images(), key=lambda r: (-r.size, r.id))[:50]
+        created = self.clock.rfc3339(self.clock.loop_time(self.node_created))
+        heartbeat = self.now_stamp()
+
+        def condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
+            return {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastHeartbeatTime": heartbeat,
+                "lastTransitionTime": created,
+            }
+
+        return {
+            "kind": "Node",
+            "apiVersion": "v1",
+            "metadata": {
+                "name": name,
+                "uid": self.node_uid,
+                "resourceVersion": str(self._rv),
+                "creationTimestamp": created,
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "beta.kubernetes.io/os": "linux",
+                    "beta.kubernetes.io/arch": "amd64",
+                    "node.kubernetes.io/instance-type": "kubesim",
+                },
+                "annotations": {"kubesim.io/simulated": "true"},
+            },
+            "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]},
+            "status": {
+                "capacity": {
+                    "cpu": "4",
+                    "memory": "16Gi",
+                    "pods": "110",
+                    "ephemeral-storage": "100Gi",
+                },
+                "allocatable": {
+                    "cpu": "4",
+                    "memory": "15Gi",
+                    "pods": "110",
+                    "ephemeral-storage": "90Gi",
+                },
+                "conditions": [
+                    condition(
+                        "MemoryPressure",
+                        "False",
+                        "KubeletHasSufficientMemory",
+                        "kubelet has sufficient memory available",
+                    ),
+                    condition(
+                        "DiskPressure",
+                        "False",
+                        "KubeletHasNoDiskPressure",
+                        "kubelet has no disk pressure",
+                    ),
+                    condition(
+                        "PIDPressure",
+                        "False",
+                        "KubeletHasSufficientPID",
+                        "kubelet has sufficient PID available",
+                    ),
+                    condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+                ],
+                "addresses": [
+                    {"type": "InternalIP", "address": "127.0.0.1"},
+                    {"type": "Hostname", "address": name},
+                ],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                "nodeInfo": {
+                    "machineID": self.node_uid.replace("-", ""),
+                    "systemUUID": self.node_uid,
+                    "bootID": self.node_uid,
+                    "kernelVersion": "6.1.0-kubesim",
+                    "osImage": "kubesim-images simulated node",
+                    "operatingSystem": "linux",
+                    "architecture": "amd64",
+                    "containerRuntimeVersion": "containerd://1.7.22",
+                    "kubeletVersion": "v1.32.4",
+                    "kubeProxyVersion": "v1.32.4",
+                },
+                "images": [
+                    {"names": (r.repo_digests + r.repo_tags)[:5], "sizeBytes": r.size}
+                    for r in images
+                ],
+            },
+        }
+
+
+def _key(doc: Mapping[str, Any]) -> tuple[str, str]:
+    meta = doc["metadata"]
+    return str(meta["namespace"]), str(meta["name"])
+
+
+def _check_kind(body: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise bad_request(f"the request body must be a {kind} object")
+    given = body.get("kind")
+    if given not in (None, "", kind):
+        raise bad_request(f"the body is a {given}, not a {kind}")
+    return body
+
+
+def _meta(body: Mapping[str, Any], namespace: str) -> Mapping[str, Any]:
+    meta = body.get("metadata") or {}
+    if not isinstance(meta, Mapping):
+        raise bad_request("metadata must be an object")
+    given = meta.get("namespace")
+    if given and given != namespace:
+        raise bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
+    return meta
+
+
+def _require_name(meta: Mapping[str, Any], kind: str) -> str:
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise invalid(
+            kind,
+            "",
+            [
+                FieldError(
+                    "metadata.name",
+                    "FieldValueRequired",
+                    "Required value: name or generateName is required",
+                )
+            ],
+        )
+    return name
+
+
+def _secret_data(body: Mapping[str, Any], name: str) -> dict[str, str]:
+    data = dict(body.get("data") or {})
+    for key, value in (body.get("stringData") or {}).items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    for key, value in data.items():
+        try:
+            base64.b64decode(str(value), validate=True)
+        except (binascii.Error, ValueError):
+            raise invalid(
+                "Secret",
+                name,
+                [
+                    FieldError(
+                        f"data[{key}]",
+                        "FieldValueInvalid",
+                        'Invalid value: "<secret contents redacted>": illegal base64 data',
+                    )
+                ],
+            ) from None
+    return data
+
+
+def _validate_secret(doc: Mapping[str, Any]) -> None:
+    name = doc["metadata"]["name"]
+    key = DOCKER_SECRET_KEYS.get(doc.get("type", ""))
+    if key is None:
+        return
+    if key not in doc["data"]:
+        raise invalid(
+            "Secret", name, [FieldError(f"data[{key}]", "FieldValueRequired", "Required value")]
+        )
+    try:
+        json.loads(base64.b64decode(doc["data"][key]))
+    except ValueError as exc:
+        raise invalid(
+            "Secret",
+            name,
+            [
+                FieldError(
+                    f"data[{key}]",
+                    "FieldValueInvalid",
+                    f'Invalid value: "<secret contents redacted>": {exc}',
+                )
+            ],
+        ) from None
+
+
+def _validate_pull_secret_refs(refs: Any, kind: str, name: str) -> None:
+    if refs is None:
+        return
+    if not isinstance(refs, list) or not all(
+        isinstance(r, Mapping) and r.get("name") for r in refs
+    ):
+        raise invalid(
+            kind,
+            name,
+            [
+                FieldError(
+                    "imagePullSecrets",
+                    "FieldValueInvalid",
+                    "Invalid value: each entry needs a name",
+                )
+            ],
+        )
+
+
+def _secret_credentials(secret: Mapping[str, Any]) -> list[tuple[str, Credential]]:
+    key = DOCKER_SECRET_KEYS.get(secret.get("type", ""))
+    if key is None or key not in (secret.get("data") or {}):
+        return []
+    meta = secret["metadata"]
+    source = f"secret {meta['namespace']}/{meta['name']}"
+    try:
+        document = json.loads(base64.b64decode(secret["data"][key]))
+        return parse_docker_config(document, source=source)
+    except (ValueError, ConfigError):
+        return []
+
+
+def redact_secret(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Secrets' data is never echoed: keys are kept (kubectl counts them), values emptied."""
+    out = copy.deepcopy(dict(doc))
+    out["data"] = dict.fromkeys(doc.get("data") or {}, "")
+    return out
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (strategic merge reads the same for the fields we patch)."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(dict(target)) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def _record_from_json(doc: Mapping[str, Any]) -> ImageRecord:
+    return ImageRecord(
+        id=doc["id"],
+        layers=tuple(Layer(d, s) for d, s in doc["layers"]),
+        repo_tags=list(doc["repoTags"]),
+        repo_digests=list(doc["repoDigests"]),
+    )

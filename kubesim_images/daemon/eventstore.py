@@ -1,0 +1,123 @@
+"""Events as the API serves them: the kubelet's events, aggregated as client-go's recorder does.
+
+An event identical to an earlier one (same object, field path, type, reason and message) bumps
+that event's `count` and `lastTimestamp` instead of adding a new one, which is what makes
+`kubectl describe` print `Back-off pulling image "x" (x12 over 3m)`. Events are written through
+to the state store and capped, oldest first, as the API server's TTL would drop them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from kubesim_images.clock import WallClock
+from kubesim_images.events import Event
+from kubesim_images.state import StateStore
+
+MAX_EVENTS = 5000
+
+_Key = tuple[str, str, str, str, str, str]
+
+
+class EventStore:
+    def __init__(
+        self, state: StateStore, clock: WallClock, next_version: Callable[[], int]
+    ) -> None:
+        self._state = state
+        self._clock = clock
+        self._next_version = next_version
+        self._events: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._index: dict[_Key, str] = {}
+        self._seq = 0
+
+    @staticmethod
+    def _key(doc: dict[str, Any]) -> _Key:
+        obj = doc["involvedObject"]
+        return (
+            obj.get("namespace", ""),
+            obj.get("uid", ""),
+            obj.get("fieldPath", ""),
+            doc["type"],
+            doc["reason"],
+            doc["message"],
+        )
+
+    def restore(self) -> None:
+        for doc in self._state.events():
+            self._seq += 1
+            name = doc["metadata"]["name"]
+            self._events[name] = doc
+            self._index[self._key(doc)] = name
+
+    def emit(self, event: Event) -> None:
+        stamp = self._clock.rfc3339(event.t)
+        key = (
+            event.namespace,
+            event.pod_uid,
+            event.field_path,
+            event.type.value,
+            event.reason.value,
+            event.message,
+        )
+        self._seq += 1
+        name = self._index.get(key)
+        if name is not None and name in self._events:
+            doc = self._events.pop(name)
+            doc["count"] += 1
+            doc["lastTimestamp"] = stamp
+            doc["metadata"]["resourceVersion"] = str(self._next_version())
+        else:
+            nanos = int(self._clock.to_datetime(event.t).timestamp() * 1e9) + self._seq
+            name = f"{event.pod}.{nanos:x}"
+            doc = {
+                "kind": "Event",
+                "apiVersion": "v1",
+                "metadata": {
+                    "name": name,
+                    "namespace": event.namespace,
+                    "uid": str(uuid.uuid4()),
+                    "resourceVersion": str(self._next_version()),
+                    "creationTimestamp": stamp,
+                },
+                "involvedObject": {
+                    "kind": "Pod",
+                    "namespace": event.namespace,
+                    "name": event.pod,
+                    "uid": event.pod_uid,
+                    "apiVersion": "v1",
+                    "fieldPath": event.field_path,
+                },
+                "reason": event.reason.value,
+                "message": event.message,
+                "source": {"component": "kubelet", "host": event.node},
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "count": 1,
+                "type": event.type.value,
+                "eventTime": None,
+                "reportingComponent": "kubelet",
+                "reportingInstance": event.node,
+            }
+            self._index[key] = name
+        self._events[name] = doc
+        self._state.put_event(name, event.namespace, self._seq, doc)
+        while len(self._events) > MAX_EVENTS:
+            old_name, old = self._events.popitem(last=False)
+            self._index.pop(self._key(old), None)
+            self._state.delete_event(old_name)
+
+    def list(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        docs = self._events.values()
+        if namespace is None:
+            return list(docs)
+        return [d for d in docs if d["metadata"]["namespace"] == namespace]
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        doc = self._events.get(name)
+        return doc if doc is not None and doc["metadata"]["namespace"] == namespace else None
+
+    def __len__(self) -> int:
+        return len(self._events)
