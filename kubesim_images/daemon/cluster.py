@@ -417,7 +417,7 @@ class Cluster:
         created = doc["metadata"]["creationTimestamp"]
         ready_at = stamp(status.images_ready_at) if status.images_ready_at is not None else created
 
-        def condition(kind: str, ok: bool, reason: str = "") -> dict[str, Any]:  # noqa: FBT001
+        def condition(kind: str, ok: bool, reason: str = "") -> dict[str, Any]:
             cond: dict[str, Any] = {
                 "type": kind,
                 "status": "True" if ok else "False",

@@ -172,6 +172,10 @@ class SimulatedRegistry:
         image = self.catalogue.resolve(ref)
         if image is None:
             raise registry_error("manifest unknown", ref)
+        if image.auth is not None:
+            credential = request.credential
+            if credential is None or (credential.username, credential.password) != image.auth:
+                raise registry_error("unauthorized", ref)
         self._judge_faults(ref, request.node)
         await self._fetch_layers(request, image)
         return self._record(image, ref)

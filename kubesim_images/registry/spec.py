@@ -5,6 +5,7 @@ catalogue, latency, egress bandwidth, faults and rate limit, validated field by 
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,7 @@ def parse_registry(ctx: Fields, raw: Mapping[str, Any], where: str) -> RegistryS
     seen: set[str] = set()
     for index, item in enumerate(ctx.sequence(raw.get("images"), f"{where}.images")):
         path = f"{where}.images[{index}]"
-        entry = ctx.mapping(item, path, {"name", "layers"})
+        entry = ctx.mapping(item, path, {"name", "layers", "auth"})
         ref = parse_ref(ctx, entry.get("name"), f"{path}.name")
         layers: list[tuple[int, str | None]] = []
         raw_layers = ctx.sequence(entry.get("layers"), f"{path}.layers")
@@ -58,6 +59,12 @@ def parse_registry(ctx: Fields, raw: Mapping[str, Any], where: str) -> RegistryS
                 )
             layers.append((ctx.size(spec["size"], f"{lpath}.size"), digest))
         image = make_image(ref.with_default_tag() if not ref.digest else ref, layers)
+        if entry.get("auth") is not None:
+            auth = ctx.mapping(entry["auth"], f"{path}.auth", {"username", "password"})
+            user, password = auth.get("username"), auth.get("password")
+            if not isinstance(user, str) or not isinstance(password, str) or not user:
+                raise ctx.fail(f"{path}.auth", "needs a username and a password (strings)")
+            image = dataclasses.replace(image, auth=(user, password))
         key = str(image.ref)
         if key in seen:
             raise ctx.fail(f"{path}.name", f"duplicate image {key}")
