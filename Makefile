@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SCENARIO ?= config/scenarios/serial-vs-parallel.yaml
 
-.PHONY: setup run test lint typecheck unit bench demo clean
+.PHONY: setup run scenario test lint unit bench demo clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## run: the main job on the embedded default (a bundled scenario, variants side by side)
+## run: the daemon on the embedded default config (127.0.0.1:10255; Ctrl-C to stop)
 run: setup
+	$(BIN)/kubesim-images --log-format console serve
+
+## scenario: the bundled rollout scenario, variants side by side
+scenario: setup
 	$(BIN)/kubesim-images scenario run $(SCENARIO)
 
 ## test: lint, types, import layers, then the whole test suite
@@ -32,9 +36,10 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## bench: throughput of the simulation against a bare-asyncio floor, measured in one run
+## bench: simulation throughput vs a bare-asyncio floor; API throughput vs a bare aiohttp handler
 bench: setup
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/api.py
 
 ## demo: every bundled scenario, with plots under reports/
 demo: setup

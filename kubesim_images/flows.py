@@ -99,6 +99,7 @@ class FlowNetwork:
         "_nodes",
         "_now",
         "_pending",
+        "_pending_min",
         "_registry",
         "_seq",
         "_water",
@@ -114,6 +115,9 @@ class FlowNetwork:
         self._flows: dict[int, _Flow] = {}
         # Finished but not yet returned by complete_due (finished before a start/cancel's `now`).
         self._pending: dict[int, float] = {}
+        # The earliest (time, id) in _pending, kept so next_completion stays O(1) when many
+        # flows finish together.
+        self._pending_min: tuple[float, int] | None = None
         self._seq = 0
         self._now = -math.inf
         self._busy = 0  # nodes with at least one flow
@@ -177,8 +181,8 @@ class FlowNetwork:
 
     def next_completion(self) -> tuple[float, int] | None:
         """Earliest (finish time, flow_id) not yet reported, finished or not; lowest id on ties."""
-        if self._pending:
-            return min((when, fid) for fid, when in self._pending.items())
+        if self._pending_min is not None:
+            return self._pending_min
         top = self._peek()
         if top is None:
             return None
@@ -193,6 +197,7 @@ class FlowNetwork:
             if not pending:
                 return []
             self._pending = {}
+            self._pending_min = None
             due = sorted((when, fid) for fid, when in pending.items())
         else:
             # Nothing can be advanced backwards; only report what had already finished by `now`.
@@ -200,6 +205,7 @@ class FlowNetwork:
             due = sorted((when, fid) for fid, when in self._pending.items() if when <= now)
             for _, fid in due:
                 del self._pending[fid]
+            self._pending_min = min(((w, f) for f, w in self._pending.items()), default=None)
         return [fid for _, fid in due]
 
     def rate(self, flow_id: int) -> float:
@@ -293,6 +299,8 @@ class FlowNetwork:
             heapq.heappop(heap)
             del flows[fid]
             pending[fid] = at
+            if self._pending_min is None or (at, fid) < self._pending_min:
+                self._pending_min = (at, fid)
             node.count -= 1
             forced = False
         self._end_change(node, at)
