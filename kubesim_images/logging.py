@@ -70,5 +70,8 @@ def configure(
 
 
 def get_logger(**context: Any) -> structlog.typing.FilteringBoundLogger:
+    """A logger with bound context; used as a library, the package logs warnings and worse."""
+    if not structlog.is_configured():
+        configure(level="warning")
     logger: structlog.typing.FilteringBoundLogger = structlog.get_logger()
     return logger.bind(**context) if context else logger

@@ -27,14 +27,11 @@ from kubesim_images.errors import (
 )
 from kubesim_images.events import EventSink, container_event
 from kubesim_images.keyring import Credential
-from kubesim_images.logging import get_logger
 from kubesim_images.pod import Container, Pod
 from kubesim_images.policy import Decision, PullPolicy, decide
 from kubesim_images.puller import ImagePuller
 from kubesim_images.reasons import EventType, Reason
 from kubesim_images.reference import ImageReference, parse_normalized
-
-_log = get_logger()
 
 # The credentials to try for an image, in order (pod secrets, then the node's config).
 Keyring = Callable[[ImageReference], Sequence[Credential]]
@@ -195,7 +192,6 @@ class ImageManager:
             )
             self.backoff.next(key, now)
             self.observer.pull_finished(image, now - started, 0, ok=False)
-            _log.debug("pull_failed", node=self.node, pod=pod.key, image=image, error=str(exc))
             if isinstance(exc, RegistryError) and exc.unavailable:
                 detail = str(exc).removeprefix("RegistryUnavailable").removeprefix(": ")
                 raise RegistryUnavailable(reasons.registry_unavailable(image, detail)) from None

@@ -21,13 +21,10 @@ from kubesim_images import reasons
 from kubesim_images.errors import ContainerError
 from kubesim_images.events import EventSink, container_event
 from kubesim_images.keyring import Credential
-from kubesim_images.logging import get_logger
 from kubesim_images.manager import ImageManager, Keyring
 from kubesim_images.pod import Container, Pod
 from kubesim_images.reasons import EventType, Reason
 from kubesim_images.reference import ImageReference
-
-_log = get_logger()
 
 
 class State(enum.StrEnum):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from kubesim_images.errors import PullQPSExceededError, RegistryError
 from kubesim_images.keyring import Credential
 from kubesim_images.kubeletconfig import KubeletConfig
+from kubesim_images.logging import get_logger
 from kubesim_images.reference import ImageReference
 from kubesim_images.registry.base import PullRequest, RegistryBackend
 from kubesim_images.store import ImageRecord, ImageStore
@@ -117,6 +118,7 @@ class ImagePuller:
         )
         self.waiting: dict[int, PullEntry] = {}
         self.in_flight: dict[int, PullEntry] = {}
+        self._log = get_logger(node=node)
 
     async def pull(
         self,
@@ -138,9 +140,38 @@ class ImagePuller:
             if self._bucket is not None and not self._bucket.try_accept(started):
                 raise PullQPSExceededError
             self.in_flight[entry.pull_id] = entry
-            record = await self._pull_with_credentials(entry, credentials)
+            self._log.info(
+                "pull_started",
+                pod=pod,
+                image=image,
+                pull_id=entry.pull_id,
+                reference=ref.pull_ref,
+                credentials=len(credentials),
+                queued_seconds=round(started - entry.enqueued_at, 3),
+            )
+            try:
+                record = await self._pull_with_credentials(entry, credentials)
+            except RegistryError as exc:
+                self._log.warning(
+                    "pull_failed",
+                    pod=pod,
+                    image=image,
+                    pull_id=entry.pull_id,
+                    error=str(exc),
+                    code=exc.code,
+                )
+                raise
             now = loop.time()
             stored = self.store.add(record, ref, now)
+            self._log.info(
+                "pull_finished",
+                pod=pod,
+                image=image,
+                pull_id=entry.pull_id,
+                image_id=stored.id,
+                size=stored.size,
+                seconds=round(now - started, 3),
+            )
             return PullResult(stored, now - started, started - entry.enqueued_at)
         finally:
             self.in_flight.pop(entry.pull_id, None)

@@ -55,6 +55,9 @@ class ImageStore:
         return digest in self._layers
 
     def missing_layers(self, layers: Iterable[Layer]) -> list[Layer]:
+        have = self._layers
+        if all(layer.digest in have for layer in layers):
+            return []  # the common case once a node has an image's layers
         seen: set[str] = set()
         out: list[Layer] = []
         for layer in layers:

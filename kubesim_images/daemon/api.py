@@ -139,7 +139,47 @@ def auth_middleware(token: str | None) -> Any:
 
 
 # -- bodies ------------------------------------------------------------------------------------
+MAX_BODY_DEPTH = 100  # far deeper than any Kubernetes object; deeper bodies would recurse
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML as kubectl reads it (sigs.k8s.io/yaml): an unquoted date stays a string."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _load_yaml(raw: bytes | str) -> Any:
+    doc = yaml.load(raw, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+    try:
+        json.dumps(doc)  # what YAML has and JSON lacks (!!binary, recursive aliases) is refused
+    except (TypeError, ValueError) as exc:
+        raise bad_request(f"the YAML body has no JSON representation: {exc}") from None
+    return doc
+
+
+def _check_depth(doc: Any) -> Any:
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_BODY_DEPTH:
+            raise bad_request(f"the request body is nested deeper than {MAX_BODY_DEPTH} levels")
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return doc
+
+
 async def read_body(request: web.Request) -> Any:
+    """The decoded body; bodies too deeply nested to process are refused, not recursed into."""
+    return _check_depth(await _decode_body(request))
+
+
+async def _decode_body(request: web.Request) -> Any:
     raw = await request.read()
     if not raw.strip():
         raise bad_request("the request body is empty")
@@ -151,7 +191,7 @@ async def read_body(request: web.Request) -> Any:
             raise ApiError(415, "UnsupportedMediaType", str(exc)) from None
     try:
         if ctype in {"application/yaml", "application/x-yaml", "text/yaml"}:
-            return yaml.safe_load(raw)
+            return _load_yaml(raw)
         if ctype in {
             "",
             "application/octet-stream",
@@ -163,12 +203,8 @@ async def read_body(request: web.Request) -> Any:
             "application/apply-patch+yaml",
         }:
             text = raw.decode("utf-8")
-            return (
-                json.loads(text)
-                if ctype != "application/apply-patch+yaml"
-                else yaml.safe_load(text)
-            )
-    except (ValueError, yaml.YAMLError) as exc:
+            return json.loads(text) if ctype != "application/apply-patch+yaml" else _load_yaml(text)
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
         raise bad_request(f"the request body is not valid {ctype or 'JSON'}: {exc}") from None
     raise ApiError(
         415,

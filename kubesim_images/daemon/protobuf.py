@@ -93,10 +93,11 @@ def _fields(data: bytes) -> list[tuple[int, int, Any]]:
             if pos + length > len(data):
                 raise ProtobufError("truncated field")
             value, pos = data[pos : pos + length], pos + length
-        elif wire == 1:
-            value, pos = data[pos : pos + 8], pos + 8
-        elif wire == 5:
-            value, pos = data[pos : pos + 4], pos + 4
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            if pos + size > len(data):
+                raise ProtobufError("truncated field")
+            value, pos = data[pos : pos + size], pos + size
         else:
             raise ProtobufError(f"unsupported wire type {wire}")
         out.append((number, wire, value))
@@ -104,6 +105,9 @@ def _fields(data: bytes) -> list[tuple[int, int, Any]]:
 
 
 def _scalar(kind: Any, value: Any) -> Any:
+    # A field sent with the wrong wire type: never `bytes(<varint>)`, which allocates that many.
+    if (kind in ("int", "bool")) != isinstance(value, int):
+        raise ProtobufError(f"malformed protobuf body: unexpected wire type for a {kind} field")
     if kind == "str":
         return bytes(value).decode("utf-8")
     if kind == "bytes":
@@ -113,10 +117,14 @@ def _scalar(kind: Any, value: Any) -> Any:
     if kind == "int":
         return int(value) - (1 << 64) if int(value) >= 1 << 63 else int(value)
     if kind == "time":
-        seconds = {n: v for n, _, v in _fields(bytes(value))}.get(1, 0)
+        seconds = _scalar("int", {n: v for n, _, v in _fields(bytes(value))}.get(1, 0))
         if not seconds:
             return None
-        stamp = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+        try:
+            stamp = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+        except (ValueError, OverflowError, OSError):
+            message = f"malformed protobuf body: timestamp {seconds} out of range"
+            raise ProtobufError(message) from None
         return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
     return _message(kind, bytes(value))
 
@@ -129,7 +137,9 @@ def _message(name: str, data: bytes) -> dict[str, Any]:
             continue
         json_name, kind, repeated = schema[number]
         if isinstance(kind, tuple):
-            entry = {n: v for n, _, v in _fields(bytes(value))}
+            if not isinstance(value, bytes):
+                raise ProtobufError("malformed protobuf body: a map entry must be a message")
+            entry = {n: v for n, _, v in _fields(value)}
             key = _scalar(kind[1], entry.get(1, b""))
             out.setdefault(json_name, {})[key] = _scalar(kind[2], entry.get(2, b""))
             continue
@@ -152,14 +162,14 @@ def decode(body: bytes) -> dict[str, Any]:
         raise ProtobufError("missing the k8s protobuf magic prefix")
     try:
         envelope = {n: v for n, _, v in _fields(body[len(MAGIC) :])}
-        type_meta = _message("TypeMeta", bytes(envelope.get(1, b"")))
+        type_meta = _scalar("TypeMeta", envelope.get(1, b""))
         kind = type_meta.get("kind")
         if kind not in KINDS:
             raise ProtobufError(
                 f"protobuf bodies are accepted for {', '.join(sorted(KINDS))}, not {kind!r}; "
                 "send JSON or YAML"
             )
-        obj = _message(kind, bytes(envelope.get(2, b"")))
+        obj = _scalar(kind, envelope.get(2, b""))
     except (UnicodeDecodeError, IndexError) as exc:
         raise ProtobufError(f"malformed protobuf body: {exc}") from None
     return {"apiVersion": type_meta.get("apiVersion", "v1"), "kind": kind, **obj}

@@ -25,7 +25,7 @@ class SimImage:
     layers: tuple[Layer, ...]
     manifest_digest: str
     config_digest: str
-    auth: tuple[str, str] | None = None   # (username, password) a pull must present
+    auth: tuple[str, str] | None = None  # (username, password) a pull must present
 
     def __repr__(self) -> str:
         return f"SimImage({self.ref}, {len(self.layers)} layers, private={self.auth is not None})"

@@ -271,7 +271,9 @@ class SimulatedRegistry:
             return
         when = upcoming[0]
         if self._timer is not None:
-            if when == self._timer_at:
+            if when >= self._timer_at:
+                # The armed timer fires no later than needed; when it does, it re-arms for the
+                # then-earliest completion. Saves a cancel and a heap push per flow start.
                 return
             self._timer.cancel()
         self._timer_at = when

@@ -4,8 +4,8 @@ catalogue, latency, egress bandwidth, faults and rate limit, validated field by 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
