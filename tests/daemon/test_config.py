@@ -1,0 +1,104 @@
+"""The daemon's config file: the embedded default, the bundled catalogue, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubesim_images.daemon.catalogue import bundled_images
+from kubesim_images.daemon.config import load_config, parse_config
+from kubesim_images.errors import ConfigError
+from kubesim_images.reference import parse_normalized
+
+CONFIG_DIR = Path(__file__).parents[2] / "config"
+
+
+def test_embedded_default_is_the_kubelets_default():
+    config = load_config(None)
+    assert config.node_name == "kubesim-node"
+    assert config.kubelet.pull_concurrency == 1
+    assert (config.kubelet.registry_pull_qps, config.kubelet.registry_burst) == (5.0, 10)
+    assert config.registry.latency == 0.2
+    assert [str(i.ref) for i in config.preloaded] == ["registry.k8s.io/pause:3.10"]
+    nginx = config.registry.catalogue.resolve(parse_normalized("nginx:1.27"))
+    assert nginx is not None
+    assert nginx.size > 50 * 2**20
+
+
+def test_bundled_images_share_base_layers_like_the_real_ones():
+    by_name = {str(i.ref): i for i in bundled_images()}
+    nginx = by_name["docker.io/library/nginx:1.27"]
+    redis = by_name["docker.io/library/redis:7.4"]
+    assert nginx.layers[0] == redis.layers[0]
+    assert nginx.config_digest != redis.config_digest
+
+
+def test_the_commented_example_and_a_real_kubelet_configuration_load(tmp_path):
+    example = load_config(CONFIG_DIR / "daemon.yaml")
+    assert example.registry.catalogue.resolve(
+        parse_normalized("registry.example.com/team/private:v1")
+    ).auth == ("robot", "s3cret")
+    document = yaml.safe_load((CONFIG_DIR / "daemon.yaml").read_text())
+    document.pop("kubelet")
+    document["kubeletConfigFile"] = str(CONFIG_DIR / "kubelet-config.yaml")
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump(document))
+    config = load_config(path)
+    assert config.kubelet.pull_concurrency == 3
+    assert config.kubelet.registry_pull_qps == 10
+
+
+def test_inline_kubelet_fields_override_the_file(tmp_path):
+    (tmp_path / "kubelet.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kubelet.config.k8s.io/v1beta1",
+                "kind": "KubeletConfiguration",
+                "serializeImagePulls": False,
+                "maxParallelImagePulls": 4,
+            }
+        )
+    )
+    (tmp_path / "d.yaml").write_text(
+        yaml.safe_dump(
+            {"kubeletConfigFile": "kubelet.yaml", "kubelet": {"maxParallelImagePulls": 2}}
+        )
+    )
+    assert load_config(tmp_path / "d.yaml").kubelet.pull_concurrency == 2
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (
+            {"kubelet": {"maxParallelImagePulls": 0}},
+            "kubelet: invalid configuration: maxParallelImagePulls 0 must be a positive number",
+        ),
+        (
+            {"kubelet": {"serializeImagePulls": True, "maxParallelImagePulls": 2}},
+            "maxParallelImagePulls cannot be larger than 1 unless SerializeImagePulls",
+        ),
+        (
+            {"node": {"preloadedImages": ["example.com/nope:v1"]}},
+            "node.preloadedImages[0]: 'example.com/nope:v1' is not in the registry's catalogue",
+        ),
+        ({"registry": {"type": "oci"}}, "registry.type: unsupported registry type 'oci'"),
+        ({"nodes": {}}, "nodes: unknown field"),
+        ({"api": {"maxBodyBytes": "lots"}}, "api.maxBodyBytes: invalid size"),
+    ],
+)
+def test_refusals_name_the_field(document, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(document, source="d.yaml")
+    assert message in str(info.value)
+    assert str(info.value).startswith("d.yaml: ")
+
+
+def test_unreadable_files_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("kubelet: [")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(tmp_path / "bad.yaml")
