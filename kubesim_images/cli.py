@@ -167,6 +167,8 @@ def _serve(args: argparse.Namespace) -> int:
     daemon = Daemon(config, state_dir, address=args.address, port=args.port, token=token)
     try:
         asyncio.run(daemon.run_until_signalled())
+    except TimeoutError:  # an OSError subclass: a drain that overran, not a bind failure
+        return _fail("stopping took too long: the drain did not finish in time")
     except OSError as exc:
         return _fail(f"cannot serve on {args.address}:{args.port}: {exc.strerror or exc}")
     return EXIT_OK

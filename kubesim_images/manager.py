@@ -118,14 +118,14 @@ class ImageManager:
     ) -> Ensured:
         """Make the container's image present or raise the kubelet's `ContainerError`."""
         # The kubelet counts every call once, as it returns, with what it learned by then.
-        facts: dict[str, bool | None] = {"present_locally": None, "pull_required": None}
+        facts: list[bool | None] = [None, None]  # present_locally, pull_required
         try:
             return await self._ensure(pod, container, credentials, on_pulling, facts)
         finally:
             self.observer.ensure_request(
-                present_locally=facts["present_locally"],
+                present_locally=facts[0],
                 pull_policy=container.pull_policy.value,
-                pull_required=facts["pull_required"],
+                pull_required=facts[1],
             )
 
     async def _ensure(
@@ -134,7 +134,7 @@ class ImageManager:
         container: Container,
         credentials: Keyring | None,
         on_pulling: Callable[[], None] | None,
-        facts: dict[str, bool | None],
+        facts: list[bool | None],
     ) -> Ensured:
         loop = asyncio.get_running_loop()
         image = container.image
@@ -148,10 +148,10 @@ class ImageManager:
         present = self.store.lookup(ref)
         if container.pull_policy is not PullPolicy.ALWAYS:
             # Under Always the kubelet never asks whether the image is there.
-            facts["present_locally"] = present is not None
+            facts[0] = present is not None
         decision = decide(container.pull_policy, present is not None)
         if decision is Decision.ALREADY_PRESENT and present is not None:
-            facts["pull_required"] = False
+            facts[1] = False
             self.store.touch(present.id, loop.time())
             self._emit(
                 pod, container, EventType.NORMAL, Reason.PULLED, reasons.already_present(image)
@@ -162,7 +162,7 @@ class ImageManager:
             self._emit(pod, container, EventType.WARNING, Reason.ERR_IMAGE_NEVER_PULL, message)
             raise ErrImageNeverPull(message)
 
-        facts["pull_required"] = True
+        facts[1] = True
         key = f"{pod.uid}_{image}"
         started = loop.time()
         if self.backoff.is_in_backoff_since_update(key, started):

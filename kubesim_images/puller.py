@@ -180,7 +180,13 @@ class ImagePuller:
     async def _pull_with_credentials(
         self, entry: PullEntry, credentials: Sequence[Credential]
     ) -> ImageRecord:
-        attempts: Sequence[Credential | None] = credentials or (None,)
+        if len(credentials) <= 1:
+            # The common case: one attempt, its error as it is.
+            credential = credentials[0] if credentials else None
+            return await self.backend.pull(
+                PullRequest(entry.pull_id, self.node, entry.ref, self.store, credential)
+            )
+        attempts: Sequence[Credential | None] = credentials
         errors: list[RegistryError] = []
         for credential in attempts:
             try:

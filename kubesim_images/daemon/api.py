@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import hmac
 import json
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -47,6 +48,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 READY: web.AppKey[asyncio.Event] = web.AppKey("ready", asyncio.Event)
+# The queues of open watches: on shutdown each gets _STOP, so a drain never waits on a watch.
+WATCHES: web.AppKey[set[asyncio.Queue[tuple[str, dict[str, Any]]]]] = web.AppKey("watches", set)
+_STOP = "__stop__"
 
 POD_FIELDS = frozenset(
     {
@@ -231,6 +235,8 @@ async def read_patch(request: web.Request, current: Mapping[str, Any]) -> Mappin
         return {"__replace__": apply_json_patch(current, body)}
     if not isinstance(body, Mapping):
         raise bad_request("a merge patch must be a JSON object")
+    if "__replace__" in body:  # our marker for a JSON patch's result, never a client's field
+        raise bad_request('unknown field "__replace__"')
     return body
 
 
@@ -491,6 +497,8 @@ async def patch_pod(request: web.Request) -> web.Response:
     if "__replace__" in patch:
         current = cluster.get_pod(ns, name)
         replaced = patch["__replace__"]
+        if not isinstance(replaced.get("metadata"), Mapping):
+            raise bad_request("metadata must be an object")
         patch = {"metadata": {k: replaced["metadata"].get(k) for k in ("labels", "annotations")}}
         if {k: v for k, v in replaced.items() if k != "metadata"} != {
             k: v for k, v in current.items() if k != "metadata"
@@ -510,6 +518,8 @@ async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web
         timeout = min(float(request.query.get("timeoutSeconds", "1800")), 3600.0)
     except ValueError:
         raise bad_request("timeoutSeconds must be a number") from None
+    if math.isnan(timeout):  # a NaN deadline would corrupt the event loop's timer heap
+        raise bad_request("timeoutSeconds must be a number")
     queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=1000)
 
     def on_change(kind: str, change: str, obj: dict[str, Any]) -> None:
@@ -535,6 +545,7 @@ async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web
         await response.write(json.dumps({"type": change, "object": payload}).encode() + b"\n")
 
     unsubscribe = cluster.watch(on_change)
+    request.app[WATCHES].add(queue)
     try:
         if request.query.get("resourceVersion") in (None, "", "0"):
             for doc in initial:
@@ -542,12 +553,23 @@ async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web
         async with asyncio.timeout(timeout):
             while True:
                 change, obj = await queue.get()
+                if change == _STOP:
+                    break
                 await send(change, obj)
     except (TimeoutError, ConnectionResetError):
         pass
     finally:
         unsubscribe()
+        request.app[WATCHES].discard(queue)
     return response
+
+
+async def stop_watches(app: web.Application) -> None:
+    """on_shutdown: end every open watch now; aiohttp would otherwise wait for each to end."""
+    for queue in app[WATCHES]:
+        if queue.full():
+            queue.get_nowait()
+        queue.put_nowait((_STOP, {}))
 
 
 # events
@@ -780,6 +802,8 @@ def make_app(
     app[CLUSTER] = cluster
     app[METRICS] = metrics_
     app[READY] = asyncio.Event()
+    app[WATCHES] = set()
+    app.on_shutdown.append(stop_watches)
     ns = "/api/v1/namespaces/{namespace}"
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/livez", healthz)

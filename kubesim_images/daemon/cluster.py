@@ -274,6 +274,8 @@ class Cluster:
         sa_name = "default"
         if isinstance(spec, Mapping):
             sa_name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+            if not isinstance(sa_name, str):
+                raise bad_request("spec.serviceAccountName must be a string")
         account = self.service_accounts.get((namespace, sa_name))
         if account is None and sa_name != "default":
             raise ApiError(
@@ -326,7 +328,7 @@ class Cluster:
             ("initContainers", pod.init_containers),
             ("containers", pod.containers),
         ):
-            if key not in spec:
+            if spec.get(key) is None:
                 continue
             for raw, container in zip(spec[key], containers, strict=True):
                 raw["imagePullPolicy"] = container.pull_policy.value
@@ -384,6 +386,8 @@ class Cluster:
 
     def patch_pod(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         record = self._record(namespace, name)
+        if not isinstance(patch.get("metadata", {}), Mapping):
+            raise bad_request("metadata must be an object")
         changed = set(patch) - {"metadata"}
         meta_changed = set(patch.get("metadata") or {}) - {"labels", "annotations"}
         if changed or meta_changed:
@@ -400,7 +404,9 @@ class Cluster:
                     )
                 ],
             )
-        record.manifest = merge_patch(record.manifest, patch)
+        patched = merge_patch(record.manifest, patch)
+        _check_string_maps(patched["metadata"])
+        record.manifest = patched
         record.manifest["metadata"]["resourceVersion"] = str(self.next_version())
         self.state.put_object("Pod", namespace, name, record.manifest)
         rendered = self.render_pod(record)
@@ -521,6 +527,7 @@ class Cluster:
 
     def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         doc = merge_patch(self.secret(namespace, name), patch)
+        _check_patched_meta(doc)
         if "stringData" in doc:
             doc["data"] = _secret_data(doc, name)
             doc.pop("stringData")
@@ -566,6 +573,7 @@ class Cluster:
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]:
         doc = merge_patch(self.service_account(namespace, name), patch)
+        _check_patched_meta(doc)
         _validate_pull_secret_refs(doc.get("imagePullSecrets"), "ServiceAccount", name)
         doc["metadata"]["resourceVersion"] = str(self.next_version())
         self._put_service_account(doc)
@@ -684,12 +692,31 @@ def _meta(body: Mapping[str, Any], namespace: str) -> Mapping[str, Any]:
     meta = body.get("metadata") or {}
     if not isinstance(meta, Mapping):
         raise bad_request("metadata must be an object")
+    _check_string_maps(meta)
     given = meta.get("namespace")
     if given and given != namespace:
         raise bad_request(
             "the namespace of the provided object does not match the namespace sent on the request"
         )
     return meta
+
+
+def _check_string_maps(meta: Mapping[str, Any]) -> None:
+    """Labels and annotations decode as string-to-string maps or the body is refused (400)."""
+    for field in ("labels", "annotations"):
+        value = meta.get(field)
+        if value is not None and not (
+            isinstance(value, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        ):
+            raise bad_request(f"metadata.{field} must be an object of string values")
+
+
+def _check_patched_meta(doc: Mapping[str, Any]) -> None:
+    meta = doc.get("metadata")
+    if not isinstance(meta, Mapping):
+        raise bad_request("metadata must be an object")
+    _check_string_maps(meta)
 
 
 def _require_name(meta: Mapping[str, Any], kind: str) -> str:
@@ -710,6 +737,9 @@ def _require_name(meta: Mapping[str, Any], kind: str) -> str:
 
 
 def _secret_data(body: Mapping[str, Any], name: str) -> dict[str, str]:
+    for field in ("data", "stringData"):
+        if not isinstance(body.get(field) or {}, Mapping):
+            raise bad_request(f"{field} must be an object")
     data = dict(body.get("data") or {})
     for key, value in (body.get("stringData") or {}).items():
         data[key] = base64.b64encode(str(value).encode()).decode()
@@ -760,7 +790,7 @@ def _validate_pull_secret_refs(refs: Any, kind: str, name: str) -> None:
     if refs is None:
         return
     if not isinstance(refs, list) or not all(
-        isinstance(r, Mapping) and r.get("name") for r in refs
+        isinstance(r, Mapping) and isinstance(r.get("name"), str) and r["name"] for r in refs
     ):
         raise invalid(
             kind,
