@@ -85,9 +85,7 @@ def pod_manifest(
     return body
 
 
-async def create_pod(
-    client: Client, body: dict[str, Any]
-) -> dict[str, Any]:
+async def create_pod(client: Client, body: dict[str, Any]) -> dict[str, Any]:
     resp = await client.post(PODS, json=body)
     doc = await resp.json()
     assert resp.status == 201, doc
@@ -95,17 +93,17 @@ async def create_pod(
 
 
 async def wait_for(
-    probe: Callable[[], Awaitable[Any]], *, timeout: float = 5.0, interval: float = 0.02
+    probe: Callable[[], Awaitable[Any]], *, within: float = 5.0, interval: float = 0.02
 ) -> Any:
-    """Poll `probe` on the real clock until it returns a truthy value; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
+    """Poll `probe` on the real clock until it returns a truthy value; fail after `within` s."""
+    deadline = time.monotonic() + within
     last: Any = None
     while time.monotonic() < deadline:
         last = await probe()
         if last:
             return last
         await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last probe: {last!r}")
+    raise AssertionError(f"condition not met within {within}s; last probe: {last!r}")
 
 
 async def pod_waiting_reason(

@@ -59,5 +59,3 @@ async def api(tmp_path: Path) -> AsyncIterator[ApiFactory]:
 async def client(api: ApiFactory) -> Client:
     """The default daemon: bundled catalogue, fast timing, no token."""
     return await api()
-
-

@@ -1,0 +1,616 @@
+"""Errors are Kubernetes `Status` objects with the API server's codes and reasons, never a crash.
+
+Whatever a client sends (malformed JSON, the wrong shape, a field of the wrong type, a body too
+big, deep or in an unknown format, a protobuf of a kind we do not read), the answer is a
+`kind: Status` with the code and reason kubectl maps to its messages, and 422s carry
+`details.causes` with field paths. A Hypothesis test posts arbitrary bodies to the pod endpoint
+and requires a Status (4xx) or a created Pod, never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from apikit import (
+    EVENTS,
+    PODS,
+    PROTOBUF,
+    SECRETS,
+    SERVICE_ACCOUNTS,
+    Client,
+    assert_status,
+    create_pod,
+    pod_manifest,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _protobuf(kind: str, obj: bytes = b"") -> bytes:
+    """A `runtime.Unknown` envelope as kubectl sends it: k8s magic, TypeMeta, raw object."""
+    type_meta = _field(1, b"v1") + _field(2, kind.encode())
+    return b"k8s\x00" + _field(1, type_meta) + _field(2, obj)
+
+
+async def _post(client: Client, path: str, body: bytes, content_type: str | None) -> Any:
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    skip = ["Content-Type"] if content_type is None else []
+    resp = await client.post(path, data=body, headers=headers, skip_auto_headers=skip)
+    text = await resp.text()
+    assert "Traceback" not in text
+    return resp.status, json.loads(text)
+
+
+class TestBadRequest:
+    """400 BadRequest: bodies that do not decode to one object."""
+
+    async def test_malformed_json(self, client: Client) -> None:
+        status, body = await _post(client, PODS, b'{"metadata": {', "application/json")
+        assert status == 400
+        assert_status(body, 400, "BadRequest", message_contains="not valid application/json")
+
+    @pytest.mark.parametrize("value", ["[1, 2]", '"pod"', "5", "null", "true"])
+    async def test_a_body_that_is_not_an_object(self, client: Client, value: str) -> None:
+        status, body = await _post(client, PODS, value.encode(), "application/json")
+        assert status == 400
+        assert_status(body, 400, "BadRequest", message_contains="must be a JSON or YAML object")
+
+    async def test_an_empty_body(self, client: Client) -> None:
+        status, body = await _post(client, PODS, b"  \n", "application/json")
+        assert status == 400
+        assert_status(body, 400, "BadRequest", message_contains="empty")
+
+    async def test_invalid_utf8(self, client: Client) -> None:
+        status, body = await _post(client, PODS, b'{"a": "\xff\xfe"}', "application/json")
+        assert status == 400
+        assert_status(body, 400, "BadRequest")
+
+    async def test_malformed_yaml(self, client: Client) -> None:
+        status, body = await _post(client, PODS, b"metadata: [unclosed", "application/yaml")
+        assert status == 400
+        assert_status(body, 400, "BadRequest", message_contains="application/yaml")
+
+    @pytest.mark.parametrize("depth", [150, 100_000])
+    @pytest.mark.parametrize("content_type", ["application/json", "application/yaml"])
+    async def test_a_body_nested_too_deep(
+        self, client: Client, depth: int, content_type: str
+    ) -> None:
+        # Under the body limit, but deeper than any object: refused before anything recurses.
+        body = b'{"metadata": {"name": "deep"}, "spec": ' + b"[" * depth + b"]" * depth + b"}"
+        status, doc = await _post(client, PODS, body, content_type)
+        assert status == 400
+        assert_status(doc, 400, "BadRequest")
+
+    async def test_yaml_without_a_json_representation(self, client: Client) -> None:
+        body = b"metadata: {name: bin, annotations: {a: !!binary aGVsbG8=}}\nspec: {}\n"
+        status, doc = await _post(client, PODS, body, "application/yaml")
+        assert status == 400
+        assert_status(doc, 400, "BadRequest", message_contains="JSON")
+
+    async def test_a_body_of_another_kind(self, client: Client) -> None:
+        resp = await client.post(PODS, json={"kind": "Secret", "metadata": {"name": "x"}})
+        assert resp.status == 400
+        assert_status(await resp.json(), 400, "BadRequest", message_contains="not a Pod")
+
+    async def test_a_namespace_that_contradicts_the_path(self, client: Client) -> None:
+        manifest = pod_manifest("p", "busybox:1.36")
+        manifest["metadata"]["namespace"] = "other"
+        resp = await client.post(PODS, json=manifest)
+        assert resp.status == 400
+        assert_status(await resp.json(), 400, "BadRequest", message_contains="namespace")
+
+    async def test_an_unsupported_field_selector(self, client: Client) -> None:
+        resp = await client.get(PODS, params={"fieldSelector": "spec.schedulerName=x"})
+        assert resp.status == 400
+        assert_status(await resp.json(), 400, "BadRequest", message_contains="field label")
+
+
+class TestNotFound:
+    """404 NotFound: unknown objects name their kind; unknown routes say so as kube-apiserver."""
+
+    async def test_unknown_pod(self, client: Client) -> None:
+        resp = await client.get(f"{PODS}/nope")
+        assert resp.status == 404
+        body = await resp.json()
+        assert_status(body, 404, "NotFound")
+        assert body["message"] == 'pods "nope" not found'
+        assert body["details"] == {"name": "nope", "kind": "pods"}
+
+    @pytest.mark.parametrize("method", ["DELETE", "PATCH"])
+    async def test_unknown_pod_on_write(self, client: Client, method: str) -> None:
+        resp = await client.request(
+            method,
+            f"{PODS}/nope",
+            json={"metadata": {"labels": {"a": "b"}}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert resp.status == 404
+        assert_status(await resp.json(), 404, "NotFound", message_contains='pods "nope"')
+
+    @pytest.mark.parametrize(
+        ("path", "resource"),
+        [
+            (f"{SECRETS}/nope", "secrets"),
+            (f"{SERVICE_ACCOUNTS}/nope", "serviceaccounts"),
+            (f"{EVENTS}/nope", "events"),
+            ("/api/v1/nodes/nope", "nodes"),
+            ("/api/v1/namespaces/nope", "namespaces"),
+        ],
+    )
+    async def test_unknown_object(self, client: Client, path: str, resource: str) -> None:
+        resp = await client.get(path)
+        assert resp.status == 404
+        assert_status(await resp.json(), 404, "NotFound", message_contains=f'{resource} "nope"')
+
+    @pytest.mark.parametrize(
+        "path", ["/api/v1/deployments", "/apis/apps/v1/deployments", "/nope", "/api/v2"]
+    )
+    async def test_unknown_route(self, client: Client, path: str) -> None:
+        resp = await client.get(path)
+        assert resp.status == 404
+        body = await resp.json()
+        assert_status(body, 404, "NotFound")
+        assert body["message"] == "the server could not find the requested resource"
+
+
+class TestMethodNotAllowed:
+    """405: a known path, a verb it does not serve."""
+
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("PUT", PODS),
+            ("PUT", f"{PODS}/p"),
+            ("DELETE", "/api/v1/nodes"),
+            ("POST", "/version"),
+            ("POST", EVENTS),
+        ],
+    )
+    async def test_verb_not_served(self, client: Client, method: str, path: str) -> None:
+        resp = await client.request(method, path, json={})
+        assert resp.status == 405
+        assert_status(await resp.json(), 405, "MethodNotAllowed", message_contains=method)
+
+
+class TestAlreadyExists:
+    """409 AlreadyExists on a second create of the same name; the first object is untouched."""
+
+    async def test_duplicate_pod(self, client: Client) -> None:
+        first = await create_pod(client, pod_manifest("dup", "busybox:1.36"))
+        resp = await client.post(PODS, json=pod_manifest("dup", "nginx:1.27"))
+        assert resp.status == 409
+        body = await resp.json()
+        assert_status(body, 409, "AlreadyExists")
+        assert body["message"] == 'pods "dup" already exists'
+        assert body["details"] == {"name": "dup", "kind": "pods"}
+        got = await (await client.get(f"{PODS}/dup")).json()
+        assert got["metadata"]["uid"] == first["metadata"]["uid"]
+        assert got["spec"]["containers"][0]["image"] == "busybox:1.36"
+
+    @pytest.mark.parametrize(
+        ("path", "body", "resource"),
+        [
+            (SECRETS, {"metadata": {"name": "s"}, "stringData": {"k": "v"}}, "secrets"),
+            (SERVICE_ACCOUNTS, {"metadata": {"name": "sa"}}, "serviceaccounts"),
+            ("/api/v1/namespaces", {"metadata": {"name": "team"}}, "namespaces"),
+        ],
+    )
+    async def test_duplicate_object(
+        self, client: Client, path: str, body: dict[str, Any], resource: str
+    ) -> None:
+        assert (await client.post(path, json=body)).status == 201
+        resp = await client.post(path, json=body)
+        assert resp.status == 409
+        assert_status(await resp.json(), 409, "AlreadyExists", message_contains=resource)
+
+    async def test_the_default_service_account_exists(self, client: Client) -> None:
+        resp = await client.post(SERVICE_ACCOUNTS, json={"metadata": {"name": "default"}})
+        assert resp.status == 409
+
+
+class TestBodyLimit:
+    """413 over `api.maxBodyBytes`; a body under it is served."""
+
+    async def test_over_the_limit(self, api) -> None:
+        client = await api(api={"maxBodyBytes": "2Ki"})
+        manifest = pod_manifest("big", "busybox:1.36")
+        manifest["metadata"]["annotations"] = {"blob": "x" * 4096}
+        resp = await client.post(PODS, json=manifest)
+        assert resp.status == 413
+        assert_status(await resp.json(), 413, "RequestEntityTooLarge")
+        assert (await client.get(f"{PODS}/big")).status == 404
+
+    async def test_under_the_limit(self, api) -> None:
+        client = await api(api={"maxBodyBytes": "2Ki"})
+        resp = await client.post(PODS, json=pod_manifest("small", "busybox:1.36"))
+        assert resp.status == 201
+
+
+class TestUnsupportedMediaType:
+    """415: a format we do not read, or a protobuf we cannot decode."""
+
+    async def test_unknown_content_type(self, client: Client) -> None:
+        status, body = await _post(client, PODS, b"<pod/>", "application/xml")
+        assert status == 415
+        assert_status(body, 415, "UnsupportedMediaType", message_contains="application/xml")
+
+    async def test_protobuf_of_an_unsupported_kind(self, client: Client) -> None:
+        status, body = await _post(client, PODS, _protobuf("Pod"), PROTOBUF)
+        assert status == 415
+        assert_status(body, 415, "UnsupportedMediaType", message_contains="'Pod'")
+
+    async def test_protobuf_without_the_magic(self, client: Client) -> None:
+        status, body = await _post(client, SECRETS, b"\x0a\x02v1", PROTOBUF)
+        assert status == 415
+        assert_status(body, 415, "UnsupportedMediaType", message_contains="magic")
+
+    @pytest.mark.parametrize(
+        "obj",
+        [
+            # ObjectMeta.name sent as a varint of 2**40: must not become bytes(2**40).
+            _field(1, _varint(1 << 3) + _varint(1 << 40)),
+            # ObjectMeta.creationTimestamp far beyond year 9999.
+            _field(1, _field(8, _varint(1 << 3) + _varint(1 << 62))),
+            # ObjectMeta.labels entry as a varint.
+            _field(1, _varint(11 << 3) + _varint(1 << 40)),
+            # A truncated length-delimited field.
+            _varint(1 << 3 | 2) + _varint(50) + b"short",
+            # Secret.immutable (a bool) sent length-delimited.
+            _field(5, b"yes"),
+        ],
+        ids=["varint-for-string", "timestamp-overflow", "varint-map", "truncated", "bytes-bool"],
+    )
+    async def test_malformed_protobuf(self, client: Client, obj: bytes) -> None:
+        status, body = await _post(client, SECRETS, _protobuf("Secret", obj), PROTOBUF)
+        assert status == 415
+        assert_status(body, 415, "UnsupportedMediaType")
+
+
+def _app(**fields: Any) -> dict[str, Any]:
+    return {"name": "app", "image": "busybox:1.36", **fields}
+
+
+class TestInvalid:
+    """422 Invalid with `details.causes`: field path, cause type and the API server's text."""
+
+    @pytest.mark.parametrize(
+        ("spec", "name", "field", "reason"),
+        [
+            ({"containers": []}, "p", "spec.containers", "FieldValueRequired"),
+            ({}, "p", "spec.containers", "FieldValueRequired"),
+            ({"containers": [_app()]}, "Bad_Name", "metadata.name", "FieldValueInvalid"),
+            (
+                {"containers": [_app(name="App_1")]},
+                "p",
+                "spec.containers[0].name",
+                "FieldValueInvalid",
+            ),
+            (
+                {"containers": [_app(imagePullPolicy="Sometimes")]},
+                "p",
+                "spec.containers[0].imagePullPolicy",
+                "FieldValueNotSupported",
+            ),
+            (
+                {"containers": [{"name": "app"}]},
+                "p",
+                "spec.containers[0].image",
+                "FieldValueRequired",
+            ),
+        ],
+        ids=[
+            "no-containers",
+            "no-spec",
+            "bad-pod-name",
+            "bad-container-name",
+            "bad-pull-policy",
+            "no-image",
+        ],
+    )
+    async def test_invalid_pod(
+        self, client: Client, spec: dict[str, Any], name: str, field: str, reason: str
+    ) -> None:
+        resp = await client.post(PODS, json={"metadata": {"name": name}, "spec": spec})
+        assert resp.status == 422
+        body = await resp.json()
+        assert_status(body, 422, "Invalid", message_contains=f'Pod "{name}" is invalid')
+        assert body["details"]["kind"] == "Pod"
+        assert body["details"]["name"] == name
+        causes = {(c["field"], c["reason"]) for c in body["details"]["causes"]}
+        assert (field, reason) in causes
+        assert field in body["message"]
+        assert (await client.get(f"{PODS}/{name}")).status == 404
+
+    async def test_unsupported_policy_lists_the_supported_ones(self, client: Client) -> None:
+        manifest = pod_manifest("p", "busybox:1.36", policy="Sometimes")
+        body = await (await client.post(PODS, json=manifest)).json()
+        (cause,) = body["details"]["causes"]
+        assert cause["message"] == (
+            'Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never"'
+        )
+
+    async def test_every_cause_is_reported(self, client: Client) -> None:
+        body = {
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [{"name": "A"}, {"name": "b", "image": "x", "imagePullPolicy": "No"}]
+            },
+        }
+        doc = await (await client.post(PODS, json=body)).json()
+        fields = [c["field"] for c in doc["details"]["causes"]]
+        assert fields == [
+            "spec.containers[0].name",
+            "spec.containers[0].image",
+            "spec.containers[1].imagePullPolicy",
+        ]
+
+
+class TestForbidden:
+    """403: a pod naming a service account that does not exist (ServiceAccount admission)."""
+
+    async def test_missing_service_account(self, client: Client) -> None:
+        resp = await client.post(
+            PODS, json=pod_manifest("p", "busybox:1.36", serviceAccountName="ghost")
+        )
+        assert resp.status == 403
+        body = await resp.json()
+        assert_status(body, 403, "Forbidden", message_contains='serviceaccount "ghost" not found')
+        assert (await client.get(f"{PODS}/p")).status == 404
+
+
+class TestFieldsOfTheWrongType:
+    """Fields of the wrong JSON type are refused with a Status, and never break later reads."""
+
+    @pytest.mark.parametrize(
+        ("metadata", "spec"),
+        [
+            ({"name": "p", "labels": ["app"]}, {}),
+            ({"name": "p", "labels": {"app": 1}}, {}),
+            ({"name": "p", "annotations": "a=b"}, {}),
+            ({"name": "p"}, {"serviceAccountName": ["builder"]}),
+            ({"name": "p"}, {"serviceAccountName": {"name": "builder"}}),
+            ({"name": "p"}, {"serviceAccountName": 5}),
+        ],
+    )
+    async def test_pod_create(
+        self, client: Client, metadata: dict[str, Any], spec: dict[str, Any]
+    ) -> None:
+        body = {
+            "metadata": metadata,
+            "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}], **spec},
+        }
+        resp = await client.post(PODS, json=body)
+        assert resp.status == 400
+        assert_status(await resp.json(), 400, "BadRequest")
+        for params in ({}, {"labelSelector": "app=web"}):
+            assert (await client.get(PODS, params=params)).status == 200
+
+    async def test_null_init_containers_are_no_init_containers(self, client: Client) -> None:
+        body = pod_manifest("p", "busybox:1.36", initContainers=None)
+        doc = await create_pod(client, body)
+        assert "initContainerStatuses" not in doc["status"]
+
+    async def test_yaml_dates_stay_strings(self, client: Client) -> None:
+        body = (
+            b"metadata:\n  name: dated\n  annotations: {built: 2024-01-01}\n"
+            b"spec:\n  containers: [{name: c, image: busybox:1.36}]\n"
+        )
+        status, doc = await _post(client, PODS, body, "application/yaml")
+        assert status == 201, doc
+        assert doc["metadata"]["annotations"] == {"built": "2024-01-01"}
+
+    @pytest.mark.parametrize(
+        "patch",
+        [
+            {"metadata": None},
+            {"metadata": ["labels"]},
+            {"metadata": {"labels": "app=web"}},
+            {"metadata": {"labels": {"app": ["web"]}}},
+            {"__replace__": {"metadata": 5}},
+        ],
+    )
+    async def test_pod_merge_patch(self, client: Client, patch: dict[str, Any]) -> None:
+        await create_pod(client, pod_manifest("p", "busybox:1.36", labels={"app": "web"}))
+        resp = await client.patch(
+            f"{PODS}/p", json=patch, headers={"Content-Type": "application/merge-patch+json"}
+        )
+        assert resp.status == 400
+        assert_status(await resp.json(), 400, "BadRequest")
+        got = await client.get(f"{PODS}/p")
+        assert got.status == 200
+        assert (await got.json())["metadata"]["labels"] == {"app": "web"}
+        listed = await (await client.get(PODS, params={"labelSelector": "app=web"})).json()
+        assert [p["metadata"]["name"] for p in listed["items"]] == ["p"]
+
+    @pytest.mark.parametrize(
+        "ops",
+        [
+            [{"op": "replace", "path": "/metadata", "value": 5}],
+            [{"op": "remove", "path": "/metadata"}],
+            [{"op": "add", "path": "/metadata/labels", "value": [1]}],
+        ],
+    )
+    async def test_pod_json_patch(self, client: Client, ops: list[dict[str, Any]]) -> None:
+        await create_pod(client, pod_manifest("p", "busybox:1.36"))
+        resp = await client.patch(
+            f"{PODS}/p",
+            data=json.dumps(ops),
+            headers={"Content-Type": "application/json-patch+json"},
+        )
+        assert resp.status == 400
+        assert_status(await resp.json(), 400, "BadRequest")
+        assert (await client.get(f"{PODS}/p")).status == 200
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"metadata": {"name": "s"}, "data": "abc"},
+            {"metadata": {"name": "s"}, "data": 5},
+            {"metadata": {"name": "s"}, "stringData": ["k", "v"]},
+            {"metadata": {"name": "s", "labels": "x"}},
+        ],
+    )
+    async def test_secret_create(self, client: Client, body: dict[str, Any]) -> None:
+        resp = await client.post(SECRETS, json=body)
+        assert resp.status == 400
+        assert_status(await resp.json(), 400, "BadRequest")
+        assert (await client.get(SECRETS)).status == 200
+
+    @pytest.mark.parametrize("patch", [{"metadata": None}, {"metadata": {"annotations": 1}}])
+    async def test_secret_and_service_account_patch(
+        self, client: Client, patch: dict[str, Any]
+    ) -> None:
+        for path in (SECRETS, SERVICE_ACCOUNTS):
+            assert (await client.post(path, json={"metadata": {"name": "x"}})).status == 201
+            resp = await client.patch(
+                f"{path}/x", json=patch, headers={"Content-Type": "application/merge-patch+json"}
+            )
+            assert resp.status == 400, path
+            assert_status(await resp.json(), 400, "BadRequest")
+            assert (await client.get(f"{path}/x")).status == 200
+            assert (await client.get(path)).status == 200
+
+    @pytest.mark.parametrize("refs", [[{"name": 5}], [{"name": ""}], "regcred", [["regcred"]]])
+    async def test_service_account_pull_secret_refs(self, client: Client, refs: Any) -> None:
+        resp = await client.post(
+            SERVICE_ACCOUNTS, json={"metadata": {"name": "sa"}, "imagePullSecrets": refs}
+        )
+        assert resp.status == 422
+        body = await resp.json()
+        assert_status(body, 422, "Invalid")
+        assert body["details"]["causes"][0]["field"] == "imagePullSecrets"
+
+    @pytest.mark.parametrize("value", ["abc", "nan", "NaN"])
+    async def test_watch_timeout_that_is_not_a_number(self, client: Client, value: str) -> None:
+        resp = await client.get(PODS, params={"watch": "true", "timeoutSeconds": value})
+        assert resp.status == 400
+        assert_status(await resp.json(), 400, "BadRequest", message_contains="timeoutSeconds")
+
+
+# -- property: never a 500 ---------------------------------------------------------------------
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def _mostly(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Usually a plausible value, sometimes any JSON value at all."""
+    return st.one_of(valid, valid, valid, _json)
+
+
+_container = st.fixed_dictionaries(
+    {
+        "name": _mostly(st.sampled_from(["c", "app", "Bad_Name", ""])),
+        "image": _mostly(
+            st.sampled_from(["busybox:1.36", "nginx", "nope.example/x:1", "UPPER:1", "", " a"])
+        ),
+    },
+    optional={
+        "imagePullPolicy": _mostly(st.sampled_from(["Always", "IfNotPresent", "Never", "x"])),
+    },
+)
+_metadata = st.fixed_dictionaries(
+    {"name": _mostly(st.sampled_from(["p", "q.r", "Bad_Name", ""]))},
+    optional={
+        "generateName": _mostly(st.sampled_from(["web-", ""])),
+        "namespace": _mostly(st.sampled_from(["default", "other", ""])),
+        "labels": _mostly(st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2)),
+        "annotations": _json,
+    },
+)
+_spec = st.fixed_dictionaries(
+    {"containers": _mostly(st.lists(_container, min_size=1, max_size=2))},
+    optional={
+        "initContainers": _mostly(st.lists(_container, max_size=1)),
+        "imagePullSecrets": _mostly(st.lists(st.fixed_dictionaries({"name": _json}), max_size=2)),
+        "serviceAccountName": _mostly(st.sampled_from(["default", "ghost", ""])),
+    },
+)
+_pod_like = st.fixed_dictionaries(
+    {"metadata": _mostly(_metadata), "spec": _mostly(_spec)},
+    optional={
+        "apiVersion": _mostly(st.just("v1")),
+        "kind": _mostly(st.sampled_from(["Pod", "Secret", ""])),
+    },
+)
+_content_types = st.sampled_from(
+    [None, "application/json", "application/yaml", PROTOBUF, "text/plain", "application/x-foo"]
+)
+
+
+def _answer_is_a_status_or_a_pod(status: int, text: str) -> None:
+    assert status != 500, text
+    assert "Traceback" not in text
+    doc = json.loads(text)
+    if status == 201:
+        assert doc["kind"] == "Pod"
+        assert doc["metadata"]["namespace"] == "default"
+    else:
+        assert 400 <= status < 500
+        assert doc["kind"] == "Status"
+        assert doc["code"] == status
+
+
+_PROPERTY = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+class TestNeverA500:
+    """Arbitrary bodies to the pod create endpoint: a Status (4xx) or a created Pod (201)."""
+
+    @_PROPERTY
+    @given(body=_pod_like | _json)
+    async def test_arbitrary_json(self, client: Client, body: Any) -> None:
+        resp = await client.post(
+            PODS, data=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
+        _answer_is_a_status_or_a_pod(resp.status, await resp.text())
+
+    @_PROPERTY
+    @given(body=st.binary(max_size=200), content_type=_content_types)
+    async def test_arbitrary_bytes(
+        self, client: Client, body: bytes, content_type: str | None
+    ) -> None:
+        headers = {} if content_type is None else {"Content-Type": content_type}
+        skip = ["Content-Type"] if content_type is None else []
+        resp = await client.post(PODS, data=body, headers=headers, skip_auto_headers=skip)
+        _answer_is_a_status_or_a_pod(resp.status, await resp.text())
+
+    @_PROPERTY
+    @given(body=st.binary(max_size=120))
+    async def test_arbitrary_protobuf_after_the_magic(self, client: Client, body: bytes) -> None:
+        resp = await client.post(
+            SECRETS, data=b"k8s\x00" + body, headers={"Content-Type": PROTOBUF}
+        )
+        assert resp.status != 500, await resp.text()
+        assert (await resp.json())["kind"] in {"Status", "Secret"}
