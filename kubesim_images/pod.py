@@ -16,8 +16,18 @@ from typing import Any
 
 from kubesim_images.policy import PullPolicy, effective_policy
 
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def label_invalid(value: str) -> str:
+    """The API server's text for a value that is not an RFC 1123 label."""
+    return (
+        f'Invalid value: "{value}": a lowercase RFC 1123 label must consist of lower case '
+        "alphanumeric characters or '-', and must start and end with an alphanumeric "
+        "character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,15 +130,12 @@ def _containers(
         name = _str(item.get("name")) or ""
         if not name:
             errors.append(FieldError(f"{where}.name", "FieldValueRequired", "Required value"))
-        elif len(name) > 63 or not _DNS1123_LABEL.fullmatch(name):
+        elif len(name) > 63 or not DNS1123_LABEL.fullmatch(name):
             errors.append(
                 FieldError(
                     f"{where}.name",
                     "FieldValueInvalid",
-                    f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower '
-                    "case alphanumeric characters or '-', and must start and end with an "
-                    "alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
-                    "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                    label_invalid(name),
                 )
             )
         elif name in seen:

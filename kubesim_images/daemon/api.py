@@ -41,6 +41,7 @@ from kubesim_images.daemon.selectors import (
 )
 from kubesim_images.logging import get_logger
 from kubesim_images.metrics import Metrics
+from kubesim_images.pod import DNS1123_LABEL, FieldError, label_invalid
 
 _log = get_logger()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -144,10 +145,23 @@ def auth_middleware(token: str | None) -> Any:
 
 # -- bodies ------------------------------------------------------------------------------------
 MAX_BODY_DEPTH = 100  # far deeper than any Kubernetes object; deeper bodies would recurse
+MAX_BODY_NODES = 500_000  # values in a body, aliases expanded; no real object comes close
+
+
+MAX_YAML_ALIASES = 1000  # expanding aliases is how a small YAML body becomes a huge one
 
 
 class _YamlLoader(yaml.SafeLoader):
     """YAML as kubectl reads it (sigs.k8s.io/yaml): an unquoted date stays a string."""
+
+    aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} aliases")
+        return super().compose_node(parent, index)
 
 
 _YamlLoader.yaml_implicit_resolvers = {
@@ -158,6 +172,7 @@ _YamlLoader.yaml_implicit_resolvers = {
 
 def _load_yaml(raw: bytes | str) -> Any:
     doc = yaml.load(raw, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+    _check_depth(doc)  # before anything expands shared aliases ("billion laughs")
     try:
         json.dumps(doc)  # what YAML has and JSON lacks (!!binary, recursive aliases) is refused
     except (TypeError, ValueError) as exc:
@@ -166,9 +181,18 @@ def _load_yaml(raw: bytes | str) -> Any:
 
 
 def _check_depth(doc: Any) -> Any:
+    """Refuse bodies nested too deep or, once YAML aliases are expanded, too large."""
     stack = [(doc, 1)]
+    visited = 0
     while stack:
         value, depth = stack.pop()
+        visited += 1
+        if visited > MAX_BODY_NODES:
+            raise ApiError(
+                413,
+                "RequestEntityTooLarge",
+                f"the request body has more than {MAX_BODY_NODES} values",
+            )
         if depth > MAX_BODY_DEPTH:
             raise bad_request(f"the request body is nested deeper than {MAX_BODY_DEPTH} levels")
         if isinstance(value, Mapping):
@@ -779,9 +803,22 @@ async def get_namespace(request: web.Request) -> web.Response:
 async def create_namespace(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
     body = await read_object(request)
-    name = (body.get("metadata") or {}).get("name")
+    meta = body.get("metadata") or {}
+    name = meta.get("name") if isinstance(meta, Mapping) else None
     if not isinstance(name, str) or not name:
         raise bad_request("metadata.name is required")
+    if len(name) > 63 or not DNS1123_LABEL.fullmatch(name):
+        raise kube.invalid(
+            "Namespace",
+            name,
+            [
+                FieldError(
+                    "metadata.name",
+                    "FieldValueInvalid",
+                    label_invalid(name),
+                )
+            ],
+        )
     if any(d["metadata"]["name"] == name for d in _namespaces(cluster)):
         raise kube.already_exists("namespaces", name)
     cluster.add_namespace(name)

@@ -344,7 +344,6 @@ class Cluster:
         spec["serviceAccount"] = sa_name
         spec["nodeName"] = self.node.name
         meta = dict(manifest.get("metadata") or {})
-        meta.pop("generateName", None) if meta.get("name") else None
         meta.update(
             name=pod.name,
             namespace=pod.namespace,
@@ -364,9 +363,12 @@ class Cluster:
         return self.render_pod(self._record(namespace, name))
 
     def list_pods(self, namespace: str | None) -> list[dict[str, Any]]:
+        records = sorted(
+            self.pods.values(), key=lambda r: (r.status.pod.namespace, r.status.pod.name)
+        )
         return [
             self.render_pod(r)
-            for r in self.pods.values()
+            for r in records
             if namespace is None or r.status.pod.namespace == namespace
         ]
 
@@ -506,7 +508,14 @@ class Cluster:
             raise already_exists("secrets", name)
         doc = self._new_meta_doc("Secret", namespace, name)
         doc["metadata"].update({k: v for k, v in meta.items() if k in {"labels", "annotations"}})
-        doc["type"] = body.get("type") or "Opaque"
+        secret_type = body.get("type") or "Opaque"
+        if not isinstance(secret_type, str):
+            raise invalid(
+                "Secret",
+                name,
+                [FieldError("type", "FieldValueInvalid", "Invalid value: must be a string")],
+            )
+        doc["type"] = secret_type
         doc["data"] = _secret_data(body, name)
         _validate_secret(doc)
         self.secrets[(namespace, name)] = doc
@@ -526,8 +535,9 @@ class Cluster:
         return redact_secret(doc)
 
     def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        doc = merge_patch(self.secret(namespace, name), patch)
-        _check_patched_meta(doc)
+        before = self.secret(namespace, name)
+        doc = merge_patch(before, patch)
+        _check_patched_meta(doc, before)
         if "stringData" in doc:
             doc["data"] = _secret_data(doc, name)
             doc.pop("stringData")
@@ -572,8 +582,9 @@ class Cluster:
     def patch_service_account(
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]:
-        doc = merge_patch(self.service_account(namespace, name), patch)
-        _check_patched_meta(doc)
+        before = self.service_account(namespace, name)
+        doc = merge_patch(before, patch)
+        _check_patched_meta(doc, before)
         _validate_pull_secret_refs(doc.get("imagePullSecrets"), "ServiceAccount", name)
         doc["metadata"]["resourceVersion"] = str(self.next_version())
         self._put_service_account(doc)
@@ -712,11 +723,18 @@ def _check_string_maps(meta: Mapping[str, Any]) -> None:
             raise bad_request(f"metadata.{field} must be an object of string values")
 
 
-def _check_patched_meta(doc: Mapping[str, Any]) -> None:
+def _check_patched_meta(doc: Mapping[str, Any], before: Mapping[str, Any]) -> None:
     meta = doc.get("metadata")
     if not isinstance(meta, Mapping):
         raise bad_request("metadata must be an object")
     _check_string_maps(meta)
+    old = before["metadata"]
+    for field in ("name", "namespace", "uid", "creationTimestamp"):
+        if meta.get(field) != old.get(field):
+            raise bad_request(
+                f"metadata.{field} is immutable: the patch changes {old.get(field)!r} to "
+                f"{meta.get(field)!r}"
+            )
 
 
 def _require_name(meta: Mapping[str, Any], kind: str) -> str:
