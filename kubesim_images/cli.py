@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="require 'Authorization: Bearer <token>' with the token in FILE",
     )
+    sv.add_argument(
+        "--tls-cert-file",
+        metavar="FILE",
+        help="serve HTTPS with this certificate (PEM); kubectl sends --token only over HTTPS",
+    )
+    sv.add_argument("--tls-private-key-file", metavar="FILE", help="its private key (PEM)")
 
     sc = commands.add_parser("scenario", help="run load-testing scenarios in virtual time")
     sc_commands = sc.add_subparsers(dest="scenario_command", required=True, metavar="COMMAND")
@@ -163,8 +170,17 @@ def _serve(args: argparse.Namespace) -> int:
             return _fail(f"{args.token_file}: the token file is empty")
     if not 0 <= args.port <= 65535:
         return _fail(f"--port {args.port}: must be between 0 and 65535")
+    tls = None
+    if bool(args.tls_cert_file) != bool(args.tls_private_key_file):
+        return _fail("--tls-cert-file and --tls-private-key-file go together")
+    if args.tls_cert_file:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            tls.load_cert_chain(args.tls_cert_file, args.tls_private_key_file)
+        except (OSError, ssl.SSLError) as exc:
+            return _fail(f"cannot load the TLS certificate and key: {exc}")
     state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
-    daemon = Daemon(config, state_dir, address=args.address, port=args.port, token=token)
+    daemon = Daemon(config, state_dir, address=args.address, port=args.port, token=token, tls=tls)
     try:
         asyncio.run(daemon.run_until_signalled())
     except TimeoutError:  # an OSError subclass: a drain that overran, not a bind failure

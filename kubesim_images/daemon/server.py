@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 from pathlib import Path
 
 from aiohttp import web
@@ -36,8 +37,10 @@ class Daemon:
         address: str = "127.0.0.1",
         port: int = 10255,
         token: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config
+        self.tls = tls
         self.state_dir = state_dir
         self.address = address
         self.port = port
@@ -57,7 +60,9 @@ class Daemon:
             app, access_log=None, handle_signals=False, shutdown_timeout=DRAIN_SECONDS
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.address, self.port, reuse_address=True)
+        site = web.TCPSite(
+            self._runner, self.address, self.port, reuse_address=True, ssl_context=self.tls
+        )
         await site.start()
         self.cluster.restore()
         app[READY].set()

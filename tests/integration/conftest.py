@@ -1,4 +1,4 @@
-"""Integration fixtures: the daemon as a real process, the real kubectl, a TLS terminator.
+"""Integration fixtures: the daemon as a real process (HTTP or HTTPS) and the real kubectl.
 
 `daemon_factory` starts `python -m kubesim_images serve --port 0` with a tmp state dir and a
 config written to tmp_path with fast timing (1 s requeue, no jitter, 20 ms registry latency),
@@ -8,7 +8,6 @@ teardown sends SIGTERM and requires exit code 0 within 10 s. Everything talks to
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -17,7 +16,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -39,8 +37,14 @@ REGISTRY_USER, REGISTRY_PASSWORD = "robot", "s3cret"
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
-# Never route loopback traffic through a proxy the environment may set.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# Never route loopback traffic through a proxy the environment may set; accept the daemon's
+# self-signed test certificate.
+_TLS = ssl.create_default_context()
+_TLS.check_hostname = False
+_TLS.verify_mode = ssl.CERT_NONE
+_OPENER = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=_TLS)
+)
 
 
 def fast_config(*, node_bandwidth: str = "1Gi", **overrides: Any) -> dict[str, Any]:
@@ -137,10 +141,11 @@ class RunningDaemon:
     log_path: Path
     token: str | None = None
     serving: dict[str, Any] = field(default_factory=dict)
+    scheme: str = "http"
 
     @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{self.scheme}://{HOST}:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -237,7 +242,7 @@ class RunningDaemon:
 
 
 def _wait_started(
-    proc: subprocess.Popen[bytes], log_path: Path, token: str | None
+    proc: subprocess.Popen[bytes], log_path: Path, token: str | None, scheme: str
 ) -> dict[str, Any]:
     """The `serving` log line once the daemon answers /readyz 200 on the port it reports."""
     deadline = time.monotonic() + START_TIMEOUT
@@ -260,7 +265,7 @@ def _wait_started(
     port = serving.get("port")
     assert isinstance(port, int), f"serving line without a port: {serving}"
     assert 0 < port < 65536, f"--port 0 must be reported as the real bound port: {serving}"
-    url = f"http://{HOST}:{port}/readyz"
+    url = f"{scheme}://{HOST}:{port}/readyz"
     while True:
         try:
             status, _ = http("GET", url, token=token, timeout=2)
@@ -287,6 +292,7 @@ class DaemonFactory:
         *,
         state_dir: Path | None = None,
         token: str | None = None,
+        tls: bool = False,
     ) -> RunningDaemon:
         self._count += 1
         n = self._count
@@ -312,17 +318,22 @@ class DaemonFactory:
             token_file = self.tmp_path / f"token-{n}"
             token_file.write_text(token + "\n", encoding="utf-8")
             args += ["--token-file", str(token_file)]
+        scheme = "http"
+        if tls:
+            cert, key = make_certificate(self.tmp_path)
+            args += ["--tls-cert-file", str(cert), "--tls-private-key-file", str(key)]
+            scheme = "https"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         try:
-            serving = _wait_started(proc, log_path, token)
+            serving = _wait_started(proc, log_path, token, scheme)
         except BaseException:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
             raise
         daemon = RunningDaemon(
-            proc, serving["port"], state_dir, config_path, log_path, token, serving
+            proc, serving["port"], state_dir, config_path, log_path, token, serving, scheme
         )
         self.started.append(daemon)
         return daemon
@@ -422,86 +433,11 @@ def kubectl(kubectl_bin: str, daemon: RunningDaemon, tmp_path: Path) -> Kubectl:
     return Kubectl(kubectl_bin, daemon.base_url, tmp_path / "home")
 
 
-# -- a TLS terminator: kubectl sends --token only over https -----------------------------------
-class TlsProxy:
-    """https://127.0.0.1:port -> http://127.0.0.1:upstream, byte for byte, on its own loop."""
-
-    def __init__(self, upstream_port: int, certfile: Path, keyfile: Path) -> None:
-        self.upstream_port = upstream_port
-        self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._ctx.load_cert_chain(certfile, keyfile)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="tls-proxy")
-        self._server: asyncio.Server | None = None
-        self._conns: set[asyncio.Task[None]] = set()
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"https://{HOST}:{self.port}"
-
-    def start(self) -> None:
-        self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
-        future.result(timeout=10)
-
-    async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, HOST, 0, ssl=self._ctx)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._conns.add(task)
-        up_writer: asyncio.StreamWriter | None = None
-        try:
-            up_reader, up_writer = await asyncio.open_connection(HOST, self.upstream_port)
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-        except OSError:
-            pass
-        finally:
-            for w in (writer, up_writer):
-                if w is not None:
-                    w.close()
-                    with contextlib.suppress(Exception):
-                        await w.wait_closed()
-            self._conns.discard(task)
-
-    async def _stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._conns):
-            task.cancel()
-        await asyncio.gather(*self._conns, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (OSError, ssl.SSLError):
-        pass
-    finally:
-        with contextlib.suppress(OSError, RuntimeError):
-            if writer.can_write_eof():
-                writer.write_eof()
-            else:
-                writer.close()
-
-
-@pytest.fixture
-def tls_proxy_factory(tmp_path: Path) -> Iterator[Callable[[int], TlsProxy]]:
-    openssl = _require_tool("openssl", "it makes the TLS terminator's self-signed certificate")
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+# -- TLS: kubectl sends --token only over https ---------------------------------------------
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made with openssl at test time."""
+    openssl = _require_tool("openssl", "it makes the daemon's self-signed TLS certificate")
+    cert, key = directory / "tls.crt", directory / "tls.key"
     subprocess.run(
         [
             openssl,
@@ -527,14 +463,4 @@ def tls_proxy_factory(tmp_path: Path) -> Iterator[Callable[[int], TlsProxy]]:
         capture_output=True,
         timeout=30,
     )
-    proxies: list[TlsProxy] = []
-
-    def start(upstream_port: int) -> TlsProxy:
-        proxy = TlsProxy(upstream_port, cert, key)
-        proxy.start()
-        proxies.append(proxy)
-        return proxy
-
-    yield start
-    for proxy in proxies:
-        proxy.stop()
+    return cert, key
