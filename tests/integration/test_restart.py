@@ -266,7 +266,7 @@ def test_bearer_token_guards_the_api(
     # auth info only when the transport is TLS), which is why this daemon serves HTTPS.
     secure = Kubectl(kubectl_bin, url, tmp_path / "home", "--insecure-skip-tls-verify")
     refused = secure.run("get", "pods", check=False)
-    assert refused.returncode == 1   # over https kubectl asks for a username on 401, gets EOF
+    assert refused.returncode == 1  # over https kubectl asks for a username on 401, gets EOF
     wrong = secure.with_flags("--insecure-skip-tls-verify", "--token", "wrong")
     refused = wrong.run("get", "pods", check=False)
     assert refused.returncode == 1
