@@ -47,6 +47,41 @@ DOCKER_SECRET_KEYS = {
 Watcher = Callable[[str, str, dict[str, Any]], None]
 
 
+class ObjectTable(dict[tuple[str, str], dict[str, Any]]):
+    """Stored objects of one kind by (namespace, name), written through to the state store."""
+
+    def __init__(self, kind: str, resource: str, state: StateStore) -> None:
+        super().__init__()
+        self.kind = kind
+        self.resource = resource
+        self._state = state
+
+    def require(self, namespace: str, name: str) -> dict[str, Any]:
+        doc = self.get((namespace, name))
+        if doc is None:
+            raise not_found(self.resource, name)
+        return doc
+
+    def require_absent(self, namespace: str, name: str) -> None:
+        if (namespace, name) in self:
+            raise already_exists(self.resource, name)
+
+    def put(self, doc: dict[str, Any]) -> None:
+        namespace, name = _key(doc)
+        self[(namespace, name)] = doc
+        self._state.put_object(self.kind, namespace, name, doc)
+
+    def remove(self, namespace: str, name: str) -> dict[str, Any]:
+        doc = self.require(namespace, name)
+        del self[(namespace, name)]
+        self._state.delete_object(self.kind, namespace, name)
+        return doc
+
+    def restore(self) -> None:
+        for doc in self._state.objects(self.kind):
+            self[_key(doc)] = doc
+
+
 @dataclass(slots=True)
 class PodRecord:
     manifest: dict[str, Any]
@@ -90,8 +125,8 @@ class Cluster:
         self.node_created = float(state.get_meta("nodeCreated") or self.clock.epoch(loop.time()))
         self.pods: dict[str, PodRecord] = {}
         self._pod_keys: dict[tuple[str, str], str] = {}
-        self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
-        self.service_accounts: dict[tuple[str, str], dict[str, Any]] = {}
+        self.secrets = ObjectTable("Secret", "secrets", state)
+        self.service_accounts = ObjectTable("ServiceAccount", "serviceaccounts", state)
         self._watchers: set[Watcher] = set()
         self.extra_namespaces: list[str] = json.loads(state.get_meta("namespaces", "[]"))
 
@@ -136,12 +171,10 @@ class Cluster:
             self.state.put_meta("nodeCreated", str(self.node_created))
         for key, (backoff, last_update) in self.state.backoffs().items():
             self.node.backoff.restore(key, backoff, self.clock.loop_time(last_update))
-        for doc in self.state.objects("Secret"):
-            self.secrets[_key(doc)] = doc
-        for doc in self.state.objects("ServiceAccount"):
-            self.service_accounts[_key(doc)] = doc
+        self.secrets.restore()
+        self.service_accounts.restore()
         if ("default", "default") not in self.service_accounts:
-            self._put_service_account(self._new_meta_doc("ServiceAccount", "default", "default"))
+            self.service_accounts.put(self._new_meta_doc("ServiceAccount", "default", "default"))
         statuses = self.state.pod_statuses()
         for doc in self.state.objects("Pod"):
             pod = self._pod_from_stored(doc)
@@ -504,8 +537,7 @@ class Cluster:
         body = _check_kind(body, "Secret")
         meta = _meta(body, namespace)
         name = _require_name(meta, "Secret")
-        if (namespace, name) in self.secrets:
-            raise already_exists("secrets", name)
+        self.secrets.require_absent(namespace, name)
         doc = self._new_meta_doc("Secret", namespace, name)
         doc["metadata"].update({k: v for k, v in meta.items() if k in {"labels", "annotations"}})
         secret_type = body.get("type") or "Opaque"
@@ -518,21 +550,14 @@ class Cluster:
         doc["type"] = secret_type
         doc["data"] = _secret_data(body, name)
         _validate_secret(doc)
-        self.secrets[(namespace, name)] = doc
-        self.state.put_object("Secret", namespace, name, doc)
+        self.secrets.put(doc)
         return redact_secret(doc)
 
     def secret(self, namespace: str, name: str) -> dict[str, Any]:
-        doc = self.secrets.get((namespace, name))
-        if doc is None:
-            raise not_found("secrets", name)
-        return doc
+        return self.secrets.require(namespace, name)
 
     def delete_secret(self, namespace: str, name: str) -> dict[str, Any]:
-        doc = self.secret(namespace, name)
-        del self.secrets[(namespace, name)]
-        self.state.delete_object("Secret", namespace, name)
-        return redact_secret(doc)
+        return redact_secret(self.secrets.remove(namespace, name))
 
     def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         before = self.secret(namespace, name)
@@ -543,41 +568,28 @@ class Cluster:
             doc.pop("stringData")
         _validate_secret(doc)
         doc["metadata"]["resourceVersion"] = str(self.next_version())
-        self.secrets[(namespace, name)] = doc
-        self.state.put_object("Secret", namespace, name, doc)
+        self.secrets.put(doc)
         return redact_secret(doc)
 
     # -- service accounts --------------------------------------------------------------------
-    def _put_service_account(self, doc: dict[str, Any]) -> None:
-        key = _key(doc)
-        self.service_accounts[key] = doc
-        self.state.put_object("ServiceAccount", key[0], key[1], doc)
-
     def create_service_account(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         body = _check_kind(body, "ServiceAccount")
         meta = _meta(body, namespace)
         name = _require_name(meta, "ServiceAccount")
-        if (namespace, name) in self.service_accounts:
-            raise already_exists("serviceaccounts", name)
+        self.service_accounts.require_absent(namespace, name)
         doc = self._new_meta_doc("ServiceAccount", namespace, name)
         doc["metadata"].update({k: v for k, v in meta.items() if k in {"labels", "annotations"}})
         _validate_pull_secret_refs(body.get("imagePullSecrets"), "ServiceAccount", name)
         if body.get("imagePullSecrets"):
             doc["imagePullSecrets"] = [{"name": r["name"]} for r in body["imagePullSecrets"]]
-        self._put_service_account(doc)
+        self.service_accounts.put(doc)
         return copy.deepcopy(doc)
 
     def service_account(self, namespace: str, name: str) -> dict[str, Any]:
-        doc = self.service_accounts.get((namespace, name))
-        if doc is None:
-            raise not_found("serviceaccounts", name)
-        return doc
+        return self.service_accounts.require(namespace, name)
 
     def delete_service_account(self, namespace: str, name: str) -> dict[str, Any]:
-        doc = self.service_account(namespace, name)
-        del self.service_accounts[(namespace, name)]
-        self.state.delete_object("ServiceAccount", namespace, name)
-        return doc
+        return self.service_accounts.remove(namespace, name)
 
     def patch_service_account(
         self, namespace: str, name: str, patch: Mapping[str, Any]
@@ -587,7 +599,7 @@ class Cluster:
         _check_patched_meta(doc, before)
         _validate_pull_secret_refs(doc.get("imagePullSecrets"), "ServiceAccount", name)
         doc["metadata"]["resourceVersion"] = str(self.next_version())
-        self._put_service_account(doc)
+        self.service_accounts.put(doc)
         return copy.deepcopy(doc)
 
     # -- the node ----------------------------------------------------------------------------

@@ -6,10 +6,12 @@ import asyncio
 import base64
 import json
 
+import structlog
 from structlog.testing import capture_logs
 
 from kubesim_images.daemon.cluster import Cluster
 from kubesim_images.daemon.config import parse_config
+from kubesim_images.logging import configure
 from kubesim_images.metrics import Metrics
 from kubesim_images.state import StateStore
 
@@ -38,6 +40,7 @@ async def test_a_pull_with_a_secret_leaves_no_trace(tmp_path):
     metrics = Metrics()
     auth = base64.b64encode(f"robot:{PASSWORD}".encode()).decode()
     dockerconfig = json.dumps({"auths": {"registry.example.com": {"auth": auth}}})
+    configure(level="debug")  # every level, whatever earlier tests configured
     with capture_logs() as logs:
         cluster = Cluster(config, state, metrics)  # loggers bind at construction
         cluster.restore()
@@ -81,3 +84,4 @@ async def test_a_pull_with_a_secret_leaves_no_trace(tmp_path):
     finally:
         await cluster.stop()
         state.close()
+        structlog.reset_defaults()
