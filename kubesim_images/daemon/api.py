@@ -9,7 +9,6 @@ stack and answered 500 `InternalError`.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 import hmac
 import json
@@ -17,11 +16,11 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import yaml
 from aiohttp import web
 
-from kubesim_images.daemon import kube
-from kubesim_images.daemon.cluster import Cluster, redact_secret
+from kubesim_images.daemon import kube, rows
+from kubesim_images.daemon.bodies import read_object, read_patch
+from kubesim_images.daemon.cluster import Cluster
 from kubesim_images.daemon.discovery import (
     API_GROUPS,
     API_V1,
@@ -32,7 +31,7 @@ from kubesim_images.daemon.discovery import (
     openapi_document,
 )
 from kubesim_images.daemon.kube import ApiError, bad_request, not_found
-from kubesim_images.daemon.protobuf import ProtobufError, decode
+from kubesim_images.daemon.objects import redact_secret
 from kubesim_images.daemon.selectors import (
     dotted,
     matches,
@@ -143,168 +142,7 @@ def auth_middleware(token: str | None) -> Any:
     return middleware
 
 
-# -- bodies ------------------------------------------------------------------------------------
-MAX_BODY_DEPTH = 100  # far deeper than any Kubernetes object; deeper bodies would recurse
-MAX_BODY_NODES = 500_000  # values in a body, aliases expanded; no real object comes close
-
-
-MAX_YAML_ALIASES = 1000  # expanding aliases is how a small YAML body becomes a huge one
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """YAML as kubectl reads it (sigs.k8s.io/yaml): an unquoted date stays a string."""
-
-    aliases = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_YAML_ALIASES:
-                raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} aliases")
-        return super().compose_node(parent, index)
-
-
-_YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _load_yaml(raw: bytes | str) -> Any:
-    doc = yaml.load(raw, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
-    _check_depth(doc)  # before anything expands shared aliases ("billion laughs")
-    try:
-        json.dumps(doc)  # what YAML has and JSON lacks (!!binary, recursive aliases) is refused
-    except (TypeError, ValueError) as exc:
-        raise bad_request(f"the YAML body has no JSON representation: {exc}") from None
-    return doc
-
-
-def _check_depth(doc: Any) -> Any:
-    """Refuse bodies nested too deep or, once YAML aliases are expanded, too large."""
-    stack = [(doc, 1)]
-    visited = 0
-    while stack:
-        value, depth = stack.pop()
-        visited += 1
-        if visited > MAX_BODY_NODES:
-            raise ApiError(
-                413,
-                "RequestEntityTooLarge",
-                f"the request body has more than {MAX_BODY_NODES} values",
-            )
-        if depth > MAX_BODY_DEPTH:
-            raise bad_request(f"the request body is nested deeper than {MAX_BODY_DEPTH} levels")
-        if isinstance(value, Mapping):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
-    return doc
-
-
-async def read_body(request: web.Request) -> Any:
-    """The decoded body; bodies too deeply nested to process are refused, not recursed into."""
-    return _check_depth(await _decode_body(request))
-
-
-async def _decode_body(request: web.Request) -> Any:
-    raw = await request.read()
-    if not raw.strip():
-        raise bad_request("the request body is empty")
-    ctype = request.content_type
-    if ctype == "application/vnd.kubernetes.protobuf":
-        try:
-            return decode(raw)
-        except ProtobufError as exc:
-            raise ApiError(415, "UnsupportedMediaType", str(exc)) from None
-    try:
-        if ctype in {"application/yaml", "application/x-yaml", "text/yaml"}:
-            return _load_yaml(raw)
-        if ctype in {
-            "",
-            "application/octet-stream",
-            "application/json",
-            "text/plain",
-            "application/merge-patch+json",
-            "application/strategic-merge-patch+json",
-            "application/json-patch+json",
-            "application/apply-patch+yaml",
-        }:
-            text = raw.decode("utf-8")
-            return json.loads(text) if ctype != "application/apply-patch+yaml" else _load_yaml(text)
-    except (ValueError, yaml.YAMLError, RecursionError) as exc:
-        raise bad_request(f"the request body is not valid {ctype or 'JSON'}: {exc}") from None
-    raise ApiError(
-        415,
-        "UnsupportedMediaType",
-        f"the body of the request was in an unknown format - accepted media types "
-        f"include: application/json, application/yaml, "
-        f'application/vnd.kubernetes.protobuf (got "{ctype}")',
-    )
-
-
-async def read_object(request: web.Request) -> Mapping[str, Any]:
-    body = await read_body(request)
-    if not isinstance(body, Mapping):
-        raise bad_request("the request body must be a JSON or YAML object")
-    return body
-
-
-async def read_patch(request: web.Request, current: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The patch as a merge patch; JSON patches (RFC 6902) are applied to `current` first."""
-    body = await read_body(request)
-    if request.content_type == "application/json-patch+json":
-        if not isinstance(body, list):
-            raise bad_request("a JSON patch must be a list of operations")
-        return {"__replace__": apply_json_patch(current, body)}
-    if not isinstance(body, Mapping):
-        raise bad_request("a merge patch must be a JSON object")
-    if "__replace__" in body:  # our marker for a JSON patch's result, never a client's field
-        raise bad_request('unknown field "__replace__"')
-    return body
-
-
-def apply_json_patch(doc: Mapping[str, Any], ops: list[Any]) -> dict[str, Any]:
-    out: Any = json.loads(json.dumps(doc))
-    for op in ops:
-        if not isinstance(op, Mapping) or "path" not in op or "op" not in op:
-            raise bad_request("each JSON patch operation needs op and path")
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in str(op["path"]).split("/")[1:]]
-        if not parts:
-            raise bad_request("a JSON patch cannot replace the whole object")
-        parent = out
-        try:
-            for part in parts[:-1]:
-                parent = parent[int(part)] if isinstance(parent, list) else parent[part]
-            last = parts[-1]
-            if op["op"] in {"add", "replace"}:
-                if isinstance(parent, list):
-                    index = len(parent) if last == "-" else int(last)
-                    if op["op"] == "add":
-                        parent.insert(index, op.get("value"))
-                    else:
-                        parent[index] = op.get("value")
-                else:
-                    parent[last] = op.get("value")
-            elif op["op"] == "remove":
-                del parent[int(last) if isinstance(parent, list) else last]
-            else:
-                raise bad_request(f"unsupported JSON patch operation {op['op']!r}")
-        except (KeyError, IndexError, ValueError, TypeError):
-            raise ApiError(
-                422, "Invalid", f"the JSON patch path {op['path']} does not exist"
-            ) from None
-    return dict(out)
-
-
 # -- helpers -----------------------------------------------------------------------------------
-def _age(cluster: Cluster, stamp: str | None) -> str:
-    if not stamp:
-        return "<unknown>"
-    loop_now = asyncio.get_running_loop().time()
-    now = cluster.clock.to_datetime(loop_now)
-    then = dt.datetime.fromisoformat(stamp)
-    return kube.human_age((now - then).total_seconds())
 
 
 def _filter(
@@ -350,43 +188,6 @@ def _one_or_table(
 
 
 # -- rows --------------------------------------------------------------------------------------
-def _pod_row(cluster: Cluster) -> Callable[[dict[str, Any]], list[Any]]:
-    def row(doc: dict[str, Any]) -> list[Any]:
-        reason, ready, restarts = kube.pod_status_column(doc)
-        total = len(doc["spec"].get("containers") or [])
-        return [
-            doc["metadata"]["name"],
-            f"{ready}/{total}",
-            reason,
-            str(restarts),
-            _age(cluster, doc["metadata"].get("creationTimestamp")),
-            doc["status"].get("podIP") or "<none>",
-            doc["spec"].get("nodeName") or "<none>",
-            "<none>",
-            "<none>",
-        ]
-
-    return row
-
-
-def _event_row(cluster: Cluster) -> Callable[[dict[str, Any]], list[Any]]:
-    def row(doc: dict[str, Any]) -> list[Any]:
-        obj = doc["involvedObject"]
-        source = doc.get("source") or {}
-        return [
-            _age(cluster, doc.get("lastTimestamp")),
-            doc["type"],
-            doc["reason"],
-            f"{obj['kind'].lower()}/{obj['name']}",
-            obj.get("fieldPath", ""),
-            f"{source.get('component', '')}, {source.get('host', '')}".strip(", "),
-            doc["message"],
-            _age(cluster, doc.get("firstTimestamp")),
-            doc["count"],
-            doc["metadata"]["name"],
-        ]
-
-    return row
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -491,7 +292,7 @@ async def list_pods(request: web.Request) -> web.StreamResponse:
     docs = _filter(request, cluster.list_pods(_namespace(request)), POD_FIELDS)
     if request.query.get("watch") in {"1", "true"}:
         return await watch_pods(request, docs)
-    return _list_or_table(request, "PodList", docs, _pod_row(cluster), kube.POD_COLUMNS)
+    return _list_or_table(request, "PodList", docs, rows.pod_row(cluster.clock), kube.POD_COLUMNS)
 
 
 async def create_pod(request: web.Request) -> web.Response:
@@ -504,7 +305,7 @@ async def create_pod(request: web.Request) -> web.Response:
 async def get_pod(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
     doc = cluster.get_pod(request.match_info["namespace"], request.match_info["name"])
-    return _one_or_table(request, doc, _pod_row(cluster), kube.POD_COLUMNS)
+    return _one_or_table(request, doc, rows.pod_row(cluster.clock), kube.POD_COLUMNS)
 
 
 async def delete_pod(request: web.Request) -> web.Response:
@@ -558,7 +359,7 @@ async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web
 
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     await response.prepare(request)
-    row = _pod_row(cluster)
+    row = rows.pod_row(cluster.clock)
 
     async def send(change: str, obj: dict[str, Any]) -> None:
         payload = (
@@ -600,7 +401,9 @@ async def stop_watches(app: web.Application) -> None:
 async def list_events(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
     docs = _filter(request, cluster.events.list(_namespace(request)), EVENT_FIELDS)
-    return _list_or_table(request, "EventList", docs, _event_row(cluster), kube.EVENT_COLUMNS)
+    return _list_or_table(
+        request, "EventList", docs, rows.event_row(cluster.clock), kube.EVENT_COLUMNS
+    )
 
 
 async def get_event(request: web.Request) -> web.Response:
@@ -608,53 +411,30 @@ async def get_event(request: web.Request) -> web.Response:
     doc = cluster.events.get(request.match_info["namespace"], request.match_info["name"])
     if doc is None:
         raise not_found("events", request.match_info["name"])
-    return _one_or_table(request, doc, _event_row(cluster), kube.EVENT_COLUMNS)
+    return _one_or_table(request, doc, rows.event_row(cluster.clock), kube.EVENT_COLUMNS)
 
 
 # nodes
-def _node_row(cluster: Cluster) -> Callable[[dict[str, Any]], list[Any]]:
-    def row(doc: dict[str, Any]) -> list[Any]:
-        info = doc["status"]["nodeInfo"]
-        return [
-            doc["metadata"]["name"],
-            "Ready",
-            "<none>",
-            _age(cluster, doc["metadata"]["creationTimestamp"]),
-            info["kubeletVersion"],
-            "127.0.0.1",
-            "<none>",
-            info["osImage"],
-            info["kernelVersion"],
-            info["containerRuntimeVersion"],
-        ]
-
-    return row
 
 
 async def list_nodes(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
     docs = _filter(request, [cluster.render_node()], META_FIELDS)
-    return _list_or_table(request, "NodeList", docs, _node_row(cluster), kube.NODE_COLUMNS)
+    return _list_or_table(
+        request, "NodeList", docs, rows.node_row(cluster.clock), kube.NODE_COLUMNS
+    )
 
 
 async def get_node(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
     if request.match_info["name"] != cluster.node.name:
         raise not_found("nodes", request.match_info["name"])
-    return _one_or_table(request, cluster.render_node(), _node_row(cluster), kube.NODE_COLUMNS)
+    return _one_or_table(
+        request, cluster.render_node(), rows.node_row(cluster.clock), kube.NODE_COLUMNS
+    )
 
 
 # secrets
-def _secret_row(cluster: Cluster) -> Callable[[dict[str, Any]], list[Any]]:
-    def row(doc: dict[str, Any]) -> list[Any]:
-        return [
-            doc["metadata"]["name"],
-            doc.get("type", "Opaque"),
-            str(len(doc.get("data") or {})),
-            _age(cluster, doc["metadata"]["creationTimestamp"]),
-        ]
-
-    return row
 
 
 async def list_secrets(request: web.Request) -> web.Response:
@@ -666,7 +446,9 @@ async def list_secrets(request: web.Request) -> web.Response:
         if namespace is None or ns == namespace
     ]
     docs = _filter(request, docs, SECRET_FIELDS)
-    return _list_or_table(request, "SecretList", docs, _secret_row(cluster), kube.SECRET_COLUMNS)
+    return _list_or_table(
+        request, "SecretList", docs, rows.secret_row(cluster.clock), kube.SECRET_COLUMNS
+    )
 
 
 async def create_secret(request: web.Request) -> web.Response:
@@ -678,7 +460,7 @@ async def create_secret(request: web.Request) -> web.Response:
 async def get_secret(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
     doc = redact_secret(cluster.secret(request.match_info["namespace"], request.match_info["name"]))
-    return _one_or_table(request, doc, _secret_row(cluster), kube.SECRET_COLUMNS)
+    return _one_or_table(request, doc, rows.secret_row(cluster.clock), kube.SECRET_COLUMNS)
 
 
 async def delete_secret(request: web.Request) -> web.Response:
@@ -697,15 +479,6 @@ async def patch_secret(request: web.Request) -> web.Response:
 
 
 # service accounts
-def _sa_row(cluster: Cluster) -> Callable[[dict[str, Any]], list[Any]]:
-    def row(doc: dict[str, Any]) -> list[Any]:
-        return [
-            doc["metadata"]["name"],
-            str(len(doc.get("secrets") or [])),
-            _age(cluster, doc["metadata"]["creationTimestamp"]),
-        ]
-
-    return row
 
 
 async def list_service_accounts(request: web.Request) -> web.Response:
@@ -718,7 +491,7 @@ async def list_service_accounts(request: web.Request) -> web.Response:
     ]
     docs = _filter(request, docs, META_FIELDS)
     return _list_or_table(
-        request, "ServiceAccountList", docs, _sa_row(cluster), kube.SERVICEACCOUNT_COLUMNS
+        request, "ServiceAccountList", docs, rows.sa_row(cluster.clock), kube.SERVICEACCOUNT_COLUMNS
     )
 
 
@@ -733,7 +506,7 @@ async def create_service_account(request: web.Request) -> web.Response:
 async def get_service_account(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
     doc = cluster.service_account(request.match_info["namespace"], request.match_info["name"])
-    return _one_or_table(request, doc, _sa_row(cluster), kube.SERVICEACCOUNT_COLUMNS)
+    return _one_or_table(request, doc, rows.sa_row(cluster.clock), kube.SERVICEACCOUNT_COLUMNS)
 
 
 async def delete_service_account(request: web.Request) -> web.Response:
@@ -775,28 +548,19 @@ def _namespaces(cluster: Cluster) -> list[dict[str, Any]]:
     ]
 
 
-def _ns_row(cluster: Cluster) -> Callable[[dict[str, Any]], list[Any]]:
-    def row(doc: dict[str, Any]) -> list[Any]:
-        return [
-            doc["metadata"]["name"],
-            "Active",
-            _age(cluster, doc["metadata"]["creationTimestamp"]),
-        ]
-
-    return row
-
-
 async def list_namespaces(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
     docs = _filter(request, _namespaces(cluster), META_FIELDS)
-    return _list_or_table(request, "NamespaceList", docs, _ns_row(cluster), kube.NAMESPACE_COLUMNS)
+    return _list_or_table(
+        request, "NamespaceList", docs, rows.ns_row(cluster.clock), kube.NAMESPACE_COLUMNS
+    )
 
 
 async def get_namespace(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
     for doc in _namespaces(cluster):
         if doc["metadata"]["name"] == request.match_info["name"]:
-            return _one_or_table(request, doc, _ns_row(cluster), kube.NAMESPACE_COLUMNS)
+            return _one_or_table(request, doc, rows.ns_row(cluster.clock), kube.NAMESPACE_COLUMNS)
     raise not_found("namespaces", request.match_info["name"])
 
 

@@ -10,8 +10,6 @@ the same pods, images and back-off and resumes the syncs that were under way.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import copy
 import hashlib
 import json
@@ -27,9 +25,23 @@ from kubesim_images.clock import WallClock
 from kubesim_images.daemon.config import DaemonConfig
 from kubesim_images.daemon.eventstore import EventStore
 from kubesim_images.daemon.kube import ApiError, already_exists, bad_request, invalid, not_found
-from kubesim_images.errors import ConfigError
+from kubesim_images.daemon.nodestatus import render_node
+from kubesim_images.daemon.objects import (
+    ObjectTable,
+    body_meta,
+    check_kind,
+    check_patched_meta,
+    check_string_maps,
+    merge_patch,
+    redact_secret,
+    require_name,
+    secret_credentials,
+    secret_data,
+    validate_pull_secret_refs,
+    validate_secret,
+)
 from kubesim_images.events import FanOut
-from kubesim_images.keyring import Credential, Keyring, parse_docker_config
+from kubesim_images.keyring import Credential, Keyring
 from kubesim_images.metrics import Metrics
 from kubesim_images.node import Node
 from kubesim_images.pod import FieldError, Pod, PodInvalidError, pod_from_manifest
@@ -39,47 +51,7 @@ from kubesim_images.registry.simulated import SimulatedRegistry, preload
 from kubesim_images.state import StateStore
 from kubesim_images.store import ImageRecord, Layer
 
-DOCKER_SECRET_KEYS = {
-    "kubernetes.io/dockerconfigjson": ".dockerconfigjson",
-    "kubernetes.io/dockercfg": ".dockercfg",
-}
-
 Watcher = Callable[[str, str, dict[str, Any]], None]
-
-
-class ObjectTable(dict[tuple[str, str], dict[str, Any]]):
-    """Stored objects of one kind by (namespace, name), written through to the state store."""
-
-    def __init__(self, kind: str, resource: str, state: StateStore) -> None:
-        super().__init__()
-        self.kind = kind
-        self.resource = resource
-        self._state = state
-
-    def require(self, namespace: str, name: str) -> dict[str, Any]:
-        doc = self.get((namespace, name))
-        if doc is None:
-            raise not_found(self.resource, name)
-        return doc
-
-    def require_absent(self, namespace: str, name: str) -> None:
-        if (namespace, name) in self:
-            raise already_exists(self.resource, name)
-
-    def put(self, doc: dict[str, Any]) -> None:
-        namespace, name = _key(doc)
-        self[(namespace, name)] = doc
-        self._state.put_object(self.kind, namespace, name, doc)
-
-    def remove(self, namespace: str, name: str) -> dict[str, Any]:
-        doc = self.require(namespace, name)
-        del self[(namespace, name)]
-        self._state.delete_object(self.kind, namespace, name)
-        return doc
-
-    def restore(self) -> None:
-        for doc in self._state.objects(self.kind):
-            self[_key(doc)] = doc
 
 
 @dataclass(slots=True)
@@ -274,7 +246,7 @@ class Cluster:
             secret = self.secrets.get((pod.namespace, name))
             if secret is None:
                 continue
-            for location, credential in _secret_credentials(secret):
+            for location, credential in secret_credentials(secret):
                 pod_keyring.add(location, credential)
         return [*pod_keyring.lookup(ref), *self.node_keyring.lookup(ref)]
 
@@ -297,8 +269,8 @@ class Cluster:
         return pod_from_manifest(doc, namespace=meta["namespace"], uid=meta["uid"])
 
     def create_pod(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        body = _check_kind(body, "Pod")
-        meta = dict(_meta(body, namespace))
+        body = check_kind(body, "Pod")
+        meta = dict(body_meta(body, namespace))
         name = meta.get("name")
         if not name and meta.get("generateName"):
             name = f"{meta['generateName']}{pysecrets.token_hex(3)[:5]}"
@@ -440,7 +412,7 @@ class Cluster:
                 ],
             )
         patched = merge_patch(record.manifest, patch)
-        _check_string_maps(patched["metadata"])
+        check_string_maps(patched["metadata"])
         record.manifest = patched
         record.manifest["metadata"]["resourceVersion"] = str(self.next_version())
         self.state.put_object("Pod", namespace, name, record.manifest)
@@ -534,9 +506,9 @@ class Cluster:
 
     # -- secrets -----------------------------------------------------------------------------
     def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        body = _check_kind(body, "Secret")
-        meta = _meta(body, namespace)
-        name = _require_name(meta, "Secret")
+        body = check_kind(body, "Secret")
+        meta = body_meta(body, namespace)
+        name = require_name(meta, "Secret")
         self.secrets.require_absent(namespace, name)
         doc = self._new_meta_doc("Secret", namespace, name)
         doc["metadata"].update({k: v for k, v in meta.items() if k in {"labels", "annotations"}})
@@ -548,8 +520,8 @@ class Cluster:
                 [FieldError("type", "FieldValueInvalid", "Invalid value: must be a string")],
             )
         doc["type"] = secret_type
-        doc["data"] = _secret_data(body, name)
-        _validate_secret(doc)
+        doc["data"] = secret_data(body, name)
+        validate_secret(doc)
         self.secrets.put(doc)
         return redact_secret(doc)
 
@@ -562,24 +534,24 @@ class Cluster:
     def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         before = self.secret(namespace, name)
         doc = merge_patch(before, patch)
-        _check_patched_meta(doc, before)
+        check_patched_meta(doc, before)
         if "stringData" in doc:
-            doc["data"] = _secret_data(doc, name)
+            doc["data"] = secret_data(doc, name)
             doc.pop("stringData")
-        _validate_secret(doc)
+        validate_secret(doc)
         doc["metadata"]["resourceVersion"] = str(self.next_version())
         self.secrets.put(doc)
         return redact_secret(doc)
 
     # -- service accounts --------------------------------------------------------------------
     def create_service_account(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        body = _check_kind(body, "ServiceAccount")
-        meta = _meta(body, namespace)
-        name = _require_name(meta, "ServiceAccount")
+        body = check_kind(body, "ServiceAccount")
+        meta = body_meta(body, namespace)
+        name = require_name(meta, "ServiceAccount")
         self.service_accounts.require_absent(namespace, name)
         doc = self._new_meta_doc("ServiceAccount", namespace, name)
         doc["metadata"].update({k: v for k, v in meta.items() if k in {"labels", "annotations"}})
-        _validate_pull_secret_refs(body.get("imagePullSecrets"), "ServiceAccount", name)
+        validate_pull_secret_refs(body.get("imagePullSecrets"), "ServiceAccount", name)
         if body.get("imagePullSecrets"):
             doc["imagePullSecrets"] = [{"name": r["name"]} for r in body["imagePullSecrets"]]
         self.service_accounts.put(doc)
@@ -596,276 +568,15 @@ class Cluster:
     ) -> dict[str, Any]:
         before = self.service_account(namespace, name)
         doc = merge_patch(before, patch)
-        _check_patched_meta(doc, before)
-        _validate_pull_secret_refs(doc.get("imagePullSecrets"), "ServiceAccount", name)
+        check_patched_meta(doc, before)
+        validate_pull_secret_refs(doc.get("imagePullSecrets"), "ServiceAccount", name)
         doc["metadata"]["resourceVersion"] = str(self.next_version())
         self.service_accounts.put(doc)
         return copy.deepcopy(doc)
 
     # -- the node ----------------------------------------------------------------------------
     def render_node(self) -> dict[str, Any]:
-        name = self.node.name
-        images = sorted(self.node.store.images(), key=lambda r: (-r.size, r.id))[:50]
-        created = self.clock.rfc3339(self.clock.loop_time(self.node_created))
-        heartbeat = self.now_stamp()
-
-        def condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
-            return {
-                "type": kind,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "lastHeartbeatTime": heartbeat,
-                "lastTransitionTime": created,
-            }
-
-        return {
-            "kind": "Node",
-            "apiVersion": "v1",
-            "metadata": {
-                "name": name,
-                "uid": self.node_uid,
-                "resourceVersion": str(self._rv),
-                "creationTimestamp": created,
-                "labels": {
-                    "kubernetes.io/hostname": name,
-                    "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": "amd64",
-                    "beta.kubernetes.io/os": "linux",
-                    "beta.kubernetes.io/arch": "amd64",
-                    "node.kubernetes.io/instance-type": "kubesim",
-                },
-                "annotations": {"kubesim.io/simulated": "true"},
-            },
-            "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]},
-            "status": {
-                "capacity": {
-                    "cpu": "4",
-                    "memory": "16Gi",
-                    "pods": "110",
-                    "ephemeral-storage": "100Gi",
-                },
-                "allocatable": {
-                    "cpu": "4",
-                    "memory": "15Gi",
-                    "pods": "110",
-                    "ephemeral-storage": "90Gi",
-                },
-                "conditions": [
-                    condition(
-                        "MemoryPressure",
-                        "False",
-                        "KubeletHasSufficientMemory",
-                        "kubelet has sufficient memory available",
-                    ),
-                    condition(
-                        "DiskPressure",
-                        "False",
-                        "KubeletHasNoDiskPressure",
-                        "kubelet has no disk pressure",
-                    ),
-                    condition(
-                        "PIDPressure",
-                        "False",
-                        "KubeletHasSufficientPID",
-                        "kubelet has sufficient PID available",
-                    ),
-                    condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-                ],
-                "addresses": [
-                    {"type": "InternalIP", "address": "127.0.0.1"},
-                    {"type": "Hostname", "address": name},
-                ],
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-                "nodeInfo": {
-                    "machineID": self.node_uid.replace("-", ""),
-                    "systemUUID": self.node_uid,
-                    "bootID": self.node_uid,
-                    "kernelVersion": "6.1.0-kubesim",
-                    "osImage": "kubesim-images simulated node",
-                    "operatingSystem": "linux",
-                    "architecture": "amd64",
-                    "containerRuntimeVersion": "containerd://1.7.22",
-                    "kubeletVersion": "v1.32.4",
-                    "kubeProxyVersion": "v1.32.4",
-                },
-                "images": [
-                    {"names": (r.repo_digests + r.repo_tags)[:5], "sizeBytes": r.size}
-                    for r in images
-                ],
-            },
-        }
-
-
-def _key(doc: Mapping[str, Any]) -> tuple[str, str]:
-    meta = doc["metadata"]
-    return str(meta["namespace"]), str(meta["name"])
-
-
-def _check_kind(body: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
-    if not isinstance(body, Mapping):
-        raise bad_request(f"the request body must be a {kind} object")
-    given = body.get("kind")
-    if given not in (None, "", kind):
-        raise bad_request(f"the body is a {given}, not a {kind}")
-    return body
-
-
-def _meta(body: Mapping[str, Any], namespace: str) -> Mapping[str, Any]:
-    meta = body.get("metadata") or {}
-    if not isinstance(meta, Mapping):
-        raise bad_request("metadata must be an object")
-    _check_string_maps(meta)
-    given = meta.get("namespace")
-    if given and given != namespace:
-        raise bad_request(
-            "the namespace of the provided object does not match the namespace sent on the request"
-        )
-    return meta
-
-
-def _check_string_maps(meta: Mapping[str, Any]) -> None:
-    """Labels and annotations decode as string-to-string maps or the body is refused (400)."""
-    for field in ("labels", "annotations"):
-        value = meta.get(field)
-        if value is not None and not (
-            isinstance(value, Mapping)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
-        ):
-            raise bad_request(f"metadata.{field} must be an object of string values")
-
-
-def _check_patched_meta(doc: Mapping[str, Any], before: Mapping[str, Any]) -> None:
-    meta = doc.get("metadata")
-    if not isinstance(meta, Mapping):
-        raise bad_request("metadata must be an object")
-    _check_string_maps(meta)
-    old = before["metadata"]
-    for field in ("name", "namespace", "uid", "creationTimestamp"):
-        if meta.get(field) != old.get(field):
-            raise bad_request(
-                f"metadata.{field} is immutable: the patch changes {old.get(field)!r} to "
-                f"{meta.get(field)!r}"
-            )
-
-
-def _require_name(meta: Mapping[str, Any], kind: str) -> str:
-    name = meta.get("name")
-    if not isinstance(name, str) or not name:
-        raise invalid(
-            kind,
-            "",
-            [
-                FieldError(
-                    "metadata.name",
-                    "FieldValueRequired",
-                    "Required value: name or generateName is required",
-                )
-            ],
-        )
-    return name
-
-
-def _secret_data(body: Mapping[str, Any], name: str) -> dict[str, str]:
-    for field in ("data", "stringData"):
-        if not isinstance(body.get(field) or {}, Mapping):
-            raise bad_request(f"{field} must be an object")
-    data = dict(body.get("data") or {})
-    for key, value in (body.get("stringData") or {}).items():
-        data[key] = base64.b64encode(str(value).encode()).decode()
-    for key, value in data.items():
-        try:
-            base64.b64decode(str(value), validate=True)
-        except (binascii.Error, ValueError):
-            raise invalid(
-                "Secret",
-                name,
-                [
-                    FieldError(
-                        f"data[{key}]",
-                        "FieldValueInvalid",
-                        'Invalid value: "<secret contents redacted>": illegal base64 data',
-                    )
-                ],
-            ) from None
-    return data
-
-
-def _validate_secret(doc: Mapping[str, Any]) -> None:
-    name = doc["metadata"]["name"]
-    key = DOCKER_SECRET_KEYS.get(doc.get("type", ""))
-    if key is None:
-        return
-    if key not in doc["data"]:
-        raise invalid(
-            "Secret", name, [FieldError(f"data[{key}]", "FieldValueRequired", "Required value")]
-        )
-    try:
-        json.loads(base64.b64decode(doc["data"][key]))
-    except ValueError as exc:
-        raise invalid(
-            "Secret",
-            name,
-            [
-                FieldError(
-                    f"data[{key}]",
-                    "FieldValueInvalid",
-                    f'Invalid value: "<secret contents redacted>": {exc}',
-                )
-            ],
-        ) from None
-
-
-def _validate_pull_secret_refs(refs: Any, kind: str, name: str) -> None:
-    if refs is None:
-        return
-    if not isinstance(refs, list) or not all(
-        isinstance(r, Mapping) and isinstance(r.get("name"), str) and r["name"] for r in refs
-    ):
-        raise invalid(
-            kind,
-            name,
-            [
-                FieldError(
-                    "imagePullSecrets",
-                    "FieldValueInvalid",
-                    "Invalid value: each entry needs a name",
-                )
-            ],
-        )
-
-
-def _secret_credentials(secret: Mapping[str, Any]) -> list[tuple[str, Credential]]:
-    key = DOCKER_SECRET_KEYS.get(secret.get("type", ""))
-    if key is None or key not in (secret.get("data") or {}):
-        return []
-    meta = secret["metadata"]
-    source = f"secret {meta['namespace']}/{meta['name']}"
-    try:
-        document = json.loads(base64.b64decode(secret["data"][key]))
-        return parse_docker_config(document, source=source)
-    except (ValueError, ConfigError):
-        return []
-
-
-def redact_secret(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """Secrets' data is never echoed: keys are kept (kubectl counts them), values emptied."""
-    out = copy.deepcopy(dict(doc))
-    out["data"] = dict.fromkeys(doc.get("data") or {}, "")
-    return out
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (strategic merge reads the same for the fields we patch)."""
-    if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(dict(target)) if isinstance(target, Mapping) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
+        return render_node(self.node, self.clock, self.node_uid, self.node_created, self._rv)
 
 
 def _record_from_json(doc: Mapping[str, Any]) -> ImageRecord:

@@ -1,0 +1,171 @@
+"""Request bodies as clients send them: JSON, YAML, Kubernetes protobuf, and patches.
+
+Decoding is where hostile input is first met, so every limit lives here: nesting depth, the
+number of values once YAML aliases are expanded (a "billion laughs" body is refused, not
+expanded), and bodies with no JSON meaning. Errors are `ApiError`s the middleware turns into
+`Status` answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from kubesim_images.daemon.kube import ApiError, bad_request
+from kubesim_images.daemon.protobuf import ProtobufError, decode
+
+MAX_BODY_DEPTH = 100  # far deeper than any Kubernetes object; deeper bodies would recurse
+MAX_BODY_NODES = 500_000  # values in a body, aliases expanded; no real object comes close
+
+
+MAX_YAML_ALIASES = 1000  # expanding aliases is how a small YAML body becomes a huge one
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML as kubectl reads it (sigs.k8s.io/yaml): an unquoted date stays a string."""
+
+    aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} aliases")
+        return super().compose_node(parent, index)
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _load_yaml(raw: bytes | str) -> Any:
+    doc = yaml.load(raw, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+    _check_depth(doc)  # before anything expands shared aliases ("billion laughs")
+    try:
+        json.dumps(doc)  # what YAML has and JSON lacks (!!binary, recursive aliases) is refused
+    except (TypeError, ValueError) as exc:
+        raise bad_request(f"the YAML body has no JSON representation: {exc}") from None
+    return doc
+
+
+def _check_depth(doc: Any) -> Any:
+    """Refuse bodies nested too deep or, once YAML aliases are expanded, too large."""
+    stack = [(doc, 1)]
+    visited = 0
+    while stack:
+        value, depth = stack.pop()
+        visited += 1
+        if visited > MAX_BODY_NODES:
+            raise ApiError(
+                413,
+                "RequestEntityTooLarge",
+                f"the request body has more than {MAX_BODY_NODES} values",
+            )
+        if depth > MAX_BODY_DEPTH:
+            raise bad_request(f"the request body is nested deeper than {MAX_BODY_DEPTH} levels")
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return doc
+
+
+async def read_body(request: web.Request) -> Any:
+    """The decoded body; bodies too deeply nested to process are refused, not recursed into."""
+    return _check_depth(await _decode_body(request))
+
+
+async def _decode_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        raise bad_request("the request body is empty")
+    ctype = request.content_type
+    if ctype == "application/vnd.kubernetes.protobuf":
+        try:
+            return decode(raw)
+        except ProtobufError as exc:
+            raise ApiError(415, "UnsupportedMediaType", str(exc)) from None
+    try:
+        if ctype in {"application/yaml", "application/x-yaml", "text/yaml"}:
+            return _load_yaml(raw)
+        if ctype in {
+            "",
+            "application/octet-stream",
+            "application/json",
+            "text/plain",
+            "application/merge-patch+json",
+            "application/strategic-merge-patch+json",
+            "application/json-patch+json",
+            "application/apply-patch+yaml",
+        }:
+            text = raw.decode("utf-8")
+            return json.loads(text) if ctype != "application/apply-patch+yaml" else _load_yaml(text)
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
+        raise bad_request(f"the request body is not valid {ctype or 'JSON'}: {exc}") from None
+    raise ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format - accepted media types "
+        f"include: application/json, application/yaml, "
+        f'application/vnd.kubernetes.protobuf (got "{ctype}")',
+    )
+
+
+async def read_object(request: web.Request) -> Mapping[str, Any]:
+    body = await read_body(request)
+    if not isinstance(body, Mapping):
+        raise bad_request("the request body must be a JSON or YAML object")
+    return body
+
+
+async def read_patch(request: web.Request, current: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The patch as a merge patch; JSON patches (RFC 6902) are applied to `current` first."""
+    body = await read_body(request)
+    if request.content_type == "application/json-patch+json":
+        if not isinstance(body, list):
+            raise bad_request("a JSON patch must be a list of operations")
+        return {"__replace__": apply_json_patch(current, body)}
+    if not isinstance(body, Mapping):
+        raise bad_request("a merge patch must be a JSON object")
+    if "__replace__" in body:  # our marker for a JSON patch's result, never a client's field
+        raise bad_request('unknown field "__replace__"')
+    return body
+
+
+def apply_json_patch(doc: Mapping[str, Any], ops: list[Any]) -> dict[str, Any]:
+    out: Any = json.loads(json.dumps(doc))
+    for op in ops:
+        if not isinstance(op, Mapping) or "path" not in op or "op" not in op:
+            raise bad_request("each JSON patch operation needs op and path")
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in str(op["path"]).split("/")[1:]]
+        if not parts:
+            raise bad_request("a JSON patch cannot replace the whole object")
+        parent = out
+        try:
+            for part in parts[:-1]:
+                parent = parent[int(part)] if isinstance(parent, list) else parent[part]
+            last = parts[-1]
+            if op["op"] in {"add", "replace"}:
+                if isinstance(parent, list):
+                    index = len(parent) if last == "-" else int(last)
+                    if op["op"] == "add":
+                        parent.insert(index, op.get("value"))
+                    else:
+                        parent[index] = op.get("value")
+                else:
+                    parent[last] = op.get("value")
+            elif op["op"] == "remove":
+                del parent[int(last) if isinstance(parent, list) else last]
+            else:
+                raise bad_request(f"unsupported JSON patch operation {op['op']!r}")
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise ApiError(
+                422, "Invalid", f"the JSON patch path {op['path']} does not exist"
+            ) from None
+    return dict(out)

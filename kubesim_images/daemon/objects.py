@@ -1,0 +1,233 @@
+"""Stored API objects: the per-kind tables and the API server's rules for them.
+
+Secrets and service accounts live in `ObjectTable`s written through to the state store; the
+functions here are the checks and transformations the API server applies on create and patch
+(kind and namespace of the body, names, string maps, immutable identity, docker-config secrets,
+merge patches), each failing with the Status a real API server would give.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kubesim_images.daemon.kube import already_exists, bad_request, invalid, not_found
+from kubesim_images.errors import ConfigError
+from kubesim_images.keyring import Credential, parse_docker_config
+from kubesim_images.pod import FieldError
+from kubesim_images.state import StateStore
+
+DOCKER_SECRET_KEYS = {
+    "kubernetes.io/dockerconfigjson": ".dockerconfigjson",
+    "kubernetes.io/dockercfg": ".dockercfg",
+}
+
+
+class ObjectTable(dict[tuple[str, str], dict[str, Any]]):
+    """Stored objects of one kind by (namespace, name), written through to the state store."""
+
+    def __init__(self, kind: str, resource: str, state: StateStore) -> None:
+        super().__init__()
+        self.kind = kind
+        self.resource = resource
+        self._state = state
+
+    def require(self, namespace: str, name: str) -> dict[str, Any]:
+        doc = self.get((namespace, name))
+        if doc is None:
+            raise not_found(self.resource, name)
+        return doc
+
+    def require_absent(self, namespace: str, name: str) -> None:
+        if (namespace, name) in self:
+            raise already_exists(self.resource, name)
+
+    def put(self, doc: dict[str, Any]) -> None:
+        namespace, name = object_key(doc)
+        self[(namespace, name)] = doc
+        self._state.put_object(self.kind, namespace, name, doc)
+
+    def remove(self, namespace: str, name: str) -> dict[str, Any]:
+        doc = self.require(namespace, name)
+        del self[(namespace, name)]
+        self._state.delete_object(self.kind, namespace, name)
+        return doc
+
+    def restore(self) -> None:
+        for doc in self._state.objects(self.kind):
+            self[object_key(doc)] = doc
+
+
+def object_key(doc: Mapping[str, Any]) -> tuple[str, str]:
+    meta = doc["metadata"]
+    return str(meta["namespace"]), str(meta["name"])
+
+
+def check_kind(body: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise bad_request(f"the request body must be a {kind} object")
+    given = body.get("kind")
+    if given not in (None, "", kind):
+        raise bad_request(f"the body is a {given}, not a {kind}")
+    return body
+
+
+def body_meta(body: Mapping[str, Any], namespace: str) -> Mapping[str, Any]:
+    meta = body.get("metadata") or {}
+    if not isinstance(meta, Mapping):
+        raise bad_request("metadata must be an object")
+    check_string_maps(meta)
+    given = meta.get("namespace")
+    if given and given != namespace:
+        raise bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
+    return meta
+
+
+def check_string_maps(meta: Mapping[str, Any]) -> None:
+    """Labels and annotations decode as string-to-string maps or the body is refused (400)."""
+    for field in ("labels", "annotations"):
+        value = meta.get(field)
+        if value is not None and not (
+            isinstance(value, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        ):
+            raise bad_request(f"metadata.{field} must be an object of string values")
+
+
+def check_patched_meta(doc: Mapping[str, Any], before: Mapping[str, Any]) -> None:
+    meta = doc.get("metadata")
+    if not isinstance(meta, Mapping):
+        raise bad_request("metadata must be an object")
+    check_string_maps(meta)
+    old = before["metadata"]
+    for field in ("name", "namespace", "uid", "creationTimestamp"):
+        if meta.get(field) != old.get(field):
+            raise bad_request(
+                f"metadata.{field} is immutable: the patch changes {old.get(field)!r} to "
+                f"{meta.get(field)!r}"
+            )
+
+
+def require_name(meta: Mapping[str, Any], kind: str) -> str:
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise invalid(
+            kind,
+            "",
+            [
+                FieldError(
+                    "metadata.name",
+                    "FieldValueRequired",
+                    "Required value: name or generateName is required",
+                )
+            ],
+        )
+    return name
+
+
+def secret_data(body: Mapping[str, Any], name: str) -> dict[str, str]:
+    for field in ("data", "stringData"):
+        if not isinstance(body.get(field) or {}, Mapping):
+            raise bad_request(f"{field} must be an object")
+    data = dict(body.get("data") or {})
+    for key, value in (body.get("stringData") or {}).items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    for key, value in data.items():
+        try:
+            base64.b64decode(str(value), validate=True)
+        except (binascii.Error, ValueError):
+            raise invalid(
+                "Secret",
+                name,
+                [
+                    FieldError(
+                        f"data[{key}]",
+                        "FieldValueInvalid",
+                        'Invalid value: "<secret contents redacted>": illegal base64 data',
+                    )
+                ],
+            ) from None
+    return data
+
+
+def validate_secret(doc: Mapping[str, Any]) -> None:
+    name = doc["metadata"]["name"]
+    key = DOCKER_SECRET_KEYS.get(doc.get("type", ""))
+    if key is None:
+        return
+    if key not in doc["data"]:
+        raise invalid(
+            "Secret", name, [FieldError(f"data[{key}]", "FieldValueRequired", "Required value")]
+        )
+    try:
+        json.loads(base64.b64decode(doc["data"][key]))
+    except ValueError as exc:
+        raise invalid(
+            "Secret",
+            name,
+            [
+                FieldError(
+                    f"data[{key}]",
+                    "FieldValueInvalid",
+                    f'Invalid value: "<secret contents redacted>": {exc}',
+                )
+            ],
+        ) from None
+
+
+def validate_pull_secret_refs(refs: Any, kind: str, name: str) -> None:
+    if refs is None:
+        return
+    if not isinstance(refs, list) or not all(
+        isinstance(r, Mapping) and isinstance(r.get("name"), str) and r["name"] for r in refs
+    ):
+        raise invalid(
+            kind,
+            name,
+            [
+                FieldError(
+                    "imagePullSecrets",
+                    "FieldValueInvalid",
+                    "Invalid value: each entry needs a name",
+                )
+            ],
+        )
+
+
+def secret_credentials(secret: Mapping[str, Any]) -> list[tuple[str, Credential]]:
+    key = DOCKER_SECRET_KEYS.get(secret.get("type", ""))
+    if key is None or key not in (secret.get("data") or {}):
+        return []
+    meta = secret["metadata"]
+    source = f"secret {meta['namespace']}/{meta['name']}"
+    try:
+        document = json.loads(base64.b64decode(secret["data"][key]))
+        return parse_docker_config(document, source=source)
+    except (ValueError, ConfigError):
+        return []
+
+
+def redact_secret(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Secrets' data is never echoed: keys are kept (kubectl counts them), values emptied."""
+    out = copy.deepcopy(dict(doc))
+    out["data"] = dict.fromkeys(doc.get("data") or {}, "")
+    return out
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (strategic merge reads the same for the fields we patch)."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(dict(target)) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out

@@ -1,0 +1,117 @@
+"""The rows of `kubectl get` tables, one builder per resource, as kubectl's printers fill them.
+
+Every cell is computed here (AGE included), because kubectl prints a server-side Table as it
+comes. Columns are in `kube`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from kubesim_images.clock import WallClock
+from kubesim_images.daemon import kube
+
+Row = Callable[[dict[str, Any]], list[Any]]
+
+
+def age(clock: WallClock, stamp: str | None) -> str:
+    if not stamp:
+        return "<unknown>"
+    now = clock.to_datetime(asyncio.get_running_loop().time())
+    then = dt.datetime.fromisoformat(stamp)
+    return kube.human_age((now - then).total_seconds())
+
+
+def pod_row(clock: WallClock) -> Callable[[dict[str, Any]], list[Any]]:
+    def row(doc: dict[str, Any]) -> list[Any]:
+        reason, ready, restarts = kube.pod_status_column(doc)
+        total = len(doc["spec"].get("containers") or [])
+        return [
+            doc["metadata"]["name"],
+            f"{ready}/{total}",
+            reason,
+            str(restarts),
+            age(clock, doc["metadata"].get("creationTimestamp")),
+            doc["status"].get("podIP") or "<none>",
+            doc["spec"].get("nodeName") or "<none>",
+            "<none>",
+            "<none>",
+        ]
+
+    return row
+
+
+def event_row(clock: WallClock) -> Callable[[dict[str, Any]], list[Any]]:
+    def row(doc: dict[str, Any]) -> list[Any]:
+        obj = doc["involvedObject"]
+        source = doc.get("source") or {}
+        return [
+            age(clock, doc.get("lastTimestamp")),
+            doc["type"],
+            doc["reason"],
+            f"{obj['kind'].lower()}/{obj['name']}",
+            obj.get("fieldPath", ""),
+            f"{source.get('component', '')}, {source.get('host', '')}".strip(", "),
+            doc["message"],
+            age(clock, doc.get("firstTimestamp")),
+            doc["count"],
+            doc["metadata"]["name"],
+        ]
+
+    return row
+
+
+def node_row(clock: WallClock) -> Callable[[dict[str, Any]], list[Any]]:
+    def row(doc: dict[str, Any]) -> list[Any]:
+        info = doc["status"]["nodeInfo"]
+        return [
+            doc["metadata"]["name"],
+            "Ready",
+            "<none>",
+            age(clock, doc["metadata"]["creationTimestamp"]),
+            info["kubeletVersion"],
+            "127.0.0.1",
+            "<none>",
+            info["osImage"],
+            info["kernelVersion"],
+            info["containerRuntimeVersion"],
+        ]
+
+    return row
+
+
+def secret_row(clock: WallClock) -> Callable[[dict[str, Any]], list[Any]]:
+    def row(doc: dict[str, Any]) -> list[Any]:
+        return [
+            doc["metadata"]["name"],
+            doc.get("type", "Opaque"),
+            str(len(doc.get("data") or {})),
+            age(clock, doc["metadata"]["creationTimestamp"]),
+        ]
+
+    return row
+
+
+def sa_row(clock: WallClock) -> Callable[[dict[str, Any]], list[Any]]:
+    def row(doc: dict[str, Any]) -> list[Any]:
+        return [
+            doc["metadata"]["name"],
+            str(len(doc.get("secrets") or [])),
+            age(clock, doc["metadata"]["creationTimestamp"]),
+        ]
+
+    return row
+
+
+def ns_row(clock: WallClock) -> Callable[[dict[str, Any]], list[Any]]:
+    def row(doc: dict[str, Any]) -> list[Any]:
+        return [
+            doc["metadata"]["name"],
+            "Active",
+            age(clock, doc["metadata"]["creationTimestamp"]),
+        ]
+
+    return row
