@@ -72,9 +72,8 @@ class Catalogue:
 
     def resolve(self, ref: ImageReference) -> SimImage | None:
         """The image a reference names: by digest when it has one (digest wins), else tag."""
-        if ref.digest:
-            return self._by_key.get(f"{ref.name}@{ref.digest}")
-        return self._by_key.get(f"{ref.name}:{ref.tag or 'latest'}")
+        key = ref.pull_ref  # name@digest, or name:tag with latest by default
+        return self._by_key.get(key)
 
     def images(self) -> list[SimImage]:
         return list(self._images)
