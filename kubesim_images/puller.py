@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -119,6 +120,8 @@ class ImagePuller:
         self.waiting: dict[int, PullEntry] = {}
         self.in_flight: dict[int, PullEntry] = {}
         self._log = get_logger(node=node)
+        # Per-pull lines are built only when they will be written: this is the hot path.
+        self._log_pulls = self._log.is_enabled_for(logging.INFO)
 
     async def pull(
         self,
@@ -140,15 +143,16 @@ class ImagePuller:
             if self._bucket is not None and not self._bucket.try_accept(started):
                 raise PullQPSExceededError
             self.in_flight[entry.pull_id] = entry
-            self._log.info(
-                "pull_started",
-                pod=pod,
-                image=image,
-                pull_id=entry.pull_id,
-                reference=ref.pull_ref,
-                credentials=len(credentials),
-                queued_seconds=round(started - entry.enqueued_at, 3),
-            )
+            if self._log_pulls:
+                self._log.info(
+                    "pull_started",
+                    pod=pod,
+                    image=image,
+                    pull_id=entry.pull_id,
+                    reference=ref.pull_ref,
+                    credentials=len(credentials),
+                    queued_seconds=round(started - entry.enqueued_at, 3),
+                )
             try:
                 record = await self._pull_with_credentials(entry, credentials)
             except RegistryError as exc:
@@ -163,15 +167,16 @@ class ImagePuller:
                 raise
             now = loop.time()
             stored = self.store.add(record, ref, now)
-            self._log.info(
-                "pull_finished",
-                pod=pod,
-                image=image,
-                pull_id=entry.pull_id,
-                image_id=stored.id,
-                size=stored.size,
-                seconds=round(now - started, 3),
-            )
+            if self._log_pulls:
+                self._log.info(
+                    "pull_finished",
+                    pod=pod,
+                    image=image,
+                    pull_id=entry.pull_id,
+                    image_id=stored.id,
+                    size=stored.size,
+                    seconds=round(now - started, 3),
+                )
             return PullResult(stored, now - started, started - entry.enqueued_at)
         finally:
             self.in_flight.pop(entry.pull_id, None)
