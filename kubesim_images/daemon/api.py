@@ -354,7 +354,13 @@ async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web
         wanted = matches(field_req, functools.partial(dotted, obj)) and matches(
             label_req, labels.get
         )
-        if wanted and not queue.full():
+        if not wanted:
+            return
+        if queue.full():
+            # A client this far behind would get a gap; end the watch instead, as the API
+            # server does, so it lists again and resumes from a consistent state.
+            _end_watch(queue)
+        else:
             queue.put_nowait((change, obj))
 
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -389,12 +395,16 @@ async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web
     return response
 
 
+def _end_watch(queue: asyncio.Queue[tuple[str, dict[str, Any]]]) -> None:
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait((_STOP, {}))
+
+
 async def stop_watches(app: web.Application) -> None:
     """on_shutdown: end every open watch now; aiohttp would otherwise wait for each to end."""
     for queue in app[WATCHES]:
-        if queue.full():
-            queue.get_nowait()
-        queue.put_nowait((_STOP, {}))
+        _end_watch(queue)
 
 
 # events
