@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as _generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from kubesim_images.events import Event
@@ -110,10 +110,16 @@ class _NodeCollector:
         # Lets the registry detect name clashes without reading the node at registration.
         for name, documentation in self._GAUGES:
             yield GaugeMetricFamily(name, documentation)
+        yield CounterMetricFamily("kubesim_image_bytes_downloaded", "")
 
     def collect(self) -> Iterator[Metric]:
         for (name, documentation), value in zip(self._GAUGES, self._values(), strict=True):
             yield GaugeMetricFamily(name, documentation, value=value)
+        yield CounterMetricFamily(
+            "kubesim_image_bytes_downloaded",
+            "Layer bytes the node downloaded from registries (layers it had are not counted).",
+            value=self.node.store.bytes_downloaded,
+        )
 
 
 class Metrics(PullObserver):

@@ -46,6 +46,7 @@ class StoreListener(Protocol):
 class ImageStore:
     def __init__(self) -> None:
         self.listener: StoreListener | None = None
+        self.bytes_downloaded = 0   # layer bytes fetched from registries since start
         self._layers: dict[str, int] = {}
         self._layer_refs: dict[str, int] = {}
         self._images: dict[str, ImageRecord] = {}
@@ -67,9 +68,11 @@ class ImageStore:
         return out
 
     def add_layers(self, layers: Iterable[Layer]) -> None:
-        """Layers fully downloaded but not yet referenced by an image (a content store's blobs)."""
+        """Layers just downloaded, not yet referenced by an image (a content store's blobs)."""
         for layer in layers:
-            self._layers.setdefault(layer.digest, layer.size)
+            if layer.digest not in self._layers:
+                self._layers[layer.digest] = layer.size
+                self.bytes_downloaded += layer.size
 
     def lookup(self, ref: ImageReference) -> ImageRecord | None:
         """The image a reference names on this node, or None (`GetImageRef` == "")."""

@@ -434,3 +434,45 @@ class TestRegistries:
         metrics.pull_started("example.com/a:v1")
         assert metrics.registry is registry
         assert registry.get_sample_value("kubesim_image_pulls_started_total") == 1
+
+
+def test_bytes_downloaded_counts_only_layers_fetched():
+    """Shared and already-present layers are not downloaded again, so they are not counted."""
+
+    shared = "sha256:" + "c" * 64
+    catalogue = Catalogue(
+        [
+            make_image(parse_normalized("example.com/a:v1"), [(100, shared), (10, None)]),
+            make_image(parse_normalized("example.com/b:v1"), [(100, shared), (20, None)]),
+        ]
+    )
+
+    async def main():
+        metrics = Metrics()
+        node = Node(
+            "n",
+            SimulatedRegistry(catalogue),
+            KubeletConfig(registry_pull_qps=0),
+            EventLog(),
+            observer=metrics,
+        )
+        metrics.bind_node(node)
+        pod = pod_from_manifest(
+            {
+                "metadata": {"name": "p"},
+                "spec": {
+                    "containers": [
+                        {"name": "a", "image": "example.com/a:v1"},
+                        {"name": "b", "image": "example.com/b:v1"},
+                    ]
+                },
+            },
+            uid="u",
+        )
+        for container in pod.containers:
+            await node.manager.ensure_image_exists(pod, container)
+        return metrics.render()[0].decode()
+
+    families = {f.name: f for f in text_string_to_metric_families(run_virtual(main()))}
+    (sample,) = families["kubesim_image_bytes_downloaded"].samples
+    assert sample.value == 130
