@@ -52,9 +52,15 @@ class FifoGate:
         self.holders = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    async def acquire(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take a slot now if one is free and nobody is ahead; the hot path, no coroutine."""
         if self.limit is None or (self.holders < self.limit and not self._waiters):
             self.holders += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
@@ -133,11 +139,12 @@ class ImagePuller:
     ) -> PullResult:
         loop = asyncio.get_running_loop()
         entry = PullEntry(next(_pull_ids), image, ref, pod, loop.time())
-        self.waiting[entry.pull_id] = entry
-        try:
-            await self._gate.acquire()
-        finally:
-            del self.waiting[entry.pull_id]
+        if not self._gate.try_acquire():
+            self.waiting[entry.pull_id] = entry
+            try:
+                await self._gate.acquire()
+            finally:
+                del self.waiting[entry.pull_id]
         try:
             started = entry.started_at = loop.time()
             if self._bucket is not None and not self._bucket.try_accept(started):
