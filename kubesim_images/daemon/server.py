@@ -78,7 +78,13 @@ class Daemon:
             pods=len(self.cluster.pods),
             images=len(self.cluster.node.store),
             config=self.config.source,
+            hint=f"kubectl --server {self.url} get pods",
         )
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     async def stop(self) -> None:
         if self._runner is not None:
