@@ -25,25 +25,36 @@ EXIT_OK = 0
 EXIT_INVALID = 2
 
 
+def _logging_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default="json" if defaults else argparse.SUPPRESS,
+        help="log lines on stderr: JSON (default) or console for people",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=None if defaults else argparse.SUPPRESS,
+        help="warning by default; info for serve",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubesim-images",
         description="Simulate the Kubernetes kubelet's image manager.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--log-format",
-        choices=("json", "console"),
-        default="json",
-        help="log lines on stderr: JSON (default) or console for people",
-    )
-    parser.add_argument(
-        "--log-level", default="warning", choices=("debug", "info", "warning", "error")
-    )
+    _logging_options(parser, defaults=True)
+    # Accepted after the command too (`serve --log-format console`), where people type them.
+    logging_options = argparse.ArgumentParser(add_help=False)
+    _logging_options(logging_options, defaults=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ex = commands.add_parser(
         "explain",
+        parents=[logging_options],
         help="show how the kubelet reads image references",
         description="Show how the kubelet parses, normalises and decides on image references. "
         "Use -- before images that start with '-'.",
@@ -66,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sv = commands.add_parser(
         "serve",
+        parents=[logging_options],
         help="run the simulated node's daemon (a Kubernetes-shaped API)",
         description="Run one simulated node behind a Kubernetes-shaped API that kubectl "
         "--server and the kubernetes Python client can drive.",
@@ -92,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sc = commands.add_parser("scenario", help="run load-testing scenarios in virtual time")
     sc_commands = sc.add_subparsers(dest="scenario_command", required=True, metavar="COMMAND")
-    run = sc_commands.add_parser("run", help="run a scenario file")
+    run = sc_commands.add_parser("run", help="run a scenario file", parents=[logging_options])
     run.add_argument("file", metavar="FILE")
     run.add_argument("-o", "--output", choices=("table", "json"), default="table")
     run.add_argument("--variant", metavar="NAME", help="run only this variant")
@@ -192,9 +204,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    level = args.log_level
-    if args.command == "serve" and level == "warning":
-        level = "info"  # a daemon reports what it does by default
+    # A daemon reports what it does by default; the one-shot commands only what goes wrong.
+    level = args.log_level or ("info" if args.command == "serve" else "warning")
     configure(log_format=args.log_format, level=level)
     try:
         if args.command == "serve":

@@ -46,7 +46,7 @@ class StoreListener(Protocol):
 class ImageStore:
     def __init__(self) -> None:
         self.listener: StoreListener | None = None
-        self.bytes_downloaded = 0   # layer bytes fetched from registries since start
+        self.bytes_downloaded = 0  # layer bytes fetched from registries since start
         self._layers: dict[str, int] = {}
         self._layer_refs: dict[str, int] = {}
         self._images: dict[str, ImageRecord] = {}

@@ -325,3 +325,12 @@ def test_text_output_for_an_invalid_image(capsys: pytest.CaptureFixture[str]) ->
     assert code == EXIT_OK
     assert "invalid:      invalid reference format" in out
     assert "InvalidImageName" in out
+
+
+def test_logging_options_are_accepted_before_and_after_the_command(capsys):
+    """`serve --log-format console` is how people type it; the global form works too."""
+    after = _parser().parse_args(["explain", "--log-format", "console", "nginx"])
+    before = _parser().parse_args(["--log-format", "console", "explain", "nginx"])
+    default = _parser().parse_args(["serve"])
+    assert after.log_format == before.log_format == "console"
+    assert (default.log_format, default.log_level) == ("json", None)
