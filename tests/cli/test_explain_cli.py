@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import structlog
 
-from kubesim_images.cli import EXIT_INVALID, EXIT_OK, main
+from kubesim_images.cli import EXIT_INVALID, EXIT_OK, _parser, main
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 PAUSE = f"registry.k8s.io/pause@{DIGEST}"
