@@ -134,7 +134,9 @@ def auth_middleware(token: str | None) -> Any:
         if token is not None and request.path != "/healthz":
             header = request.headers.get("Authorization", "")
             scheme, _, given = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), token.encode()
+            ):
                 error = ApiError(401, "Unauthorized", "Unauthorized")
                 return _json(error.status(), 401)
         return await handler(request)

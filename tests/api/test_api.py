@@ -150,7 +150,7 @@ class TestBearerToken:
 
     @pytest.mark.parametrize(
         "header",
-        ["Bearer wrong", f"Basic {TOKEN}", TOKEN, "Bearer", f"Bearer {TOKEN}x"],
+        ["Bearer wrong", f"Basic {TOKEN}", TOKEN, "Bearer", f"Bearer {TOKEN}x", "Bearer tökén"],
     )
     async def test_a_wrong_credential_is_refused(self, api, header: str) -> None:
         client = await api(token=self.TOKEN)
