@@ -34,7 +34,7 @@ from kubesim_images.reasons import EventType, Reason
 from kubesim_images.reference import ImageReference, parse_normalized
 
 # The credentials to try for an image, in order (pod secrets, then the node's config).
-Keyring = Callable[[ImageReference], Sequence[Credential]]
+ImageCredentials = Callable[[ImageReference], Sequence[Credential]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +113,7 @@ class ImageManager:
         pod: Pod,
         container: Container,
         *,
-        credentials: Keyring | None = None,
+        credentials: ImageCredentials | None = None,
         on_pulling: Callable[[], None] | None = None,
     ) -> Ensured:
         """Make the container's image present or raise the kubelet's `ContainerError`."""
@@ -132,7 +132,7 @@ class ImageManager:
         self,
         pod: Pod,
         container: Container,
-        credentials: Keyring | None,
+        credentials: ImageCredentials | None,
         on_pulling: Callable[[], None] | None,
         facts: list[bool | None],
     ) -> Ensured:

@@ -21,7 +21,7 @@ from kubesim_images import reasons
 from kubesim_images.errors import ContainerError
 from kubesim_images.events import EventSink, container_event
 from kubesim_images.keyring import Credential
-from kubesim_images.manager import ImageManager, Keyring
+from kubesim_images.manager import ImageCredentials, ImageManager
 from kubesim_images.pod import Container, Pod
 from kubesim_images.reasons import EventType, Reason
 from kubesim_images.reference import ImageReference
@@ -183,7 +183,7 @@ class PodWorkers:
         self,
         status: PodStatus,
         cs: ContainerStatus,
-        credentials: Keyring | None,
+        credentials: ImageCredentials | None,
         done: State,
         done_reason: str,
     ) -> bool:
