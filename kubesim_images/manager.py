@@ -85,6 +85,9 @@ class ImageManager:
         self.events = events
         self.observer = observer or PullObserver()
         self._refs: dict[str, ImageReference | InvalidReferenceError] = {}
+        # The last pull error per back-off key, appended to the ImagePullBackOff message so
+        # `kubectl get pod -o yaml` says why (the kubelet's prevPullErrMsg, since 1.32).
+        self._prev_error: dict[str, str] = {}
 
     def _emit(
         self, pod: Pod, container: Container, kind: EventType, reason: Reason, message: str
@@ -168,7 +171,9 @@ class ImageManager:
         if self.backoff.is_in_backoff_since_update(key, started):
             message = reasons.back_off(image)
             self._emit(pod, container, EventType.NORMAL, Reason.BACK_OFF, message)
-            raise ImagePullBackOff(message)
+            previous = self._prev_error.get(key)
+            raise ImagePullBackOff(f"{message}: {previous}" if previous else message)
+        self._prev_error.pop(key, None)
 
         self._emit(pod, container, EventType.NORMAL, Reason.PULLING, reasons.pulling(image))
         if on_pulling is not None:
@@ -192,10 +197,14 @@ class ImageManager:
             )
             self.backoff.next(key, now)
             self.observer.pull_finished(image, now - started, 0, ok=False)
+            failure: ErrImagePull | RegistryUnavailable
             if isinstance(exc, RegistryError) and exc.unavailable:
                 detail = str(exc).removeprefix("RegistryUnavailable").removeprefix(": ")
-                raise RegistryUnavailable(reasons.registry_unavailable(image, detail)) from None
-            raise ErrImagePull(str(exc)) from None
+                failure = RegistryUnavailable(reasons.registry_unavailable(image, detail))
+            else:
+                failure = ErrImagePull(str(exc))
+            self._prev_error[key] = f"{failure.reason}: {failure}"
+            raise failure from None
         now = loop.time()
         size = result.record.size
         self._emit(
@@ -208,4 +217,8 @@ class ImageManager:
         # The kubelet's histogram observes the time including the wait for a pull slot.
         self.observer.pull_finished(image, now - started, size, ok=True)
         self.backoff.gc(now)
+        if self._prev_error:
+            live = self.backoff.entries()
+            for stale in [k for k in self._prev_error if k not in live]:
+                del self._prev_error[stale]
         return Ensured(result.record.id, pulled=True)

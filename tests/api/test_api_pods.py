@@ -166,9 +166,11 @@ class TestContainerStatuses:
         assert "ErrImagePull" in seen
         assert seen.index("ErrImagePull") < seen.index("ImagePullBackOff")
         (status,) = (await _get(client, "bad"))["status"]["containerStatuses"]
-        assert status["state"]["waiting"]["message"] == (
-            'Back-off pulling image "example.com/missing:v1"'
+        # The kubelet (1.32+) appends the last pull error to the back-off message.
+        assert status["state"]["waiting"]["message"].startswith(
+            'Back-off pulling image "example.com/missing:v1": ErrImagePull: '
         )
+        assert status["state"]["waiting"]["message"].endswith("example.com/missing:v1: not found")
         assert status["ready"] is False
         assert status["imageID"] == ""
 

@@ -74,7 +74,11 @@ class TestBackoffSequence:
         assert len(pulls) + len(backoffs) == 96 + 1  # syncs at 0, 10, ..., 960
         status = result.pods[0].statuses[0]
         assert status.reason == "ImagePullBackOff"
-        assert status.message == f'Back-off pulling image "{BROKEN}"'
+        # Since 1.32 the kubelet appends the last pull error to the back-off message; the
+        # BackOff event itself keeps the short text.
+        assert status.message.startswith(f'Back-off pulling image "{BROKEN}": ErrImagePull: ')
+        assert "pull access denied" in status.message
+        assert events(result, "p-0", "BackOff")[0][2] == f'Back-off pulling image "{BROKEN}"'
 
     def test_failed_pull_sets_err_image_pull_with_the_registry_error(self):
         result = simulate(

@@ -107,7 +107,9 @@ def test_missing_image_err_image_pull_then_back_off_with_events(
     pod = yaml.safe_load(kubectl.run("get", "pod", "ghost", "-o", "yaml").stdout)
     waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]
     assert waiting["reason"] == "ImagePullBackOff"
-    assert waiting["message"] == f'Back-off pulling image "{MISSING_IMAGE}"'
+    assert waiting["message"].startswith(
+        f'Back-off pulling image "{MISSING_IMAGE}": ErrImagePull: '
+    )
     assert pod["status"]["containerStatuses"][0]["imageID"] == ""
     assert pod["status"]["phase"] == "Pending"
 
