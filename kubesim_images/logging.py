@@ -6,10 +6,11 @@ password, token, auth string or pull secret) is masked before it is rendered.
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -41,6 +42,16 @@ def redact(
     return event_dict
 
 
+class _Stderr(io.TextIOBase):
+    """Whatever `sys.stderr` is when a line is written (test runners swap it), not at setup."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(
     *, log_format: str = "json", level: str = "info", stream: TextIO | None = None
 ) -> None:
@@ -64,7 +75,7 @@ def configure(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.WriteLoggerFactory(file=stream or sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=stream or cast("TextIO", _Stderr())),
         cache_logger_on_first_use=False,
     )
 

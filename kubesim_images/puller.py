@@ -163,14 +163,17 @@ class ImagePuller:
             try:
                 record = await self._pull_with_credentials(entry, credentials)
             except RegistryError as exc:
-                self._log.warning(
-                    "pull_failed",
-                    pod=pod,
-                    image=image,
-                    pull_id=entry.pull_id,
-                    error=str(exc),
-                    code=exc.code,
-                )
+                # An outcome the pod's events already record; a line per failure only when
+                # pulls are logged at all (the daemon), never a flood in a large scenario.
+                if self._log_pulls:
+                    self._log.info(
+                        "pull_failed",
+                        pod=pod,
+                        image=image,
+                        pull_id=entry.pull_id,
+                        error=str(exc),
+                        code=exc.code,
+                    )
                 raise
             now = loop.time()
             stored = self.store.add(record, ref, now)

@@ -41,7 +41,7 @@ from kubesim_images.daemon.objects import (
     validate_secret,
 )
 from kubesim_images.events import FanOut
-from kubesim_images.keyring import Credential, Keyring
+from kubesim_images.keyring import Credential, Keyring, UnionKeyring
 from kubesim_images.metrics import Metrics
 from kubesim_images.node import Node
 from kubesim_images.pod import FieldError, Pod, PodInvalidError, pod_from_manifest
@@ -241,14 +241,13 @@ class Cluster:
     # -- credentials -------------------------------------------------------------------------
     def _credentials(self, pod: Pod, ref: ImageReference) -> Sequence[Credential]:
         """Pod pull secrets first, then the node's docker config (UnionDockerKeyring)."""
-        pod_keyring = Keyring()
-        for name in pod.image_pull_secrets:
-            secret = self.secrets.get((pod.namespace, name))
-            if secret is None:
-                continue
-            for location, credential in secret_credentials(secret):
-                pod_keyring.add(location, credential)
-        return [*pod_keyring.lookup(ref), *self.node_keyring.lookup(ref)]
+        pod_keyring = Keyring(
+            entry
+            for name in pod.image_pull_secrets
+            if (secret := self.secrets.get((pod.namespace, name))) is not None
+            for entry in secret_credentials(secret)
+        )
+        return UnionKeyring(pod_keyring, self.node_keyring).lookup(ref)
 
     # -- pods --------------------------------------------------------------------------------
     def _new_meta_doc(self, kind: str, namespace: str, name: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import yaml
 
 from kubesim_images.errors import ConfigError
 from kubesim_images.fields import Fields
+from kubesim_images.keyring import Credential, parse_docker_config
 from kubesim_images.kubeletconfig import KubeletConfig, load_kubelet_config
 from kubesim_images.pod import Pod, PodInvalidError, pod_from_manifest
 from kubesim_images.podworkers import SyncSettings
@@ -37,7 +38,11 @@ _SPEC_FIELDS = {
     "workload",
     "variants",
     "admission",
+    "secrets",
 }
+
+# (config key as written, credential) pairs, as keyring.parse_docker_config returns them.
+DockerEntries = tuple[tuple[str, Credential], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,8 @@ class VariantSpec:
     workload: tuple[WorkloadEntry, ...]
     always_pull_images: bool = False
     pods: tuple[tuple[float, Pod], ...] = field(default=())
+    secrets: Mapping[tuple[str, str], DockerEntries] = field(default_factory=dict)
+    node_credentials: DockerEntries = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +177,16 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
         f"{where}.registry",
     )
     nodes = ctx.mapping(
-        spec.get("nodes"), f"{where}.nodes", {"count", "bandwidth", "preloadedImages"}
+        spec.get("nodes"),
+        f"{where}.nodes",
+        {"count", "bandwidth", "preloadedImages", "dockerConfig"},
     )
+    node_credentials: DockerEntries = ()
+    if nodes.get("dockerConfig") is not None:
+        node_credentials = _docker_config(
+            ctx, nodes["dockerConfig"], f"{where}.nodes.dockerConfig", "node docker config"
+        )
+    secrets = _secrets(ctx, spec.get("secrets"), f"{where}.secrets")
     count = ctx.integer(nodes.get("count", 1), f"{where}.nodes.count", minimum=1)
     node_bw = ctx.bandwidth(nodes.get("bandwidth", "unlimited"), f"{where}.nodes.bandwidth")
     preloaded: list[SimImage] = []
@@ -200,7 +215,37 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
         workload=workload,
         always_pull_images=always_pull,
         pods=pods,
+        secrets=secrets,
+        node_credentials=node_credentials,
     )
+
+
+def _docker_config(ctx: Fields, raw: Any, path: str, source: str) -> DockerEntries:
+    """A config.json document written inline (`{auths: {registry: {username, password}}}`)."""
+    try:
+        return tuple(parse_docker_config(ctx.mapping(raw, path), source=source))
+    except ConfigError as exc:
+        where = f"{path}.{exc.path}" if exc.path else path
+        raise ctx.fail(where, exc.message) from None
+
+
+def _secrets(ctx: Fields, raw: Any, where: str) -> dict[tuple[str, str], DockerEntries]:
+    """Pull secrets pods can name in `imagePullSecrets`: a name and an inline docker config."""
+    out: dict[tuple[str, str], DockerEntries] = {}
+    for index, item in enumerate(ctx.sequence(raw, where)):
+        path = f"{where}[{index}]"
+        entry = ctx.mapping(item, path, {"name", "namespace", "dockerConfig"})
+        name, namespace = entry.get("name"), entry.get("namespace", "default")
+        if not isinstance(name, str) or not name:
+            raise ctx.fail(f"{path}.name", "required: the name pods give in imagePullSecrets")
+        if not isinstance(namespace, str) or not namespace:
+            raise ctx.fail(f"{path}.namespace", "must be a non-empty string")
+        if (namespace, name) in out:
+            raise ctx.fail(f"{path}.name", f"duplicate secret {namespace}/{name}")
+        out[(namespace, name)] = _docker_config(
+            ctx, entry.get("dockerConfig"), f"{path}.dockerConfig", f"secret {namespace}/{name}"
+        )
+    return out
 
 
 def _workload(

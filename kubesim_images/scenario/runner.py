@@ -12,13 +12,17 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from kubesim_images.clock import run_virtual
 from kubesim_images.events import Event, EventLog
+from kubesim_images.keyring import Credential, Keyring, UnionKeyring
 from kubesim_images.node import Node
-from kubesim_images.podworkers import PodStatus
+from kubesim_images.pod import Pod
+from kubesim_images.podworkers import CredentialLookup, PodStatus
 from kubesim_images.reasons import Reason
+from kubesim_images.reference import ImageReference
 from kubesim_images.registry.simulated import SimulatedRegistry, preload
 from kubesim_images.scenario.model import Scenario, VariantSpec
 
@@ -56,6 +60,29 @@ def run_variant(spec: VariantSpec) -> VariantResult:
     return result
 
 
+def _credential_lookup(spec: VariantSpec) -> CredentialLookup | None:
+    """Pod pull secrets first, then the nodes' docker config, as the kubelet's union keyring."""
+    if not spec.secrets and not spec.node_credentials:
+        return None
+    node_keyring = Keyring(spec.node_credentials)
+    keyrings: dict[tuple[str, tuple[str, ...]], UnionKeyring] = {}
+
+    def lookup(pod: Pod, ref: ImageReference) -> Sequence[Credential]:
+        key = (pod.namespace, pod.image_pull_secrets)
+        union = keyrings.get(key)
+        if union is None:
+            # A secret the pod names but the scenario lacks is skipped, as the kubelet does.
+            pod_keyring = Keyring(
+                entry
+                for name in pod.image_pull_secrets
+                for entry in spec.secrets.get((pod.namespace, name), ())
+            )
+            union = keyrings[key] = UnionKeyring(pod_keyring, node_keyring)
+        return union.lookup(ref)
+
+    return lookup
+
+
 async def _simulate(spec: VariantSpec) -> VariantResult:
     loop = asyncio.get_running_loop()
     registry = SimulatedRegistry(
@@ -80,10 +107,18 @@ async def _simulate(spec: VariantSpec) -> VariantResult:
             done.set()
 
     preloaded = preload(spec.preloaded)
+    credentials = _credential_lookup(spec)
     nodes: list[Node] = []
     for index in range(spec.node_count):
         node = Node(
-            f"node-{index}", registry, spec.kubelet, log, sync=spec.sync, rng=rng, on_ready=on_ready
+            f"node-{index}",
+            registry,
+            spec.kubelet,
+            log,
+            sync=spec.sync,
+            rng=rng,
+            on_ready=on_ready,
+            credentials=credentials,
         )
         registry.set_node_bandwidth(node.name, spec.node_bandwidth)
         node.preload(preloaded, 0.0)
