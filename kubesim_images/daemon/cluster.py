@@ -100,6 +100,8 @@ class Cluster:
         self.secrets = ObjectTable("Secret", "secrets", state)
         self.service_accounts = ObjectTable("ServiceAccount", "serviceaccounts", state)
         self._watchers: set[Watcher] = set()
+        # (namespace, name) -> (resourceVersion, decoded docker config entries)
+        self._decoded_secrets: dict[tuple[str, str], tuple[str, list[tuple[str, Credential]]]] = {}
         self.extra_namespaces: list[str] = json.loads(state.get_meta("namespaces", "[]"))
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -245,9 +247,18 @@ class Cluster:
             entry
             for name in pod.image_pull_secrets
             if (secret := self.secrets.get((pod.namespace, name))) is not None
-            for entry in secret_credentials(secret)
+            for entry in self._secret_entries(secret)
         )
         return UnionKeyring(pod_keyring, self.node_keyring).lookup(ref)
+
+    def _secret_entries(self, secret: Mapping[str, Any]) -> list[tuple[str, Credential]]:
+        """A secret's docker config, decoded once per version of the secret, not per pull."""
+        meta = secret["metadata"]
+        key, version = (meta["namespace"], meta["name"]), meta["resourceVersion"]
+        cached = self._decoded_secrets.get(key)
+        if cached is None or cached[0] != version:
+            cached = self._decoded_secrets[key] = (version, secret_credentials(secret))
+        return cached[1]
 
     # -- pods --------------------------------------------------------------------------------
     def _new_meta_doc(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
