@@ -514,14 +514,22 @@ class Cluster:
             out["containerID"] = f"containerd://{digest}"
         return out
 
+    def _new_object(
+        self, table: ObjectTable, namespace: str, body: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], dict[str, Any]]:
+        """The checks every create of a stored kind shares, and its fresh metadata."""
+        body = check_kind(body, table.kind)
+        meta = body_meta(body, namespace)
+        name = require_name(meta, table.kind)
+        table.require_absent(namespace, name)
+        doc = self._new_meta_doc(table.kind, namespace, name)
+        doc["metadata"].update({k: v for k, v in meta.items() if k in {"labels", "annotations"}})
+        return body, doc
+
     # -- secrets -----------------------------------------------------------------------------
     def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        body = check_kind(body, "Secret")
-        meta = body_meta(body, namespace)
-        name = require_name(meta, "Secret")
-        self.secrets.require_absent(namespace, name)
-        doc = self._new_meta_doc("Secret", namespace, name)
-        doc["metadata"].update({k: v for k, v in meta.items() if k in {"labels", "annotations"}})
+        body, doc = self._new_object(self.secrets, namespace, body)
+        name = doc["metadata"]["name"]
         secret_type = body.get("type") or "Opaque"
         if not isinstance(secret_type, str):
             raise invalid(
@@ -555,12 +563,8 @@ class Cluster:
 
     # -- service accounts --------------------------------------------------------------------
     def create_service_account(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        body = check_kind(body, "ServiceAccount")
-        meta = body_meta(body, namespace)
-        name = require_name(meta, "ServiceAccount")
-        self.service_accounts.require_absent(namespace, name)
-        doc = self._new_meta_doc("ServiceAccount", namespace, name)
-        doc["metadata"].update({k: v for k, v in meta.items() if k in {"labels", "annotations"}})
+        body, doc = self._new_object(self.service_accounts, namespace, body)
+        name = doc["metadata"]["name"]
         validate_pull_secret_refs(body.get("imagePullSecrets"), "ServiceAccount", name)
         if body.get("imagePullSecrets"):
             doc["imagePullSecrets"] = [{"name": r["name"]} for r in body["imagePullSecrets"]]
