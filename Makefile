@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SCENARIO ?= config/scenarios/serial-vs-parallel.yaml
 
-.PHONY: setup run scenario test lint unit bench demo clean
+.PHONY: setup run scenario test lint unit bench demo stress clean
+STRESS_RUNS ?= 20
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python >= 3.11 is required (none found on PATH)" >&2; exit 1; }
@@ -48,6 +49,10 @@ demo: setup
 	@for f in config/scenarios/*.yaml; do \
 	  echo "== $$f"; $(BIN)/kubesim-images scenario run $$f --report reports/$$(basename $$f .yaml) || exit 1; \
 	done
+
+## stress: `make test` STRESS_RUNS times in a fresh clone of HEAD; each run's result and time
+stress:
+	bash .ci/stress $(STRESS_RUNS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache reports

@@ -38,6 +38,7 @@ from kubesim_images.daemon.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from kubesim_images.daemon.watches import STOP, WatchCollector, WatchHub
 from kubesim_images.logging import get_logger
 from kubesim_images.metrics import Metrics
 from kubesim_images.pod import DNS1123_LABEL, FieldError, label_invalid
@@ -48,9 +49,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 READY: web.AppKey[asyncio.Event] = web.AppKey("ready", asyncio.Event)
-# The queues of open watches: on shutdown each gets _STOP, so a drain never waits on a watch.
-WATCHES: web.AppKey[set[asyncio.Queue[tuple[str, dict[str, Any]]]]] = web.AppKey("watches", set)
-_STOP = "__stop__"
+# Open watches: on shutdown each is ended, so a drain never waits on a watch.
+WATCHES: web.AppKey[WatchHub] = web.AppKey("watches", WatchHub)
+# How long a stopped watch may take to flush before its connection is aborted (a client that
+# stopped reading never lets it flush).
+WATCH_GRACE_SECONDS = 1.0
 
 POD_FIELDS = frozenset(
     {
@@ -347,7 +350,7 @@ async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web
         raise bad_request("timeoutSeconds must be a number") from None
     if math.isnan(timeout):  # a NaN deadline would corrupt the event loop's timer heap
         raise bad_request("timeoutSeconds must be a number")
-    queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=1000)
+    hub = request.app[WATCHES]
 
     def on_change(kind: str, change: str, obj: dict[str, Any]) -> None:
         if kind != "Pod" or (namespace and obj["metadata"]["namespace"] != namespace):
@@ -356,17 +359,12 @@ async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web
         wanted = matches(field_req, functools.partial(dotted, obj)) and matches(
             label_req, labels.get
         )
-        if not wanted:
-            return
-        if queue.full():
-            # A client this far behind would get a gap; end the watch instead, as the API
-            # server does, so it lists again and resumes from a consistent state.
-            _end_watch(queue)
-        else:
-            queue.put_nowait((change, obj))
+        if wanted:
+            watch.offer(change, obj)
 
-    response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    await response.prepare(request)
+    # Registered before the headers go out: a watch the client sees is one shutdown will end.
+    watch = hub.open("pods", "namespace" if namespace else "cluster", request.transport)
+    unsubscribe = cluster.watch(on_change)
     row = rows.pod_row(cluster.clock)
 
     async def send(change: str, obj: dict[str, Any]) -> None:
@@ -377,36 +375,31 @@ async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web
         )
         await response.write(json.dumps({"type": change, "object": payload}).encode() + b"\n")
 
-    unsubscribe = cluster.watch(on_change)
-    request.app[WATCHES].add(queue)
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
     try:
+        await response.prepare(request)
         if request.query.get("resourceVersion") in (None, "", "0"):
             for doc in initial:
+                if watch.ended:
+                    return response
                 await send("ADDED", doc)
         async with asyncio.timeout(timeout):
             while True:
-                change, obj = await queue.get()
-                if change == _STOP:
+                change, obj = await watch.queue.get()
+                if change == STOP:
                     break
                 await send(change, obj)
-    except (TimeoutError, ConnectionResetError):
+    except (TimeoutError, ConnectionError):
         pass
     finally:
         unsubscribe()
-        request.app[WATCHES].discard(queue)
+        hub.finish(watch)
     return response
-
-
-def _end_watch(queue: asyncio.Queue[tuple[str, dict[str, Any]]]) -> None:
-    while not queue.empty():
-        queue.get_nowait()
-    queue.put_nowait((_STOP, {}))
 
 
 async def stop_watches(app: web.Application) -> None:
     """on_shutdown: end every open watch now; aiohttp would otherwise wait for each to end."""
-    for queue in app[WATCHES]:
-        _end_watch(queue)
+    await app[WATCHES].close(grace=WATCH_GRACE_SECONDS)
 
 
 # events
@@ -615,7 +608,8 @@ def make_app(
     app[CLUSTER] = cluster
     app[METRICS] = metrics_
     app[READY] = asyncio.Event()
-    app[WATCHES] = set()
+    app[WATCHES] = WatchHub()
+    metrics_.registry.register(WatchCollector(app[WATCHES]))
     app.on_shutdown.append(stop_watches)
     ns = "/api/v1/namespaces/{namespace}"
     app.router.add_get("/healthz", healthz)

@@ -1,9 +1,11 @@
 """`kubesim-images serve`: the daemon's lifecycle.
 
 Start: open the state store, restore pods, images and back-off, bind the API, then report ready.
-Stop (SIGTERM or SIGINT): stop accepting requests, cancel and await every pod worker (a pull in
-flight is abandoned and resumes on the next start, as a kubelet's would), close the store. The
-whole drain is bounded, so a supervisor's SIGTERM is answered within seconds.
+Stop (SIGTERM or SIGINT): stop accepting connections, end every open watch (a stop marker, then
+the connection aborted after a 1 s grace for a client that stopped reading), give other requests
+in flight up to CONNECTION_DRAIN_SECONDS, cancel and await every pod worker (a pull in flight is
+abandoned and resumes on the next start, as a kubelet's would), close the store. Every step is
+bounded, so the whole drain ends within DRAIN_SECONDS of the signal, whatever clients do.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from kubesim_images.state import StateStore
 
 _log = get_logger()
 DRAIN_SECONDS = 5.0
+# Requests other than watches (those end at once) get this long to finish before they are
+# cancelled: well inside DRAIN_SECONDS together with the watch grace and the workers' stop.
+CONNECTION_DRAIN_SECONDS = 2.5
 
 
 class Daemon:
@@ -57,7 +62,7 @@ class Daemon:
             self.cluster, metrics, token=self.token, max_body_bytes=self.config.max_body_bytes
         )
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=DRAIN_SECONDS
+            app, access_log=None, handle_signals=False, shutdown_timeout=CONNECTION_DRAIN_SECONDS
         )
         await self._runner.setup()
         site = web.TCPSite(
@@ -87,6 +92,7 @@ class Daemon:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     async def stop(self) -> None:
+        started = asyncio.get_running_loop().time()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -95,7 +101,7 @@ class Daemon:
         if self._state is not None:
             self._state.close()
             self._state = None
-        _log.info("stopped")
+        _log.info("stopped", seconds=round(asyncio.get_running_loop().time() - started, 3))
 
     async def run_until_signalled(self) -> None:
         loop = asyncio.get_running_loop()
@@ -109,4 +115,4 @@ class Daemon:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
-            await asyncio.wait_for(self.stop(), timeout=DRAIN_SECONDS * 2)
+            await asyncio.wait_for(self.stop(), timeout=DRAIN_SECONDS)

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -104,6 +104,55 @@ async def wait_for(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {within}s; last probe: {last!r}")
+
+
+class PodWatch:
+    """A watch on one pod, opened before the pod exists: every change of its status, in order.
+
+    Polling can miss a state that lasts one sync; a watch cannot (each status change is a
+    MODIFIED event). The daemon registers a watch before it answers the headers, so once
+    `async with PodWatch(...)` has entered, no later change is missed.
+    """
+
+    def __init__(self, client: Client, name: str) -> None:
+        self.client = client
+        self.name = name
+        self._response: Any = None
+
+    async def __aenter__(self) -> Self:
+        params = {"watch": "1", "fieldSelector": f"metadata.name={self.name}"}
+        self._response = await self.client.get(PODS, params=params)
+        assert self._response.status == 200
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._response.close()
+
+    async def until(self, probe: Callable[[dict[str, Any]], Any], *, within: float = 10.0) -> Any:
+        """Read changes until `probe(pod)` is truthy; that value. `within` only bounds a hang."""
+        async with asyncio.timeout(within):
+            while True:
+                line = await self._response.content.readline()
+                assert line, f"the watch on {self.name} ended"
+                result = probe(json.loads(line)["object"])
+                if result:
+                    return result
+
+    async def reasons_until(self, field: str, until: str) -> list[str | None]:
+        """Distinct waiting reasons of the first container in `field`, in order, up to `until`."""
+        seen: list[str | None] = []
+
+        def probe(pod: dict[str, Any]) -> bool:
+            statuses = pod.get("status", {}).get(field) or []
+            if not statuses:
+                return False
+            reason = (statuses[0].get("state") or {}).get("waiting", {}).get("reason")
+            if not seen or seen[-1] != reason:
+                seen.append(reason)
+            return reason == until
+
+        await self.until(probe)
+        return seen
 
 
 async def pod_waiting_reason(

@@ -19,6 +19,7 @@ from apikit import (
     PODS,
     TABLE,
     Client,
+    PodWatch,
     assert_status,
     create_pod,
     pod_manifest,
@@ -28,6 +29,8 @@ from apikit import (
 
 REPO_DIGEST = re.compile(r"^docker\.io/library/nginx@sha256:[0-9a-f]{64}$")
 SLOW_REQUEUE = {"errorRequeue": "1s", "jitterFactor": 0}
+# A failed sync is not retried within a test: ErrImagePull stays until the test reads it.
+NO_REQUEUE = {"errorRequeue": "1h", "jitterFactor": 0}
 
 
 async def _get(client: Client, name: str) -> dict[str, Any]:
@@ -43,20 +46,6 @@ async def _table_row(client: Client, name: str) -> dict[str, str]:
     names = [c["name"] for c in table["columnDefinitions"]]
     (row,) = table["rows"]
     return dict(zip(names, row["cells"], strict=True))
-
-
-async def _reasons_seen(client: Client, name: str, field: str, until: str) -> list[str | None]:
-    """Distinct waiting reasons of the first container, in order, until `until` shows."""
-    seen: list[str | None] = []
-
-    async def probe() -> bool:
-        reasons = await pod_waiting_reason(client, name, field)
-        if reasons and (not seen or seen[-1] != reasons[0]):
-            seen.append(reasons[0])
-        return bool(reasons) and reasons[0] == until
-
-    await wait_for(probe, within=5.0)
-    return seen
 
 
 class TestCreate:
@@ -161,8 +150,9 @@ class TestContainerStatuses:
 
     async def test_missing_image_is_err_image_pull_then_image_pull_back_off(self, api) -> None:
         client = await api(sync=SLOW_REQUEUE)
-        await create_pod(client, pod_manifest("bad", "example.com/missing:v1"))
-        seen = await _reasons_seen(client, "bad", "containerStatuses", "ImagePullBackOff")
+        async with PodWatch(client, "bad") as watch:
+            await create_pod(client, pod_manifest("bad", "example.com/missing:v1"))
+            seen = await watch.reasons_until("containerStatuses", "ImagePullBackOff")
         assert "ErrImagePull" in seen
         assert seen.index("ErrImagePull") < seen.index("ImagePullBackOff")
         (status,) = (await _get(client, "bad"))["status"]["containerStatuses"]
@@ -175,7 +165,7 @@ class TestContainerStatuses:
         assert status["imageID"] == ""
 
     async def test_err_image_pull_message_is_containerds(self, api) -> None:
-        client = await api(sync=SLOW_REQUEUE)
+        client = await api(sync=NO_REQUEUE)
         await create_pod(client, pod_manifest("bad", "example.com/missing:v1"))
 
         async def pull_error() -> str | None:
@@ -244,10 +234,11 @@ class TestContainerStatuses:
 
     async def test_init_container_failure_holds_the_app_containers(self, api) -> None:
         client = await api(sync=SLOW_REQUEUE)
-        await create_pod(
-            client, pod_manifest("init", "busybox:1.36", init=("example.com/missing:v1",))
-        )
-        seen = await _reasons_seen(client, "init", "initContainerStatuses", "ImagePullBackOff")
+        async with PodWatch(client, "init") as watch:
+            await create_pod(
+                client, pod_manifest("init", "busybox:1.36", init=("example.com/missing:v1",))
+            )
+            seen = await watch.reasons_until("initContainerStatuses", "ImagePullBackOff")
         assert "ErrImagePull" in seen
         doc = await _get(client, "init")
         (app,) = doc["status"]["containerStatuses"]
@@ -261,8 +252,8 @@ class TestTables:
     """`Accept: ...;as=Table` gives kubectl's `get` columns, STATUS computed as its printer."""
 
     async def test_pod_table_shows_the_waiting_reasons_and_ready_count(self, api) -> None:
-        # A long requeue: both failing pods stay in ErrImagePull while the table is polled.
-        client = await api(sync={"errorRequeue": "5s", "jitterFactor": 0})
+        # No requeue: both failing pods stay in ErrImagePull while the table is polled.
+        client = await api(sync=NO_REQUEUE)
         await create_pod(client, pod_manifest("good", "nginx:1.27"))
         await create_pod(client, pod_manifest("bad", "example.com/missing:v1"))
         await create_pod(client, pod_manifest("never", "redis:7.4", policy="Never"))

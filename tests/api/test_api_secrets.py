@@ -29,6 +29,8 @@ from apikit import (
 )
 
 PRIVATE = "registry.example.com/team/private:v1"
+# A failed sync is not retried within a test: ErrImagePull stays until the test reads it.
+NO_REQUEUE = {"errorRequeue": "1h", "jitterFactor": 0}
 PRIVATE_REGISTRY = {
     "images": [
         {
@@ -257,7 +259,7 @@ class TestPrivateImage:
     """A catalogue image with `auth` pulls only with matching credentials."""
 
     async def test_without_credentials_it_is_unauthorized(self, api) -> None:
-        client = await api(registry=PRIVATE_REGISTRY)
+        client = await api(registry=PRIVATE_REGISTRY, sync=NO_REQUEUE)
         await create_pod(client, pod_manifest("p", PRIVATE))
 
         async def err_image_pull() -> dict[str, Any] | None:
@@ -299,7 +301,7 @@ class TestPrivateImage:
         await _wait_running(client, "p")
 
     async def test_credentials_for_another_registry_do_not_match(self, api) -> None:
-        client = await api(registry=PRIVATE_REGISTRY)
+        client = await api(registry=PRIVATE_REGISTRY, sync=NO_REQUEUE)
         await _post(client, SECRETS, docker_config_secret("regcred", registry="other.example.com"))
         await create_pod(client, pod_manifest("p", PRIVATE, imagePullSecrets=[{"name": "regcred"}]))
 

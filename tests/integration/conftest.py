@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import shutil
 import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -201,6 +203,16 @@ class RunningDaemon:
 
     def pulls(self) -> dict[str, Any]:
         return self.api("GET", "/debug/pulls")
+
+    def open_watches(self) -> int:
+        """The daemon's `apiserver_longrunning_requests` for WATCH, summed over resources."""
+        status, text = self.request("GET", "/metrics")
+        assert status == 200
+        total = 0
+        for line in str(text).splitlines():
+            if line.startswith("apiserver_longrunning_requests{") and 'verb="WATCH"' in line:
+                total += int(float(line.rsplit(" ", 1)[1]))
+        return total
 
     def wait_running(self, name: str, timeout: float = 15.0) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
@@ -426,6 +438,72 @@ class Kubectl:
 
     def with_flags(self, *flags: str, server: str | None = None) -> Kubectl:
         return Kubectl(self.binary, server or self.server, self.home, *flags)
+
+    @contextlib.contextmanager
+    def watch_pod(self, daemon: RunningDaemon, name: str) -> Iterator[KubectlWatch]:
+        """`kubectl get pods --watch` for one pod, open on the daemon before the pod exists.
+
+        Polling can miss a state that lasts one sync; the watch sees every change. kubectl
+        lists, then watches from the list's resourceVersion: the daemon is asked how many
+        watches it holds, so the pod is created only once this one is open.
+        """
+        before = daemon.open_watches()
+        cmd = [self.binary, "--server", self.server, *self.flags, "get", "pods", "--watch"]
+        cmd += ["--no-headers", "--field-selector", f"metadata.name={name}"]
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=self.env(),
+        )
+        watch = KubectlWatch(proc, name)
+        try:
+            poll(lambda: daemon.open_watches() > before, timeout=20, what="kubectl's watch open")
+            yield watch
+        finally:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT)
+            watch.reader.join(timeout=STOP_TIMEOUT)
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+class KubectlWatch:
+    """The lines of a running `kubectl get --watch`, read on a thread so waits can time out."""
+
+    def __init__(self, proc: subprocess.Popen[str], name: str) -> None:
+        self.proc = proc
+        self.name = name
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def statuses_until(self, until: str, timeout: float = 30.0) -> list[str]:
+        """Each distinct STATUS the watch printed, in order, up to `until`.
+
+        `timeout` only bounds a hang: every change arrives, so no state can be missed.
+        """
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while not seen or seen[-1] != until:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no STATUS {until} for {self.name} within {timeout}s; saw {seen}")
+            if line is None:
+                pytest.fail(f"kubectl's watch ended before STATUS {until}; saw {seen}")
+            cells = line.split()
+            if cells and cells[0] == self.name and (not seen or seen[-1] != cells[2]):
+                seen.append(cells[2])
+        return seen
 
 
 @pytest.fixture

@@ -5,7 +5,10 @@ out, field selectors, the node's images, dockerconfigjson secrets and ApiExcepti
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import queue
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -18,8 +21,9 @@ from conftest import (
     RunningDaemon,
     poll,
 )
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
+from urllib3.exceptions import ProtocolError
 
 pytestmark = pytest.mark.integration
 NS = "default"
@@ -86,18 +90,38 @@ def test_pod_lifecycle_with_models(core: client.CoreV1Api) -> None:
     assert core.list_namespaced_pod(NS).items == []
 
 
-def test_missing_image_waiting_reasons_and_events(core: client.CoreV1Api) -> None:
+def test_missing_image_waiting_reasons_and_events(
+    core: client.CoreV1Api, daemon: RunningDaemon
+) -> None:
+    # The client's watch sees every status change (a poll can miss a state lasting one sync);
+    # the pod is created once the daemon holds the watch open.
+    reasons: queue.Queue[str | None] = queue.Queue()
+    watcher = watch.Watch()
+
+    def stream() -> None:
+        events = watcher.stream(
+            core.list_namespaced_pod, NS, field_selector="metadata.name=ghost", timeout_seconds=60
+        )
+        # The daemon's stop at teardown ends a stream still open: that is not this test's concern.
+        with contextlib.suppress(ProtocolError):
+            for event in events:
+                statuses = event["object"].status.container_statuses or []
+                waiting = statuses[0].state.waiting if statuses else None
+                reasons.put(waiting.reason if waiting else None)
+
+    before = daemon.open_watches()
+    reader = threading.Thread(target=stream, daemon=True)
+    reader.start()
+    poll(lambda: daemon.open_watches() > before, timeout=20, what="the client's watch open")
     core.create_namespaced_pod(NS, pod("ghost", MISSING_IMAGE))
-    seen: list[str] = []
-
-    def backing_off() -> bool:
-        reason = waiting_reason(core, "ghost")
-        if reason and (not seen or seen[-1] != reason):
+    seen: list[str | None] = []
+    while not seen or seen[-1] != "ImagePullBackOff":
+        reason = reasons.get(timeout=30)  # bounds a hang only: no change can be missed
+        if not seen or seen[-1] != reason:
             seen.append(reason)
-        return reason == "ImagePullBackOff"
-
-    poll(backing_off, timeout=10, interval=0.05, what=f"ImagePullBackOff (seen {seen})")
+    watcher.stop()
     assert "ErrImagePull" in seen, seen
+    assert seen.index("ErrImagePull") < seen.index("ImagePullBackOff"), seen
 
     def events_of(selector: str) -> list[client.CoreV1Event]:
         return core.list_namespaced_event(NS, field_selector=selector).items

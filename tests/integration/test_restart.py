@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -161,31 +161,38 @@ def test_pull_in_flight_at_sigkill_resumes(daemon_factory: DaemonFactory) -> Non
     assert any(e["reason"] == "Pulled" for e in second.events("big"))
 
 
+def drain_log(daemon: RunningDaemon) -> tuple[list[str], dict[str, Any]]:
+    """The daemon's log events in order, and its `watches_closed` line."""
+    events = daemon.log_events()
+    (closed,) = [e for e in events if e.get("event") == "watches_closed"]
+    return [str(e.get("event")) for e in events], closed
+
+
 def test_sigterm_drains_with_pulls_in_flight(daemon_factory: DaemonFactory) -> None:
     first = daemon_factory(slow_config())
     for name in ("a", "b", "c"):
         first.create_pod(name, SLOW_IMAGE)
     first.create_pod("d", "busybox:1.36")
-    poll(lambda: len(first.pulls()["inFlight"]) >= 3, timeout=5, what="three pulls in flight")
+    # Three 10Mi pulls share a 4Mi/s downlink: they stay in flight for ~7 s.
+    poll(lambda: len(first.pulls()["inFlight"]) >= 3, timeout=15, what="three pulls in flight")
 
-    started = time.monotonic()
+    # Exit 0 means the drain finished inside the daemon's own 5 s deadline.
     code = first.terminate(timeout=10)
-    elapsed = time.monotonic() - started
     assert code == 0, first.log()[-3000:]
-    assert elapsed < 5, f"SIGTERM took {elapsed:.1f}s"
-    events = [e.get("event") for e in first.log_events()]
-    assert events.index("draining") < events.index("stopped")
+    events, closed = drain_log(first)
+    assert events.index("draining") < events.index("watches_closed") < events.index("stopped")
+    assert (closed["ended"], closed["aborted"]) == (0, 0)
 
     # A graceful stop keeps the pods and their pulls: they finish after the next start.
     second = daemon_factory(slow_config(), state_dir=first.state_dir)
     assert set(second.pods()) == {"a", "b", "c", "d"}
     for name in ("a", "b", "c", "d"):
-        second.wait_running(name, timeout=20)
+        second.wait_running(name, timeout=30)
 
 
 def test_sigterm_with_an_open_watch_exits_promptly(daemon: RunningDaemon, kubectl: Kubectl) -> None:
-    """`kubectl get pods -w` (any informer) holds a streaming request open; SIGTERM must not
-    wait for it to end by itself.
+    """`kubectl get pods -w` (any informer) holds a streaming request open; SIGTERM ends it
+    with the end of its stream at once (no abort, no drain timeout), and the daemon exits 0.
     """
     daemon.create_pod("web", "busybox:1.36")
     daemon.wait_running("web")
@@ -199,19 +206,46 @@ def test_sigterm_with_an_open_watch_exits_promptly(daemon: RunningDaemon, kubect
     )
     try:
         assert watch.stdout is not None
-        first = watch.stdout.readline()  # the initial list: the watch is established
+        first = watch.stdout.readline()  # the initial list
         assert first.split()[:3] == ["web", "1/1", "Running"], first
-        started = time.monotonic()
+        # kubectl lists, then opens its watch: wait until the daemon counts it open.
+        poll(lambda: daemon.open_watches() == 1, timeout=15, what="kubectl's watch open")
         code = daemon.terminate(timeout=10)
-        elapsed = time.monotonic() - started
         assert code == 0, daemon.log()[-3000:]
-        assert elapsed < 5, f"SIGTERM with an open watch took {elapsed:.1f}s"
+        events, closed = drain_log(daemon)
+        assert (closed["ended"], closed["aborted"]) == (1, 0), closed
+        assert events.index("draining") < events.index("watches_closed") < events.index("stopped")
         assert "cannot serve" not in daemon.log()
         watch.wait(timeout=10)  # the watch ends when the server goes away
     finally:
         if watch.poll() is None:
             watch.kill()
         watch.communicate(timeout=10)
+
+
+def test_sigterm_with_a_watch_client_that_stopped_reading(daemon: RunningDaemon) -> None:
+    """A watch client that never reads blocks the daemon's writes; SIGTERM still exits 0."""
+    padding = "x" * 200_000
+    for i in range(40):  # ~8 MB of pods: more than the socket buffers can hold
+        daemon.api(
+            "POST",
+            f"{NS}/pods",
+            {
+                "metadata": {"name": f"big-{i}", "annotations": {"padding": padding}},
+                "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]},
+            },
+        )
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", daemon.port))
+        sock.sendall(
+            f"GET {NS}/pods?watch=1 HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\n\r\n".encode()
+        )
+        poll(lambda: daemon.open_watches() == 1, timeout=15, what="the stalled watch open")
+        code = daemon.terminate(timeout=10)  # never reading a byte of the stream
+        assert code == 0, daemon.log()[-3000:]
+    _, closed = drain_log(daemon)
+    assert closed["ended"] + closed["aborted"] == 1, closed
 
 
 def test_bearer_token_guards_the_api(

@@ -1,0 +1,151 @@
+"""Open watch streams, and how every one of them ends when the daemon stops.
+
+A watch is a request that never finishes by itself, so aiohttp's drain would wait its whole
+timeout for each. The hub is the one place that knows them all, and it closes the two gaps a
+shutdown can fall into:
+- a watch registers before its response headers are sent, and registration is refused once
+  closing has begun: a watch a client can see is always one `close` will end, and a watch
+  request that arrives on a kept-alive connection during the drain ends at once;
+- `close` ends streams in two steps: a stop marker that a writer sees at its next queue read,
+  then, after a short grace, the connection of any writer still stuck is aborted (a client that
+  stopped reading blocks its writes forever, whatever we queue).
+Each watch's queue is bounded: a subscriber that falls `backlog` changes behind is ended (the
+client lists again), never allowed to grow memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from kubesim_images.logging import get_logger
+
+_log = get_logger()
+
+Change = tuple[str, dict[str, Any]]
+STOP = "__stop__"
+DEFAULT_BACKLOG = 1000
+
+
+@dataclass(eq=False, slots=True)
+class Watch:
+    """One open stream: its pending changes, its connection, and whether it has finished."""
+
+    resource: str
+    scope: str
+    queue: asyncio.Queue[Change]
+    transport: asyncio.Transport | None
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: bool = False
+
+    def offer(self, change: str, obj: dict[str, Any]) -> None:
+        """Queue a change; a subscriber this far behind is ended instead (it will re-list)."""
+        if self.queue.full():
+            self.end()
+        else:
+            self.queue.put_nowait((change, obj))
+
+    def end(self) -> None:
+        """Drop what is pending and make the stop marker the next thing the writer reads."""
+        self.ended = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait((STOP, {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """How `WatchHub.close` ended the open watches."""
+
+    ended: int
+    aborted: int
+
+
+class WatchHub:
+    """Registers open watches and ends them all on shutdown (see the module comment)."""
+
+    def __init__(self, backlog: int = DEFAULT_BACKLOG) -> None:
+        self._backlog = backlog
+        self._open: set[Watch] = set()
+        self._closing = False
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Open watches per (resource plural, scope)."""
+        out: dict[tuple[str, str], int] = {}
+        for watch in self._open:
+            key = (watch.resource, watch.scope)
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    def open(self, resource: str, scope: str, transport: asyncio.Transport | None) -> Watch:
+        """A new watch; already ended when the hub is closing (its stream ends at once).
+
+        `scope` is the apiserver's label: "namespace" for a watch in one namespace, else
+        "cluster".
+        """
+        watch = Watch(resource, scope, asyncio.Queue(maxsize=self._backlog), transport)
+        if self._closing:
+            watch.end()
+            watch.finished.set()
+        else:
+            self._open.add(watch)
+        return watch
+
+    def finish(self, watch: Watch) -> None:
+        """The writer of `watch` has returned: it no longer needs ending."""
+        self._open.discard(watch)
+        watch.finished.set()
+
+    async def close(self, grace: float) -> Drained:
+        """End every open watch: a stop marker now, the connection aborted after `grace` s."""
+        self._closing = True
+        watches = list(self._open)
+        for watch in watches:
+            watch.end()
+        stuck: list[Watch] = []
+        if watches:
+            waiters = [asyncio.ensure_future(w.finished.wait()) for w in watches]
+            _, pending = await asyncio.wait(waiters, timeout=grace)
+            for waiter in pending:
+                waiter.cancel()
+            stuck = [w for w in watches if not w.finished.is_set()]
+        for watch in stuck:
+            if watch.transport is not None:
+                watch.transport.abort()
+        drained = Drained(ended=len(watches) - len(stuck), aborted=len(stuck))
+        _log.info("watches_closed", ended=drained.ended, aborted=drained.aborted)
+        return drained
+
+
+class WatchCollector:
+    """`apiserver_longrunning_requests` for the open watches, read from the hub at scrape time.
+
+    The apiserver's gauge of long-running requests, with its labels, so a dashboard that shows
+    an apiserver's open watches shows the daemon's.
+    """
+
+    _NAME = "apiserver_longrunning_requests"
+    _HELP = "[STABLE] Gauge of all active long-running apiserver requests broken out by verb, "
+    _HELP += "group, version, resource, scope and component. Not all requests are tracked this way."
+    _LABELS = ("component", "group", "resource", "scope", "subresource", "verb", "version")
+
+    def __init__(self, hub: WatchHub) -> None:
+        self._hub = hub
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self._NAME, self._HELP, labels=self._LABELS)
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self._NAME, self._HELP, labels=self._LABELS)
+        for (resource, scope), count in sorted(self._hub.counts().items()):
+            family.add_metric(("apiserver", "", resource, scope, "", "WATCH", "v1"), count)
+        yield family
