@@ -1,15 +1,20 @@
 """The daemon's durable state: one SQLite file under the state directory.
 
-Everything a restart must find again is written through as it changes, one autocommitted
-statement per change in WAL mode, so a `kill -9` at any instant loses at most the change being
-made: API objects (pods as created and defaulted, secrets, service accounts), each pod's
-container statuses, the node's images, back-off entries and events. Times are stored as
-calendar seconds (epoch), because loop time restarts with the process. The directory is 0700
-and the database 0600: secrets are at rest in it.
+Everything a restart must find again is written through as it changes, in WAL mode, so a
+`kill -9` at any instant loses at most the change being made: API objects (pods as created and
+defaulted, secrets, service accounts), each pod's container statuses, the node's images,
+back-off entries and events. An API write is one `transaction()`: its statements commit
+together or not at all, and the caller changes its memory only after the commit, so a write the
+API acknowledged is on disk and a write that failed left nothing behind. Objects are deleted by
+UID, never by name, so deleting an object cannot remove a newer one that took its name. Every
+database error is a `StateError`. Times are stored as calendar seconds (epoch), because loop
+time restarts with the process. The directory is 0700 and the database 0600: secrets are at
+rest in it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -20,7 +25,7 @@ from typing import Any
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
     kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL,
-    PRIMARY KEY (kind, namespace, name));
+    uid TEXT, PRIMARY KEY (kind, namespace, name));
 CREATE TABLE IF NOT EXISTS pod_status (uid TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS backoff (
@@ -36,8 +41,13 @@ def default_state_dir() -> Path:
     return Path(base) / "kubesim-images"
 
 
+class StateError(Exception):
+    """A write the database refused (disk full, read-only, locked): nothing of it was saved."""
+
+
 def _dumps(doc: Any) -> str:
-    return json.dumps(doc, separators=(",", ":"), sort_keys=True)
+    # allow_nan=False: what is stored must read back as JSON, in this process and in kubectl.
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True, allow_nan=False)
 
 
 class StateStore:
@@ -54,89 +64,121 @@ class StateStore:
             os.close(fd)
         self.path.chmod(0o600)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._execute("PRAGMA journal_mode=WAL")
+        self._execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._execute("PRAGMA table_info(objects)")}
+        if "uid" not in columns:  # a state directory written before objects had their UID
+            self._execute("ALTER TABLE objects ADD COLUMN uid TEXT")
+            self._execute("UPDATE objects SET uid = json_extract(doc, '$.metadata.uid')")
+        self._depth = 0
 
     def close(self) -> None:
         self._db.close()
 
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StateError(str(exc)) from exc
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Every statement inside commits together or is rolled back; raises `StateError`."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+            self._execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise
+        finally:
+            self._depth = 0
+
     # -- API objects -------------------------------------------------------------------------
     def put_object(self, kind: str, namespace: str, name: str, doc: Any) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO objects (kind, namespace, name, doc) VALUES (?, ?, ?, ?)",
-            (kind, namespace, name, _dumps(doc)),
+        self._execute(
+            "INSERT OR REPLACE INTO objects (kind, namespace, name, doc, uid) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (kind, namespace, name, _dumps(doc), doc["metadata"]["uid"]),
         )
 
-    def delete_object(self, kind: str, namespace: str, name: str) -> None:
-        self._db.execute(
-            "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
-            (kind, namespace, name),
-        )
+    def delete_object(self, kind: str, uid: str) -> None:
+        """Delete by identity: a newer object that took the same name is left alone."""
+        self._execute("DELETE FROM objects WHERE kind = ? AND uid = ?", (kind, uid))
 
     def objects(self, kind: str) -> list[Any]:
-        rows = self._db.execute(
+        rows = self._execute(
             "SELECT doc FROM objects WHERE kind = ? ORDER BY namespace, name", (kind,)
         )
         return [json.loads(doc) for (doc,) in rows]
 
     # -- pod runtime status ------------------------------------------------------------------
     def put_pod_status(self, uid: str, doc: Any) -> None:
-        self._db.execute(
+        self._execute(
             "INSERT OR REPLACE INTO pod_status (uid, doc) VALUES (?, ?)", (uid, _dumps(doc))
         )
 
     def delete_pod_status(self, uid: str) -> None:
-        self._db.execute("DELETE FROM pod_status WHERE uid = ?", (uid,))
+        self._execute("DELETE FROM pod_status WHERE uid = ?", (uid,))
 
     def pod_statuses(self) -> dict[str, Any]:
-        rows = self._db.execute("SELECT uid, doc FROM pod_status")
+        rows = self._execute("SELECT uid, doc FROM pod_status")
         return {uid: json.loads(doc) for uid, doc in rows}
 
     # -- the node's images -------------------------------------------------------------------
     def put_image(self, image_id: str, doc: Any) -> None:
-        self._db.execute(
+        self._execute(
             "INSERT OR REPLACE INTO images (id, doc) VALUES (?, ?)", (image_id, _dumps(doc))
         )
 
     def delete_image(self, image_id: str) -> None:
-        self._db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+        self._execute("DELETE FROM images WHERE id = ?", (image_id,))
 
     def images(self) -> list[Any]:
-        return [json.loads(doc) for (doc,) in self._db.execute("SELECT doc FROM images")]
+        return [json.loads(doc) for (doc,) in self._execute("SELECT doc FROM images")]
 
     # -- back-off ----------------------------------------------------------------------------
     def put_backoff(self, key: str, backoff: float, last_update_epoch: float) -> None:
-        self._db.execute(
+        self._execute(
             "INSERT OR REPLACE INTO backoff (key, backoff, last_update) VALUES (?, ?, ?)",
             (key, backoff, last_update_epoch),
         )
 
     def delete_backoff(self, key: str) -> None:
-        self._db.execute("DELETE FROM backoff WHERE key = ?", (key,))
+        self._execute("DELETE FROM backoff WHERE key = ?", (key,))
 
     def backoffs(self) -> dict[str, tuple[float, float]]:
-        rows = self._db.execute("SELECT key, backoff, last_update FROM backoff")
+        rows = self._execute("SELECT key, backoff, last_update FROM backoff")
         return {key: (backoff, last) for key, backoff, last in rows}
 
     # -- events ------------------------------------------------------------------------------
     def put_event(self, name: str, namespace: str, seq: int, doc: Any) -> None:
-        self._db.execute(
+        self._execute(
             "INSERT OR REPLACE INTO events (name, namespace, seq, doc) VALUES (?, ?, ?, ?)",
             (name, namespace, seq, _dumps(doc)),
         )
 
     def delete_event(self, name: str) -> None:
-        self._db.execute("DELETE FROM events WHERE name = ?", (name,))
+        self._execute("DELETE FROM events WHERE name = ?", (name,))
 
     def events(self) -> Iterator[Any]:
-        for (doc,) in self._db.execute("SELECT doc FROM events ORDER BY seq"):
+        for (doc,) in self._execute("SELECT doc FROM events ORDER BY seq"):
             yield json.loads(doc)
 
     # -- counters ----------------------------------------------------------------------------
     def get_meta(self, key: str, default: str = "") -> str:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return str(row[0]) if row else default
 
     def put_meta(self, key: str, value: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self._execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

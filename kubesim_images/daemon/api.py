@@ -42,6 +42,7 @@ from kubesim_images.daemon.watches import STOP, WatchCollector, WatchHub
 from kubesim_images.logging import get_logger
 from kubesim_images.metrics import Metrics
 from kubesim_images.pod import DNS1123_LABEL, FieldError, label_invalid
+from kubesim_images.state import StateError
 
 _log = get_logger()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,7 +87,10 @@ SECRET_FIELDS = META_FIELDS | {"type"}
 
 
 def _json(doc: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(doc), content_type="application/json")
+    # allow_nan=False: the decoders refuse non-finite numbers, so none can be stored; should
+    # one appear, a 500 is better than a body kubectl reads as an empty list.
+    text = json.dumps(doc, allow_nan=False)
+    return web.Response(status=status, text=text, content_type="application/json")
 
 
 # -- middlewares -------------------------------------------------------------------------------
@@ -97,6 +101,18 @@ def error_middleware() -> Any:
             return await handler(request)
         except ApiError as exc:
             return _json(exc.status(), exc.code)
+        except StateError as exc:
+            # Nothing of the write was saved or applied: the client may retry it as it is.
+            _log.warning(
+                "state_write_failed", method=request.method, path=request.path, error=str(exc)
+            )
+            error = ApiError(
+                503,
+                "ServiceUnavailable",
+                f"the state store refused the write, nothing was changed: {exc}",
+                details={"retryAfterSeconds": 1},
+            )
+            return _json(error.status(), 503)
         except web.HTTPRequestEntityTooLarge as exc:
             error = ApiError(
                 413,
@@ -373,7 +389,9 @@ async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web
             if as_table
             else obj
         )
-        await response.write(json.dumps({"type": change, "object": payload}).encode() + b"\n")
+        await response.write(
+            json.dumps({"type": change, "object": payload}, allow_nan=False).encode() + b"\n"
+        )
 
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     try:

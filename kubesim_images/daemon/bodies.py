@@ -2,13 +2,17 @@
 
 Decoding is where hostile input is first met, so every limit lives here: nesting depth, the
 number of values once YAML aliases are expanded (a "billion laughs" body is refused, not
-expanded), and bodies with no JSON meaning. Errors are `ApiError`s the middleware turns into
-`Status` answers.
+expanded), and bodies with no JSON meaning. JSON is strict as the API server's decoder is:
+`NaN`, `Infinity` and integers outside int64 are refused, so nothing stored can come back as
+invalid JSON. YAML map keys become strings as sigs.k8s.io/yaml makes them (`1:` is `"1"`).
+Errors are `ApiError`s the middleware turns into `Status` answers.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +27,32 @@ MAX_BODY_NODES = 500_000  # values in a body, aliases expanded; no real object c
 
 
 MAX_YAML_ALIASES = 1000  # expanding aliases is how a small YAML body becomes a huge one
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _json_int(text: str) -> int:
+    value = int(text)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"the number {text[:40]} overflows int64")
+    return value
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} overflows float64")
+    return value
+
+
+def _json_constant(name: str) -> Any:
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+def loads_json(text: str) -> Any:
+    """JSON as Go's decoder reads it: no NaN or Infinity, no number a Go int64/float64 lacks."""
+    return json.loads(
+        text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant
+    )
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -47,11 +77,55 @@ _YamlLoader.yaml_implicit_resolvers = {
 def _load_yaml(raw: bytes | str) -> Any:
     doc = yaml.load(raw, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
     _check_depth(doc)  # before anything expands shared aliases ("billion laughs")
-    try:
-        json.dumps(doc)  # what YAML has and JSON lacks (!!binary, recursive aliases) is refused
-    except (TypeError, ValueError) as exc:
-        raise bad_request(f"the YAML body has no JSON representation: {exc}") from None
-    return doc
+    return _jsonable(doc)
+
+
+def _yaml_key(key: Any) -> str:
+    """A map key as sigs.k8s.io/yaml turns it into a JSON key."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, int):
+        return str(key)
+    if isinstance(key, float):
+        if math.isnan(key):
+            return ".nan"
+        if math.isinf(key):
+            return ".inf" if key > 0 else "-.inf"
+        return f"{key:g}"
+    raise bad_request(f"the YAML body has no JSON representation: unsupported map key {key!r}")
+
+
+def _jsonable(value: Any) -> Any:
+    """The YAML document as JSON would carry it; what JSON lacks (!!binary, NaN) is refused.
+
+    Recursion is bounded: `_check_depth` has already refused bodies nested deeper than
+    MAX_BODY_DEPTH.
+    """
+    if isinstance(value, Mapping):
+        return {_yaml_key(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise bad_request(
+                f"the YAML body has no JSON representation: the number {str(value)[:40]} "
+                "overflows int64"
+            )
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise bad_request(
+                f"the YAML body has no JSON representation: unsupported value: {value}"
+            )
+        return value
+    raise bad_request(
+        f"the YAML body has no JSON representation: unsupported value of type "
+        f"{type(value).__name__}"
+    )
 
 
 def _check_depth(doc: Any) -> Any:
@@ -105,7 +179,7 @@ async def _decode_body(request: web.Request) -> Any:
             "application/apply-patch+yaml",
         }:
             text = raw.decode("utf-8")
-            return json.loads(text) if ctype != "application/apply-patch+yaml" else _load_yaml(text)
+            return loads_json(text) if ctype != "application/apply-patch+yaml" else _load_yaml(text)
     except (ValueError, yaml.YAMLError, RecursionError) as exc:
         raise bad_request(f"the request body is not valid {ctype or 'JSON'}: {exc}") from None
     raise ApiError(
@@ -139,7 +213,7 @@ async def read_patch(request: web.Request, current: Mapping[str, Any]) -> Mappin
 
 
 def apply_json_patch(doc: Mapping[str, Any], ops: list[Any]) -> dict[str, Any]:
-    out: Any = json.loads(json.dumps(doc))
+    out: Any = copy.deepcopy(doc)
     for op in ops:
         if not isinstance(op, Mapping) or "path" not in op or "op" not in op:
             raise bad_request("each JSON patch operation needs op and path")

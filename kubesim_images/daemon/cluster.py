@@ -40,6 +40,13 @@ from kubesim_images.daemon.objects import (
     validate_pull_secret_refs,
     validate_secret,
 )
+from kubesim_images.daemon.validation import (
+    container_count_causes,
+    metadata_causes,
+    name_causes,
+    namespace_causes,
+    require_valid,
+)
 from kubesim_images.events import FanOut
 from kubesim_images.keyring import Credential, Keyring, UnionKeyring
 from kubesim_images.metrics import Metrics
@@ -100,15 +107,18 @@ class Cluster:
         self.secrets = ObjectTable("Secret", "secrets", state)
         self.service_accounts = ObjectTable("ServiceAccount", "serviceaccounts", state)
         self._watchers: set[Watcher] = set()
+        self._dirty: dict[str, PodStatus] = {}
+        self._flush: asyncio.Handle | None = None
         # (namespace, name) -> (resourceVersion, decoded docker config entries)
         self._decoded_secrets: dict[tuple[str, str], tuple[str, list[tuple[str, Credential]]]] = {}
         self.extra_namespaces: list[str] = json.loads(state.get_meta("namespaces", "[]"))
 
     # -- bookkeeping -------------------------------------------------------------------------
     def next_version(self) -> int:
-        self._rv += 1
-        self.state.put_meta("resourceVersion", str(self._rv))
-        return self._rv
+        version = self._rv + 1
+        self.state.put_meta("resourceVersion", str(version))  # saved first: never reused
+        self._rv = version
+        return version
 
     @property
     def resource_version(self) -> int:
@@ -126,8 +136,10 @@ class Cluster:
             watcher(kind, change, obj)
 
     def add_namespace(self, name: str) -> None:
-        self.extra_namespaces.append(name)
-        self.state.put_meta("namespaces", json.dumps(self.extra_namespaces))
+        names = [*self.extra_namespaces, name]
+        with self.state.transaction():
+            self.state.put_meta("namespaces", json.dumps(names))
+        self.extra_namespaces = names
 
     # -- restore and shutdown ----------------------------------------------------------------
     def restore(self) -> None:
@@ -156,12 +168,17 @@ class Cluster:
             self.pods[pod.uid] = PodRecord(doc, status)
             self._pod_keys[(pod.namespace, pod.name)] = pod.uid
             self.node.workers.start(status)
+        for uid in statuses.keys() - self.pods.keys():  # left by a delete before UID keying
+            self.state.delete_pod_status(uid)
         self.events.restore()
         store.listener = self
         self.node.backoff.on_change = self._backoff_changed
 
     async def stop(self) -> None:
         await self.node.stop()
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush_changes()
 
     # -- write-through hooks -----------------------------------------------------------------
     def image_changed(self, record: ImageRecord) -> None:
@@ -186,11 +203,24 @@ class Cluster:
             self.state.put_backoff(key, entry.backoff, self.clock.epoch(entry.last_update))
 
     def _pod_changed(self, status: PodStatus) -> None:
-        record = self.pods.get(status.pod.uid)
-        if record is None or record.status is not status:
-            return  # deleted while its sync was finishing
-        self.state.put_pod_status(status.pod.uid, self._status_json(status))
-        self._notify("Pod", "MODIFIED", self.render_pod(record))
+        """Note the change; saving and rendering happen once per loop turn, not per container.
+
+        A sync reports each container as it becomes ready; rendering the whole pod on each
+        report made a pod of N present images cost N renders of N containers.
+        """
+        self._dirty[status.pod.uid] = status
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_soon(self._flush_changes)
+
+    def _flush_changes(self) -> None:
+        self._flush = None
+        dirty, self._dirty = self._dirty, {}
+        for uid, status in dirty.items():
+            record = self.pods.get(uid)
+            if record is None or record.status is not status:
+                continue  # deleted while its sync was finishing
+            self.state.put_pod_status(uid, self._status_json(status))
+            self._notify("Pod", "MODIFIED", self.render_pod(record))
 
     def _status_json(self, status: PodStatus) -> dict[str, Any]:
         def container(cs: ContainerStatus) -> dict[str, Any]:
@@ -286,6 +316,11 @@ class Cluster:
             name = f"{meta['generateName']}{pysecrets.token_hex(3)[:5]}"
             meta["name"] = name
         spec = body.get("spec")
+        require_valid(
+            "Pod",
+            str(name or ""),
+            namespace_causes(namespace) + metadata_causes(meta) + container_count_causes(spec),
+        )
         sa_name = "default"
         if isinstance(spec, Mapping):
             sa_name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
@@ -323,15 +358,14 @@ class Cluster:
         if (namespace, pod.name) in self._pod_keys:
             raise already_exists("pods", pod.name)
         stored = self._stored_pod(pod, manifest, sa_name)
-        self.state.put_object("Pod", namespace, pod.name, stored)
-        loop = asyncio.get_running_loop()
-        status = PodStatus(pod=pod, node=self.node.name, created_at=loop.time())
+        status = self._status_from_json(pod, None)
+        with self.state.transaction():  # saved first: a refused write leaves memory untouched
+            self.state.put_object("Pod", namespace, pod.name, stored)
+            self.state.put_pod_status(pod.uid, self._status_json(status))
         record = PodRecord(stored, status)
         self.pods[pod.uid] = record
         self._pod_keys[(namespace, pod.name)] = pod.uid
-        self.node.workers.add(pod, created_at=status.created_at)
-        record.status = self.node.workers.pods[pod.uid]
-        self.state.put_pod_status(pod.uid, self._status_json(record.status))
+        self.node.workers.start(status)
         rendered = self.render_pod(record)
         self._notify("Pod", "ADDED", rendered)
         return rendered
@@ -388,17 +422,21 @@ class Cluster:
         ]
 
     async def delete_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        """Delete this pod by UID, saved and forgotten before any await: a pod created under
+        the same name while its worker stops is another object and is left alone."""
         record = self._record(namespace, name)
         uid = record.status.pod.uid
+        with self.state.transaction():
+            self.state.delete_object("Pod", uid)
+            self.state.delete_pod_status(uid)
         del self._pod_keys[(namespace, name)]
         del self.pods[uid]
-        await self.node.workers.remove(uid)
-        self.state.delete_object("Pod", namespace, name)
-        self.state.delete_pod_status(uid)
+        self._dirty.pop(uid, None)
         rendered = self.render_pod(record)
         rendered["metadata"]["deletionTimestamp"] = self.now_stamp()
         rendered["metadata"]["deletionGracePeriodSeconds"] = 0
         self._notify("Pod", "DELETED", rendered)
+        await self.node.workers.remove(uid)
         return rendered
 
     def patch_pod(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -423,9 +461,11 @@ class Cluster:
             )
         patched = merge_patch(record.manifest, patch)
         check_string_maps(patched["metadata"])
+        require_valid("Pod", name, metadata_causes(patched["metadata"]))
+        patched["metadata"]["resourceVersion"] = str(self.next_version())
+        with self.state.transaction():
+            self.state.put_object("Pod", namespace, name, patched)
         record.manifest = patched
-        record.manifest["metadata"]["resourceVersion"] = str(self.next_version())
-        self.state.put_object("Pod", namespace, name, record.manifest)
         rendered = self.render_pod(record)
         self._notify("Pod", "MODIFIED", rendered)
         return rendered
@@ -521,6 +561,11 @@ class Cluster:
         body = check_kind(body, table.kind)
         meta = body_meta(body, namespace)
         name = require_name(meta, table.kind)
+        require_valid(
+            table.kind,
+            name,
+            name_causes(name) + namespace_causes(namespace) + metadata_causes(meta),
+        )
         table.require_absent(namespace, name)
         doc = self._new_meta_doc(table.kind, namespace, name)
         doc["metadata"].update({k: v for k, v in meta.items() if k in {"labels", "annotations"}})
@@ -553,9 +598,28 @@ class Cluster:
         before = self.secret(namespace, name)
         doc = merge_patch(before, patch)
         check_patched_meta(doc, before)
-        if "stringData" in doc:
-            doc["data"] = secret_data(doc, name)
-            doc.pop("stringData")
+        require_valid("Secret", name, metadata_causes(doc["metadata"]))
+        if not isinstance(doc.get("type", "Opaque"), str):
+            raise invalid(
+                "Secret",
+                name,
+                [FieldError("type", "FieldValueInvalid", "Invalid value: must be a string")],
+            )
+        if doc.get("type") != before.get("type"):
+            raise invalid(
+                "Secret",
+                name,
+                [
+                    FieldError(
+                        "type",
+                        "FieldValueInvalid",
+                        f'Invalid value: "{doc.get("type")}": field is immutable',
+                    )
+                ],
+            )
+        if "stringData" in doc or "data" in patch:
+            doc["data"] = secret_data(doc, name)  # the checks create applies, base64 included
+            doc.pop("stringData", None)
         validate_secret(doc)
         doc["metadata"]["resourceVersion"] = str(self.next_version())
         self.secrets.put(doc)
@@ -583,6 +647,7 @@ class Cluster:
         before = self.service_account(namespace, name)
         doc = merge_patch(before, patch)
         check_patched_meta(doc, before)
+        require_valid("ServiceAccount", name, metadata_causes(doc["metadata"]))
         validate_pull_secret_refs(doc.get("imagePullSecrets"), "ServiceAccount", name)
         doc["metadata"]["resourceVersion"] = str(self.next_version())
         self.service_accounts.put(doc)

@@ -47,14 +47,17 @@ class ObjectTable(dict[tuple[str, str], dict[str, Any]]):
             raise already_exists(self.resource, name)
 
     def put(self, doc: dict[str, Any]) -> None:
+        """Save, then remember: if the database refuses the write, memory is unchanged."""
         namespace, name = object_key(doc)
+        with self._state.transaction():
+            self._state.put_object(self.kind, namespace, name, doc)
         self[(namespace, name)] = doc
-        self._state.put_object(self.kind, namespace, name, doc)
 
     def remove(self, namespace: str, name: str) -> dict[str, Any]:
         doc = self.require(namespace, name)
+        with self._state.transaction():
+            self._state.delete_object(self.kind, doc["metadata"]["uid"])
         del self[(namespace, name)]
-        self._state.delete_object(self.kind, namespace, name)
         return doc
 
     def restore(self) -> None:
@@ -213,11 +216,37 @@ def secret_credentials(secret: Mapping[str, Any]) -> list[tuple[str, Credential]
         return []
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
 def redact_secret(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """Secrets' data is never echoed: keys are kept (kubectl counts them), values emptied."""
+    """Secrets' data is never echoed: keys are kept (kubectl counts them), values emptied.
+
+    `kubectl apply` copies the whole manifest, values included, into the last-applied
+    annotation; the API server returns it as it is, this daemon empties its values too (kubectl
+    still finds the keys it needs to compute the next apply's deletions).
+    """
     out = copy.deepcopy(dict(doc))
     out["data"] = dict.fromkeys(doc.get("data") or {}, "")
+    annotations = out.get("metadata", {}).get("annotations") or {}
+    if LAST_APPLIED in annotations:
+        annotations[LAST_APPLIED] = _redact_applied(annotations[LAST_APPLIED])
     return out
+
+
+def _redact_applied(text: str) -> str:
+    try:
+        applied = json.loads(text)
+    except ValueError:
+        return ""  # not kubectl's JSON: nothing in it can be shown safely
+    if not isinstance(applied, dict):
+        return ""
+    for field in ("data", "stringData"):
+        if isinstance(applied.get(field), dict):
+            applied[field] = dict.fromkeys(applied[field], "")
+        elif field in applied:
+            applied[field] = {}
+    return json.dumps(applied, separators=(",", ":"))
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
