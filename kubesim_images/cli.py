@@ -18,7 +18,7 @@ from kubesim_images import __version__
 from kubesim_images.errors import ConfigError
 from kubesim_images.explain import explain, render_text
 from kubesim_images.keyring import Keyring, load_docker_config
-from kubesim_images.logging import configure
+from kubesim_images.logging import configure, get_logger
 from kubesim_images.policy import PullPolicy
 
 EXIT_OK = 0
@@ -101,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
         help="serve HTTPS with this certificate (PEM); kubectl sends --token only over HTTPS",
     )
     sv.add_argument("--tls-private-key-file", metavar="FILE", help="its private key (PEM)")
+    sv.add_argument(
+        "--insecure-bind",
+        action="store_true",
+        help="allow a non-loopback --address without --token-file (logged as a warning)",
+    )
 
     sc = commands.add_parser("scenario", help="run load-testing scenarios in virtual time")
     sc_commands = sc.add_subparsers(dest="scenario_command", required=True, metavar="COMMAND")
@@ -164,7 +169,8 @@ def _scenario_run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from kubesim_images.daemon.config import load_config  # noqa: PLC0415 - server deps
+    from kubesim_images.daemon import exposure  # noqa: PLC0415 - server deps
+    from kubesim_images.daemon.config import load_config  # noqa: PLC0415
     from kubesim_images.daemon.server import Daemon  # noqa: PLC0415
     from kubesim_images.state import default_state_dir  # noqa: PLC0415
 
@@ -191,6 +197,14 @@ def _serve(args: argparse.Namespace) -> int:
             tls.load_cert_chain(args.tls_cert_file, args.tls_private_key_file)
         except (OSError, ssl.SSLError) as exc:
             return _fail(f"cannot load the TLS certificate and key: {exc}")
+    refusal = exposure.refusal(args.address) if token is None else None
+    if refusal is not None and not args.insecure_bind:
+        return _fail(refusal)
+    log = get_logger()
+    if refusal is not None:
+        log.warning("insecure_bind", address=args.address, detail=refusal)
+    if token is not None and tls is None:
+        log.warning("token_without_tls", detail=exposure.PLAIN_HTTP_WARNING)
     state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
     daemon = Daemon(config, state_dir, address=args.address, port=args.port, token=token, tls=tls)
     try:

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from kubesim_images.daemon import kube, rows
-from kubesim_images.daemon.bodies import read_object, read_patch
+from kubesim_images.daemon.bodies import BODY_TIMEOUT, read_object, read_patch
 from kubesim_images.daemon.cluster import Cluster
 from kubesim_images.daemon.discovery import (
     API_GROUPS,
@@ -135,14 +135,36 @@ def error_middleware() -> Any:
         except web.HTTPException as exc:
             error = ApiError(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason)
             return _json(error.status(), exc.status)
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, ConnectionError):
+            raise  # the client went away: aiohttp ends the connection without an answer
         except Exception:  # noqa: BLE001 - the edge: any bug becomes a 500 Status, not a crash
             _log.exception("request_failed", method=request.method, path=request.path)
             error = ApiError(
                 500, "InternalError", "an internal error occurred; the daemon's log has the details"
             )
             return _json(error.status(), 500)
+
+    return middleware
+
+
+def edge_middleware(max_body_bytes: int, request_seen: Callable[[web.Request], None]) -> Any:
+    """The first look at a request: its head arrived; a body announced too large is refused
+    before a byte of it is read (and the connection closed, so it is not drained either)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_seen(request)
+        length = request.content_length
+        if length is not None and length > max_body_bytes:
+            error = ApiError(
+                413,
+                "RequestEntityTooLarge",
+                f"the request body is larger than the limit ({length} > {max_body_bytes} bytes)",
+            )
+            response = _json(error.status(), 413)
+            response.force_close()
+            return response
+        return await handler(request)
 
     return middleware
 
@@ -619,10 +641,18 @@ def make_app(
     *,
     token: str | None = None,
     max_body_bytes: int = 3 * 2**20,
+    body_timeout: float = 60.0,
+    request_seen: Callable[[web.Request], None] = lambda _request: None,
 ) -> web.Application:
     app = web.Application(
-        client_max_size=max_body_bytes, middlewares=[error_middleware(), auth_middleware(token)]
+        client_max_size=max_body_bytes,
+        middlewares=[
+            edge_middleware(max_body_bytes, request_seen),
+            error_middleware(),
+            auth_middleware(token),
+        ],
     )
+    app[BODY_TIMEOUT] = body_timeout
     app[CLUSTER] = cluster
     app[METRICS] = metrics_
     app[READY] = asyncio.Event()

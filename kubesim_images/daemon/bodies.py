@@ -10,6 +10,7 @@ Errors are `ApiError`s the middleware turns into `Status` answers.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import math
@@ -26,6 +27,9 @@ MAX_BODY_DEPTH = 100  # far deeper than any Kubernetes object; deeper bodies wou
 MAX_BODY_NODES = 500_000  # values in a body, aliases expanded; no real object comes close
 
 
+# Seconds a client has to send a request body once its head is in (a slow sender holds a
+# connection and a buffer; past this it is answered 408).
+BODY_TIMEOUT: web.AppKey[float] = web.AppKey("body_timeout", float)
 MAX_YAML_ALIASES = 1000  # expanding aliases is how a small YAML body becomes a huge one
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -156,7 +160,12 @@ async def read_body(request: web.Request) -> Any:
 
 
 async def _decode_body(request: web.Request) -> Any:
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(request.app.get(BODY_TIMEOUT, 60.0)):
+            raw = await request.read()
+    except TimeoutError:
+        error = ApiError(408, "Timeout", "the request body was not received in time")
+        raise error from None
     if not raw.strip():
         raise bad_request("the request body is empty")
     ctype = request.content_type

@@ -10,7 +10,8 @@ kubelet: {serializeImagePulls: false, maxParallelImagePulls: 3}
 admission: {alwaysPullImages: false}
 sync: {errorRequeue: 10s, jitterFactor: 0.5}
 registry: {latency: 200ms, bandwidth: unlimited, bundledCatalogue: true, images: [], faults: []}
-api: {maxBodyBytes: 3Mi}
+api: {maxBodyBytes: 3Mi, maxConnections: 1000, headerTimeout: 10s, bodyTimeout: 60s,
+      keepAliveTimeout: 60s}
 ```
 Paths are relative to the config file. Invalid settings are refused at start-up with the
 kubelet's own texts, and the daemon exits non-zero.
@@ -18,7 +19,7 @@ kubelet's own texts, and the daemon exits non-zero.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,16 @@ _TOP = {
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How long a client may take and how many may be connected (`api:` in the config)."""
+
+    max_connections: int = 1000
+    header_timeout: float = 10.0  # from connecting to a complete first request head
+    body_timeout: float = 60.0  # to send a request body, once its head is in
+    keep_alive_timeout: float = 60.0  # an idle connection between requests
+
+
+@dataclass(frozen=True, slots=True)
 class DaemonConfig:
     node_name: str
     node_bandwidth: float
@@ -61,6 +72,7 @@ class DaemonConfig:
     seed: int
     max_body_bytes: int
     source: str
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 def load_config(path: str | Path | None) -> DaemonConfig:
@@ -154,7 +166,21 @@ def parse_config(document: Any, *, source: str, base: Path | None = None) -> Dae
     if not isinstance(always_pull, bool):
         raise ctx.fail("admission.alwaysPullImages", "must be true or false")
     sync = ctx.mapping(root.get("sync"), "sync", {"errorRequeue", "jitterFactor"})
-    api = ctx.mapping(root.get("api"), "api", {"maxBodyBytes"})
+    api = ctx.mapping(
+        root.get("api"),
+        "api",
+        {"maxBodyBytes", "maxConnections", "headerTimeout", "bodyTimeout", "keepAliveTimeout"},
+    )
+    limits = ConnectionLimits(
+        max_connections=ctx.integer(
+            api.get("maxConnections", 1000), "api.maxConnections", minimum=1
+        ),
+        header_timeout=_positive(ctx, api.get("headerTimeout", "10s"), "api.headerTimeout"),
+        body_timeout=_positive(ctx, api.get("bodyTimeout", "60s"), "api.bodyTimeout"),
+        keep_alive_timeout=_positive(
+            ctx, api.get("keepAliveTimeout", "60s"), "api.keepAliveTimeout"
+        ),
+    )
     return DaemonConfig(
         node_name=name,
         node_bandwidth=ctx.bandwidth(node.get("bandwidth", "1Gbps"), "node.bandwidth"),
@@ -172,7 +198,15 @@ def parse_config(document: Any, *, source: str, base: Path | None = None) -> Dae
         seed=seed,
         max_body_bytes=ctx.size(api.get("maxBodyBytes", "3Mi"), "api.maxBodyBytes"),
         source=source,
+        limits=limits,
     )
+
+
+def _positive(ctx: Fields, value: Any, path: str) -> float:
+    seconds = ctx.duration(value, path)
+    if seconds <= 0:
+        raise ctx.fail(path, f"must be a positive duration, got {value!r}")
+    return seconds
 
 
 def _resolve(base: Path, value: Any) -> Path:

@@ -11,6 +11,7 @@ bounded, so the whole drain ends within DRAIN_SECONDS of the signal, whatever cl
 from __future__ import annotations
 
 import asyncio
+import resource
 import signal
 import ssl
 from pathlib import Path
@@ -20,6 +21,11 @@ from aiohttp import web
 from kubesim_images.daemon.api import READY, make_app
 from kubesim_images.daemon.cluster import Cluster
 from kubesim_images.daemon.config import DaemonConfig
+from kubesim_images.daemon.connections import (
+    ConnectionGuard,
+    loop_exception_handler,
+    server_logger,
+)
 from kubesim_images.logging import get_logger
 from kubesim_images.metrics import Metrics
 from kubesim_images.state import StateStore
@@ -53,27 +59,55 @@ class Daemon:
         self.cluster: Cluster | None = None
         self._state: StateStore | None = None
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
 
     async def start(self) -> None:
         self._state = StateStore(self.state_dir)
         metrics = Metrics()
         self.cluster = Cluster(self.config, self._state, metrics)
+        limits = self.config.limits
+        guard: ConnectionGuard | None = None
+
+        def request_seen(request: web.Request) -> None:
+            if guard is not None:
+                guard.request_seen(request)
+
         app = make_app(
-            self.cluster, metrics, token=self.token, max_body_bytes=self.config.max_body_bytes
+            self.cluster,
+            metrics,
+            token=self.token,
+            max_body_bytes=self.config.max_body_bytes,
+            body_timeout=limits.body_timeout,
+            request_seen=request_seen,
         )
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=CONNECTION_DRAIN_SECONDS
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=CONNECTION_DRAIN_SECONDS,
+            keepalive_timeout=limits.keep_alive_timeout,
+            logger=server_logger(),
         )
         await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, self.address, self.port, reuse_address=True, ssl_context=self.tls
+        server = self._runner.server
+        if server is None:
+            raise RuntimeError("aiohttp's runner set up no server")
+        guard = ConnectionGuard(
+            server,
+            max_connections=_connection_cap(limits.max_connections),
+            header_timeout=limits.header_timeout,
         )
-        await site.start()
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(loop_exception_handler(guard.log))
+        # Our listener, not a TCPSite: every connection goes through the guard first.
+        self._listener = await loop.create_server(
+            guard, self.address, self.port, reuse_address=True, ssl=self.tls, backlog=128
+        )
         self.cluster.restore()
         app[READY].set()
-        bound = self._runner.addresses
+        bound = self._listener.sockets
         if bound:
-            self.port = int(bound[0][1])
+            self.port = int(bound[0].getsockname()[1])
         _log.info(
             "serving",
             address=self.address,
@@ -93,6 +127,9 @@ class Daemon:
 
     async def stop(self) -> None:
         started = asyncio.get_running_loop().time()
+        if self._listener is not None:
+            self._listener.close()  # accept no more; open connections are the runner's to end
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -116,3 +153,12 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await asyncio.wait_for(self.stop(), timeout=DRAIN_SECONDS)
+
+
+def _connection_cap(configured: int) -> int:
+    """The configured cap, kept well under the descriptor limit: past it the daemon must still
+    open its database, accept /healthz and answer 503s."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    return max(1, min(configured, soft - 64))

@@ -27,7 +27,6 @@ from apikit import (
 )
 
 from kubesim_images.daemon.validation import MAX_CONTAINERS, TOTAL_ANNOTATION_SIZE
-from kubesim_images.state import StateStore
 
 PAUSE = "registry.k8s.io/pause:3.10"  # preloaded: present on the node from the start
 MERGE = {"Content-Type": "application/merge-patch+json"}
