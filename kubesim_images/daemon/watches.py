@@ -10,7 +10,9 @@ shutdown can fall into:
   then, after a short grace, the connection of any writer still stuck is aborted (a client that
   stopped reading blocks its writes forever, whatever we queue).
 Each watch's queue is bounded: a subscriber that falls `backlog` changes behind is ended (the
-client lists again), never allowed to grow memory without bound.
+client lists again), never allowed to grow memory without bound; if its writer is still stuck
+on a client that stopped reading STUCK_GRACE seconds later, its connection is aborted, so it
+holds no connection slot or buffer either.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ _log = get_logger()
 Change = tuple[str, dict[str, Any]]
 STOP = "__stop__"
 DEFAULT_BACKLOG = 1000
+STUCK_GRACE = 1.0
 
 
 @dataclass(eq=False, slots=True)
@@ -45,10 +48,20 @@ class Watch:
 
     def offer(self, change: str, obj: dict[str, Any]) -> None:
         """Queue a change; a subscriber this far behind is ended instead (it will re-list)."""
+        if self.ended:
+            return  # its writer stops at the marker; nothing after it would be read
         if self.queue.full():
             self.end()
+            if self.transport is not None:
+                loop = asyncio.get_running_loop()
+                loop.call_later(STUCK_GRACE, self._abort_if_stuck)
         else:
             self.queue.put_nowait((change, obj))
+
+    def _abort_if_stuck(self) -> None:
+        if not self.finished.is_set() and self.transport is not None:
+            _log.info("watch_aborted", resource=self.resource, reason="client stopped reading")
+            self.transport.abort()
 
     def end(self) -> None:
         """Drop what is pending and make the stop marker the next thing the writer reads."""

@@ -114,3 +114,18 @@ async def test_counts_by_resource_and_scope() -> None:
     hub.finish(finished)
     hub.open("events", "cluster", None)
     assert hub.counts() == {("pods", "namespace"): 2, ("events", "cluster"): 1}
+
+
+async def test_a_subscriber_that_stops_reading_is_dropped_after_its_backlog() -> None:
+    """Issue 7: a watch client that stops reading holds neither memory nor its connection."""
+    hub = WatchHub(backlog=3)
+    connection = StuckConnection()
+    watch = hub.open("pods", "cluster", connection)  # type: ignore[arg-type]
+    task = asyncio.create_task(stuck_writer(hub, watch, connection))
+    for _ in range(10):
+        watch.offer("MODIFIED", {})
+    assert watch.ended
+    assert watch.queue.qsize() == 1  # only the stop marker: the backlog was dropped
+    await asyncio.wait_for(connection.aborted.wait(), timeout=30)
+    await task
+    assert hub.counts() == {}
