@@ -7,8 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SCENARIO ?= config/scenarios/serial-vs-parallel.yaml
 
-.PHONY: setup run scenario test lint unit bench demo stress clean
+.PHONY: setup run scenario test lint unit bench soak demo stress clean
 STRESS_RUNS ?= 20
+SOAK_SECONDS ?= 600
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python >= 3.11 is required (none found on PATH)" >&2; exit 1; }
@@ -43,6 +44,11 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/api.py
+
+## soak: SOAK_SECONDS (600) of 200 API clients, 500 watches and pods cycling against one daemon;
+## p99 latency, errors, RSS and fds at start and end in reports/soak/soak.json (not in `make test`)
+soak: setup
+	$(BIN)/python bench/soak.py --duration $(SOAK_SECONDS)
 
 ## demo: every bundled scenario, with plots under reports/
 demo: setup
