@@ -406,14 +406,12 @@ async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web
     row = rows.pod_row(cluster.clock)
 
     async def send(change: str, obj: dict[str, Any]) -> None:
-        payload = (
-            kube.table(kube.POD_COLUMNS, [(obj, row(obj))], cluster.resource_version)
-            if as_table
-            else obj
-        )
-        await response.write(
-            json.dumps({"type": change, "object": payload}, allow_nan=False).encode() + b"\n"
-        )
+        if as_table:
+            payload = kube.table(kube.POD_COLUMNS, [(obj, row(obj))], cluster.resource_version)
+            line = json.dumps({"type": change, "object": payload}, allow_nan=False).encode()
+            await response.write(line + b"\n")
+        else:
+            await response.write(_watch_line(change, obj))
 
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     try:
@@ -435,6 +433,23 @@ async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web
         unsubscribe()
         hub.finish(watch)
     return response
+
+
+# One change goes to every watch as the same object (renders are shared): encode it once.
+# Keyed by identity, holding the object so its id cannot be reused while cached.
+_LINES: dict[tuple[str, int], tuple[dict[str, Any], bytes]] = {}
+_LINES_KEPT = 256
+
+
+def _watch_line(change: str, obj: dict[str, Any]) -> bytes:
+    key = (change, id(obj))
+    cached = _LINES.get(key)
+    if cached is None or cached[0] is not obj:
+        line = json.dumps({"type": change, "object": obj}, allow_nan=False).encode() + b"\n"
+        cached = _LINES[key] = (obj, line)
+        while len(_LINES) > _LINES_KEPT:
+            del _LINES[next(iter(_LINES))]
+    return cached[1]
 
 
 async def stop_watches(app: web.Application) -> None:

@@ -65,6 +65,9 @@ Watcher = Callable[[str, str, dict[str, Any]], None]
 class PodRecord:
     manifest: dict[str, Any]
     status: PodStatus
+    # The pod as the API shows it, rendered once per change: every GET, LIST and watch shares
+    # it, so nothing may modify it. Cleared by every change of the manifest or the status.
+    rendered: dict[str, Any] | None = None
 
 
 class Cluster:
@@ -183,9 +186,16 @@ class Cluster:
     # -- write-through hooks -----------------------------------------------------------------
     def image_changed(self, record: ImageRecord) -> None:
         self.state.put_image(record.id, self._record_json(record))
+        self._forget_renders()
 
     def image_removed(self, image_id: str) -> None:
         self.state.delete_image(image_id)
+        self._forget_renders()
+
+    def _forget_renders(self) -> None:
+        """A pod's imageID shows the image's digest: a changed store re-renders every pod."""
+        for record in self.pods.values():
+            record.rendered = None
 
     def _record_json(self, record: ImageRecord) -> dict[str, Any]:
         return {
@@ -208,6 +218,9 @@ class Cluster:
         A sync reports each container as it becomes ready; rendering the whole pod on each
         report made a pod of N present images cost N renders of N containers.
         """
+        record = self.pods.get(status.pod.uid)
+        if record is not None:
+            record.rendered = None  # what a GET returns from now on is the new status
         self._dirty[status.pod.uid] = status
         if self._flush is None:
             self._flush = asyncio.get_running_loop().call_soon(self._flush_changes)
@@ -432,9 +445,15 @@ class Cluster:
         del self._pod_keys[(namespace, name)]
         del self.pods[uid]
         self._dirty.pop(uid, None)
-        rendered = self.render_pod(record)
-        rendered["metadata"]["deletionTimestamp"] = self.now_stamp()
-        rendered["metadata"]["deletionGracePeriodSeconds"] = 0
+        shown = self.render_pod(record)
+        rendered = {
+            **shown,
+            "metadata": {
+                **shown["metadata"],
+                "deletionTimestamp": self.now_stamp(),
+                "deletionGracePeriodSeconds": 0,
+            },
+        }
         self._notify("Pod", "DELETED", rendered)
         await self.node.workers.remove(uid)
         return rendered
@@ -466,11 +485,18 @@ class Cluster:
         with self.state.transaction():
             self.state.put_object("Pod", namespace, name, patched)
         record.manifest = patched
+        record.rendered = None
         rendered = self.render_pod(record)
         self._notify("Pod", "MODIFIED", rendered)
         return rendered
 
     def render_pod(self, record: PodRecord) -> dict[str, Any]:
+        """The pod as the API shows it; shared, never to be modified (see PodRecord)."""
+        if record.rendered is None:
+            record.rendered = self._render_pod(record)
+        return record.rendered
+
+    def _render_pod(self, record: PodRecord) -> dict[str, Any]:
         status = record.status
         doc = copy.deepcopy(record.manifest)
         stamp = self.clock.rfc3339
