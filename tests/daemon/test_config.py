@@ -87,6 +87,9 @@ def test_inline_kubelet_fields_override_the_file(tmp_path):
         ({"registry": {"type": "oci"}}, "registry.type: unsupported registry type 'oci'"),
         ({"nodes": {}}, "nodes: unknown field"),
         ({"api": {"maxBodyBytes": "lots"}}, "api.maxBodyBytes: invalid size"),
+        ({"api": {"maxConnections": 0}}, "api.maxConnections: must be a positive integer"),
+        ({"api": {"headerTimeout": "0s"}}, "api.headerTimeout: must be a positive duration"),
+        ({"api": {"keepAliveTimeout": "soon"}}, "api.keepAliveTimeout: "),
     ],
 )
 def test_refusals_name_the_field(document, message):
@@ -102,3 +105,14 @@ def test_unreadable_files_are_config_errors(tmp_path):
     (tmp_path / "bad.yaml").write_text("kubelet: [")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(tmp_path / "bad.yaml")
+
+
+def test_connection_limits_default_and_override():
+    default = parse_config({}, source="d.yaml").limits
+    assert (default.max_connections, default.header_timeout) == (1000, 10.0)
+    assert (default.body_timeout, default.keep_alive_timeout) == (60.0, 60.0)
+    limits = parse_config(
+        {"api": {"maxConnections": 20, "headerTimeout": "1s", "bodyTimeout": "2s"}},
+        source="d.yaml",
+    ).limits
+    assert (limits.max_connections, limits.header_timeout, limits.body_timeout) == (20, 1.0, 2.0)
