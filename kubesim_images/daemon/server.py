@@ -100,8 +100,15 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(loop_exception_handler(guard.log))
         # Our listener, not a TCPSite: every connection goes through the guard first.
+        # A TLS handshake is part of the request head: it gets the same deadline.
         self._listener = await loop.create_server(
-            guard, self.address, self.port, reuse_address=True, ssl=self.tls, backlog=128
+            guard,
+            self.address,
+            self.port,
+            reuse_address=True,
+            ssl=self.tls,
+            ssl_handshake_timeout=limits.header_timeout if self.tls else None,
+            backlog=128,
         )
         self.cluster.restore()
         app[READY].set()

@@ -178,7 +178,7 @@ def _read_all(sock: socket.socket) -> bytes:
     while True:
         try:
             chunk = sock.recv(65536)
-        except (ConnectionResetError, TimeoutError):
+        except ConnectionResetError:  # a timeout is a failure: the daemon kept it open
             break
         if not chunk:
             break
@@ -197,6 +197,12 @@ def test_a_connection_that_stops_mid_header_is_closed(hygienic: RunningDaemon) -
         what="a header_timeout log line",
     )
     _assert_one_line_logs(hygienic)
+
+
+def test_a_tls_connection_that_never_handshakes_is_closed(daemon_factory: DaemonFactory) -> None:
+    daemon = daemon_factory(fast_config(api={"headerTimeout": "1s"}), tls=True)
+    with _connect(daemon) as sock:
+        assert _read_all(sock) == b""  # closed: no ClientHello within the header deadline
 
 
 def _held_connection(daemon: RunningDaemon) -> socket.socket:
@@ -227,16 +233,33 @@ def test_connections_past_the_cap_get_a_clear_answer(hygienic: RunningDaemon) ->
     poll(lambda: http("GET", hygienic.base_url + "/healthz")[0] == 200, timeout=10, what="healthz")
 
 
+def _read_response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One response's head and body, without waiting for the connection to close."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a response: {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head, body
+
+
 def test_an_oversized_content_length_is_refused_at_once(daemon: RunningDaemon) -> None:
     with _connect(daemon) as sock:
         sock.sendall(
             f"POST {PODS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             "Content-Length: 99999999999\r\n\r\n{".encode()
         )
-        answer = _read_all(sock)
-    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
-    assert body["reason"] == "RequestEntityTooLarge"
+        head, body = _read_response(sock)  # before the body it announced: no wait for it
+    assert head.startswith(b"HTTP/1.1 413"), head
+    assert json.loads(body)["reason"] == "RequestEntityTooLarge"
 
 
 @pytest.mark.parametrize(
