@@ -32,6 +32,7 @@ from kubesim_images.daemon.objects import (
     check_kind,
     check_patched_meta,
     check_string_maps,
+    keep_shape,
     merge_patch,
     redact_secret,
     require_name,
@@ -622,7 +623,7 @@ class Cluster:
 
     def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         before = self.secret(namespace, name)
-        doc = merge_patch(before, patch)
+        doc = keep_shape(merge_patch(before, patch), "Secret")
         check_patched_meta(doc, before)
         require_valid("Secret", name, metadata_causes(doc["metadata"]))
         if not isinstance(doc.get("type", "Opaque"), str):
@@ -671,7 +672,7 @@ class Cluster:
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]:
         before = self.service_account(namespace, name)
-        doc = merge_patch(before, patch)
+        doc = keep_shape(merge_patch(before, patch), "ServiceAccount")
         check_patched_meta(doc, before)
         require_valid("ServiceAccount", name, metadata_causes(doc["metadata"]))
         validate_pull_secret_refs(doc.get("imagePullSecrets"), "ServiceAccount", name)

@@ -30,6 +30,7 @@ from kubesim_images.daemon.validation import MAX_CONTAINERS, TOTAL_ANNOTATION_SI
 
 PAUSE = "registry.k8s.io/pause:3.10"  # preloaded: present on the node from the start
 MERGE = {"Content-Type": "application/merge-patch+json"}
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 
 
 def _strict(text: str) -> Any:
@@ -288,6 +289,37 @@ class TestNamesAndMetadata:
             f"{SECRETS}/s", headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
         )
         assert table.status == 200
+
+
+class TestPatchesKeepTheShape:
+    """Finding 8: a patch could store any value in any field and break every later list."""
+
+    @pytest.mark.parametrize(
+        ("path", "patch", "text"),
+        [
+            (SERVICE_ACCOUNTS, {"secrets": 5}, "ServiceAccount.secrets of type"),
+            (SERVICE_ACCOUNTS, {"secrets": ["x"]}, "v1.ObjectReference"),
+            (SERVICE_ACCOUNTS, {"automountServiceAccountToken": "yes"}, "of type bool"),
+            (SECRETS, {"immutable": 1}, "Secret.immutable of type bool"),
+            (SECRETS, {"data": ["a"]}, "Secret.data of type"),
+        ],
+    )
+    async def test_a_field_of_the_wrong_type_is_refused(self, client, path, patch, text):
+        await client.post(path, json={"metadata": {"name": "o"}})
+        resp = await client.patch(f"{path}/o", json=patch, headers=MERGE)
+        assert_status(await resp.json(), 400, "BadRequest", message_contains=text)
+        for url in (path, "/api/v1/" + path.rsplit("/", 1)[1]):
+            listed = await client.get(url, headers={"Accept": TABLE})
+            assert listed.status == 200, await listed.text()
+
+    @pytest.mark.parametrize("path", [SECRETS, SERVICE_ACCOUNTS])
+    async def test_unknown_fields_are_dropped(self, client, path):
+        await client.post(path, json={"metadata": {"name": "o"}})
+        resp = await client.patch(f"{path}/o", json={"spec": {"x": 1}, "zz": 2}, headers=MERGE)
+        doc = await resp.json()
+        assert resp.status == 200, doc
+        assert "spec" not in doc
+        assert "zz" not in doc
 
 
 class TestLastAppliedIsRedacted:
