@@ -148,8 +148,9 @@ def error_middleware() -> Any:
 
 
 def edge_middleware(max_body_bytes: int, request_seen: Callable[[web.Request], None]) -> Any:
-    """The first look at a request: its head arrived; a body announced too large is refused
-    before a byte of it is read (and the connection closed, so it is not drained either)."""
+    """The first look at a request: its head arrived; a body announced too large is answered
+    413 before a byte of it is read, and the connection is not kept alive (aiohttp drops what
+    the client still sends for a few seconds, so it reads the answer rather than a reset)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -262,6 +262,19 @@ def test_an_oversized_content_length_is_refused_at_once(daemon: RunningDaemon) -
     assert json.loads(body)["reason"] == "RequestEntityTooLarge"
 
 
+def test_a_body_that_stops_coming_is_answered_408(daemon_factory: DaemonFactory) -> None:
+    daemon = daemon_factory(fast_config(api={"bodyTimeout": "1s"}))
+    with _connect(daemon) as sock:
+        sock.sendall(
+            f"POST {PODS} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            'Content-Length: 100\r\n\r\n{"metadata":'.encode()
+        )
+        head, body = _read_response(sock)
+    assert head.startswith(b"HTTP/1.1 408"), head
+    assert json.loads(body)["reason"] == "Timeout"
+    _assert_one_line_logs(daemon)
+
+
 @pytest.mark.parametrize(
     "request_bytes",
     [
