@@ -32,7 +32,6 @@ from kubesim_images.daemon.objects import (
     check_kind,
     check_patched_meta,
     check_string_maps,
-    keep_shape,
     merge_patch,
     redact_secret,
     require_name,
@@ -41,6 +40,7 @@ from kubesim_images.daemon.objects import (
     validate_pull_secret_refs,
     validate_secret,
 )
+from kubesim_images.daemon.shapes import check_pod, keep_shape
 from kubesim_images.daemon.validation import (
     container_count_causes,
     metadata_causes,
@@ -330,6 +330,7 @@ class Cluster:
             name = f"{meta['generateName']}{pysecrets.token_hex(3)[:5]}"
             meta["name"] = name
         spec = body.get("spec")
+        check_pod(body)
         require_valid(
             "Pod",
             str(name or ""),

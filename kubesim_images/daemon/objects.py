@@ -219,48 +219,6 @@ def secret_credentials(secret: Mapping[str, Any]) -> list[tuple[str, Credential]
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
-# The fields each stored kind has, with the JSON type its Go struct gives them. A patch may
-# not turn one into another type (the API server's decoder refuses it, 400); a field the kind
-# does not have is dropped, as the API server drops unknown fields.
-_SHAPES: dict[str, dict[str, tuple[type, str]]] = {
-    "Secret": {
-        "data": (dict, "map[string][]uint8"),
-        "stringData": (dict, "map[string]string"),
-        "type": (str, "v1.SecretType"),
-        "immutable": (bool, "bool"),
-    },
-    "ServiceAccount": {
-        "secrets": (list, "[]v1.ObjectReference"),
-        "imagePullSecrets": (list, "[]v1.LocalObjectReference"),
-        "automountServiceAccountToken": (bool, "bool"),
-    },
-}
-_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "bool", int: "number"}
-
-
-def keep_shape(doc: dict[str, Any], kind: str) -> dict[str, Any]:
-    """`doc` with only its kind's fields, each of its Go type (None means absent)."""
-    shape = _SHAPES[kind]
-    out = {k: v for k, v in doc.items() if k in shape or k in {"apiVersion", "kind", "metadata"}}
-    for field, (expected, go_type) in shape.items():
-        value = out.get(field)
-        if value is None:
-            out.pop(field, None)
-        elif not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
-            given = next((n for t, n in _JSON_TYPES.items() if isinstance(value, t)), "value")
-            raise bad_request(
-                f"json: cannot unmarshal {given} into Go struct field {kind}.{field} of type "
-                f"{go_type}"
-            )
-    for index, ref in enumerate(out.get("secrets") or []):
-        if not isinstance(ref, Mapping) or not all(isinstance(v, str) for v in ref.values()):
-            raise bad_request(
-                f"json: cannot unmarshal secrets[{index}] into Go struct field "
-                f"{kind}.secrets of type v1.ObjectReference"
-            )
-    return out
-
-
 def redact_secret(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Secrets' data is never echoed: keys are kept (kubectl counts them), values emptied.
 

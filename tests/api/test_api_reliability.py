@@ -291,8 +291,8 @@ class TestNamesAndMetadata:
         assert table.status == 200
 
 
-class TestPatchesKeepTheShape:
-    """Finding 8: a patch could store any value in any field and break every later list."""
+class TestFieldsKeepTheirGoTypes:
+    """Finding 8: any value could be stored in any field, breaking clients that decode it."""
 
     @pytest.mark.parametrize(
         ("path", "patch", "text"),
@@ -311,6 +311,34 @@ class TestPatchesKeepTheShape:
         for url in (path, "/api/v1/" + path.rsplit("/", 1)[1]):
             listed = await client.get(url, headers={"Accept": TABLE})
             assert listed.status == 200, await listed.text()
+
+    @pytest.mark.parametrize(
+        ("spec", "text"),
+        [
+            ({"activeDeadlineSeconds": "x"}, "PodSpec.spec.activeDeadlineSeconds of type int64"),
+            ({"activeDeadlineSeconds": 1.5}, "cannot unmarshal number into"),
+            ({"hostNetwork": "yes"}, "PodSpec.spec.hostNetwork of type bool"),
+            ({"nodeSelector": {"a": 1}}, "of type map[string]string"),
+            ({"volumes": {}}, "of type []v1.Volume"),
+        ],
+    )
+    async def test_a_pod_field_of_the_wrong_type_is_refused(self, client, spec, text):
+        resp = await client.post(PODS, json=pod_manifest("p", PAUSE, **spec))
+        body = await resp.json()
+        assert_status(body, 400, "BadRequest", message_contains=text)
+        assert body["message"].startswith('Pod in version "v1" cannot be handled as a Pod: ')
+        assert (await client.get(f"{PODS}/p")).status == 404
+
+    async def test_a_container_field_of_the_wrong_type_is_refused(self, client):
+        body = pod_manifest("p", PAUSE)
+        body["spec"]["containers"][0]["command"] = ["sh", 1]
+        resp = await client.post(PODS, json=body)
+        assert_status(
+            await resp.json(),
+            400,
+            "BadRequest",
+            message_contains="Container.spec.containers.command of type []string",
+        )
 
     @pytest.mark.parametrize("path", [SECRETS, SERVICE_ACCOUNTS])
     async def test_unknown_fields_are_dropped(self, client, path):
