@@ -76,6 +76,16 @@ SERVICE_ACCOUNT: Shape = {
     "imagePullSecrets": ("array", "[]v1.LocalObjectReference"),
     "automountServiceAccountToken": ("bool", "bool"),
 }
+OBJECT_META: Shape = {
+    "generateName": ("string", "string"),
+    "generation": ("int", "int64"),
+    "finalizers": ("string array", "[]string"),
+    "ownerReferences": ("object array", "[]v1.OwnerReference"),
+    "managedFields": ("object array", "[]v1.ManagedFieldsEntry"),
+    "deletionGracePeriodSeconds": ("int", "int64"),
+    "labels": ("string map", "map[string]string"),
+    "annotations": ("string map", "map[string]string"),
+}
 _ALWAYS = frozenset({"apiVersion", "kind", "metadata"})
 
 
@@ -145,4 +155,8 @@ def keep_shape(doc: dict[str, Any], kind: str) -> dict[str, Any]:
     API server drops them), each of its Go type (null means absent)."""
     shape = SECRET if kind == "Secret" else SERVICE_ACCOUNT
     check_fields(doc, shape, kind=kind, struct=kind)
+    if isinstance(doc.get("metadata"), Mapping):
+        check_fields(
+            doc["metadata"], OBJECT_META, kind=kind, struct="ObjectMeta", prefix="metadata"
+        )
     return {k: v for k, v in doc.items() if (k in shape and v is not None) or k in _ALWAYS}

@@ -302,6 +302,8 @@ class TestFieldsKeepTheirGoTypes:
             (SERVICE_ACCOUNTS, {"automountServiceAccountToken": "yes"}, "of type bool"),
             (SECRETS, {"immutable": 1}, "Secret.immutable of type bool"),
             (SECRETS, {"data": ["a"]}, "Secret.data of type"),
+            (SECRETS, {"metadata": {"finalizers": 5}}, "ObjectMeta.metadata.finalizers"),
+            (SERVICE_ACCOUNTS, {"metadata": {"ownerReferences": "x"}}, "[]v1.OwnerReference"),
         ],
     )
     async def test_a_field_of_the_wrong_type_is_refused(self, client, path, patch, text):
