@@ -450,17 +450,30 @@ class Kubectl:
         before = daemon.open_watches()
         cmd = [self.binary, "--server", self.server, *self.flags, "get", "pods", "--watch"]
         cmd += ["--no-headers", "--field-selector", f"metadata.name={name}"]
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=self.env(),
-        )
+        stderr_path = self.home / f"watch-{name}.stderr"
+
+        def stderr_text() -> str:
+            return stderr_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+
+        with stderr_path.open("wb") as stderr:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env=self.env(),
+            )
         watch = KubectlWatch(proc, name)
         try:
-            poll(lambda: daemon.open_watches() > before, timeout=20, what="kubectl's watch open")
+            # Bounds a hang only (kubectl starts, discovers, lists, then watches).
+            deadline = time.monotonic() + 60
+            while daemon.open_watches() <= before:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(
+                        f"kubectl's watch never opened (exit {proc.poll()}): {stderr_text()}"
+                    )
+                time.sleep(0.05)
             yield watch
         finally:
             proc.kill()

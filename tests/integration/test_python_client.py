@@ -112,7 +112,7 @@ def test_missing_image_waiting_reasons_and_events(
     before = daemon.open_watches()
     reader = threading.Thread(target=stream, daemon=True)
     reader.start()
-    poll(lambda: daemon.open_watches() > before, timeout=20, what="the client's watch open")
+    poll(lambda: daemon.open_watches() > before, timeout=60, what="the client watch open")
     core.create_namespaced_pod(NS, pod("ghost", MISSING_IMAGE))
     seen: list[str | None] = []
     while not seen or seen[-1] != "ImagePullBackOff":
