@@ -4,6 +4,8 @@ The kubelet keys entries by `podUID + "_" + image as written`. `next` doubles th
 cap; an entry not updated for more than twice the cap starts again from the initial delay; "in
 back-off" means `now - lastUpdate < backoff`, strictly. A successful pull does not reset an entry
 (the kubelet only garbage-collects expired ones), so behaviour after recovery matches a real node.
+Times and delays are integer nanoseconds, as Go's `time.Time`/`time.Duration`, so a sync landing
+exactly when a back-off ends is decided by the strict comparison, never by float rounding.
 """
 
 from __future__ import annotations
@@ -11,27 +13,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+_SECOND = 1_000_000_000
+
 
 @dataclass(slots=True)
 class BackoffEntry:
-    backoff: float
-    last_update: float
+    backoff: int  # ns
+    last_update: int  # loop time, ns
 
 
 class Backoff:
-    """flowcontrol.Backoff on a caller-supplied clock (`now` is loop time in seconds)."""
+    """flowcontrol.Backoff on a caller-supplied clock (`now` is loop time in nanoseconds)."""
 
-    def __init__(self, initial: float = 10.0, maximum: float = 300.0) -> None:
+    def __init__(self, initial: int = 10 * _SECOND, maximum: int = 300 * _SECOND) -> None:
         self.initial = initial
         self.maximum = maximum
         self._entries: dict[str, BackoffEntry] = {}
         # Told of every change (entry None: removed), e.g. to write it through to disk.
         self.on_change: Callable[[str, BackoffEntry | None], None] | None = None
 
-    def _expired(self, now: float, entry: BackoffEntry) -> bool:
+    def _expired(self, now: int, entry: BackoffEntry) -> bool:
         return now - entry.last_update > 2 * self.maximum
 
-    def next(self, key: str, now: float) -> float:
+    def next(self, key: str, now: int) -> int:
         """Record a failure at `now`; returns the new back-off delay."""
         entry = self._entries.get(key)
         if entry is None or self._expired(now, entry):
@@ -44,7 +48,7 @@ class Backoff:
             self.on_change(key, entry)
         return entry.backoff
 
-    def is_in_backoff_since_update(self, key: str, now: float) -> bool:
+    def is_in_backoff_since_update(self, key: str, now: int) -> bool:
         entry = self._entries.get(key)
         if entry is None or self._expired(now, entry):
             return False
@@ -53,8 +57,10 @@ class Backoff:
     def get(self, key: str) -> BackoffEntry | None:
         return self._entries.get(key)
 
-    def gc(self, now: float) -> None:
+    def gc(self, now: int) -> None:
         """Drop entries not updated for more than twice the cap (`Backoff.GC`)."""
+        if not self._entries:
+            return
         for key in [k for k, e in self._entries.items() if self._expired(now, e)]:
             self.delete(key)
 
@@ -62,7 +68,7 @@ class Backoff:
         if self._entries.pop(key, None) is not None and self.on_change is not None:
             self.on_change(key, None)
 
-    def restore(self, key: str, backoff: float, last_update: float) -> None:
+    def restore(self, key: str, backoff: int, last_update: int) -> None:
         """Put back an entry saved before a restart (no change notification)."""
         self._entries[key] = BackoffEntry(backoff=backoff, last_update=last_update)
 

@@ -1,7 +1,7 @@
 """Events as the kubelet records them: who (pod, container field path), what (type, reason,
-message) and when (loop time). Sinks decide where they go: a list for scenarios, the daemon's
-store for the API. Recording is on the hot path of every pull, so an event is one small frozen
-object and emitting is a method call.
+message) and when (loop time, integer nanoseconds). Sinks decide where they go: a list for
+scenarios, the daemon's store for the API. Recording is on the hot path of every pull, so an
+event is one small frozen object and emitting is a method call.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from kubesim_images.reasons import EventType, Reason
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    t: float
+    t: int  # loop time, ns
     node: str
     namespace: str
     pod: str
@@ -27,7 +27,7 @@ class Event:
 
 
 def container_event(
-    t: float,
+    t: int,
     node: str,
     pod: Pod,
     container: Container,

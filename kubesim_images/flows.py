@@ -11,6 +11,11 @@ done when that clock has moved by its size, so a rate change touches one node, n
 Nodes held at the water level share one global clock, so moving the level is O(1); the split
 between nodes capped by their own downlink and nodes held at the level is kept incrementally with
 two heaps, which is what lets 1,000+ nodes re-share on every start and finish.
+
+Times crossing the API are integer nanoseconds of loop time; inside, the physics runs in float
+seconds. A flow's end is reported rounded up to the next nanosecond (SPEC 9), after allowing for
+floating error far below a nanosecond (`_NS_TOL_*`), so a transfer that takes exactly one second
+on paper ends at exactly 1,000,000,000 ns, and the flow is complete when that instant is reached.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import heapq
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["FlowNetwork"]
+__all__ = ["FlowNetwork", "ceil_ns"]
 
 # A flow whose remaining bytes are within this of zero is done, so floating error never keeps a
 # sliver of a flow alive for one more event.
@@ -34,6 +39,19 @@ _REBALANCE_SLACK = 16
 # Lazily invalidated heap entries are swept once a heap outgrows its live entries by this much.
 _COMPACT_FACTOR = 4
 _COMPACT_MIN = 256
+# Floating error allowed when rounding a finish time up to the nanosecond: finish times carry a
+# relative error of a few 1e-16, so only a finish more than this past a whole nanosecond is
+# rounded up to the next one.
+_NS_TOL_REL = 1e-15
+_NS_TOL_ABS = 1e-6
+_NS = 1_000_000_000
+
+
+def ceil_ns(seconds: float) -> int:
+    """A finish time in seconds as loop nanoseconds, rounded up (within floating error)."""
+    ns = seconds * _NS
+    return math.ceil(ns - (abs(ns) * _NS_TOL_REL + _NS_TOL_ABS))
+
 
 # (finish time or water-clock key, flow_id, node version, node index)
 _DueEntry = tuple[float, int, int, int]
@@ -142,7 +160,7 @@ class FlowNetwork:
         n = self._node(node)
         if n.count:
             now = self._now
-            self._settle(now)
+            self._settle_s(now, ceil_ns(now))
             if n.count:
                 self._begin_change(n, now)
                 n.capacity = float(bandwidth)
@@ -150,12 +168,12 @@ class FlowNetwork:
                 return
         n.capacity = float(bandwidth)
 
-    def start(self, flow_id: int, node: str, size: int, now: float) -> None:
+    def start(self, flow_id: int, node: str, size: int, now_ns: int) -> None:
         if flow_id in self._flows or flow_id in self._pending:
             raise ValueError(f"flow {flow_id} already exists")
         if size < 0:
             raise ValueError(f"flow size must be >= 0 bytes, got {size}")
-        self._settle(now)
+        now = self._settle(now_ns)
         n = self._node(node)
         self._begin_change(n, now)
         self._seq += 1
@@ -165,11 +183,11 @@ class FlowNetwork:
         n.count += 1
         self._end_change(n, now)
 
-    def cancel(self, flow_id: int, now: float) -> None:
+    def cancel(self, flow_id: int, now_ns: int) -> None:
         """Remove a flow without completing it; a no-op if it already finished unreported."""
         if flow_id not in self._flows and flow_id not in self._pending:
             raise KeyError(flow_id)
-        self._settle(now)
+        now = self._settle(now_ns)
         flow = self._flows.get(flow_id)
         if flow is None:
             return
@@ -179,20 +197,22 @@ class FlowNetwork:
         n.count -= 1
         self._end_change(n, now)
 
-    def next_completion(self) -> tuple[float, int] | None:
-        """Earliest (finish time, flow_id) not yet reported, finished or not; lowest id on ties."""
+    def next_completion(self) -> tuple[int, int] | None:
+        """Earliest (finish ns, flow_id) not yet reported, finished or not; lowest id on ties."""
         if self._pending_min is not None:
-            return self._pending_min
+            when, fid = self._pending_min
+            return ceil_ns(when), fid
         top = self._peek()
         if top is None:
             return None
         when, flow, _ = top
-        return max(when, self._now), flow.flow_id
+        return ceil_ns(max(when, self._now)), flow.flow_id
 
-    def complete_due(self, now: float) -> list[int]:
-        """Advance to `now`; remove and return flows finished by then, by (time, flow_id)."""
+    def complete_due(self, now_ns: int) -> list[int]:
+        """Advance to `now_ns`; remove and return flows finished by then, by (time, flow_id)."""
+        now = now_ns / _NS
         if now >= self._now:
-            self._settle(now)
+            self._settle(now_ns)
             pending = self._pending
             if not pending:
                 return []
@@ -202,7 +222,9 @@ class FlowNetwork:
         else:
             # Nothing can be advanced backwards; only report what had already finished by `now`.
             self._check_time(now, allow_past=True)
-            due = sorted((when, fid) for fid, when in self._pending.items() if when <= now)
+            due = sorted(
+                (when, fid) for fid, when in self._pending.items() if ceil_ns(when) <= now_ns
+            )
             for _, fid in due:
                 del self._pending[fid]
             self._pending_min = min(((w, f) for f, w in self._pending.items()), default=None)
@@ -212,14 +234,14 @@ class FlowNetwork:
         node = self._flows[flow_id].node
         return self._level if node.level else node.rate
 
-    def remaining(self, flow_id: int, now: float) -> float:
+    def remaining(self, flow_id: int, now_ns: int) -> float:
         flow = self._flows[flow_id]
-        left = self._remaining_at(flow, now)
+        left = self._remaining_at(flow, now_ns / _NS)
         return min(max(left, 0.0), float(flow.size))
 
-    def progress(self, flow_id: int, now: float) -> tuple[float, int]:
+    def progress(self, flow_id: int, now_ns: int) -> tuple[float, int]:
         size = self._flows[flow_id].size
-        return size - self.remaining(flow_id, now), size
+        return size - self.remaining(flow_id, now_ns), size
 
     def __len__(self) -> int:
         return len(self._flows)
@@ -232,22 +254,26 @@ class FlowNetwork:
         if not allow_past and now < self._now:
             raise ValueError(f"time went backwards: {now!r} < {self._now!r}")
 
-    def _settle(self, now: float) -> None:
-        """Fire every completion due by `now`, each at its own time, then move to `now`."""
+    def _settle(self, now_ns: int) -> float:
+        """Fire every completion due by `now_ns`, each at its own time, then move there."""
+        now = now_ns / _NS
+        self._settle_s(now, now_ns)
+        return now
+
+    def _settle_s(self, now: float, now_ns: int) -> None:
         self._check_time(now)
         while True:
             top = self._peek()
             if top is None:
                 break
-            when, flow, node = top
+            when, _, node = top
+            if ceil_ns(when) > now_ns:
+                break
+            # Due by `now_ns` once rounded up; a finish a hair past `now` (floating error
+            # below the rounding tolerance) completes at `now`.
             at = self._now
-            if when > at and self._remaining_at(flow, at) > flow.eps:
-                if when > now:
-                    if at < now:
-                        self._now = now  # one last look for slivers at `now` itself
-                        continue
-                    break
-                at = self._now = when
+            if when > at:
+                at = self._now = min(when, now)
             self._fire(node, at)
         self._now = now
 
@@ -281,12 +307,14 @@ class FlowNetwork:
 
     def _fire(self, node: _Node, at: float) -> None:
         """Complete the node's earliest flow at `at`, plus any others within epsilon of done."""
-        everything = not node.level and node.rate == math.inf
+        rate = self._level if node.level else node.rate
+        everything = rate == math.inf
         self._begin_change(node, at)
         flows = self._flows
         pending = self._pending
         heap = node.heap
         clock = node.clock
+        at_ns = ceil_ns(at)
         forced = True
         while heap:
             _, fid, seq = heap[0]
@@ -294,8 +322,11 @@ class FlowNetwork:
             if flow is None or flow.seq != seq:
                 heapq.heappop(heap)
                 continue
-            if not (forced or everything) and flow.size - (clock - flow.start_v) > flow.eps:
-                break
+            if not (forced or everything):
+                # Another flow ends with this one only if it ends by the same nanosecond.
+                left = flow.size - (clock - flow.start_v)
+                if left > flow.eps or not rate > 0 or ceil_ns(at + max(left, 0.0) / rate) > at_ns:
+                    break
             heapq.heappop(heap)
             del flows[fid]
             pending[fid] = at

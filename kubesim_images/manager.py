@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from kubesim_images import reasons
 from kubesim_images.backoff import Backoff
+from kubesim_images.clock import now_ns
 from kubesim_images.errors import (
     ErrImageNeverPull,
     ErrImagePull,
@@ -94,7 +95,7 @@ class ImageManager:
     ) -> None:
         self.events.emit(
             container_event(
-                asyncio.get_running_loop().time(), self.node, pod, container, kind, reason, message
+                now_ns(asyncio.get_running_loop()), self.node, pod, container, kind, reason, message
             )
         )
 
@@ -155,7 +156,7 @@ class ImageManager:
         decision = decide(container.pull_policy, present is not None)
         if decision is Decision.ALREADY_PRESENT and present is not None:
             facts[1] = False
-            self.store.touch(present.id, loop.time())
+            self.store.touch(present.id, now_ns(loop))
             self._emit(
                 pod, container, EventType.NORMAL, Reason.PULLED, reasons.already_present(image)
             )
@@ -167,7 +168,7 @@ class ImageManager:
 
         facts[1] = True
         key = f"{pod.uid}_{image}"
-        started = loop.time()
+        started = now_ns(loop)
         if self.backoff.is_in_backoff_since_update(key, started):
             message = reasons.back_off(image)
             self._emit(pod, container, EventType.NORMAL, Reason.BACK_OFF, message)
@@ -187,7 +188,7 @@ class ImageManager:
                 credentials=credentials(ref) if credentials is not None else (),
             )
         except (RegistryError, PullQPSExceededError) as exc:
-            now = loop.time()
+            now = now_ns(loop)
             self._emit(
                 pod,
                 container,
@@ -196,7 +197,7 @@ class ImageManager:
                 reasons.failed_to_pull(image, str(exc)),
             )
             self.backoff.next(key, now)
-            self.observer.pull_finished(image, now - started, 0, ok=False)
+            self.observer.pull_finished(image, (now - started) / 1e9, 0, ok=False)
             failure: ErrImagePull | RegistryUnavailable
             if isinstance(exc, RegistryError) and exc.unavailable:
                 detail = str(exc).removeprefix("RegistryUnavailable").removeprefix(": ")
@@ -205,17 +206,19 @@ class ImageManager:
                 failure = ErrImagePull(str(exc))
             self._prev_error[key] = f"{failure.reason}: {failure}"
             raise failure from None
-        now = loop.time()
+        now = now_ns(loop)
         size = result.record.size
+        total = reasons.truncate_ms_ns(now - started)
         self._emit(
             pod,
             container,
             EventType.NORMAL,
             Reason.PULLED,
-            reasons.pulled(image, result.pull_seconds, now - started, size),
+            reasons.pulled(image, result.pull_ns, total, size),
         )
-        # The kubelet's histogram observes the time including the wait for a pull slot.
-        self.observer.pull_finished(image, now - started, size, ok=True)
+        # The kubelet's histogram observes the time including the wait for a pull slot, as
+        # truncated to the millisecond for the event.
+        self.observer.pull_finished(image, total / 1e9, size, ok=True)
         self.backoff.gc(now)
         if self._prev_error:
             live = self.backoff.entries()

@@ -52,7 +52,7 @@ class Node:
             on_change=on_change,
         )
 
-    def preload(self, records: Iterable[ImageRecord], now: float = 0.0) -> None:
+    def preload(self, records: Iterable[ImageRecord], now: int = 0) -> None:
         for record in records:
             self.store.add(record, None, now)
 

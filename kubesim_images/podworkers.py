@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from kubesim_images import reasons
+from kubesim_images.clock import now_ns, sleep_ns
 from kubesim_images.errors import ContainerError
 from kubesim_images.events import EventSink, container_event
 from kubesim_images.keyring import Credential
@@ -41,7 +42,7 @@ class ContainerStatus:
     message: str = ""
     image_id: str = ""
     pull_attempts: int = 0
-    started_at: float | None = None
+    started_at: int | None = None  # loop ns
 
     def count_pull(self) -> None:
         self.pull_attempts += 1
@@ -51,10 +52,10 @@ class ContainerStatus:
 class PodStatus:
     pod: Pod
     node: str
-    created_at: float
+    created_at: int  # loop ns
     init_statuses: list[ContainerStatus] = field(default_factory=list)
     statuses: list[ContainerStatus] = field(default_factory=list)
-    images_ready_at: float | None = None
+    images_ready_at: int | None = None  # loop ns
     syncs: int = 0
 
     @property
@@ -67,7 +68,7 @@ class PodStatus:
 
 @dataclass(frozen=True, slots=True)
 class SyncSettings:
-    error_requeue: float = 10.0
+    error_requeue_ns: int = 10_000_000_000
     jitter_factor: float = 0.5
 
 
@@ -96,7 +97,7 @@ class PodWorkers:
         self.pods: dict[str, PodStatus] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def add(self, pod: Pod, *, created_at: float | None = None) -> PodStatus:
+    def add(self, pod: Pod, *, created_at: int | None = None) -> PodStatus:
         """Start a worker for a new pod; its first sync runs at once."""
         if pod.uid in self.pods:
             raise ValueError(f"pod {pod.key} ({pod.uid}) already has a worker")
@@ -105,7 +106,7 @@ class PodWorkers:
         status = PodStatus(
             pod=pod,
             node=self.manager.node,
-            created_at=loop.time() if created_at is None else created_at,
+            created_at=now_ns(loop) if created_at is None else created_at,
             init_statuses=[ContainerStatus(c, reason=default_reason) for c in pod.init_containers],
             statuses=[ContainerStatus(c, reason=default_reason) for c in pod.containers],
         )
@@ -136,16 +137,18 @@ class PodWorkers:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _requeue_delay(self) -> float:
-        base = self.settings.error_requeue
+    def _requeue_delay(self) -> int:
+        # wait.Jitter: duration + time.Duration(rand.Float64() * maxFactor * float64(duration)),
+        # the conversion truncating to whole nanoseconds.
+        base = self.settings.error_requeue_ns
         factor = self.settings.jitter_factor
-        return base + self._rng.random() * factor * base if factor > 0 else base
+        return base + int(self._rng.random() * factor * base) if factor > 0 else base
 
     async def _work(self, status: PodStatus) -> None:
         try:
             # The requeue is a timer, not a poll of state another task sets.
-            while not await self.sync(status):  # noqa: ASYNC110
-                await asyncio.sleep(self._requeue_delay())
+            while not await self.sync(status):
+                await sleep_ns(self._requeue_delay())
         finally:
             self._tasks.pop(status.pod.uid, None)
 
@@ -165,7 +168,7 @@ class PodWorkers:
             if cs.state is State.WAITING:
                 ok = await self._ensure(status, cs, credentials, State.RUNNING, "") and ok
         if ok:
-            status.images_ready_at = asyncio.get_running_loop().time()
+            status.images_ready_at = now_ns(asyncio.get_running_loop())
             if self._on_ready is not None:
                 self._on_ready(status)
         elif status.init_statuses:
@@ -198,7 +201,7 @@ class PodWorkers:
             return False
         cs.state, cs.reason, cs.message = done, done_reason, ""
         cs.image_id = ensured.image_id
-        cs.started_at = asyncio.get_running_loop().time()
+        cs.started_at = now_ns(asyncio.get_running_loop())
         # Report each container as it becomes ready, not only at the end of the sync.
         self._changed(status)
         return True
@@ -207,7 +210,7 @@ class PodWorkers:
         # kuberuntime's startContainer: Warning Failed "Error: <reason>" after every failure.
         self.events.emit(
             container_event(
-                asyncio.get_running_loop().time(),
+                now_ns(asyncio.get_running_loop()),
                 self.manager.node,
                 pod,
                 container,

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import struct
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kubesim_images.clock import go_seconds, now_ns
 from kubesim_images.errors import PullQPSExceededError, RegistryError
 from kubesim_images.keyring import Credential
 from kubesim_images.kubeletconfig import KubeletConfig
@@ -26,22 +28,29 @@ from kubesim_images.store import ImageRecord, ImageStore
 
 
 class TokenBucket:
-    """golang.org/x/time/rate as `flowcontrol.NewTokenBucketRateLimiter`: starts full."""
+    """golang.org/x/time/rate as `flowcontrol.NewTokenBucketRateLimiter`: starts full.
 
-    def __init__(self, qps: float, burst: int, now: float = 0.0) -> None:
+    As `Limiter.AllowN(now, 1)`: tokens grow by `elapsed.Seconds() * limit` with `elapsed` in
+    whole nanoseconds and the limit a float32 (the kubelet passes `float32(registryPullQPS)`);
+    a refused request leaves the bucket untouched, an accepted one moves `last` to `now`.
+    """
+
+    def __init__(self, qps: float, burst: int, now: int = 0) -> None:
         self.qps = qps
         self.burst = burst
+        self._limit = struct.unpack("f", struct.pack("f", qps))[0]
         self._tokens = float(burst)
         self._last = now
 
-    def try_accept(self, now: float) -> bool:
-        elapsed = max(0.0, now - self._last)
-        self._tokens = min(float(self.burst), self._tokens + elapsed * self.qps)
-        self._last = max(self._last, now)
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
+    def try_accept(self, now: int) -> bool:
+        last = min(self._last, now)
+        tokens = min(float(self.burst), self._tokens + go_seconds(now - last) * self._limit)
+        tokens -= 1.0
+        if tokens < 0:
+            return False
+        self._tokens = tokens
+        self._last = now
+        return True
 
 
 class FifoGate:
@@ -95,18 +104,31 @@ class PullEntry:
     image: str
     ref: ImageReference
     pod: str
-    enqueued_at: float
-    started_at: float | None = None
+    enqueued_at: int  # loop ns
+    started_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PullResult:
     record: ImageRecord
-    pull_seconds: float  # from winning the slot to having the image
-    waited_seconds: float  # in the queue before that
+    pull_ns: int  # from winning the slot to having the image
+    waited_ns: int  # in the queue before that
 
 
 _pull_ids = itertools.count(1)
+
+# The 1.32 CRI client (remote_image.go) returns a gRPC status with code Unknown as its bare
+# message, "since they add no value"; other codes keep their "rpc error: code = X desc = ".
+_UNKNOWN_STATUS = "rpc error: code = Unknown desc = "
+
+
+def _as_cri_client_error(exc: RegistryError) -> RegistryError:
+    text = str(exc)
+    if not text.startswith(_UNKNOWN_STATUS):
+        return exc
+    return RegistryError(
+        text.removeprefix(_UNKNOWN_STATUS), code=exc.code, unavailable=exc.unavailable
+    )
 
 
 class ImagePuller:
@@ -138,7 +160,7 @@ class ImagePuller:
         credentials: Sequence[Credential] = (),
     ) -> PullResult:
         loop = asyncio.get_running_loop()
-        entry = PullEntry(next(_pull_ids), image, ref, pod, loop.time())
+        entry = PullEntry(next(_pull_ids), image, ref, pod, now_ns(loop))
         if not self._gate.try_acquire():
             self.waiting[entry.pull_id] = entry
             try:
@@ -146,7 +168,7 @@ class ImagePuller:
             finally:
                 del self.waiting[entry.pull_id]
         try:
-            started = entry.started_at = loop.time()
+            started = entry.started_at = now_ns(loop)
             if self._bucket is not None and not self._bucket.try_accept(started):
                 raise PullQPSExceededError
             self.in_flight[entry.pull_id] = entry
@@ -158,7 +180,7 @@ class ImagePuller:
                     pull_id=entry.pull_id,
                     reference=ref.pull_ref,
                     credentials=len(credentials),
-                    queued_seconds=round(started - entry.enqueued_at, 3),
+                    queued_seconds=round((started - entry.enqueued_at) / 1e9, 3),
                 )
             try:
                 record = await self._pull_with_credentials(entry, credentials)
@@ -175,7 +197,7 @@ class ImagePuller:
                         code=exc.code,
                     )
                 raise
-            now = loop.time()
+            now = now_ns(loop)
             stored = self.store.add(record, ref, now)
             if self._log_pulls:
                 self._log.info(
@@ -185,7 +207,7 @@ class ImagePuller:
                     pull_id=entry.pull_id,
                     image_id=stored.id,
                     size=stored.size,
-                    seconds=round(now - started, 3),
+                    seconds=round((now - started) / 1e9, 3),
                 )
             return PullResult(stored, now - started, started - entry.enqueued_at)
         finally:
@@ -198,9 +220,12 @@ class ImagePuller:
         if len(credentials) <= 1:
             # The common case: one attempt, its error as it is.
             credential = credentials[0] if credentials else None
-            return await self.backend.pull(
-                PullRequest(entry.pull_id, self.node, entry.ref, self.store, credential)
-            )
+            try:
+                return await self.backend.pull(
+                    PullRequest(entry.pull_id, self.node, entry.ref, self.store, credential)
+                )
+            except RegistryError as exc:
+                raise _as_cri_client_error(exc) from None
         attempts: Sequence[Credential | None] = credentials
         errors: list[RegistryError] = []
         for credential in attempts:
@@ -209,15 +234,15 @@ class ImagePuller:
                     PullRequest(entry.pull_id, self.node, entry.ref, self.store, credential)
                 )
             except RegistryError as exc:
-                errors.append(exc)
-        if len(errors) == 1:
-            raise errors[0]
-        # utilerrors.NewAggregate: "[err1, err2]".
-        raise RegistryError(
-            "[" + ", ".join(str(e) for e in errors) + "]",
-            code=errors[-1].code,
-            unavailable=all(e.unavailable for e in errors),
-        )
+                errors.append(_as_cri_client_error(exc))
+        distinct = list(dict.fromkeys(str(e) for e in errors))
+        if len(distinct) == 1:
+            # utilerrors.NewAggregate prints one distinct message as itself: the same error
+            # once per credential reads as that error.
+            raise errors[-1]
+        # Otherwise "[err1, err2]"; the kubelet's evalCRIPullErr then judges the whole text,
+        # which no longer starts with "RegistryUnavailable".
+        raise RegistryError("[" + ", ".join(distinct) + "]", code=errors[-1].code)
 
     def progress(self, pull_id: int) -> tuple[float, int] | None:
         return self.backend.progress(pull_id)

@@ -8,9 +8,8 @@ format (pkg/kubelet/images/image_manager.go, pkg/kubelet/events) including Go's 
 from __future__ import annotations
 
 import enum
-import math
 
-from kubesim_images.units import format_duration
+from kubesim_images.units import format_duration_ns
 
 
 class EventType(enum.StrEnum):
@@ -60,20 +59,28 @@ def go_quote(text: str) -> str:
     return "".join(out)
 
 
+def truncate_ms_ns(ns: int) -> int:
+    """`Duration.Truncate(time.Millisecond)` (towards zero, as Go for a non-negative duration)."""
+    return ns - ns % 1_000_000
+
+
 def truncate_ms(seconds: float) -> float:
-    """`Duration.Truncate(time.Millisecond)` on a duration held in seconds."""
-    return math.floor(round(seconds * 1e6) / 1e3) / 1e3
+    """The same for a duration held in seconds (a metric's observation)."""
+    return truncate_ms_ns(round(seconds * 1e9)) / 1e9
 
 
 def pulling(image: str) -> str:
     return f"Pulling image {go_quote(image)}"
 
 
-def pulled(image: str, pull_seconds: float, total_seconds: float, size: int) -> str:
+def pulled(image: str, pull_ns: int, total_ns: int, size: int) -> str:
+    """The kubelet's `Pulled` text: both durations truncated to the millisecond (1.32's
+    `imagePullResult.pullDuration.Truncate(time.Millisecond)` and
+    `time.Since(startTime).Truncate(time.Millisecond)`) and printed as `time.Duration`."""
     return (
         f"Successfully pulled image {go_quote(image)} in "
-        f"{format_duration(truncate_ms(pull_seconds))} "
-        f"({format_duration(truncate_ms(total_seconds))} including waiting). "
+        f"{format_duration_ns(truncate_ms_ns(pull_ns))} "
+        f"({format_duration_ns(truncate_ms_ns(total_ns))} including waiting). "
         f"Image size: {size} bytes."
     )
 

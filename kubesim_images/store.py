@@ -27,7 +27,7 @@ class ImageRecord:
     layers: tuple[Layer, ...]
     repo_tags: list[str] = field(default_factory=list)
     repo_digests: list[str] = field(default_factory=list)
-    last_used: float = 0.0
+    last_used: int = 0  # loop ns
     pinned: bool = False
 
     @property
@@ -83,7 +83,7 @@ class ImageStore:
     def get(self, image_id: str) -> ImageRecord | None:
         return self._images.get(image_id)
 
-    def add(self, record: ImageRecord, ref: ImageReference | None, now: float) -> ImageRecord:
+    def add(self, record: ImageRecord, ref: ImageReference | None, now: int) -> ImageRecord:
         """Store an image (merging names into an existing record with the same id)."""
         existing = self._images.get(record.id)
         if existing is None:
@@ -117,7 +117,7 @@ class ImageStore:
         if name not in names:
             names.append(name)
 
-    def touch(self, image_id: str, now: float) -> None:
+    def touch(self, image_id: str, now: int) -> None:
         record = self._images.get(image_id)
         if record is not None:
             record.last_used = now

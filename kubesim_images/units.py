@@ -67,8 +67,12 @@ def parse_duration(value: object) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Go's `time.Duration.String()` for a non-negative duration (`1.5s`, `2m0s`, `12ms`)."""
-    nanos = round(seconds * 1e9)
+    """Go's `time.Duration.String()` for a duration in seconds (`1.5s`, `2m0s`, `12ms`)."""
+    return format_duration_ns(round(seconds * 1e9))
+
+
+def format_duration_ns(nanos: int) -> str:
+    """Go's `time.Duration.String()` for a duration in whole nanoseconds."""
     if nanos == 0:
         return "0s"
     sign = "-" if nanos < 0 else ""

@@ -53,15 +53,25 @@ def simulate(spec: dict[str, Any], variant: int = 0) -> VariantResult:
     return run_variant(load_document(scenario(spec)).variants[variant])
 
 
+def seconds(ns: int) -> float:
+    """Engine nanoseconds as float seconds: exact for any time written with up to 9 decimals,
+    since both sides are the float nearest the same decimal."""
+    return ns / 1e9
+
+
 def events(
     result: VariantResult, pod_name: str | None = None, reason: str | None = None
 ) -> list[tuple[float, str, str]]:
+    """(t in seconds, reason, message) of the events, optionally of one pod and one reason."""
     return [
-        (e.t, e.reason.value, e.message)
+        (seconds(e.t), e.reason.value, e.message)
         for e in result.events
         if (pod_name is None or e.pod == pod_name) and (reason is None or e.reason == reason)
     ]
 
 
 def ready_at(result: VariantResult) -> dict[str, float | None]:
-    return {p.pod.name: p.images_ready_at for p in result.pods}
+    return {
+        p.pod.name: None if p.images_ready_at is None else seconds(p.images_ready_at)
+        for p in result.pods
+    }

@@ -281,7 +281,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def debug_pulls(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
     node = cluster.node
-    now = asyncio.get_running_loop().time()
+    now = cluster.clock.now_ns()
     puller = node.puller
 
     def entry(e: Any) -> dict[str, Any]:
@@ -290,10 +290,10 @@ async def debug_pulls(request: web.Request) -> web.Response:
             "image": e.image,
             "pod": e.pod,
             "reference": e.ref.pull_ref,
-            "queuedSeconds": round((e.started_at or now) - e.enqueued_at, 3),
+            "queuedSeconds": round(((e.started_at or now) - e.enqueued_at) / 1e9, 3),
         }
         if e.started_at is not None:
-            doc["runningSeconds"] = round(now - e.started_at, 3)
+            doc["runningSeconds"] = round((now - e.started_at) / 1e9, 3)
             progress = puller.progress(e.pull_id)
             if progress is not None:
                 done, total = progress
@@ -313,10 +313,10 @@ async def debug_pulls(request: web.Request) -> web.Response:
                 "key": key,
                 "podUID": uid,
                 "image": image,
-                "backoffSeconds": item.backoff,
+                "backoffSeconds": item.backoff / 1e9,
                 "lastUpdate": cluster.clock.rfc3339(item.last_update),
                 "inBackOff": remaining > 0,
-                "remainingSeconds": round(max(0.0, remaining), 3),
+                "remainingSeconds": round(max(0, remaining) / 1e9, 3),
             }
         )
     return _json(

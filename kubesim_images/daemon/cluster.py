@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubesim_images.backoff import BackoffEntry
-from kubesim_images.clock import WallClock
+from kubesim_images.clock import WallClock, now_ns, to_ns
 from kubesim_images.daemon.config import DaemonConfig
 from kubesim_images.daemon.eventstore import EventStore
 from kubesim_images.daemon.kube import ApiError, already_exists, bad_request, invalid, not_found
@@ -78,7 +78,7 @@ class Cluster:
         self.state = state
         self.metrics = metrics
         self.clock = WallClock(loop)
-        self.started = loop.time()
+        self.started = now_ns(loop)
         self._rv = int(state.get_meta("resourceVersion", "1000"))
         self.events = EventStore(state, self.clock, self.next_version)
         spec = config.registry
@@ -105,7 +105,7 @@ class Cluster:
         )
         metrics.bind_node(self.node)
         self.node_uid = state.get_meta("nodeUID") or str(uuid.uuid4())
-        self.node_created = float(state.get_meta("nodeCreated") or self.clock.epoch(loop.time()))
+        self.node_created = float(state.get_meta("nodeCreated") or self.clock.epoch(now_ns(loop)))
         self.pods: dict[str, PodRecord] = {}
         self._pod_keys: dict[tuple[str, str], str] = {}
         self.secrets = ObjectTable("Secret", "secrets", state)
@@ -129,7 +129,7 @@ class Cluster:
         return self._rv
 
     def now_stamp(self) -> str:
-        return self.clock.rfc3339(asyncio.get_running_loop().time())
+        return self.clock.rfc3339(self.clock.now_ns())
 
     def watch(self, watcher: Watcher) -> Callable[[], None]:
         self._watchers.add(watcher)
@@ -153,14 +153,14 @@ class Cluster:
         for doc in self.state.images():
             store.add(_record_from_json(doc), None, self.clock.loop_time(doc["lastUsed"]))
         if first_start:
-            self.node.preload(preload(self.config.preloaded), asyncio.get_running_loop().time())
+            self.node.preload(preload(self.config.preloaded), self.clock.now_ns())
             for record in store.images():
                 self.state.put_image(record.id, self._record_json(record))
             self.state.put_meta("initialized", "1")
             self.state.put_meta("nodeUID", self.node_uid)
             self.state.put_meta("nodeCreated", str(self.node_created))
         for key, (backoff, last_update) in self.state.backoffs().items():
-            self.node.backoff.restore(key, backoff, self.clock.loop_time(last_update))
+            self.node.backoff.restore(key, to_ns(backoff), self.clock.loop_time(last_update))
         self.secrets.restore()
         self.service_accounts.restore()
         if ("default", "default") not in self.service_accounts:
@@ -211,7 +211,7 @@ class Cluster:
         if entry is None:
             self.state.delete_backoff(key)
         else:
-            self.state.put_backoff(key, entry.backoff, self.clock.epoch(entry.last_update))
+            self.state.put_backoff(key, entry.backoff / 1e9, self.clock.epoch(entry.last_update))
 
     def _pod_changed(self, status: PodStatus) -> None:
         """Note the change; saving and rendering happen once per loop turn, not per container.
@@ -257,9 +257,7 @@ class Cluster:
         }
 
     def _status_from_json(self, pod: Pod, doc: Mapping[str, Any] | None) -> PodStatus:
-        created = (
-            self.clock.loop_time(doc["createdAt"]) if doc else asyncio.get_running_loop().time()
-        )
+        created = self.clock.loop_time(doc["createdAt"]) if doc else self.clock.now_ns()
         reason = "PodInitializing" if pod.init_containers else "ContainerCreating"
         saved = {c["name"]: c for c in (doc or {}).get("containers", [])}
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from kubesim_images.clock import to_ns
 from kubesim_images.daemon.catalogue import bundled_images
 from kubesim_images.errors import ConfigError
 from kubesim_images.fields import Fields
@@ -189,7 +190,9 @@ def parse_config(document: Any, *, source: str, base: Path | None = None) -> Dae
         kubelet=kubelet,
         always_pull_images=always_pull,
         sync=SyncSettings(
-            error_requeue=ctx.duration(sync.get("errorRequeue", "10s"), "sync.errorRequeue"),
+            error_requeue_ns=to_ns(
+                ctx.duration(sync.get("errorRequeue", "10s"), "sync.errorRequeue")
+            ),
             jitter_factor=ctx.number(
                 sync.get("jitterFactor", 0.5), "sync.jitterFactor", low=0.0, high=10.0
             ),

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from kubesim_images.clock import WallClock
@@ -20,7 +19,7 @@ def render_node(
     name = node.name
     images = sorted(node.store.images(), key=lambda r: (-r.size, r.id))[:50]
     created = clock.rfc3339(clock.loop_time(created_epoch))
-    heartbeat = clock.rfc3339(asyncio.get_running_loop().time())
+    heartbeat = clock.rfc3339(clock.now_ns())
 
     def condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
         return {

@@ -6,7 +6,6 @@ comes. Columns are in `kube`.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +19,7 @@ Row = Callable[[dict[str, Any]], list[Any]]
 def age(clock: WallClock, stamp: str | None) -> str:
     if not stamp:
         return "<unknown>"
-    now = clock.to_datetime(asyncio.get_running_loop().time())
+    now = clock.to_datetime(clock.now_ns())
     then = dt.datetime.fromisoformat(stamp)
     return kube.human_age((now - then).total_seconds())
 

@@ -16,6 +16,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from kubesim_images.clock import call_at_ns, now_ns, sleep_ns, to_ns
 from kubesim_images.errors import RegistryError
 from kubesim_images.flows import FlowNetwork
 from kubesim_images.reference import ImageReference
@@ -129,7 +130,7 @@ class RateLimit:
     """`pulls` accepted per `window` seconds (fixed windows from time 0), then 429s."""
 
     pulls: int
-    window: float
+    window: float  # seconds
     per_node: bool = False
 
 
@@ -147,6 +148,8 @@ class SimulatedRegistry:
     ) -> None:
         self.catalogue = catalogue
         self.latency = latency
+        self._latency_ns = to_ns(latency)
+        self._window_ns = to_ns(rate_limit.window) if rate_limit is not None else 0
         self._node_bandwidth = node_bandwidth
         self._faults = list(faults)
         self._fault_hits = [0] * len(self._faults)
@@ -158,7 +161,7 @@ class SimulatedRegistry:
         self._waiters: dict[int, asyncio.Future[None]] = {}
         self._downloading: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = math.nan
+        self._timer_at = -1
         self.bytes_sent = 0
 
     def set_node_bandwidth(self, node: str, bandwidth: float) -> None:
@@ -166,8 +169,8 @@ class SimulatedRegistry:
         self._network.set_node_bandwidth(node, bandwidth)
 
     async def pull(self, request: PullRequest) -> ImageRecord:
-        if self.latency > 0:
-            await asyncio.sleep(self.latency)
+        if self._latency_ns > 0:
+            await sleep_ns(self._latency_ns)
         ref = request.ref
         image = self.catalogue.resolve(ref)
         if image is None:
@@ -238,7 +241,7 @@ class SimulatedRegistry:
                 raise registry_error(fault.error, ref)
         limit = self._rate_limit
         if limit is not None:
-            window = int(asyncio.get_running_loop().time() // limit.window)
+            window = now_ns() // self._window_ns
             key = (node if limit.per_node else "", window)
             used = self._window_counts.get(key, 0)
             if used >= limit.pulls:
@@ -251,13 +254,13 @@ class SimulatedRegistry:
             self.set_node_bandwidth(node, self._node_bandwidth)
         future: asyncio.Future[None] = loop.create_future()
         self._waiters[pull_id] = future
-        self._network.start(pull_id, node, size, loop.time())
+        self._network.start(pull_id, node, size, now_ns(loop))
         self._reschedule(loop)
         try:
             await future
         except asyncio.CancelledError:
             if self._waiters.pop(pull_id, None) is not None:
-                self._network.cancel(pull_id, loop.time())
+                self._network.cancel(pull_id, now_ns(loop))
                 self._reschedule(loop)
             raise
 
@@ -267,7 +270,7 @@ class SimulatedRegistry:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-                self._timer_at = math.nan
+                self._timer_at = -1
             return
         when = upcoming[0]
         if self._timer is not None:
@@ -277,12 +280,12 @@ class SimulatedRegistry:
                 return
             self._timer.cancel()
         self._timer_at = when
-        self._timer = loop.call_at(when, self._on_timer, loop)
+        self._timer = call_at_ns(loop, when, self._on_timer, loop)
 
     def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
-        self._timer_at = math.nan
-        for flow_id in self._network.complete_due(loop.time()):
+        self._timer_at = -1
+        for flow_id in self._network.complete_due(now_ns(loop)):
             future = self._waiters.pop(flow_id, None)
             if future is not None and not future.done():
                 future.set_result(None)
@@ -291,7 +294,7 @@ class SimulatedRegistry:
     def progress(self, pull_id: int) -> tuple[float, int] | None:
         if pull_id not in self._waiters:
             return None
-        return self._network.progress(pull_id, asyncio.get_running_loop().time())
+        return self._network.progress(pull_id, now_ns())
 
     def active_flows(self) -> int:
         return len(self._network)

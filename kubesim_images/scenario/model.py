@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from kubesim_images.clock import to_ns
 from kubesim_images.errors import ConfigError
 from kubesim_images.fields import Fields
 from kubesim_images.keyring import Credential, parse_docker_config
@@ -47,7 +48,7 @@ DockerEntries = tuple[tuple[str, Credential], ...]
 
 @dataclass(frozen=True, slots=True)
 class WorkloadEntry:
-    at: float
+    at: int  # ns
     replicas: int
     pod: Mapping[str, Any]
     namespace: str
@@ -59,7 +60,7 @@ class VariantSpec:
 
     name: str
     seed: int
-    duration: float
+    duration: int  # ns
     kubelet: KubeletConfig
     sync: SyncSettings
     node_count: int
@@ -68,7 +69,7 @@ class VariantSpec:
     registry: RegistrySpec
     workload: tuple[WorkloadEntry, ...]
     always_pull_images: bool = False
-    pods: tuple[tuple[float, Pod], ...] = field(default=())
+    pods: tuple[tuple[int, Pod], ...] = field(default=())
     secrets: Mapping[tuple[str, str], DockerEntries] = field(default_factory=dict)
     node_credentials: DockerEntries = ()
 
@@ -147,7 +148,7 @@ def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, A
 def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> VariantSpec:
     seed = spec.get("seed", 0)
     seed = ctx.integer(seed, f"{where}.seed")
-    duration = ctx.duration(spec.get("duration", "1h"), f"{where}.duration")
+    duration = to_ns(ctx.duration(spec.get("duration", "1h"), f"{where}.duration"))
     if duration <= 0:
         raise ctx.fail(f"{where}.duration", "must be positive")
     try:
@@ -158,14 +159,14 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
         raise ConfigError(exc.message, path=exc.path, source=ctx.source) from None
     sync_raw = ctx.mapping(spec.get("sync"), f"{where}.sync", {"errorRequeue", "jitterFactor"})
     sync = SyncSettings(
-        error_requeue=ctx.duration(
-            sync_raw.get("errorRequeue", "10s"), f"{where}.sync.errorRequeue"
+        error_requeue_ns=to_ns(
+            ctx.duration(sync_raw.get("errorRequeue", "10s"), f"{where}.sync.errorRequeue")
         ),
         jitter_factor=ctx.number(
             sync_raw.get("jitterFactor", 0.5), f"{where}.sync.jitterFactor", low=0.0, high=10.0
         ),
     )
-    if sync.error_requeue <= 0:
+    if sync.error_requeue_ns <= 0:
         raise ctx.fail(f"{where}.sync.errorRequeue", "must be positive")
     admission = ctx.mapping(spec.get("admission"), f"{where}.admission", {"alwaysPullImages"})
     always_pull = admission.get("alwaysPullImages", False)
@@ -250,13 +251,13 @@ def _secrets(ctx: Fields, raw: Any, where: str) -> dict[tuple[str, str], DockerE
 
 def _workload(
     ctx: Fields, raw: Any, where: str, always_pull: bool
-) -> tuple[tuple[WorkloadEntry, ...], tuple[tuple[float, Pod], ...]]:
+) -> tuple[tuple[WorkloadEntry, ...], tuple[tuple[int, Pod], ...]]:
     entries: list[WorkloadEntry] = []
     names: set[str] = set()
     for index, item in enumerate(ctx.sequence(raw, where)):
         path = f"{where}[{index}]"
         entry = ctx.mapping(item, path, {"at", "replicas", "pod"})
-        at = ctx.duration(entry.get("at", "0s"), f"{path}.at")
+        at = to_ns(ctx.duration(entry.get("at", "0s"), f"{path}.at"))
         replicas = ctx.integer(entry.get("replicas", 1), f"{path}.replicas", minimum=1)
         pod = ctx.mapping(entry.get("pod"), f"{path}.pod", {"metadata", "spec"})
         if not pod:
@@ -270,7 +271,7 @@ def _workload(
         entries.append(WorkloadEntry(at, replicas, pod, namespace))
     # Stable sort: entries with the same `at` keep file order (round-robin placement).
     ordered = sorted(enumerate(entries), key=lambda pair: (pair[1].at, pair[0]))
-    pods: list[tuple[float, Pod]] = []
+    pods: list[tuple[int, Pod]] = []
     for index, item in ordered:
         base = item.pod.get("metadata") or {}
         for replica in range(item.replicas):

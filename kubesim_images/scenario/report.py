@@ -1,8 +1,11 @@
 """What a scenario run reports: the JSON of SPEC section 8 and a table people can read.
 
-Times are simulated seconds from the start, rounded to the microsecond so the JSON is stable
-and readable. Percentiles are nearest-rank over the pods whose images became ready: every value
-reported is one a pod actually saw.
+Times are simulated seconds from the start (the engine's integer nanoseconds), rounded to the
+microsecond so the JSON is stable and readable. Percentiles are nearest-rank over every pod of
+the variant: a pod whose images never became ready ranks after all those that did, as if it
+took forever, and a percentile (or the max) that falls on such a pod is reported as not ready
+(`null` in JSON, `not ready` in the table). So stranded pods push percentiles up instead of
+silently vanishing from them, and every number reported is one a pod actually saw.
 """
 
 from __future__ import annotations
@@ -22,40 +25,38 @@ from kubesim_images.units import format_size
 _PERCENTILES = (("p50", 50), ("p90", 90), ("p99", 99))
 
 
-def _t(value: float) -> float:
-    return round(value, 6)
+def _t(ns: int) -> float:
+    return round(ns / 1e9, 6)
 
 
-def percentile(sorted_values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
+def percentile(sorted_values: Sequence[int | None], pct: float) -> int | None:
+    """Nearest-rank percentile of already sorted values (None, never ready, sorted last)."""
     rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
     return sorted_values[rank - 1]
 
 
 def images_ready(pods: Sequence[PodStatus]) -> dict[str, float | None]:
-    values = sorted(p.images_ready_at - p.created_at for p in pods if p.images_ready_at is not None)
+    """p50/p90/p99/max of creation-to-images-ready over all pods; None where the rank falls on
+    a pod that never became ready (or there are no pods)."""
+    ready = sorted(p.images_ready_at - p.created_at for p in pods if p.images_ready_at is not None)
+    values: list[int | None] = [*ready, *([None] * (len(pods) - len(ready)))]
     out: dict[str, float | None] = {}
-    for key, pct in _PERCENTILES:
-        out[key] = _t(percentile(values, pct)) if values else None
-    out["max"] = _t(values[-1]) if values else None
+    for key, pct in (*_PERCENTILES, ("max", 100)):
+        value = percentile(values, pct) if values else None
+        out[key] = None if value is None else _t(value)
     return out
 
 
 def summary(result: VariantResult) -> dict[str, Any]:
-    failed = sum(
-        1
-        for e in result.events
-        if e.reason is Reason.FAILED and e.message.startswith("Failed to pull image")
-    )
     return {
         "pods": len(result.pods),
         "podsReady": sum(1 for p in result.pods if p.ready),
         "imagesReady": images_ready(result.pods),
-        "pulls": result.counts.get(Reason.PULLING, 0),
-        "failedPulls": failed,
+        "pulls": result.pulls,
+        "failedPulls": result.failed_pulls,
         "backoffs": result.counts.get(Reason.BACK_OFF, 0),
         "bytesPulled": result.bytes_pulled,
-        "simulatedSeconds": _t(result.simulated_seconds),
+        "simulatedSeconds": _t(result.simulated_ns),
         "wallSeconds": round(result.wall_seconds, 3),
     }
 
@@ -64,8 +65,8 @@ def _state(cs: ContainerStatus) -> dict[str, Any]:
     if cs.state is State.WAITING:
         return {"waiting": {"reason": cs.reason, "message": cs.message}}
     if cs.state is State.RUNNING:
-        return {"running": {"startedAt": _t(cs.started_at or 0.0)}}
-    return {"terminated": {"reason": cs.reason, "finishedAt": _t(cs.started_at or 0.0)}}
+        return {"running": {"startedAt": _t(cs.started_at or 0)}}
+    return {"terminated": {"reason": cs.reason, "finishedAt": _t(cs.started_at or 0)}}
 
 
 def pod_json(status: PodStatus) -> dict[str, Any]:
@@ -113,9 +114,9 @@ def to_json(result: ScenarioResult) -> dict[str, Any]:
     }
 
 
-def _seconds(value: float | None) -> str:
+def _seconds(value: float | None, missing: str = "-") -> str:
     if value is None:
-        return "-"
+        return missing
     if value < 60:
         return f"{value:.3g}s" if value < 10 else f"{value:.1f}s"
     return f"{int(value // 60)}m{value % 60:04.1f}s"
@@ -131,7 +132,13 @@ def render_table(result: ScenarioResult, console: Console) -> None:
     rows: list[tuple[str, list[str]]] = [
         ("pods ready", [f"{s['podsReady']}/{s['pods']}" for s in summaries]),
         *[
-            (f"images ready {key}", [_seconds(s["imagesReady"][key]) for s in summaries])
+            (
+                f"images ready {key}",
+                [
+                    _seconds(s["imagesReady"][key], "not ready" if s["pods"] else "-")
+                    for s in summaries
+                ],
+            )
             for key in ("p50", "p90", "p99", "max")
         ],
         ("pulls", [str(s["pulls"]) for s in summaries]),
@@ -161,8 +168,8 @@ def render_table(result: ScenarioResult, console: Console) -> None:
             pods.add_row(
                 status.pod.name,
                 status.node,
-                _seconds(status.created_at),
-                _seconds(ready) if ready is not None else "never",
+                _seconds(_t(status.created_at)),
+                _seconds(_t(ready)) if ready is not None else "never",
                 containers,
             )
         console.print(pods)

@@ -15,9 +15,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from kubesim_images.clock import run_virtual
+from kubesim_images.clock import call_at_ns, now_ns, run_virtual, sleep_ns
 from kubesim_images.events import Event, EventLog
 from kubesim_images.keyring import Credential, Keyring, UnionKeyring
+from kubesim_images.manager import PullObserver
 from kubesim_images.node import Node
 from kubesim_images.pod import Pod
 from kubesim_images.podworkers import CredentialLookup, PodStatus
@@ -33,10 +34,36 @@ class VariantResult:
     spec: VariantSpec
     pods: list[PodStatus]
     events: list[Event]
-    simulated_seconds: float
+    simulated_ns: int
     wall_seconds: float
     bytes_pulled: int
     counts: dict[Reason, int] = field(default_factory=dict)
+    pulls: int = 0  # pulls started (QPS-refused ones included), as the pull observer saw them
+    failed_pulls: int = 0
+
+
+class PullTally(PullObserver):
+    """Counts pull outcomes where they happen, not by reading event texts."""
+
+    __slots__ = ("failed", "started")
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.failed = 0
+
+    def pull_started(self, image: str) -> None:  # noqa: ARG002 - only counted
+        self.started += 1
+
+    def pull_finished(
+        self,
+        image: str,  # noqa: ARG002 - only counted
+        seconds: float,  # noqa: ARG002
+        size: int,  # noqa: ARG002
+        *,
+        ok: bool,
+    ) -> None:
+        if not ok:
+            self.failed += 1
 
 
 @dataclass(slots=True)
@@ -95,6 +122,7 @@ async def _simulate(spec: VariantSpec) -> VariantResult:
         seed=spec.seed,
     )
     log = EventLog()
+    tally = PullTally()
     rng = random.Random(spec.seed)
     total = len(spec.pods)
     done = asyncio.Event()
@@ -119,28 +147,31 @@ async def _simulate(spec: VariantSpec) -> VariantResult:
             rng=rng,
             on_ready=on_ready,
             credentials=credentials,
+            observer=tally,
         )
         registry.set_node_bandwidth(node.name, spec.node_bandwidth)
-        node.preload(preloaded, 0.0)
+        node.preload(preloaded, 0)
         nodes.append(node)
 
     statuses: list[PodStatus] = []
 
     async def create_pods() -> None:
         for index, (at, pod) in enumerate(spec.pods):
-            if at > loop.time():
-                await asyncio.sleep(at - loop.time())
+            if at > now_ns(loop):
+                await sleep_ns(at - now_ns(loop))
             statuses.append(nodes[index % len(nodes)].add_pod(pod))
 
     creator = loop.create_task(create_pods(), name="scenario-workload")
+    # The cap is one more timer: whatever else is due at that very nanosecond and was
+    # scheduled before it still runs (the tie rule).
+    deadline = call_at_ns(loop, spec.duration, done.set)
     try:
         if total:
-            await asyncio.wait_for(done.wait(), timeout=spec.duration)
+            await done.wait()
         else:
             await creator
-    except TimeoutError:
-        pass
     finally:
+        deadline.cancel()
         creator.cancel()
         await asyncio.gather(creator, return_exceptions=True)
         for node in nodes:
@@ -150,8 +181,10 @@ async def _simulate(spec: VariantSpec) -> VariantResult:
         spec=spec,
         pods=statuses,
         events=log.events,
-        simulated_seconds=loop.time(),
+        simulated_ns=now_ns(loop),
         wall_seconds=0.0,
         bytes_pulled=registry.bytes_sent,
         counts=dict(log.counts),
+        pulls=tally.started,
+        failed_pulls=tally.failed,
     )

@@ -9,8 +9,10 @@ import json
 import pytest
 import structlog
 
-from kubesim_images.clock import VirtualTimeLoop, WallClock, run_virtual
+from kubesim_images.clock import VirtualTimeLoop, WallClock, now_ns, run_virtual, sleep_ns
 from kubesim_images.logging import configure, get_logger, redact
+
+S = 1_000_000_000
 
 
 class TestVirtualTime:
@@ -81,9 +83,78 @@ class TestVirtualTime:
         loop = VirtualTimeLoop()
         try:
             clock = WallClock(loop, epoch=1_700_000_000.0)
-            assert clock.rfc3339(90.0) == "2023-11-14T22:14:50Z"
+            assert clock.rfc3339(90 * S) == "2023-11-14T22:14:50Z"
+            assert clock.epoch(1_500_000_000) == 1_700_000_001.5
+            assert clock.loop_time(1_700_000_001.5) == 1_500_000_000
         finally:
             loop.close()
+
+    def test_time_is_integer_nanoseconds_and_sums_exactly(self):
+        async def main():
+            for _ in range(10):
+                await asyncio.sleep(0.1)
+            await sleep_ns(1)
+            return now_ns()
+
+        # Ten float sleeps of 0.1 s land on exactly one second (0.1 * 10 in floats does not).
+        assert run_virtual(main()) == S + 1
+
+
+class TestTieRule:
+    """Events due at the same instant run in the order they were scheduled."""
+
+    def test_timers_for_one_instant_run_in_scheduling_order(self):
+        async def main():
+            loop = asyncio.get_running_loop()
+            order = []
+            # Scheduled in a scrambled order of deadlines; many share one instant, which
+            # asyncio's heap alone would release in heap order, not first-in-first-out.
+            for i in range(200):
+                loop.call_at_ns(5 * S if i % 3 else 7 * S, order.append, i)
+            await sleep_ns(8 * S)
+            return order
+
+        order = run_virtual(main())
+        assert order == [i for i in range(200) if i % 3] + [i for i in range(200) if not i % 3]
+
+    def test_a_timer_scheduled_later_for_the_same_instant_runs_after(self):
+        async def main():
+            loop = asyncio.get_running_loop()
+            order = []
+            loop.call_at_ns(10 * S, order.append, "early, for 10s")
+            await sleep_ns(3 * S)
+            loop.call_later(7, order.append, "at 3s, for 10s")
+            await sleep_ns(4 * S)
+            loop.call_at(10.0, order.append, "at 7s, for 10s")
+            await sleep_ns(4 * S)
+            return order
+
+        assert run_virtual(main()) == ["early, for 10s", "at 3s, for 10s", "at 7s, for 10s"]
+
+    def test_sleepers_waking_together_resume_in_the_order_they_slept(self):
+        async def main():
+            woke = []
+
+            async def sleeper(went_to_sleep_at):
+                await sleep_ns(went_to_sleep_at * S)
+                await sleep_ns((10 - went_to_sleep_at) * S)  # everyone wakes at 10 s
+                woke.append(went_to_sleep_at)
+
+            await asyncio.gather(*(sleeper(at) for at in (9, 3, 7, 1, 5, 8, 2, 6, 4)))
+            return woke
+
+        assert run_virtual(main()) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+    def test_a_cancelled_timer_does_not_disturb_the_order(self):
+        async def main():
+            loop = asyncio.get_running_loop()
+            order = []
+            handles = [loop.call_at_ns(S, order.append, i) for i in range(10)]
+            handles[4].cancel()
+            await sleep_ns(2 * S)
+            return order
+
+        assert run_virtual(main()) == [0, 1, 2, 3, 5, 6, 7, 8, 9]
 
 
 class TestLogging:

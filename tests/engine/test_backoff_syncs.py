@@ -20,6 +20,7 @@ from kubesim_images.registry.catalogue import Catalogue, make_image
 from kubesim_images.registry.simulated import Fault, SimulatedRegistry
 
 BROKEN = "example.com/broken:v1"
+S = 1_000_000_000  # one second in the engine's nanoseconds
 
 
 class TestWorkedExample:
@@ -161,43 +162,54 @@ class TestQuietPeriod:
         async def script(node, the_pod, _log):
             key = f"{the_pod.uid}_{BROKEN}"
             backoff = node.backoff
-            backoff.next(key, 0.0)  # 10
-            backoff.next(key, 0.0)  # 20
-            return backoff.next(key, 600.0), backoff.next(key, 1201.0)
+            backoff.next(key, 0)  # 10
+            backoff.next(key, 0)  # 20
+            return backoff.next(key, 600 * S), backoff.next(key, 1201 * S)
 
-        assert _run_manager(script) == (40.0, 10.0)
+        assert _run_manager(script) == (40 * S, 10 * S)
 
 
 class TestBackoffUnit:
-    """flowcontrol.Backoff as backoff_test.go exercises it, in seconds."""
+    """flowcontrol.Backoff as backoff_test.go exercises it, in integer nanoseconds."""
 
     def test_doubling_and_cap(self):
-        b = Backoff(1.0, 5.0)
-        delays = [b.next("k", float(t)) for t in range(6)]
-        assert delays == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
+        b = Backoff(1 * S, 5 * S)
+        delays = [b.next("k", t * S) for t in range(6)]
+        assert delays == [1 * S, 2 * S, 4 * S, 5 * S, 5 * S, 5 * S]
 
-    def test_in_back_off_is_strict(self):
-        b = Backoff(10.0, 300.0)
-        b.next("k", 0.0)
-        assert b.is_in_backoff_since_update("k", 9.999)
-        assert not b.is_in_backoff_since_update("k", 10.0)
-        assert not b.is_in_backoff_since_update("other", 0.0)
+    def test_in_back_off_is_strict_to_the_nanosecond(self):
+        b = Backoff(10 * S, 300 * S)
+        b.next("k", 0)
+        assert b.is_in_backoff_since_update("k", 10 * S - 1)
+        assert not b.is_in_backoff_since_update("k", 10 * S)
+        assert not b.is_in_backoff_since_update("other", 0)
+
+    def test_float_seconds_would_get_this_tie_wrong(self):
+        # Failures at 115.539 s and 125.539 s: back-off 20 s from 125.539 ends at 145.539 s,
+        # where the kubelet pulls. In float seconds 145.539 - 125.539 is 19.999999999999986.
+        assert 145.539 - 125.539 < 20.0
+        b = Backoff()
+        b.next("k", 115_539_000_000)
+        b.next("k", 125_539_000_000)
+        assert b.get("k").backoff == 20 * S
+        assert b.is_in_backoff_since_update("k", 145_538_999_999)
+        assert not b.is_in_backoff_since_update("k", 145_539_000_000)
 
     def test_gc_removes_only_entries_older_than_twice_the_cap(self):
-        b = Backoff(1.0, 10.0)
-        b.next("old", 0.0)
-        b.next("new", 15.0)
-        b.gc(20.0)
+        b = Backoff(1 * S, 10 * S)
+        b.next("old", 0)
+        b.next("new", 15 * S)
+        b.gc(20 * S)
         assert set(b.entries()) == {"old", "new"}
-        b.gc(20.001)
+        b.gc(20 * S + 1)
         assert set(b.entries()) == {"new"}
 
     def test_keys_are_independent(self):
-        b = Backoff(1.0, 100.0)
-        b.next("a", 0.0)
-        b.next("a", 0.0)
-        assert b.next("b", 0.0) == 1.0
-        assert b.get("a").backoff == 2.0
+        b = Backoff(1 * S, 100 * S)
+        b.next("a", 0)
+        b.next("a", 0)
+        assert b.next("b", 0) == 1 * S
+        assert b.get("a").backoff == 2 * S
 
 
 class TestQPS:

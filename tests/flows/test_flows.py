@@ -20,6 +20,12 @@ from kubesim_images.flows import FlowNetwork
 
 MIB = 1024 * 1024
 INF = math.inf
+S = 1_000_000_000
+
+
+def ns(seconds: float) -> int:
+    """Loop time in the network's integer nanoseconds."""
+    return round(seconds * S)
 
 
 def network(registry: float = INF, **nodes: float) -> FlowNetwork:
@@ -35,58 +41,58 @@ def network(registry: float = INF, **nodes: float) -> FlowNetwork:
 @pytest.mark.parametrize("start", [0.0, 3.0, 0.25])
 def test_one_flow_alone_on_a_node(start):
     net = network(a=100 * MIB)
-    net.start(1, "a", 100 * MIB, start)
+    net.start(1, "a", 100 * MIB, ns(start))
     assert len(net) == 1
     assert net.rate(1) == 100 * MIB
-    assert net.next_completion() == (start + 1.0, 1)
-    assert net.remaining(1, start + 0.25) == 75 * MIB
-    assert net.progress(1, start + 0.5) == (50 * MIB, 100 * MIB)
-    assert net.complete_due(start + 0.5) == []
-    assert net.complete_due(start + 1.0) == [1]
+    assert net.next_completion() == (ns(start + 1.0), 1)
+    assert net.remaining(1, ns(start + 0.25)) == 75 * MIB
+    assert net.progress(1, ns(start + 0.5)) == (50 * MIB, 100 * MIB)
+    assert net.complete_due(ns(start + 0.5)) == []
+    assert net.complete_due(ns(start + 1.0)) == [1]
     assert len(net) == 0
     assert net.next_completion() is None
 
 
 def test_two_flows_share_then_the_survivor_speeds_up():
     net = network(a=100 * MIB)
-    net.start(1, "a", 100 * MIB, 0.0)
-    net.start(2, "a", 300 * MIB, 0.0)
+    net.start(1, "a", 100 * MIB, 0)
+    net.start(2, "a", 300 * MIB, 0)
     assert net.rate(1) == net.rate(2) == 50 * MIB
-    assert net.next_completion() == (2.0, 1)
-    assert net.complete_due(2.0) == [1]
+    assert net.next_completion() == (ns(2.0), 1)
+    assert net.complete_due(ns(2.0)) == [1]
     assert net.rate(2) == 100 * MIB
-    assert net.progress(2, 2.0) == (100 * MIB, 300 * MIB)
-    assert net.next_completion() == (4.0, 2)
-    assert net.complete_due(4.0) == [2]
+    assert net.progress(2, ns(2.0)) == (100 * MIB, 300 * MIB)
+    assert net.next_completion() == (ns(4.0), 2)
+    assert net.complete_due(ns(4.0)) == [2]
 
 
 def test_equal_flows_finish_together_exactly():
     net = network(a=100 * MIB)
-    net.start(1, "a", 100 * MIB, 0.0)
-    net.start(2, "a", 100 * MIB, 0.0)
-    assert net.next_completion() == (2.0, 1)
-    assert net.complete_due(2.0) == [1, 2]
+    net.start(1, "a", 100 * MIB, 0)
+    net.start(2, "a", 100 * MIB, 0)
+    assert net.next_completion() == (ns(2.0), 1)
+    assert net.complete_due(ns(2.0)) == [1, 2]
     assert net.next_completion() is None
 
 
 def test_later_flow_joins_a_running_one():
     net = network(a=100.0)
-    net.start(1, "a", 100, 0.0)
-    net.start(2, "a", 100, 0.5)  # 1 has 50 left, now at 50/s each
-    assert net.remaining(1, 0.5) == 50.0
-    assert net.next_completion() == (1.5, 1)
-    assert net.complete_due(1.5) == [1]
-    assert net.remaining(2, 1.5) == 50.0
-    assert net.next_completion() == (2.0, 2)
+    net.start(1, "a", 100, 0)
+    net.start(2, "a", 100, ns(0.5))  # 1 has 50 left, now at 50/s each
+    assert net.remaining(1, ns(0.5)) == 50.0
+    assert net.next_completion() == (ns(1.5), 1)
+    assert net.complete_due(ns(1.5)) == [1]
+    assert net.remaining(2, ns(1.5)) == 50.0
+    assert net.next_completion() == (ns(2.0), 2)
 
 
 def test_registry_limit_splits_between_nodes():
     net = network(100.0, a=100.0, b=100.0)
-    net.start(1, "a", 100, 0.0)
-    net.start(2, "b", 100, 0.0)
+    net.start(1, "a", 100, 0)
+    net.start(2, "b", 100, 0)
     assert net.rate(1) == net.rate(2) == 50.0
-    assert net.next_completion() == (2.0, 1)
-    assert net.complete_due(2.0) == [1, 2]
+    assert net.next_completion() == (ns(2.0), 1)
+    assert net.complete_due(ns(2.0)) == [1, 2]
 
 
 @pytest.mark.parametrize(
@@ -133,7 +139,7 @@ def test_water_filling(registry, caps, counts, expected):
     for node, count in counts.items():
         for _ in range(count):
             fid += 1
-            net.start(fid, node, 10**6, 0.0)
+            net.start(fid, node, 10**6, 0)
             owner[fid] = node
     for fid, node in owner.items():
         assert net.rate(fid) == pytest.approx(expected[node], rel=1e-12)
@@ -141,122 +147,138 @@ def test_water_filling(registry, caps, counts, expected):
 
 def test_capped_node_finishing_hands_its_bandwidth_to_the_level():
     net = network(100.0, a=10.0)
-    net.start(1, "a", 10, 0.0)  # capped at 10/s: done at 1.0
-    net.start(2, "b", 1000, 0.0)  # gets the other 90/s, then all 100/s
+    net.start(1, "a", 10, 0)  # capped at 10/s: done at 1.0
+    net.start(2, "b", 1000, 0)  # gets the other 90/s, then all 100/s
     assert (net.rate(1), net.rate(2)) == (10.0, 90.0)
-    assert net.next_completion() == (1.0, 1)
-    assert net.complete_due(1.0) == [1]
+    assert net.next_completion() == (ns(1.0), 1)
+    assert net.complete_due(ns(1.0)) == [1]
     assert net.rate(2) == 100.0
-    assert net.remaining(2, 1.0) == 910.0
-    assert net.next_completion() == (1.0 + 910.0 / 100.0, 2)
+    assert net.remaining(2, ns(1.0)) == 910.0
+    assert net.next_completion() == (ns(1.0 + 910.0 / 100.0), 2)
+
+
+def test_a_finish_between_nanoseconds_is_rounded_up_to_the_next_one():
+    net = network(a=3.0)
+    net.start(1, "a", 100, ns(0.5))  # 100 bytes at 3 B/s: 33.333... s after 0.5 s
+    assert net.next_completion() == (33_833_333_334, 1)
+    assert net.complete_due(33_833_333_333) == []
+    assert net.complete_due(33_833_333_334) == [1]
+
+
+def test_a_finish_on_a_whole_nanosecond_is_not_pushed_past_it_by_float_error():
+    # 0.1 s of 3 x 100 Mbit/s in floats lands a hair away from the exact 0.7 s; it is 0.7 s.
+    net = network(a=37_500_000.0)
+    net.start(1, "a", 3_750_000, ns(0.6))
+    assert net.next_completion() == (700_000_000, 1)
+    assert net.complete_due(700_000_000) == [1]
 
 
 def test_unlimited_everything_completes_at_start_time():
     net = FlowNetwork()
-    net.start(1, "a", 10**12, 5.0)
+    net.start(1, "a", 10**12, ns(5.0))
     assert net.rate(1) == INF
-    assert net.remaining(1, 5.0) == 0.0
-    assert net.progress(1, 5.0) == (10**12, 10**12)
-    assert net.next_completion() == (5.0, 1)
-    assert net.complete_due(5.0) == [1]
+    assert net.remaining(1, ns(5.0)) == 0.0
+    assert net.progress(1, ns(5.0)) == (10**12, 10**12)
+    assert net.next_completion() == (ns(5.0), 1)
+    assert net.complete_due(ns(5.0)) == [1]
     assert net.next_completion() is None
 
 
 def test_zero_size_flow_completes_immediately_and_costs_nothing():
     net = network(a=100.0)
-    net.start(1, "a", 100, 0.0)
-    net.start(2, "a", 0, 0.5)
-    assert net.next_completion() == (0.5, 2)
-    assert net.remaining(2, 0.5) == 0.0
-    assert net.complete_due(0.5) == [2]
+    net.start(1, "a", 100, 0)
+    net.start(2, "a", 0, ns(0.5))
+    assert net.next_completion() == (ns(0.5), 2)
+    assert net.remaining(2, ns(0.5)) == 0.0
+    assert net.complete_due(ns(0.5)) == [2]
     assert net.rate(1) == 100.0
-    assert net.next_completion() == (1.0, 1)
+    assert net.next_completion() == (ns(1.0), 1)
 
 
 def test_zero_size_flow_behind_a_registry_limit():
     net = network(10.0)
-    net.start(1, "a", 0, 2.0)
-    assert net.next_completion() == (2.0, 1)
-    assert net.complete_due(2.0) == [1]
+    net.start(1, "a", 0, ns(2.0))
+    assert net.next_completion() == (ns(2.0), 1)
+    assert net.complete_due(ns(2.0)) == [1]
 
 
 def test_cancel_frees_bandwidth_on_the_node():
     net = network(a=100 * MIB)
-    net.start(1, "a", 100 * MIB, 0.0)
-    net.start(2, "a", 100 * MIB, 0.0)
-    net.cancel(2, 1.0)
+    net.start(1, "a", 100 * MIB, 0)
+    net.start(2, "a", 100 * MIB, 0)
+    net.cancel(2, ns(1.0))
     assert len(net) == 1
     assert net.rate(1) == 100 * MIB
-    assert net.next_completion() == (1.5, 1)
-    assert net.complete_due(1.5) == [1]
+    assert net.next_completion() == (ns(1.5), 1)
+    assert net.complete_due(ns(1.5)) == [1]
 
 
 def test_cancel_frees_registry_bandwidth_for_other_nodes():
     net = network(100.0)
-    net.start(1, "a", 100, 0.0)
-    net.start(2, "b", 100, 0.0)
-    net.cancel(2, 1.0)
+    net.start(1, "a", 100, 0)
+    net.start(2, "b", 100, 0)
+    net.cancel(2, ns(1.0))
     assert net.rate(1) == 100.0
-    assert net.next_completion() == (1.5, 1)
+    assert net.next_completion() == (ns(1.5), 1)
 
 
 def test_complete_due_orders_simultaneous_completions_by_flow_id():
     net = network(n1=100.0, n2=100.0, n3=100.0)
     for fid, node in ((7, "n1"), (3, "n2"), (5, "n3")):
-        net.start(fid, node, 100, 0.0)
-    assert net.next_completion() == (1.0, 3)
-    assert net.complete_due(1.0) == [3, 5, 7]
+        net.start(fid, node, 100, 0)
+    assert net.next_completion() == (ns(1.0), 3)
+    assert net.complete_due(ns(1.0)) == [3, 5, 7]
 
 
 def test_complete_due_over_several_events_orders_by_time_then_id():
     net = network(a=100.0, b=100.0, c=100.0)
-    net.start(1, "a", 100, 0.0)  # 2.0 (shares with 2 until then)
-    net.start(2, "a", 300, 0.0)  # 4.0
-    net.start(9, "b", 50, 0.0)  # 0.5
-    net.start(4, "c", 200, 0.0)  # 2.0
-    assert net.complete_due(10.0) == [9, 1, 4, 2]
+    net.start(1, "a", 100, 0)  # 2.0 (shares with 2 until then)
+    net.start(2, "a", 300, 0)  # 4.0
+    net.start(9, "b", 50, 0)  # 0.5
+    net.start(4, "c", 200, 0)  # 2.0
+    assert net.complete_due(ns(10.0)) == [9, 1, 4, 2]
     assert len(net) == 0
 
 
 def test_completion_missed_before_a_start_is_reported_and_did_not_share():
     net = network(a=100.0)
-    net.start(1, "a", 100, 0.0)  # done at 1.0, but nobody collects it
-    net.start(2, "a", 100, 3.0)
+    net.start(1, "a", 100, 0)  # done at 1.0, but nobody collects it
+    net.start(2, "a", 100, ns(3.0))
     assert len(net) == 1
     assert net.rate(2) == 100.0
-    assert net.next_completion() == (1.0, 1)
-    assert net.complete_due(0.5) == []  # had not finished by then
-    assert net.complete_due(2.0) == [1]
-    assert net.next_completion() == (4.0, 2)
-    net.cancel(2, 3.5)
-    assert net.complete_due(10.0) == []
+    assert net.next_completion() == (ns(1.0), 1)
+    assert net.complete_due(ns(0.5)) == []  # had not finished by then
+    assert net.complete_due(ns(2.0)) == [1]
+    assert net.next_completion() == (ns(4.0), 2)
+    net.cancel(2, ns(3.5))
+    assert net.complete_due(ns(10.0)) == []
 
 
 def test_cancel_of_a_flow_that_already_finished_is_a_no_op():
     net = network(a=100.0)
-    net.start(1, "a", 100, 0.0)
-    net.cancel(1, 2.0)
-    assert net.complete_due(2.0) == [1]
+    net.start(1, "a", 100, 0)
+    net.cancel(1, ns(2.0))
+    assert net.complete_due(ns(2.0)) == [1]
 
 
 def test_set_node_bandwidth_mid_flow_applies_from_the_current_time():
     net = network(a=100.0)
-    net.start(1, "a", 200, 0.0)
-    assert net.complete_due(1.0) == []
+    net.start(1, "a", 200, 0)
+    assert net.complete_due(ns(1.0)) == []
     net.set_node_bandwidth("a", 50.0)
     assert net.rate(1) == 50.0
-    assert net.next_completion() == (3.0, 1)
+    assert net.next_completion() == (ns(3.0), 1)
 
 
 def test_flow_ids_can_be_reused_after_they_end():
     net = network(a=100.0)
-    net.start(1, "a", 100, 0.0)
-    net.cancel(1, 0.5)
-    net.start(1, "a", 100, 0.5)
-    assert net.next_completion() == (1.5, 1)
-    assert net.complete_due(1.5) == [1]
-    net.start(1, "a", 50, 2.0)
-    assert net.complete_due(2.5) == [1]
+    net.start(1, "a", 100, 0)
+    net.cancel(1, ns(0.5))
+    net.start(1, "a", 100, ns(0.5))
+    assert net.next_completion() == (ns(1.5), 1)
+    assert net.complete_due(ns(1.5)) == [1]
+    net.start(1, "a", 50, ns(2.0))
+    assert net.complete_due(ns(2.5)) == [1]
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, math.nan])
@@ -269,17 +291,15 @@ def test_bandwidth_must_be_positive(bad):
 
 def test_misuse_is_refused():
     net = FlowNetwork()
-    net.start(1, "a", 10, 1.0)
+    net.start(1, "a", 10, ns(1.0))
     with pytest.raises(ValueError, match="already exists"):
-        net.start(1, "b", 10, 1.0)
+        net.start(1, "b", 10, ns(1.0))
     with pytest.raises(ValueError, match=">= 0"):
-        net.start(2, "a", -1, 1.0)
+        net.start(2, "a", -1, ns(1.0))
     with pytest.raises(ValueError, match="backwards"):
-        net.start(3, "a", 10, 0.5)
-    with pytest.raises(ValueError, match="finite"):
-        net.start(4, "a", 10, math.inf)
+        net.start(3, "a", 10, ns(0.5))
     with pytest.raises(KeyError):
-        net.cancel(99, 1.0)
+        net.cancel(99, ns(1.0))
     with pytest.raises(KeyError):
         net.rate(99)
 
@@ -317,7 +337,7 @@ def oracle(registry: float, caps: dict[str, float], counts: dict[str, int]) -> d
 class FlowInfo:
     node: str
     size: int
-    start: float
+    start: int  # ns
 
 
 @dataclass
@@ -326,19 +346,19 @@ class Harness:
     caps: dict[str, float]
     net: FlowNetwork = field(init=False)
     twin: FlowNetwork = field(init=False)  # driven only at op times, never stepped
-    now: float = 0.0
+    now: int = 0  # ns
     next_id: int = 0
     active: dict[int, FlowInfo] = field(default_factory=dict)
     info: dict[int, FlowInfo] = field(default_factory=dict)
     rates: dict[int, float] = field(default_factory=dict)
     carried: dict[int, float] = field(default_factory=dict)
     slack: dict[int, float] = field(default_factory=dict)
-    instant: dict[int, float] = field(default_factory=dict)  # when first at infinite rate
-    done_at: dict[int, float] = field(default_factory=dict)
-    cancelled_at: dict[int, float] = field(default_factory=dict)
+    instant: dict[int, int] = field(default_factory=dict)  # when first at infinite rate
+    done_at: dict[int, int] = field(default_factory=dict)
+    cancelled_at: dict[int, int] = field(default_factory=dict)
     order: list[int] = field(default_factory=list)
     twin_order: list[int] = field(default_factory=list)
-    log: list[tuple[str, float, tuple[object, ...]]] = field(default_factory=list)
+    log: list[tuple[str, int, tuple[object, ...]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.net = network(self.registry, **self.caps)
@@ -346,7 +366,7 @@ class Harness:
 
     # driving
 
-    def advance(self, t: float) -> None:
+    def advance(self, t: int) -> None:
         """Step through every completion up to t, integrating rates between events."""
         last = self.now
         while (nc := self.net.next_completion()) is not None and nc[0] <= t:
@@ -363,19 +383,20 @@ class Harness:
         self.twin_order += self.twin.complete_due(t)
         self.check()
 
-    def integrate(self, t: float) -> None:
-        dt = t - self.now
+    def integrate(self, t: int) -> None:
+        dt = (t - self.now) / S
         assert dt >= 0
         if dt > 0:
             for fid in self.active:
                 rate = self.rates[fid]
                 assert rate != INF, "an infinite-rate flow outlived its start instant"
                 self.carried[fid] += rate * dt
-                # times are floats too: an event time is only known to an ulp
-                self.slack[fid] += 2 * rate * (math.ulp(t) + math.ulp(self.now))
+                # inside, times are float seconds, known to an ulp; a finish is reported up
+                # to a nanosecond late (rounded up), carrying at most a nanosecond more
+                self.slack[fid] += 2 * rate * (math.ulp(t / S) + math.ulp(self.now / S) + 1e-9)
         self.now = t
 
-    def record(self, ids: list[int], t: float) -> None:
+    def record(self, ids: list[int], t: int) -> None:
         self.log.append(("done", t, tuple(ids)))
         for fid in ids:
             info = self.active.pop(fid)
@@ -392,7 +413,7 @@ class Harness:
                 )
 
     def start(self, node: str, size: int, dt: float) -> None:
-        t = self.now + dt
+        t = self.now + ns(dt)
         self.advance(t)
         self.next_id += 1
         fid = self.next_id
@@ -404,7 +425,7 @@ class Harness:
         self.check()
 
     def cancel(self, pick: int, dt: float) -> None:
-        t = self.now + dt
+        t = self.now + ns(dt)
         self.advance(t)
         if not self.active:
             return
@@ -428,7 +449,7 @@ class Harness:
             self.advance(nc[0])
         assert not self.active
         assert len(self.net) == 0
-        self.twin_order += self.twin.complete_due(1e12)
+        self.twin_order += self.twin.complete_due(10**21)
         assert len(self.twin) == 0
 
     # checking
@@ -537,7 +558,7 @@ def run(registry: float, caps: dict[str, float], program: list[tuple]) -> Harnes
             case ("cancel", pick, gap):
                 h.cancel(pick, gap)
             case ("wait", gap):
-                h.advance(h.now + gap)
+                h.advance(h.now + ns(gap))
             case ("bandwidth", node, bandwidth):
                 h.set_bandwidth(node, bandwidth)
     h.drain()

@@ -309,7 +309,7 @@ def _node(metrics, *, images=("example.com/a:v1",), size=100 * MI, fail=None):
         registry,
         KubeletConfig(registry_pull_qps=0),  # serial pulls
         FanOut(EventLog(), metrics),
-        sync=SyncSettings(error_requeue=10.0, jitter_factor=0.0),
+        sync=SyncSettings(error_requeue_ns=10_000_000_000, jitter_factor=0.0),
         observer=metrics,
     )
     metrics.bind_node(node)

@@ -27,13 +27,31 @@ def _puller(config: KubeletConfig, *images: tuple[str, int], faults=(), bandwidt
     return ImagePuller("node-0", registry, ImageStore(), config), registry
 
 
+S = 1_000_000_000  # one second in the engine's nanoseconds
+
+
 class TestTokenBucket:
     def test_starts_full_and_refills_at_qps_up_to_burst(self):
         bucket = TokenBucket(qps=2, burst=3)
-        assert [bucket.try_accept(0.0) for _ in range(4)] == [True, True, True, False]
-        assert bucket.try_accept(0.5)  # one token back after 0.5 s at 2 qps
-        assert not bucket.try_accept(0.5)
-        assert [bucket.try_accept(100.0) for _ in range(4)] == [True, True, True, False]
+        assert [bucket.try_accept(0) for _ in range(4)] == [True, True, True, False]
+        assert not bucket.try_accept(S // 2 - 1)  # a refused request leaves the bucket as is
+        assert bucket.try_accept(S // 2)  # one token back after 0.5 s at 2 qps
+        assert not bucket.try_accept(S // 2)
+        assert [bucket.try_accept(100 * S) for _ in range(4)] == [True, True, True, False]
+
+    def test_elapsed_is_whole_nanoseconds_as_x_time_rate(self):
+        # One second between 15.06 s and 16.06 s, exactly; in float seconds it is a hair less.
+        bucket = TokenBucket(qps=1, burst=1)
+        assert bucket.try_accept(15_060_000_000)
+        assert bucket.try_accept(16_060_000_000)
+        assert not bucket.try_accept(17_059_999_999)
+
+    def test_the_limit_is_a_float32_as_the_kubelet_passes_it(self):
+        # float32(0.1) is 0.10000000149..., so 9.9999999 s refill a whole token; at a float64
+        # 0.1 they would refill 0.99999999 of one.
+        bucket = TokenBucket(qps=0.1, burst=1)
+        assert bucket.try_accept(0)
+        assert bucket.try_accept(9_999_999_900)
 
 
 class TestFifoGate:
@@ -92,10 +110,10 @@ class TestImagePuller:
                 puller.pull(a, image="a", pod="p"), puller.pull(b, image="b", pod="q")
             )
             return (
-                first.pull_seconds,
-                first.waited_seconds,
-                second.pull_seconds,
-                second.waited_seconds,
+                first.pull_ns / S,
+                first.waited_ns / S,
+                second.pull_ns / S,
+                second.waited_ns / S,
                 len(puller.store),
             )
 
@@ -168,7 +186,8 @@ class TestImagePuller:
             await puller.pull(
                 parse_normalized("example.com/a:v1"), image="a", pod="p", credentials=creds
             )
-            with pytest.raises(RegistryError, match=r"^\[unauthorized, unauthorized\]$"):
+            # utilerrors.NewAggregate prints one distinct message once, without brackets.
+            with pytest.raises(RegistryError, match=r"^unauthorized$"):
                 await puller.pull(
                     parse_normalized("example.com/a:v1"),
                     image="a",
@@ -178,6 +197,63 @@ class TestImagePuller:
 
         run_virtual(main())
         assert calls == ["secret/a", "secret/b", "secret/a", "secret/a"]
+
+    def test_cri_errors_read_as_the_1_32_kubelet_prints_them(self):
+        class Scripted:
+            """Answers each pull with the next scripted error, as a container runtime would."""
+
+            def __init__(self, errors):
+                self.errors = list(errors)
+
+            async def pull(self, request):
+                raise self.errors.pop(0)
+
+            def progress(self, pull_id):
+                return None
+
+        unknown = "rpc error: code = Unknown desc = "
+        unavailable = "RegistryUnavailable: dial tcp: i/o timeout"
+        creds = [Credential("u", "p1", source="a"), Credential("u", "p2", source="b")]
+        cases = [
+            # code Unknown loses its gRPC prefix (remote_image.go); other codes keep theirs
+            ([RegistryError(unknown + "denied")], "denied", False),
+            ([RegistryError("rpc error: code = NotFound desc = x")], None, False),
+            # NewAggregate: distinct messages bracketed, identical ones printed once
+            (
+                [RegistryError(unknown + "denied"), RegistryError("rpc error: code = NotFound")],
+                "[denied, rpc error: code = NotFound]",
+                False,
+            ),
+            ([RegistryError(unknown + "denied")] * 2, "denied", False),
+            # evalCRIPullErr judges the printed text: only a lone RegistryUnavailable stays one
+            ([RegistryError(unavailable, unavailable=True)] * 2, unavailable, True),
+            (
+                [RegistryError(unavailable, unavailable=True), RegistryError("other")],
+                f"[{unavailable}, other]",
+                False,
+            ),
+        ]
+
+        async def main():
+            seen = []
+            for errors, _, _ in cases:
+                puller = ImagePuller(
+                    "n", Scripted(errors), ImageStore(), KubeletConfig(registry_pull_qps=0)
+                )
+                with pytest.raises(RegistryError) as caught:
+                    await puller.pull(
+                        parse_normalized("example.com/a:v1"),
+                        image="a",
+                        pod="p",
+                        credentials=creds[: len(errors)],
+                    )
+                seen.append((str(caught.value), caught.value.unavailable))
+            return seen
+
+        expected = [
+            (text if text is not None else str(errors[0]), flag) for errors, text, flag in cases
+        ]
+        assert run_virtual(main()) == expected
 
     def test_fault_after_the_round_trip(self):
         async def main():

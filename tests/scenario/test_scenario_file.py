@@ -148,7 +148,7 @@ class TestVariants:
             ],
         )
         result = run_scenario(load_document(document))
-        placed = [(p.pod.name, p.node, p.created_at) for p in result.variants[0].pods]
+        placed = [(p.pod.name, p.node, p.created_at / 1e9) for p in result.variants[0].pods]
         assert placed == [
             ("early-0", "node-0", 0.0),
             ("early-1", "node-1", 0.0),
