@@ -3,7 +3,9 @@
 Parsed from the Kubernetes shape (a `v1.Pod` mapping, as kubectl sends or a scenario writes),
 validated with the API server's field paths and texts, and defaulted once at creation
 (`imagePullPolicy` per `SetDefaults_Container`, then the AlwaysPullImages admission). The
-result is immutable: the stored policy is never recomputed.
+result is immutable: the stored policy is never recomputed. An init container with
+`restartPolicy: Always` is a sidecar (on by default since 1.29): it is started in order with the
+other init containers, and then keeps running beside the app containers.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Container:
     image: str
     pull_policy: PullPolicy
     init: bool = False
+    sidecar: bool = False  # an init container with restartPolicy: Always
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,28 @@ def _containers(
                     "Invalid value: must not have leading or trailing whitespace",
                 )
             )
+        restart = item.get("restartPolicy")
+        sidecar = False
+        if restart not in (None, ""):
+            if not init:
+                # 1.32's validateContainers: only init containers may have one.
+                errors.append(
+                    FieldError(
+                        f"{where}.restartPolicy",
+                        "FieldValueForbidden",
+                        "Forbidden: may not be set for non-init containers",
+                    )
+                )
+            elif restart != "Always":
+                errors.append(
+                    FieldError(
+                        f"{where}.restartPolicy",
+                        "FieldValueNotSupported",
+                        f'Unsupported value: "{restart}": supported values: "Always"',
+                    )
+                )
+            else:
+                sidecar = True
         written = item.get("imagePullPolicy")
         policy: PullPolicy | None = None
         if written not in (None, ""):
@@ -174,6 +199,7 @@ def _containers(
                 name=name,
                 image=image,
                 init=init,
+                sidecar=sidecar,
                 pull_policy=effective_policy(image, policy, always_pull_images=always_pull),
             )
         )

@@ -2,10 +2,13 @@
 
 As the kubelet's pod workers and `SyncPod`: a pod is synced the moment it is created; a sync walks
 the init containers in order (each must have its image, and completes instantly in the
-simulation, before the next), then the app containers in order, where a failure does not stop
-the later ones. A sync that leaves any container waiting is retried after `errorRequeue` plus a
-seeded jitter (`wait.Jitter`). Within a pod, pulls are strictly one after another because the
-sync awaits each. Container states carry the kubelet's waiting reasons and messages.
+simulation, before the next; a sidecar, `restartPolicy: Always`, starts and keeps running, and
+the next init container waits only for it to have started), then the app containers in order,
+where a failure does not stop the later ones. A sync that leaves any container waiting is
+retried after `errorRequeue` plus a seeded jitter (`wait.Jitter`). Within a pod, pulls are
+strictly one after another because the sync awaits each. Container states carry the kubelet's
+waiting reasons and messages; `initialized_condition` and `containers_ready_condition` give the
+pod conditions the kubelet's status manager derives from them.
 """
 
 from __future__ import annotations
@@ -160,7 +163,10 @@ class PodWorkers:
         for cs in status.init_statuses:
             if cs.state is not State.WAITING:
                 continue
-            if not await self._ensure(status, cs, credentials, State.TERMINATED, "Completed"):
+            done, reason = (
+                (State.RUNNING, "") if cs.container.sidecar else (State.TERMINATED, "Completed")
+            )
+            if not await self._ensure(status, cs, credentials, done, reason):
                 self._changed(status)
                 return False
         ok = True
@@ -219,3 +225,32 @@ class PodWorkers:
                 reasons.container_error(reason),
             )
         )
+
+
+def initialized_condition(status: PodStatus) -> tuple[bool, str]:
+    """The Initialized condition and its message, as `GeneratePodInitializedCondition`: a regular
+    init container counts once completed, a sidecar once started; the others are listed as
+    `containers with incomplete status: [i1 i2]` (Go's `%s` of a string slice)."""
+    if any(cs.state is State.RUNNING for cs in status.statuses):
+        return True, ""  # a regular container has started: the pod was initialized
+    incomplete = [
+        cs.container.name
+        for cs in status.init_statuses
+        if cs.state is not (State.RUNNING if cs.container.sidecar else State.TERMINATED)
+    ]
+    if not incomplete:
+        return True, ""
+    return False, f"containers with incomplete status: [{' '.join(incomplete)}]"
+
+
+def containers_ready_condition(status: PodStatus) -> tuple[bool, str]:
+    """ContainersReady (and Ready) as `GenerateContainersReadyCondition`: sidecars first, then
+    the app containers, each ready once running (no probes in the simulation)."""
+    unready = [
+        cs.container.name
+        for cs in [*(c for c in status.init_statuses if c.container.sidecar), *status.statuses]
+        if cs.state is not State.RUNNING
+    ]
+    if not unready:
+        return True, ""
+    return False, f"containers with unready status: [{' '.join(unready)}]"

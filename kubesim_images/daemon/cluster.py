@@ -53,7 +53,13 @@ from kubesim_images.keyring import Credential, Keyring, UnionKeyring
 from kubesim_images.metrics import Metrics
 from kubesim_images.node import Node
 from kubesim_images.pod import FieldError, Pod, PodInvalidError, pod_from_manifest
-from kubesim_images.podworkers import ContainerStatus, PodStatus, State
+from kubesim_images.podworkers import (
+    ContainerStatus,
+    PodStatus,
+    State,
+    containers_ready_condition,
+    initialized_condition,
+)
 from kubesim_images.reference import ImageReference
 from kubesim_images.registry.simulated import SimulatedRegistry, preload
 from kubesim_images.state import StateStore
@@ -500,9 +506,8 @@ class Cluster:
         status = record.status
         doc = copy.deepcopy(record.manifest)
         stamp = self.clock.rfc3339
-        running = [cs.state is State.RUNNING for cs in status.statuses]
-        initialized = all(cs.state is State.TERMINATED for cs in status.init_statuses)
-        ready = bool(running) and all(running)
+        initialized, init_message = initialized_condition(status)
+        ready, ready_message = containers_ready_condition(status)
         created = doc["metadata"]["creationTimestamp"]
         ready_at = stamp(status.images_ready_at) if status.images_ready_at is not None else created
 
@@ -517,9 +522,6 @@ class Cluster:
                 cond["reason"] = reason
             return cond
 
-        waiting_names = [
-            cs.container.name for cs in status.statuses if cs.state is not State.RUNNING
-        ]
         not_ready = "ContainersNotReady"
         doc["status"] = {
             "phase": "Running" if ready else "Pending",
@@ -536,9 +538,11 @@ class Cluster:
             "qosClass": "BestEffort",
             "containerStatuses": [self._container_json(status, cs) for cs in status.statuses],
         }
-        if waiting_names and not ready:
+        if not initialized:
+            doc["status"]["conditions"][1]["message"] = init_message
+        if not ready:
             for cond in doc["status"]["conditions"][2:4]:
-                cond["message"] = f"containers with unready status: [{' '.join(waiting_names)}]"
+                cond["message"] = ready_message
         if status.init_statuses:
             doc["status"]["initContainerStatuses"] = [
                 self._container_json(status, cs) for cs in status.init_statuses

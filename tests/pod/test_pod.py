@@ -137,3 +137,44 @@ class TestValidation:
             extra_pull_secrets=["b", "a"],
         )
         assert (pod.namespace, pod.image_pull_secrets) == ("team", ("a", "b"))
+
+
+class TestSidecars:
+    """restartPolicy on containers, as the 1.32 API server validates it."""
+
+    def test_an_init_container_with_restart_policy_always_is_a_sidecar(self):
+        pod = pod_from_manifest(
+            {
+                "metadata": {"name": "p"},
+                "spec": {
+                    "initContainers": [
+                        {"name": "mesh", "image": "envoy:1", "restartPolicy": "Always"},
+                        {"name": "migrate", "image": "busybox:1.36"},
+                    ],
+                    "containers": [{"name": "app", "image": "nginx:1"}],
+                },
+            }
+        )
+        assert [(c.name, c.init, c.sidecar) for c in pod.all_containers()] == [
+            ("mesh", True, True),
+            ("migrate", True, False),
+            ("app", False, False),
+        ]
+
+    def test_only_always_and_only_on_init_containers(self):
+        manifest = {
+            "metadata": {"name": "p"},
+            "spec": {
+                "initContainers": [{"name": "i", "image": "a:1", "restartPolicy": "Never"}],
+                "containers": [{"name": "c", "image": "b:1", "restartPolicy": "Always"}],
+            },
+        }
+        with pytest.raises(PodInvalidError) as info:
+            pod_from_manifest(manifest)
+        assert [str(c) for c in info.value.causes] == [
+            (
+                'spec.initContainers[0].restartPolicy: Unsupported value: "Never": '
+                'supported values: "Always"'
+            ),
+            "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers",
+        ]
