@@ -141,6 +141,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _scenario_run(args: argparse.Namespace) -> int:
+    import orjson  # noqa: PLC0415
+
     from kubesim_images.scenario.model import load_file  # noqa: PLC0415 - keeps explain fast
     from kubesim_images.scenario.report import render_table, to_json  # noqa: PLC0415
     from kubesim_images.scenario.runner import run_scenario  # noqa: PLC0415
@@ -162,7 +164,10 @@ def _scenario_run(args: argparse.Namespace) -> int:
         written = write_report(result, document, Path(args.report))
         console.print(f"report written: {', '.join(str(p) for p in written)}")
     if args.output == "json":
-        print(json.dumps(document, indent=2))
+        # orjson: the same text as json.dumps(indent=2) (ASCII documents) at a tenth of the
+        # cost, which at 100,000 pods is most of the command's time.
+        sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.flush()
     else:
         render_table(result, console)
     return EXIT_OK

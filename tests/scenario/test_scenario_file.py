@@ -230,3 +230,15 @@ class TestOutput:
         assert json.loads((tmp_path / "report.json").read_text())["scenario"]
         for name in ("images-ready-cdf.png", "pulls-timeline.png"):
             assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_replicas_are_stamped_from_one_validated_pod_but_names_still_checked():
+    long_name = "x" * 251  # x...x-0 .. -9 fit in 253 characters, x...x-10 does not
+    document = _doc(workload=[{"replicas": 11, "pod": pod(long_name, APP)}])
+    with pytest.raises(ConfigError, match=r"workload\[0\]\.pod\.metadata\.name: Invalid value"):
+        load_document(document)
+    loaded = load_document(_doc(workload=[{"replicas": 10, "pod": pod(long_name, APP)}]))
+    pods = [p for _, p in loaded.variants[0].pods]
+    assert [p.name for p in pods] == [f"{long_name}-{i}" for i in range(10)]
+    assert len({p.uid for p in pods}) == 10
+    assert all(p.containers is pods[0].containers for p in pods)
