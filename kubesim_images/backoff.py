@@ -57,12 +57,15 @@ class Backoff:
     def get(self, key: str) -> BackoffEntry | None:
         return self._entries.get(key)
 
-    def gc(self, now: int) -> None:
-        """Drop entries not updated for more than twice the cap (`Backoff.GC`)."""
+    def gc(self, now: int) -> list[str]:
+        """Drop entries not updated for more than twice the cap (`Backoff.GC`); returns their
+        keys."""
         if not self._entries:
-            return
-        for key in [k for k, e in self._entries.items() if self._expired(now, e)]:
+            return []
+        expired = [k for k, e in self._entries.items() if self._expired(now, e)]
+        for key in expired:
             self.delete(key)
+        return expired
 
     def delete(self, key: str) -> None:
         if self._entries.pop(key, None) is not None and self.on_change is not None:

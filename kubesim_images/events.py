@@ -36,17 +36,8 @@ def container_event(
     message: str,
 ) -> Event:
     """An event about one container, with the field path `kubectl describe` groups by."""
-    field = "spec.initContainers" if container.init else "spec.containers"
     return Event(
-        t=t,
-        node=node,
-        namespace=pod.namespace,
-        pod=pod.name,
-        pod_uid=pod.uid,
-        field_path=f"{field}{{{container.name}}}",
-        type=kind,
-        reason=reason,
-        message=message,
+        t, node, pod.namespace, pod.name, pod.uid, container.field_path, kind, reason, message
     )
 
 

@@ -94,9 +94,7 @@ class ImageManager:
         self, pod: Pod, container: Container, kind: EventType, reason: Reason, message: str
     ) -> None:
         self.events.emit(
-            container_event(
-                now_ns(asyncio.get_running_loop()), self.node, pod, container, kind, reason, message
-            )
+            container_event(now_ns(), self.node, pod, container, kind, reason, message)
         )
 
     def parse(self, image: str) -> ImageReference:
@@ -219,9 +217,6 @@ class ImageManager:
         # The kubelet's histogram observes the time including the wait for a pull slot, as
         # truncated to the millisecond for the event.
         self.observer.pull_finished(image, total / 1e9, size, ok=True)
-        self.backoff.gc(now)
-        if self._prev_error:
-            live = self.backoff.entries()
-            for stale in [k for k in self._prev_error if k not in live]:
-                del self._prev_error[stale]
+        for expired in self.backoff.gc(now):
+            self._prev_error.pop(expired, None)
         return Ensured(result.record.id, pulled=True)

@@ -61,6 +61,12 @@ class Container:
     pull_policy: PullPolicy
     init: bool = False
     sidecar: bool = False  # an init container with restartPolicy: Always
+    # involvedObject.fieldPath of its events, made once: every event of every pull needs it.
+    field_path: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        kind = "spec.initContainers" if self.init else "spec.containers"
+        object.__setattr__(self, "field_path", f"{kind}{{{self.name}}}")
 
 
 @dataclass(frozen=True, slots=True)

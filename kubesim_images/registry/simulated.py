@@ -13,16 +13,16 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from kubesim_images.clock import call_at_ns, now_ns, sleep_ns, to_ns
+from kubesim_images.clock import call_at_ns, now_ns, to_ns
 from kubesim_images.errors import RegistryError
 from kubesim_images.flows import FlowNetwork
 from kubesim_images.reference import ImageReference
 from kubesim_images.registry.base import PullRequest
 from kubesim_images.registry.catalogue import Catalogue, SimImage
-from kubesim_images.store import ImageRecord
+from kubesim_images.store import ImageRecord, Layer
 
 _DOCKER_RATE_LIMIT = (
     "toomanyrequests: You have reached your pull rate limit. You may increase the limit by "
@@ -158,19 +158,48 @@ class SimulatedRegistry:
         self._rng = random.Random(seed)
         self._network = FlowNetwork(bandwidth)
         self._known_nodes: set[str] = set()
-        self._waiters: dict[int, asyncio.Future[None]] = {}
+        # Per flow (keyed by pull id): what to do when its download completes.
+        self._on_done: dict[int, Callable[[], None]] = {}
+        # Layers being downloaded per node, and by which pull (callback-driven pulls).
         self._downloading: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._fetching: dict[int, tuple[str, list[Layer], asyncio.Future[None]]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = -1
         self.bytes_sent = 0
+        self._records: dict[tuple[str, str | None, str | None], ImageRecord] = {}
 
     def set_node_bandwidth(self, node: str, bandwidth: float) -> None:
         self._known_nodes.add(node)
         self._network.set_node_bandwidth(node, bandwidth)
 
     async def pull(self, request: PullRequest) -> ImageRecord:
+        """One suspension per pull in the common case: the round trip's end and the download
+        are driven by callbacks (`_arrived`, `_downloaded`), and only the pull's own future is
+        awaited. A pull that must wait for layers another pull on the node is downloading falls
+        back to `_fetch_layers`."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[SimImage | ImageRecord] = loop.create_future()
+        timer = None
         if self._latency_ns > 0:
-            await sleep_ns(self._latency_ns)
+            timer = call_at_ns(
+                loop, now_ns(loop) + self._latency_ns, self._arrived, request, future
+            )
+        else:
+            self._arrived(request, future)
+        try:
+            outcome = await future
+        except asyncio.CancelledError:
+            if timer is not None:
+                timer.cancel()
+            self._abandon(request.pull_id, loop)
+            raise
+        if isinstance(outcome, ImageRecord):
+            return outcome
+        await self._fetch_layers(request, outcome)
+        return self._record(outcome, request.ref)
+
+    def _resolve(self, request: PullRequest) -> SimImage:
+        """What the round trip learns: the image, or the registry's error."""
         ref = request.ref
         image = self.catalogue.resolve(ref)
         if image is None:
@@ -180,8 +209,74 @@ class SimulatedRegistry:
             if credential is None or (credential.username, credential.password) != image.auth:
                 raise registry_error("unauthorized", ref)
         self._judge_faults(ref, request.node)
-        await self._fetch_layers(request, image)
-        return self._record(image, ref)
+        return image
+
+    def _arrived(
+        self, request: PullRequest, future: asyncio.Future[SimImage | ImageRecord]
+    ) -> None:
+        """The round trip is over: judge it, then start the download of what the node lacks."""
+        if future.done():
+            return
+        try:
+            image = self._resolve(request)
+        except RegistryError as exc:
+            future.set_exception(exc)
+            return
+        node, store = request.node, request.store
+        missing = store.missing_layers(image.layers)
+        if not missing:
+            future.set_result(self._record(image, request.ref))
+            return
+        downloading = self._downloading
+        if any((node, layer.digest) in downloading for layer in missing):
+            future.set_result(image)  # shares a download in flight: the general path
+            return
+        size = sum(layer.size for layer in missing)
+        done: asyncio.Future[None] = future.get_loop().create_future()
+        for layer in missing:
+            downloading[(node, layer.digest)] = done
+        self._fetching[request.pull_id] = (node, missing, done)
+        if size <= 0:
+            self._downloaded(request, image, future)
+            return
+        self._start_flow(
+            request.pull_id,
+            node,
+            size,
+            lambda: self._downloaded(request, image, future, size),
+            future.get_loop(),
+        )
+
+    def _downloaded(
+        self,
+        request: PullRequest,
+        image: SimImage,
+        future: asyncio.Future[SimImage | ImageRecord],
+        size: int = 0,
+    ) -> None:
+        self.bytes_sent += size
+        _, layers, _ = self._fetching[request.pull_id]
+        request.store.add_layers(layers)
+        self._release(request.pull_id)
+        if not future.done():
+            future.set_result(self._record(image, request.ref))
+
+    def _release(self, pull_id: int) -> None:
+        """Layers no longer being downloaded by this pull; whoever waited on them looks again."""
+        entry = self._fetching.pop(pull_id, None)
+        if entry is None:
+            return
+        node, layers, done = entry
+        for layer in layers:
+            del self._downloading[(node, layer.digest)]
+        done.set_result(None)
+
+    def _abandon(self, pull_id: int, loop: asyncio.AbstractEventLoop) -> None:
+        """A cancelled pull stops its download and hands its layers back."""
+        if self._on_done.pop(pull_id, None) is not None:
+            self._network.cancel(pull_id, now_ns(loop))
+            self._reschedule(loop)
+        self._release(pull_id)
 
     async def _fetch_layers(self, request: PullRequest, image: SimImage) -> None:
         """Download the layers the node lacks; wait for those another pull is downloading.
@@ -217,15 +312,21 @@ class SimulatedRegistry:
                 await asyncio.shield(waited)
 
     def _record(self, image: SimImage, ref: ImageReference) -> ImageRecord:
-        tags = [f"{image.ref.name}:{image.ref.tag}"] if image.ref.tag else []
-        if ref.tag and not ref.digest:
-            tags.append(f"{ref.name}:{ref.tag}")
-        return ImageRecord(
-            id=image.config_digest,
-            layers=image.layers,
-            repo_tags=list(dict.fromkeys(tags)),
-            repo_digests=[image.repo_digest],
-        )
+        # One record per (image, tag pulled), shared by every pull of it: the store copies the
+        # names into its own record and never changes the one it is given.
+        key = (image.config_digest, None if ref.digest else ref.name, ref.tag)
+        record = self._records.get(key)
+        if record is None:
+            tags = [f"{image.ref.name}:{image.ref.tag}"] if image.ref.tag else []
+            if ref.tag and not ref.digest:
+                tags.append(f"{ref.name}:{ref.tag}")
+            record = self._records[key] = ImageRecord(
+                id=image.config_digest,
+                layers=image.layers,
+                repo_tags=list(dict.fromkeys(tags)),
+                repo_digests=[image.repo_digest],
+            )
+        return record
 
     def _judge_faults(self, ref: ImageReference, node: str) -> None:
         for index, fault in enumerate(self._faults):
@@ -248,18 +349,28 @@ class SimulatedRegistry:
                 raise registry_error("toomanyrequests", ref)
             self._window_counts[key] = used + 1
 
-    async def _transfer(self, pull_id: int, node: str, size: int) -> None:
-        loop = asyncio.get_running_loop()
+    def _start_flow(
+        self,
+        pull_id: int,
+        node: str,
+        size: int,
+        on_done: Callable[[], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         if node not in self._known_nodes:
             self.set_node_bandwidth(node, self._node_bandwidth)
-        future: asyncio.Future[None] = loop.create_future()
-        self._waiters[pull_id] = future
+        self._on_done[pull_id] = on_done
         self._network.start(pull_id, node, size, now_ns(loop))
         self._reschedule(loop)
+
+    async def _transfer(self, pull_id: int, node: str, size: int) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._start_flow(pull_id, node, size, lambda: _resolve_future(future), loop)
         try:
             await future
         except asyncio.CancelledError:
-            if self._waiters.pop(pull_id, None) is not None:
+            if self._on_done.pop(pull_id, None) is not None:
                 self._network.cancel(pull_id, now_ns(loop))
                 self._reschedule(loop)
             raise
@@ -286,18 +397,23 @@ class SimulatedRegistry:
         self._timer = None
         self._timer_at = -1
         for flow_id in self._network.complete_due(now_ns(loop)):
-            future = self._waiters.pop(flow_id, None)
-            if future is not None and not future.done():
-                future.set_result(None)
+            on_done = self._on_done.pop(flow_id, None)
+            if on_done is not None:
+                on_done()
         self._reschedule(loop)
 
     def progress(self, pull_id: int) -> tuple[float, int] | None:
-        if pull_id not in self._waiters:
+        if pull_id not in self._on_done:
             return None
         return self._network.progress(pull_id, now_ns())
 
     def active_flows(self) -> int:
         return len(self._network)
+
+
+def _resolve_future(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def preload(images: Iterable[SimImage]) -> list[ImageRecord]:
