@@ -5,11 +5,14 @@ whether it is present, apply the pull policy (already present / ErrImageNeverPul
 back-off keyed `podUID_image` (BackOff / ImagePullBackOff), then pull through the queue
 (Pulling, then Pulled with the kubelet's durations, or Failed and the next back-off step). Every
 outcome emits the kubelet's event with its exact reason and text.
+
+Everything before the pull is one synchronous step (`decide`), the pull the only awaited one
+(`pull`): most syncs of a large rollout find the image present or in back-off, and then cost a
+method call, not a chain of coroutines.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +20,7 @@ from kubesim_images import reasons
 from kubesim_images.backoff import Backoff
 from kubesim_images.clock import now_ns
 from kubesim_images.errors import (
+    ContainerError,
     ErrImageNeverPull,
     ErrImagePull,
     ImagePullBackOff,
@@ -42,6 +46,17 @@ ImageCredentials = Callable[[ImageReference], Sequence[Credential]]
 class Ensured:
     image_id: str
     pulled: bool  # a pull ran (policy Always or the image was absent)
+
+
+@dataclass(frozen=True, slots=True)
+class PullNeeded:
+    """`ImageManager.decide`'s answer when the image must be pulled."""
+
+    pod: Pod
+    container: Container
+    ref: ImageReference
+    key: str  # back-off key, podUID_image
+    present_locally: bool | None
 
 
 class PullObserver:
@@ -119,61 +134,78 @@ class ImageManager:
         on_pulling: Callable[[], None] | None = None,
     ) -> Ensured:
         """Make the container's image present or raise the kubelet's `ContainerError`."""
+        step = self.decide(pod, container)
+        if isinstance(step, Ensured):
+            return step
+        return await self.pull(step, credentials=credentials, on_pulling=on_pulling)
+
+    def decide(self, pod: Pod, container: Container) -> Ensured | PullNeeded:
+        """`EnsureImageExists` up to the pull, synchronously: parse, presence, policy, back-off.
+
+        Returns the outcome when no pull is needed, raises the kubelet's `ContainerError`, or
+        says which pull to run (`pull` must then be awaited at once, as the kubelet goes
+        straight on to pull). Most syncs of a rollout end here, so they cost no coroutine.
+        """
         # The kubelet counts every call once, as it returns, with what it learned by then.
-        facts: list[bool | None] = [None, None]  # present_locally, pull_required
-        try:
-            return await self._ensure(pod, container, credentials, on_pulling, facts)
-        finally:
-            self.observer.ensure_request(
-                present_locally=facts[0],
-                pull_policy=container.pull_policy.value,
-                pull_required=facts[1],
-            )
-
-    async def _ensure(
-        self,
-        pod: Pod,
-        container: Container,
-        credentials: ImageCredentials | None,
-        on_pulling: Callable[[], None] | None,
-        facts: list[bool | None],
-    ) -> Ensured:
-        loop = asyncio.get_running_loop()
+        present_locally: bool | None = None
+        pull_required: bool | None = None
         image = container.image
+        policy = container.pull_policy
         try:
-            ref = self.parse(image)
-        except InvalidReferenceError as exc:
-            message = reasons.inspect_failed(image, str(exc))
-            self._emit(pod, container, EventType.WARNING, Reason.INSPECT_FAILED, message)
-            raise InvalidImageName(message) from None
+            try:
+                ref = self.parse(image)
+            except InvalidReferenceError as exc:
+                message = reasons.inspect_failed(image, str(exc))
+                self._emit(pod, container, EventType.WARNING, Reason.INSPECT_FAILED, message)
+                raise InvalidImageName(message) from None
 
-        present = self.store.lookup(ref)
-        if container.pull_policy is not PullPolicy.ALWAYS:
-            # Under Always the kubelet never asks whether the image is there.
-            facts[0] = present is not None
-        decision = decide(container.pull_policy, present is not None)
-        if decision is Decision.ALREADY_PRESENT and present is not None:
-            facts[1] = False
-            self.store.touch(present.id, now_ns(loop))
-            self._emit(
-                pod, container, EventType.NORMAL, Reason.PULLED, reasons.already_present(image)
+            present = self.store.lookup(ref)
+            if policy is not PullPolicy.ALWAYS:
+                # Under Always the kubelet never asks whether the image is there.
+                present_locally = present is not None
+            decision = decide(policy, present is not None)
+            if decision is Decision.ALREADY_PRESENT and present is not None:
+                self.store.touch(present.id, now_ns())
+                self._emit(
+                    pod, container, EventType.NORMAL, Reason.PULLED, reasons.already_present(image)
+                )
+                self.observer.ensure_request(
+                    present_locally=present_locally, pull_policy=policy.value, pull_required=False
+                )
+                return Ensured(present.id, pulled=False)
+            if decision is Decision.NEVER_PULL_ERROR:
+                message = reasons.never_pull(image)
+                self._emit(pod, container, EventType.WARNING, Reason.ERR_IMAGE_NEVER_PULL, message)
+                raise ErrImageNeverPull(message)
+
+            pull_required = True
+            key = f"{pod.uid}_{image}"
+            if self.backoff.is_in_backoff_since_update(key, now_ns()):
+                message = reasons.back_off(image)
+                self._emit(pod, container, EventType.NORMAL, Reason.BACK_OFF, message)
+                previous = self._prev_error.get(key)
+                raise ImagePullBackOff(f"{message}: {previous}" if previous else message)
+        except ContainerError:
+            self.observer.ensure_request(
+                present_locally=present_locally,
+                pull_policy=policy.value,
+                pull_required=pull_required,
             )
-            return Ensured(present.id, pulled=False)
-        if decision is Decision.NEVER_PULL_ERROR:
-            message = reasons.never_pull(image)
-            self._emit(pod, container, EventType.WARNING, Reason.ERR_IMAGE_NEVER_PULL, message)
-            raise ErrImageNeverPull(message)
+            raise
+        return PullNeeded(pod, container, ref, key, present_locally)
 
-        facts[1] = True
-        key = f"{pod.uid}_{image}"
-        started = now_ns(loop)
-        if self.backoff.is_in_backoff_since_update(key, started):
-            message = reasons.back_off(image)
-            self._emit(pod, container, EventType.NORMAL, Reason.BACK_OFF, message)
-            previous = self._prev_error.get(key)
-            raise ImagePullBackOff(f"{message}: {previous}" if previous else message)
+    async def pull(
+        self,
+        step: PullNeeded,
+        *,
+        credentials: ImageCredentials | None = None,
+        on_pulling: Callable[[], None] | None = None,
+    ) -> Ensured:
+        """The pull `decide` asked for: Pulling, the queue, then Pulled or Failed and back-off."""
+        pod, container, ref, key = step.pod, step.container, step.ref, step.key
+        image = container.image
         self._prev_error.pop(key, None)
-
+        started = now_ns()
         self._emit(pod, container, EventType.NORMAL, Reason.PULLING, reasons.pulling(image))
         if on_pulling is not None:
             on_pulling()
@@ -186,7 +218,7 @@ class ImageManager:
                 credentials=credentials(ref) if credentials is not None else (),
             )
         except (RegistryError, PullQPSExceededError) as exc:
-            now = now_ns(loop)
+            now = now_ns()
             self._emit(
                 pod,
                 container,
@@ -203,8 +235,12 @@ class ImageManager:
             else:
                 failure = ErrImagePull(str(exc))
             self._prev_error[key] = f"{failure.reason}: {failure}"
+            self._ensured(step)
             raise failure from None
-        now = now_ns(loop)
+        except BaseException:
+            self._ensured(step)
+            raise
+        now = now_ns()
         size = result.record.size
         total = reasons.truncate_ms_ns(now - started)
         self._emit(
@@ -219,4 +255,12 @@ class ImageManager:
         self.observer.pull_finished(image, total / 1e9, size, ok=True)
         for expired in self.backoff.gc(now):
             self._prev_error.pop(expired, None)
+        self._ensured(step)
         return Ensured(result.record.id, pulled=True)
+
+    def _ensured(self, step: PullNeeded) -> None:
+        self.observer.ensure_request(
+            present_locally=step.present_locally,
+            pull_policy=step.container.pull_policy.value,
+            pull_required=True,
+        )

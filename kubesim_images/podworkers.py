@@ -25,7 +25,7 @@ from kubesim_images.clock import now_ns, sleep_ns
 from kubesim_images.errors import ContainerError
 from kubesim_images.events import EventSink, container_event
 from kubesim_images.keyring import Credential
-from kubesim_images.manager import ImageCredentials, ImageManager
+from kubesim_images.manager import ImageCredentials, ImageManager, PullNeeded
 from kubesim_images.pod import Container, Pod
 from kubesim_images.reasons import EventType, Reason
 from kubesim_images.reference import ImageReference
@@ -196,18 +196,23 @@ class PodWorkers:
         done: State,
         done_reason: str,
     ) -> bool:
-        pod = status.pod
+        """EnsureImageExists for one container: True when its image is present. Only a pull
+        suspends; every other outcome is decided synchronously (`ImageManager.decide`)."""
         try:
-            ensured = await self.manager.ensure_image_exists(
-                pod, cs.container, credentials=credentials, on_pulling=cs.count_pull
-            )
+            step = self.manager.decide(status.pod, cs.container)
+            if isinstance(step, PullNeeded):
+                ensured = await self.manager.pull(
+                    step, credentials=credentials, on_pulling=cs.count_pull
+                )
+            else:
+                ensured = step
         except ContainerError as exc:
             cs.state, cs.reason, cs.message = State.WAITING, exc.reason, str(exc)
-            self._emit_failed(pod, cs.container, exc.reason)
+            self._emit_failed(status.pod, cs.container, exc.reason)
             return False
         cs.state, cs.reason, cs.message = done, done_reason, ""
         cs.image_id = ensured.image_id
-        cs.started_at = now_ns(asyncio.get_running_loop())
+        cs.started_at = now_ns()
         # Report each container as it becomes ready, not only at the end of the sync.
         self._changed(status)
         return True
