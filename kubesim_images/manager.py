@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from kubesim_images import reasons
 from kubesim_images.backoff import Backoff
-from kubesim_images.clock import now_ns
+from kubesim_images.clock import LoopClock
 from kubesim_images.errors import (
     ContainerError,
     ErrImageNeverPull,
@@ -100,6 +100,7 @@ class ImageManager:
         self.backoff = backoff
         self.events = events
         self.observer = observer or PullObserver()
+        self._clock = LoopClock()
         self._refs: dict[str, ImageReference | InvalidReferenceError] = {}
         # The last pull error per back-off key, appended to the ImagePullBackOff message so
         # `kubectl get pod -o yaml` says why (the kubelet's prevPullErrMsg, since 1.32).
@@ -109,7 +110,7 @@ class ImageManager:
         self, pod: Pod, container: Container, kind: EventType, reason: Reason, message: str
     ) -> None:
         self.events.emit(
-            container_event(now_ns(), self.node, pod, container, kind, reason, message)
+            container_event(self._clock.now(), self.node, pod, container, kind, reason, message)
         )
 
     def parse(self, image: str) -> ImageReference:
@@ -165,7 +166,7 @@ class ImageManager:
                 present_locally = present is not None
             decision = decide(policy, present is not None)
             if decision is Decision.ALREADY_PRESENT and present is not None:
-                self.store.touch(present.id, now_ns())
+                self.store.touch(present.id, self._clock.now())
                 self._emit(
                     pod, container, EventType.NORMAL, Reason.PULLED, reasons.already_present(image)
                 )
@@ -180,7 +181,7 @@ class ImageManager:
 
             pull_required = True
             key = f"{pod.uid}_{image}"
-            if self.backoff.is_in_backoff_since_update(key, now_ns()):
+            if self.backoff.is_in_backoff_since_update(key, self._clock.now()):
                 message = reasons.back_off(image)
                 self._emit(pod, container, EventType.NORMAL, Reason.BACK_OFF, message)
                 previous = self._prev_error.get(key)
@@ -205,7 +206,7 @@ class ImageManager:
         pod, container, ref, key = step.pod, step.container, step.ref, step.key
         image = container.image
         self._prev_error.pop(key, None)
-        started = now_ns()
+        started = self._clock.now()
         self._emit(pod, container, EventType.NORMAL, Reason.PULLING, reasons.pulling(image))
         if on_pulling is not None:
             on_pulling()
@@ -218,7 +219,7 @@ class ImageManager:
                 credentials=credentials(ref) if credentials is not None else (),
             )
         except (RegistryError, PullQPSExceededError) as exc:
-            now = now_ns()
+            now = self._clock.now()
             self._emit(
                 pod,
                 container,
@@ -240,7 +241,7 @@ class ImageManager:
         except BaseException:
             self._ensured(step)
             raise
-        now = now_ns()
+        now = self._clock.now()
         size = result.record.size
         total = reasons.truncate_ms_ns(now - started)
         self._emit(

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from kubesim_images import reasons
-from kubesim_images.clock import now_ns, sleep_ns
+from kubesim_images.clock import LoopClock, sleep_ns
 from kubesim_images.errors import ContainerError
 from kubesim_images.events import EventSink, container_event
 from kubesim_images.keyring import Credential
@@ -98,18 +98,18 @@ class PodWorkers:
         self._on_ready = on_ready
         self._on_change = on_change
         self.pods: dict[str, PodStatus] = {}
+        self._clock = LoopClock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def add(self, pod: Pod, *, created_at: int | None = None) -> PodStatus:
         """Start a worker for a new pod; its first sync runs at once."""
         if pod.uid in self.pods:
             raise ValueError(f"pod {pod.key} ({pod.uid}) already has a worker")
-        loop = asyncio.get_running_loop()
         default_reason = "PodInitializing" if pod.init_containers else "ContainerCreating"
         status = PodStatus(
             pod=pod,
             node=self.manager.node,
-            created_at=now_ns(loop) if created_at is None else created_at,
+            created_at=self._clock.now() if created_at is None else created_at,
             init_statuses=[ContainerStatus(c, reason=default_reason) for c in pod.init_containers],
             statuses=[ContainerStatus(c, reason=default_reason) for c in pod.containers],
         )
@@ -174,7 +174,7 @@ class PodWorkers:
             if cs.state is State.WAITING:
                 ok = await self._ensure(status, cs, credentials, State.RUNNING, "") and ok
         if ok:
-            status.images_ready_at = now_ns(asyncio.get_running_loop())
+            status.images_ready_at = self._clock.now()
             if self._on_ready is not None:
                 self._on_ready(status)
         elif status.init_statuses:
@@ -212,7 +212,7 @@ class PodWorkers:
             return False
         cs.state, cs.reason, cs.message = done, done_reason, ""
         cs.image_id = ensured.image_id
-        cs.started_at = now_ns()
+        cs.started_at = self._clock.now()
         # Report each container as it becomes ready, not only at the end of the sync.
         self._changed(status)
         return True
@@ -221,7 +221,7 @@ class PodWorkers:
         # kuberuntime's startContainer: Warning Failed "Error: <reason>" after every failure.
         self.events.emit(
             container_event(
-                now_ns(asyncio.get_running_loop()),
+                self._clock.now(),
                 self.manager.node,
                 pod,
                 container,

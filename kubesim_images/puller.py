@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kubesim_images.clock import go_seconds, now_ns
+from kubesim_images.clock import LoopClock, go_seconds
 from kubesim_images.errors import PullQPSExceededError, RegistryError
 from kubesim_images.keyring import Credential
 from kubesim_images.kubeletconfig import KubeletConfig
@@ -145,6 +145,7 @@ class ImagePuller:
             if config.registry_pull_qps > 0
             else None
         )
+        self._clock = LoopClock()
         self.waiting: dict[int, PullEntry] = {}
         self.in_flight: dict[int, PullEntry] = {}
         self._log = get_logger(node=node)
@@ -159,8 +160,8 @@ class ImagePuller:
         pod: str,
         credentials: Sequence[Credential] = (),
     ) -> PullResult:
-        loop = asyncio.get_running_loop()
-        entry = PullEntry(next(_pull_ids), image, ref, pod, now_ns(loop))
+        now = self._clock.now
+        entry = PullEntry(next(_pull_ids), image, ref, pod, now())
         if not self._gate.try_acquire():
             self.waiting[entry.pull_id] = entry
             try:
@@ -168,7 +169,7 @@ class ImagePuller:
             finally:
                 del self.waiting[entry.pull_id]
         try:
-            started = entry.started_at = now_ns(loop)
+            started = entry.started_at = now()
             if self._bucket is not None and not self._bucket.try_accept(started):
                 raise PullQPSExceededError
             self.in_flight[entry.pull_id] = entry
@@ -197,8 +198,8 @@ class ImagePuller:
                         code=exc.code,
                     )
                 raise
-            now = now_ns(loop)
-            stored = self.store.add(record, ref, now)
+            finished = now()
+            stored = self.store.add(record, ref, finished)
             if self._log_pulls:
                 self._log.info(
                     "pull_finished",
@@ -207,9 +208,9 @@ class ImagePuller:
                     pull_id=entry.pull_id,
                     image_id=stored.id,
                     size=stored.size,
-                    seconds=round((now - started) / 1e9, 3),
+                    seconds=round((finished - started) / 1e9, 3),
                 )
-            return PullResult(stored, now - started, started - entry.enqueued_at)
+            return PullResult(stored, finished - started, started - entry.enqueued_at)
         finally:
             self.in_flight.pop(entry.pull_id, None)
             self._gate.release()

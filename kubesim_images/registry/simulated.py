@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from kubesim_images.clock import call_at_ns, now_ns, to_ns
+from kubesim_images.clock import LoopClock, call_at_ns, now_ns, to_ns
 from kubesim_images.errors import RegistryError
 from kubesim_images.flows import FlowNetwork
 from kubesim_images.reference import ImageReference
@@ -166,6 +166,7 @@ class SimulatedRegistry:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = -1
         self.bytes_sent = 0
+        self._clock = LoopClock()
         self._records: dict[tuple[str, str | None, str | None], ImageRecord] = {}
 
     def set_node_bandwidth(self, node: str, bandwidth: float) -> None:
@@ -182,7 +183,7 @@ class SimulatedRegistry:
         timer = None
         if self._latency_ns > 0:
             timer = call_at_ns(
-                loop, now_ns(loop) + self._latency_ns, self._arrived, request, future
+                loop, self._clock.now() + self._latency_ns, self._arrived, request, future
             )
         else:
             self._arrived(request, future)
@@ -342,7 +343,7 @@ class SimulatedRegistry:
                 raise registry_error(fault.error, ref)
         limit = self._rate_limit
         if limit is not None:
-            window = now_ns() // self._window_ns
+            window = self._clock.now() // self._window_ns
             key = (node if limit.per_node else "", window)
             used = self._window_counts.get(key, 0)
             if used >= limit.pulls:
@@ -360,7 +361,7 @@ class SimulatedRegistry:
         if node not in self._known_nodes:
             self.set_node_bandwidth(node, self._node_bandwidth)
         self._on_done[pull_id] = on_done
-        self._network.start(pull_id, node, size, now_ns(loop))
+        self._network.start(pull_id, node, size, self._clock.now())
         self._reschedule(loop)
 
     async def _transfer(self, pull_id: int, node: str, size: int) -> None:
@@ -396,7 +397,7 @@ class SimulatedRegistry:
     def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
         self._timer_at = -1
-        for flow_id in self._network.complete_due(now_ns(loop)):
+        for flow_id in self._network.complete_due(self._clock.now()):
             on_done = self._on_done.pop(flow_id, None)
             if on_done is not None:
                 on_done()
