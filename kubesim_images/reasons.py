@@ -8,6 +8,7 @@ format (pkg/kubelet/images/image_manager.go, pkg/kubelet/events) including Go's 
 from __future__ import annotations
 
 import enum
+import functools
 
 from kubesim_images.units import format_duration_ns
 
@@ -39,8 +40,10 @@ _GO_ESCAPES = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def go_quote(text: str) -> str:
-    """Go's `%q` for a string: double quotes, Go escapes for non-printable characters."""
+    """Go's `%q` for a string: double quotes, Go escapes for non-printable characters.
+    Memoised: every event of a pull quotes the same few image strings."""
     if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
         return f'"{text}"'  # the common case, on the hot path of every event
     out = ['"']
@@ -78,11 +81,21 @@ def pulled(image: str, pull_ns: int, total_ns: int, size: int) -> str:
     `imagePullResult.pullDuration.Truncate(time.Millisecond)` and
     `time.Since(startTime).Truncate(time.Millisecond)`) and printed as `time.Duration`."""
     return (
-        f"Successfully pulled image {go_quote(image)} in "
-        f"{format_duration_ns(truncate_ms_ns(pull_ns))} "
-        f"({format_duration_ns(truncate_ms_ns(total_ns))} including waiting). "
-        f"Image size: {size} bytes."
+        f"Successfully pulled image {go_quote(image)} in {_ms_duration(pull_ns)} "
+        f"({_ms_duration(total_ns)} including waiting). Image size: {size} bytes."
     )
+
+
+def _ms_duration(ns: int) -> str:
+    """`format_duration_ns(truncate_ms_ns(ns))`, on the hot path of every pull: under a minute,
+    Go prints whole milliseconds as `12ms` or seconds as `1.5s`."""
+    ms = ns // 1_000_000
+    if ms <= 0 or ms >= 60_000:
+        return format_duration_ns(truncate_ms_ns(ns))
+    if ms < 1000:
+        return f"{ms}ms"
+    whole, frac = divmod(ms, 1000)
+    return f"{whole}.{frac:03d}".rstrip("0") + "s" if frac else f"{whole}s"
 
 
 def already_present(image: str) -> str:

@@ -57,7 +57,10 @@ class ImageStore:
 
     def missing_layers(self, layers: Iterable[Layer]) -> list[Layer]:
         have = self._layers
-        if all(layer.digest in have for layer in layers):
+        for layer in layers:
+            if layer.digest not in have:
+                break
+        else:
             return []  # the common case once a node has an image's layers
         seen: set[str] = set()
         out: list[Layer] = []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
 from simkit import events, image, pod, ready_at, simulate
 
 from kubesim_images.podworkers import State, containers_ready_condition, initialized_condition
-from kubesim_images.reasons import pulled
+from kubesim_images.reasons import pulled, truncate_ms_ns
 from kubesim_images.scenario.report import summary
+from kubesim_images.units import format_duration_ns
 
 APP = "example.com/app:v1"
 MESH = "example.com/mesh:v1"
@@ -21,6 +24,15 @@ class TestPulledDurations:
             'Successfully pulled image "example.com/app:v1" in 1.234s '
             "(1m1.999s including waiting). Image size: 7 bytes."
         )
+
+    @given(st.integers(0, 10**13), st.integers(0, 10**13))
+    def test_any_duration_prints_as_go_after_truncation(self, pull_ns, total_ns):
+        expected = (
+            f'Successfully pulled image "{APP}" in {format_duration_ns(truncate_ms_ns(pull_ns))} '
+            f"({format_duration_ns(truncate_ms_ns(total_ns))} including waiting). "
+            "Image size: 1 bytes."
+        )
+        assert pulled(APP, pull_ns, total_ns, 1) == expected
 
     def test_through_the_engine(self):
         # A 1.2349996 s round trip: Go prints 1.234s, rounding would print 1.235s.
