@@ -306,7 +306,7 @@ class FlowNetwork:
         return self._water_time + max(key - self._water, 0.0) / level
 
     def _fire(self, node: _Node, at: float) -> None:
-        """Complete the node's earliest flow at `at`, plus any others within epsilon of done."""
+        """Complete the node's earliest flow at `at`, plus any others ending by the same ns."""
         rate = self._level if node.level else node.rate
         everything = rate == math.inf
         self._begin_change(node, at)
