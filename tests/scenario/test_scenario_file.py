@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from simkit import image, pod, scenario
 
 from kubesim_images.cli import main
 from kubesim_images.errors import ConfigError
+from kubesim_images.scenario import model
 from kubesim_images.scenario.model import load_document, load_file, load_text
 from kubesim_images.scenario.report import to_json
 from kubesim_images.scenario.runner import run_scenario
@@ -242,3 +246,9 @@ def test_replicas_are_stamped_from_one_validated_pod_but_names_still_checked():
     assert [p.name for p in pods] == [f"{long_name}-{i}" for i in range(10)]
     assert len({p.uid for p in pods}) == 10
     assert all(p.containers is pods[0].containers for p in pods)
+
+
+@given(st.text(min_size=1, max_size=20), st.text(min_size=1, max_size=60))
+def test_pod_uids_are_the_uuid5_of_their_name(namespace, name):
+    expected = uuid.uuid5(uuid.NAMESPACE_URL, f"kubesim://pods/{namespace}/{name}")
+    assert model._uid(namespace, name) == str(expected)
