@@ -35,8 +35,8 @@ unit: setup
 	$(BIN)/pytest
 
 lint: setup
-	$(BIN)/ruff check kubesim_images tests bench
-	$(BIN)/ruff format --check kubesim_images tests bench
+	$(BIN)/ruff check kubesim_images tests bench tools
+	$(BIN)/ruff format --check kubesim_images tests bench tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -18,18 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
-from kubesim_images.daemon import kube, rows
+from kubesim_images.daemon import kube, openapi, rows
 from kubesim_images.daemon.bodies import BODY_TIMEOUT, read_object, read_patch
 from kubesim_images.daemon.cluster import Cluster
-from kubesim_images.daemon.discovery import (
-    API_GROUPS,
-    API_V1,
-    KUBE_VERSION,
-    OPENAPI_V3_CORE,
-    OPENAPI_V3_ROOT,
-    api_versions,
-    openapi_document,
-)
+from kubesim_images.daemon.discovery import API_GROUPS, API_V1, KUBE_VERSION, api_versions
 from kubesim_images.daemon.kube import ApiError, bad_request, not_found
 from kubesim_images.daemon.objects import redact_secret
 from kubesim_images.daemon.selectors import (
@@ -262,15 +254,15 @@ async def api_v1(_request: web.Request) -> web.Response:
 
 
 async def openapi_v3(_request: web.Request) -> web.Response:
-    return _json(OPENAPI_V3_ROOT)
+    return _json(openapi.v3_root())
 
 
 async def openapi_v3_core(_request: web.Request) -> web.Response:
-    return _json(OPENAPI_V3_CORE)
+    return web.Response(body=openapi.core_v1_document_bytes(), content_type="application/json")
 
 
 async def openapi_json(_request: web.Request) -> web.Response:
-    return _json(openapi_document())
+    return web.Response(body=openapi.daemon_document_bytes(), content_type="application/json")
 
 
 async def metrics(request: web.Request) -> web.Response:
