@@ -22,6 +22,7 @@ from kubesim_images.daemon import kube, openapi, rows
 from kubesim_images.daemon.bodies import BODY_TIMEOUT, read_object, read_patch
 from kubesim_images.daemon.cluster import Cluster
 from kubesim_images.daemon.discovery import API_GROUPS, API_V1, KUBE_VERSION, api_versions
+from kubesim_images.daemon.fieldvalidation import field_validation_middleware
 from kubesim_images.daemon.kube import ApiError, bad_request, not_found
 from kubesim_images.daemon.objects import redact_secret
 from kubesim_images.daemon.selectors import (
@@ -658,6 +659,7 @@ def make_app(
             edge_middleware(max_body_bytes, request_seen),
             error_middleware(),
             auth_middleware(token),
+            field_validation_middleware(),
         ],
     )
     app[BODY_TIMEOUT] = body_timeout

@@ -154,8 +154,14 @@ def _check_depth(doc: Any) -> Any:
     return doc
 
 
+# Set by the field-validation middleware: the body with the fields its schema lacks dropped.
+DECODED_BODY: web.RequestKey[Any] = web.RequestKey("decoded_body", object)
+
+
 async def read_body(request: web.Request) -> Any:
     """The decoded body; bodies too deeply nested to process are refused, not recursed into."""
+    if DECODED_BODY in request:
+        return request[DECODED_BODY]
     return _check_depth(await _decode_body(request))
 
 

@@ -422,7 +422,6 @@ class TestFieldsOfTheWrongType:
             {"metadata": ["labels"]},
             {"metadata": {"labels": "app=web"}},
             {"metadata": {"labels": {"app": ["web"]}}},
-            {"__replace__": {"metadata": 5}},
         ],
     )
     async def test_pod_merge_patch(self, client: Client, patch: dict[str, Any]) -> None:

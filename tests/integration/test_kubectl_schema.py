@@ -4,10 +4,35 @@ field validation that kubectl asks for (`fieldValidation=Strict`) refusing a typ
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
-from conftest import Kubectl
+import yaml
+from conftest import Kubectl, RunningDaemon
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
 
 pytestmark = pytest.mark.integration
+TYPO = "spec.containers[0].imagePullPolicyy"
+
+
+def typo_pod(name: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "containers": [{"name": "app", "image": "busybox:1.36", "imagePullPolicyy": "Never"}]
+        },
+    }
+
+
+def write(tmp_path: Path, doc: dict[str, object]) -> str:
+    path = tmp_path / f"{doc['metadata']['name']}.yaml"  # type: ignore[index]
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return str(path)
 
 
 def explain(kubectl: Kubectl, *args: str) -> str:
@@ -65,3 +90,51 @@ def test_explain_recursive_lists_the_nested_fields(kubectl: Kubectl) -> None:
 )
 def test_explain_every_kind_served(kubectl: Kubectl, resource: str, kind: str) -> None:
     assert explain(kubectl, resource).splitlines()[0] == f"KIND:       {kind}"
+
+
+def test_kubectl_create_refuses_a_typo_as_the_apiserver_does(
+    kubectl: Kubectl, daemon: RunningDaemon, tmp_path: Path
+) -> None:
+    manifest = write(tmp_path, typo_pod("typo"))
+    refused = kubectl.run("create", "-f", manifest, check=False)
+    assert refused.returncode != 0
+    assert refused.stderr.strip() == (
+        f'Error from server (BadRequest): error when creating "{manifest}": Pod in version "v1" '
+        f'cannot be handled as a Pod: strict decoding error: unknown field "{TYPO}"'
+    )
+    assert daemon.request("GET", "/api/v1/namespaces/default/pods/typo")[0] == 404
+
+    warned = kubectl.run("create", "--validate=warn", "-f", manifest)
+    assert f'Warning: unknown field "{TYPO}"' in warned.stderr
+    kubectl.run("delete", "pod", "typo")
+
+    accepted = kubectl.run("create", "--validate=false", "-f", manifest)
+    assert accepted.stdout.strip() == "pod/typo created"
+    assert accepted.stderr == ""
+    stored = json.loads(kubectl.run("get", "pod", "typo", "-o", "json").stdout)
+    container = stored["spec"]["containers"][0]
+    assert "imagePullPolicyy" not in container  # dropped, so the default policy applies
+    assert container["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_python_client_strict_field_validation(daemon: RunningDaemon) -> None:
+    """The typed client refuses the typo itself, so unstructured bodies go through its
+    DynamicClient, as operators' code sends them."""
+    configuration = client.Configuration(host=daemon.base_url)
+    with client.ApiClient(configuration) as api_client:
+        pods = DynamicClient(api_client).resources.get(api_version="v1", kind="Pod")
+        with pytest.raises(ApiException) as refused:
+            pods.create(
+                body=typo_pod("typo"),
+                namespace="default",
+                query_params=[("fieldValidation", "Strict")],
+            )
+        assert refused.value.status == 400
+        status = json.loads(refused.value.body)
+        assert status["reason"] == "BadRequest"
+        assert status["message"].endswith(f'strict decoding error: unknown field "{TYPO}"')
+        created = pods.create(
+            body=typo_pod("typo"), namespace="default", query_params=[("fieldValidation", "Warn")]
+        )
+        assert created.spec.containers[0].imagePullPolicy == "IfNotPresent"
+        assert "imagePullPolicyy" not in created.spec.containers[0]
