@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import ssl
 import sys
 from collections.abc import Sequence
@@ -107,6 +108,17 @@ def _parser() -> argparse.ArgumentParser:
         help="allow a non-loopback --address without --token-file (logged as a warning)",
     )
 
+    cat = commands.add_parser(
+        "catalogue",
+        parents=[logging_options],
+        help="list the images the daemon's simulated registry serves",
+        description="List the images, tags, sizes and layers of the simulated registry a "
+        "daemon config describes (default: the embedded one `serve` uses). Private images "
+        "say auth: yes; their credentials are never printed.",
+    )
+    cat.add_argument("--config", metavar="FILE", help="daemon config (default: embedded)")
+    cat.add_argument("-o", "--output", choices=("table", "json"), default="table")
+
     sc = commands.add_parser("scenario", help="run load-testing scenarios in virtual time")
     sc_commands = sc.add_subparsers(dest="scenario_command", required=True, metavar="COMMAND")
     run = sc_commands.add_parser("run", help="run a scenario file", parents=[logging_options])
@@ -173,6 +185,22 @@ def _scenario_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _catalogue(args: argparse.Namespace) -> int:
+    from kubesim_images.daemon.config import load_config  # noqa: PLC0415 - server deps
+    from kubesim_images.registry.listing import catalogue_rows, render_table  # noqa: PLC0415
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    rows = catalogue_rows(config.registry.catalogue)
+    if args.output == "json":
+        print(json.dumps({"images": rows}, indent=2))
+    else:
+        print(render_table(rows))
+    return EXIT_OK
+
+
 def _serve(args: argparse.Namespace) -> int:
     from kubesim_images.daemon import exposure  # noqa: PLC0415 - server deps
     from kubesim_images.daemon.config import load_config  # noqa: PLC0415
@@ -233,8 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _explain(args)
         if args.command == "scenario":
             return _scenario_run(args)
+        if args.command == "catalogue":
+            return _catalogue(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `kubesim-images catalogue | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     return _fail(f"unknown command {args.command}")  # pragma: no cover - argparse refuses first
 
 

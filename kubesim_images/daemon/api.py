@@ -35,6 +35,7 @@ from kubesim_images.daemon.watches import STOP, WatchCollector, WatchHub
 from kubesim_images.logging import get_logger
 from kubesim_images.metrics import Metrics
 from kubesim_images.pod import DNS1123_LABEL, FieldError, label_invalid
+from kubesim_images.registry.listing import catalogue_rows
 from kubesim_images.state import StateError
 
 _log = get_logger()
@@ -269,6 +270,10 @@ async def openapi_json(_request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     body, content_type = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def debug_catalogue(request: web.Request) -> web.Response:
+    return _json({"images": catalogue_rows(request.app[CLUSTER].config.registry.catalogue)})
 
 
 async def debug_pulls(request: web.Request) -> web.Response:
@@ -682,6 +687,7 @@ def make_app(
     app.router.add_get("/openapi.json", openapi_json)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/debug/pulls", debug_pulls)
+    app.router.add_get("/debug/catalogue", debug_catalogue)
     app.router.add_get("/api/v1/pods", list_pods)
     app.router.add_get(f"{ns}/pods", list_pods)
     app.router.add_post(f"{ns}/pods", create_pod)

@@ -20,6 +20,7 @@ kubelet's own texts, and the daemon exits non-zero.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +78,10 @@ class DaemonConfig:
 
 
 def load_config(path: str | Path | None) -> DaemonConfig:
-    """The config in `path`, or the embedded default when None."""
+    """The config in `path`, or the embedded default (config/daemon.yaml's twin) when None."""
     if path is None:
-        return parse_config({"apiVersion": API_VERSION, "kind": KIND}, source="<embedded>")
+        text = (resources.files("kubesim_images") / "data" / "daemon.yaml").read_text("utf-8")
+        return parse_config(yaml.safe_load(text), source="<embedded>")
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -274,6 +274,9 @@ def daemon_document() -> dict[str, Any]:
         "/readyz": {"get": _op("Readiness: ok once state is restored", content=_TEXT)},
         "/metrics": {"get": _op("Prometheus metrics (kubelet names)", content=_TEXT)},
         "/debug/pulls": {"get": _op("Pull queue: in flight with progress, waiting, back-off")},
+        "/debug/catalogue": {
+            "get": _op("The simulated registry's images, as `kubesim-images catalogue -o json`")
+        },
         "/version": {"get": _op("Kubernetes version document")},
         "/api": {"get": _op("Core API versions")},
         "/apis": {"get": _op("API groups (none besides core)")},

@@ -201,3 +201,20 @@ class TestDebugPulls:
         assert entry["inBackOff"] is True
         assert entry["backoffSeconds"] == 10.0
         assert 0 < entry["remainingSeconds"] <= 10.0
+
+
+async def test_debug_catalogue_lists_the_registry_without_secrets(api: Any) -> None:
+    private = {"username": "robot", "password": "pa55-w0rd-never-shown"}
+    client = await api(
+        registry={
+            "images": [{"name": "example.com/own:v1", "layers": [{"size": "1Mi"}], "auth": private}]
+        }
+    )
+    resp = await client.get("/debug/catalogue")
+    assert resp.status == 200
+    text = await resp.text()
+    assert "pa55-w0rd-never-shown" not in text
+    rows = {row["reference"]: row for row in (await resp.json())["images"]}
+    assert rows["example.com/own:v1"]["auth"] is True
+    assert rows["example.com/own:v1"]["size"] == MI
+    assert rows["nginx:1.27"]["auth"] is False  # the bundled catalogue is there too

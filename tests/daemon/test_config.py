@@ -27,6 +27,16 @@ def test_embedded_default_is_the_kubelets_default():
     assert nginx.size > 50 * 2**20
 
 
+def test_config_daemon_yaml_is_exactly_the_embedded_default():
+    embedded = Path(__file__).parents[2] / "kubesim_images" / "data" / "daemon.yaml"
+    assert (CONFIG_DIR / "daemon.yaml").read_bytes() == embedded.read_bytes()
+    private = load_config(None).registry.catalogue.resolve(
+        parse_normalized("registry.example.com/team/private:v1")
+    )
+    assert private is not None
+    assert private.auth == ("robot", "s3cret")  # the README's walk-through pulls it
+
+
 def test_bundled_images_share_base_layers_like_the_real_ones():
     by_name = {str(i.ref): i for i in bundled_images()}
     nginx = by_name["docker.io/library/nginx:1.27"]

@@ -305,7 +305,9 @@ class DaemonFactory:
         state_dir: Path | None = None,
         token: str | None = None,
         tls: bool = False,
+        embedded: bool = False,
     ) -> RunningDaemon:
+        """`embedded=True` runs without --config, as `make run` does (the config is unused)."""
         self._count += 1
         n = self._count
         config_path = self.tmp_path / f"daemon-{n}.yaml"
@@ -321,8 +323,7 @@ class DaemonFactory:
             HOST,
             "--port",
             "0",
-            "--config",
-            str(config_path),
+            *(() if embedded else ("--config", str(config_path))),
             "--state-dir",
             str(state_dir),
         ]
