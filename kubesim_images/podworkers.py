@@ -19,11 +19,13 @@ import functools
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubesim_images import reasons
-from kubesim_images.clock import LoopClock, sleep_ns
+from kubesim_images.clock import LoopClock, sleep_ns, to_ns
 from kubesim_images.errors import ContainerError
 from kubesim_images.events import EventSink, container_event
+from kubesim_images.fields import Fields
 from kubesim_images.keyring import Credential
 from kubesim_images.manager import ImageCredentials, ImageManager, PullNeeded
 from kubesim_images.pod import Container, Pod
@@ -73,6 +75,23 @@ class PodStatus:
 class SyncSettings:
     error_requeue_ns: int = 10_000_000_000
     jitter_factor: float = 0.5
+
+
+def read_sync_settings(ctx: Fields, value: Any, path: str) -> SyncSettings:
+    """A `sync:` section, for the daemon's config and scenario files alike (one reader, one
+    set of texts). A zero requeue would resync a failing pod in a busy loop, so it is refused."""
+    raw = ctx.mapping(value, path, {"errorRequeue", "jitterFactor"})
+    settings = SyncSettings(
+        error_requeue_ns=to_ns(
+            ctx.duration(raw.get("errorRequeue", "10s"), f"{path}.errorRequeue")
+        ),
+        jitter_factor=ctx.number(
+            raw.get("jitterFactor", 0.5), f"{path}.jitterFactor", low=0.0, high=10.0
+        ),
+    )
+    if settings.error_requeue_ns <= 0:
+        raise ctx.fail(f"{path}.errorRequeue", "must be positive")
+    return settings
 
 
 CredentialLookup = Callable[[Pod, ImageReference], Sequence[Credential]]

@@ -26,13 +26,12 @@ from typing import Any
 
 import yaml
 
-from kubesim_images.clock import to_ns
 from kubesim_images.daemon.catalogue import bundled_images
 from kubesim_images.errors import ConfigError
 from kubesim_images.fields import Fields
 from kubesim_images.keyring import Credential, load_docker_config
 from kubesim_images.kubeletconfig import KubeletConfig, load_kubelet_config
-from kubesim_images.podworkers import SyncSettings
+from kubesim_images.podworkers import SyncSettings, read_sync_settings
 from kubesim_images.registry.catalogue import Catalogue, SimImage
 from kubesim_images.registry.spec import REGISTRY_FIELDS, RegistrySpec, parse_ref, parse_registry
 
@@ -168,7 +167,6 @@ def parse_config(document: Any, *, source: str, base: Path | None = None) -> Dae
     always_pull = admission.get("alwaysPullImages", False)
     if not isinstance(always_pull, bool):
         raise ctx.fail("admission.alwaysPullImages", "must be true or false")
-    sync = ctx.mapping(root.get("sync"), "sync", {"errorRequeue", "jitterFactor"})
     api = ctx.mapping(
         root.get("api"),
         "api",
@@ -191,14 +189,7 @@ def parse_config(document: Any, *, source: str, base: Path | None = None) -> Dae
         node_credentials=credentials,
         kubelet=kubelet,
         always_pull_images=always_pull,
-        sync=SyncSettings(
-            error_requeue_ns=to_ns(
-                ctx.duration(sync.get("errorRequeue", "10s"), "sync.errorRequeue")
-            ),
-            jitter_factor=ctx.number(
-                sync.get("jitterFactor", 0.5), "sync.jitterFactor", low=0.0, high=10.0
-            ),
-        ),
+        sync=read_sync_settings(ctx, root.get("sync"), "sync"),
         registry=spec,
         seed=seed,
         max_body_bytes=ctx.size(api.get("maxBodyBytes", "3Mi"), "api.maxBodyBytes"),

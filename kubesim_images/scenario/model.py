@@ -24,7 +24,7 @@ from kubesim_images.fields import Fields
 from kubesim_images.keyring import Credential, parse_docker_config
 from kubesim_images.kubeletconfig import KubeletConfig, load_kubelet_config
 from kubesim_images.pod import Pod, PodInvalidError, pod_from_manifest
-from kubesim_images.podworkers import SyncSettings
+from kubesim_images.podworkers import SyncSettings, read_sync_settings
 from kubesim_images.registry.catalogue import SimImage
 from kubesim_images.registry.spec import REGISTRY_FIELDS, RegistrySpec, parse_ref, parse_registry
 
@@ -158,17 +158,7 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
         )
     except ConfigError as exc:
         raise ConfigError(exc.message, path=exc.path, source=ctx.source) from None
-    sync_raw = ctx.mapping(spec.get("sync"), f"{where}.sync", {"errorRequeue", "jitterFactor"})
-    sync = SyncSettings(
-        error_requeue_ns=to_ns(
-            ctx.duration(sync_raw.get("errorRequeue", "10s"), f"{where}.sync.errorRequeue")
-        ),
-        jitter_factor=ctx.number(
-            sync_raw.get("jitterFactor", 0.5), f"{where}.sync.jitterFactor", low=0.0, high=10.0
-        ),
-    )
-    if sync.error_requeue_ns <= 0:
-        raise ctx.fail(f"{where}.sync.errorRequeue", "must be positive")
+    sync = read_sync_settings(ctx, spec.get("sync"), f"{where}.sync")
     admission = ctx.mapping(spec.get("admission"), f"{where}.admission", {"alwaysPullImages"})
     always_pull = admission.get("alwaysPullImages", False)
     if not isinstance(always_pull, bool):

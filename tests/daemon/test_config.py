@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import structlog
 import yaml
 
+from kubesim_images.cli import EXIT_INVALID, main
 from kubesim_images.daemon.catalogue import bundled_images
 from kubesim_images.daemon.config import load_config, parse_config
 from kubesim_images.errors import ConfigError
 from kubesim_images.reference import parse_normalized
+from kubesim_images.scenario.model import load_document
 
 CONFIG_DIR = Path(__file__).parents[2] / "config"
 
@@ -100,6 +103,7 @@ def test_inline_kubelet_fields_override_the_file(tmp_path):
         ({"api": {"maxConnections": 0}}, "api.maxConnections: must be a positive integer"),
         ({"api": {"headerTimeout": "0s"}}, "api.headerTimeout: must be a positive duration"),
         ({"api": {"keepAliveTimeout": "soon"}}, "api.keepAliveTimeout: "),
+        ({"sync": {"errorRequeue": "0s"}}, "sync.errorRequeue: must be positive"),
     ],
 )
 def test_refusals_name_the_field(document, message):
@@ -126,3 +130,31 @@ def test_connection_limits_default_and_override():
         source="d.yaml",
     ).limits
     assert (limits.max_connections, limits.header_timeout, limits.body_timeout) == (20, 1.0, 2.0)
+
+
+def test_a_zero_requeue_is_refused_with_the_scenarios_text():
+    with pytest.raises(ConfigError) as daemon:
+        parse_config({"sync": {"errorRequeue": "0s"}}, source="d.yaml")
+    scenario = {
+        "apiVersion": "kubesim.io/v1alpha1",
+        "kind": "Scenario",
+        "metadata": {"name": "s"},
+        "spec": {"sync": {"errorRequeue": "0s"}, "workload": []},
+    }
+    with pytest.raises(ConfigError) as file:
+        load_document(scenario, source="s.yaml")
+    assert str(daemon.value) == "d.yaml: sync.errorRequeue: must be positive"
+    assert str(file.value) == "s.yaml: spec.sync.errorRequeue: must be positive"
+
+
+def test_serve_refuses_a_zero_requeue_before_starting(tmp_path, capsys):
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump({"sync": {"errorRequeue": "0s"}}))
+    saved = structlog.get_config()
+    try:
+        code = main(["serve", "--config", str(path), "--state-dir", str(tmp_path / "state")])
+    finally:
+        structlog.configure(**saved)
+    assert code == EXIT_INVALID
+    assert capsys.readouterr().err == f"error: {path}: sync.errorRequeue: must be positive\n"
+    assert not (tmp_path / "state").exists()
