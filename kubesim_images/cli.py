@@ -10,7 +10,7 @@ import json
 import os
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -128,6 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--report", metavar="DIR", help="also write report.json and plots (PNG) into DIR"
     )
+    from kubesim_images import imagecli  # noqa: PLC0415 - aiohttp only when pulling
+
+    imagecli.add_parsers(commands, [logging_options])
     return parser
 
 
@@ -263,6 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _scenario_run(args)
         if args.command == "catalogue":
             return _catalogue(args)
+        if args.command in {"pull", "images", "rmi", "inspecti"}:
+            from kubesim_images import imagecli  # noqa: PLC0415
+
+            verb: Callable[[argparse.Namespace], int] = getattr(imagecli, args.command)
+            return verb(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `kubesim-images catalogue | head`: the reader has had enough

@@ -1,0 +1,358 @@
+"""The node's real content store: blobs by digest on disk, image records in SQLite.
+
+Laid out as containerd's content store is: `blobs/sha256/<hex>` holds only verified content,
+downloads grow in `ingest/<hex>.partial` and reach `blobs/` by one atomic rename after their
+size and sha256 were checked and the data fsynced. An image record (id = config digest, repo
+tags, repo digests, size, last used, pinned) is committed in one SQLite transaction only after
+every blob it names is in `blobs/`, and `rmi` deletes the record before the blobs it alone
+held. So after a `kill -9` at any instant no partial blob is visible and no listed image lacks a
+blob; what a crash can leave is a partial ingest (resumed by the next pull of that blob) or an
+unreferenced blob (swept by the next `rmi` or `prune`).
+
+Blobs are shared between images and counted by reference (`image_blobs`). Downloads of one
+blob in one process are deduplicated with a per-digest lock (a second pull waits and then finds
+the blob committed); across processes an `flock` on the ingest file keeps two writers apart,
+the loser writing to a private ingest name instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from kubesim_images.errors import KubesimError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY, size INTEGER NOT NULL, last_used REAL NOT NULL,
+    pinned INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS names (
+    name TEXT PRIMARY KEY, kind TEXT NOT NULL, image_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS image_blobs (
+    image_id TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (image_id, digest));
+CREATE INDEX IF NOT EXISTS image_blobs_digest ON image_blobs (digest);
+"""
+_HASH_CHUNK = 1 << 20
+
+
+class ContentError(KubesimError):
+    """Content that failed verification, or a store that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    """One image record as `crictl images`/`inspecti` show it."""
+
+    id: str  # the config digest
+    repo_tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+    size: int  # manifest(s), config and layers as pulled (compressed), as containerd counts
+    last_used: float  # calendar seconds
+    pinned: bool
+    manifest_digest: str
+    media_type: str
+    platform: str
+    config: str  # the config blob's digest (== id)
+    layers: tuple[tuple[str, int], ...]  # (digest, size) in manifest order
+
+
+def hex_of(digest: str) -> str:
+    algorithm, _, encoded = digest.partition(":")
+    if (
+        algorithm != "sha256"
+        or len(encoded) != 64
+        or not all(c in "0123456789abcdef" for c in encoded)
+    ):
+        raise ContentError(f"unsupported digest {digest!r}: only sha256 is stored")
+    return encoded
+
+
+class Ingest:
+    """One blob being written: hashes as it goes, commits only verified content."""
+
+    def __init__(
+        self,
+        store: ContentStore,
+        digest: str,
+        size: int,
+        path: Path,
+        file: BinaryIO,
+        hasher: Any,
+        offset: int,
+    ) -> None:
+        self._store = store
+        self.digest = digest
+        self.size = size
+        self.path = path
+        self._file = file
+        self._hasher = hasher
+        self.offset = offset  # bytes already written (and hashed)
+
+    def write(self, chunk: bytes) -> None:
+        if self.offset + len(chunk) > self.size:
+            raise ContentError(
+                f'failed commit on ref "layer-{self.digest}": unexpected size '
+                f"{self.offset + len(chunk)}, expected {self.size}: failed precondition"
+            )
+        self._file.write(chunk)
+        self._hasher.update(chunk)
+        self.offset += len(chunk)
+
+    def restart(self) -> None:
+        """The server ignored our Range: start the blob again from byte 0."""
+        self._file.seek(0)
+        self._file.truncate()
+        self._hasher = hashlib.sha256()
+        self.offset = 0
+
+    def commit(self) -> None:
+        """Verify size and digest, fsync, and rename into `blobs/` (blocking: run in a thread)."""
+        actual = "sha256:" + self._hasher.hexdigest()
+        try:
+            if self.offset != self.size:
+                raise ContentError(
+                    f'failed commit on ref "layer-{self.digest}": unexpected commit size '
+                    f"{self.offset}, expected {self.size}: failed precondition"
+                )
+            if actual != self.digest:
+                # Tampered or corrupted content never reaches blobs/ and is not resumed from.
+                self._discard()
+                raise ContentError(
+                    f'failed commit on ref "layer-{self.digest}": unexpected commit digest '
+                    f"{actual}, expected {self.digest}: failed precondition"
+                )
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self.path.replace(self._store.blob_path(self.digest))
+            self._store.sync_dir(self._store.blobs_dir)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop writing; a partial file stays in `ingest/` for the next attempt to resume."""
+        if not self._file.closed:
+            self._file.close()  # closing drops the flock too
+
+    def _discard(self) -> None:
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class ContentStore:
+    """Blobs and image records under one directory; methods are short and synchronous."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs_dir = root / "blobs" / "sha256"
+        self.ingest_dir = root / "ingest"
+        for directory in (root, self.blobs_dir, self.ingest_dir):
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._db = sqlite3.connect(
+            root / "images.db", isolation_level=None, check_same_thread=False, timeout=30
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._downloading: dict[str, asyncio.Lock] = {}
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- blobs ---------------------------------------------------------------------------------
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs_dir / hex_of(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).exists()
+
+    @contextlib.asynccontextmanager
+    async def downloading(self, digest: str) -> Any:
+        """Held while this process fetches `digest`, so concurrent pulls fetch it once."""
+        lock = self._downloading.setdefault(digest, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._downloading.get(digest) is lock:
+                del self._downloading[digest]
+
+    def open_ingest(self, digest: str, size: int) -> Ingest:
+        """A writer for `digest`, resuming an earlier partial download when one is there.
+
+        Blocking (it re-hashes the partial bytes): run it in a thread.
+        """
+        path = self.ingest_dir / f"{hex_of(digest)}.partial"
+        file: BinaryIO = path.open("a+b")
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # Another process is fetching this blob: write a private copy; both renames
+            # land the same verified bytes.
+            file.close()
+            path = self.ingest_dir / f"{hex_of(digest)}.{uuid.uuid4().hex}.partial"
+            file = path.open("w+b")
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        hasher = hashlib.sha256()
+        file.seek(0)
+        offset = 0
+        while chunk := file.read(_HASH_CHUNK):
+            hasher.update(chunk)
+            offset += len(chunk)
+        if offset > size:
+            file.truncate(0)
+            hasher, offset = hashlib.sha256(), 0
+        file.seek(offset)
+        return Ingest(self, digest, size, path, file, hasher, offset)
+
+    @staticmethod
+    def sync_dir(directory: Path) -> None:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def read_blob(self, digest: str) -> bytes:
+        return self.blob_path(digest).read_bytes()
+
+    # -- images --------------------------------------------------------------------------------
+    def commit_image(self, image: StoredImage, blobs: Iterable[str]) -> StoredImage:
+        """Record an image whose blobs are all committed; names move to it from older images."""
+        blob_list = sorted(set(blobs))
+        missing = [d for d in blob_list if not self.has_blob(d)]
+        if missing:
+            raise ContentError(f"cannot record image {image.id}: blobs missing: {missing}")
+        with self._transaction() as db:
+            row = db.execute("SELECT pinned FROM images WHERE id = ?", (image.id,)).fetchone()
+            pinned = image.pinned or bool(row and row[0])
+            db.execute(
+                "INSERT OR REPLACE INTO images (id, size, last_used, pinned, doc) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (image.id, image.size, image.last_used, int(pinned), json.dumps(_doc(image))),
+            )
+            for name in image.repo_tags:
+                db.execute("INSERT OR REPLACE INTO names VALUES (?, 'tag', ?)", (name, image.id))
+            for name in image.repo_digests:
+                db.execute("INSERT OR REPLACE INTO names VALUES (?, 'digest', ?)", (name, image.id))
+            db.executemany(
+                "INSERT OR IGNORE INTO image_blobs VALUES (?, ?)",
+                [(image.id, d) for d in blob_list],
+            )
+        found = self.get(image.id)
+        assert found is not None  # noqa: S101 - just written in the same connection
+        return found
+
+    def get(self, image_id: str) -> StoredImage | None:
+        row = self._db.execute(
+            "SELECT id, size, last_used, pinned, doc FROM images WHERE id = ?", (image_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        names = self._db.execute(
+            "SELECT name, kind FROM names WHERE image_id = ? ORDER BY name", (image_id,)
+        ).fetchall()
+        return _image(row, names)
+
+    def lookup(self, name: str) -> StoredImage | None:
+        """An image by id (`sha256:...` or its hex prefix), `repo:tag` or `repo@digest`."""
+        row = self._db.execute("SELECT image_id FROM names WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return self.get(row[0])
+        candidate = name if name.startswith("sha256:") else f"sha256:{name}"
+        if len(candidate) >= len("sha256:") + 12:
+            rows = self._db.execute(
+                "SELECT id FROM images WHERE id >= ? AND id < ?",
+                (candidate, candidate + "\uffff"),
+            ).fetchall()
+            if len(rows) == 1:
+                return self.get(rows[0][0])
+        return None
+
+    def images(self) -> list[StoredImage]:
+        ids = [r[0] for r in self._db.execute("SELECT id FROM images ORDER BY id").fetchall()]
+        return [image for image in map(self.get, ids) if image is not None]
+
+    def touch(self, image_id: str, now: float) -> None:
+        self._db.execute("UPDATE images SET last_used = ? WHERE id = ?", (now, image_id))
+
+    def remove(self, image_id: str) -> list[str]:
+        """Delete the record first, then the blobs no other image holds; returns those digests."""
+        with self._transaction() as db:
+            blobs = [
+                r[0]
+                for r in db.execute(
+                    "SELECT digest FROM image_blobs WHERE image_id = ?", (image_id,)
+                ).fetchall()
+            ]
+            db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+            db.execute("DELETE FROM names WHERE image_id = ?", (image_id,))
+            db.execute("DELETE FROM image_blobs WHERE image_id = ?", (image_id,))
+        return self._sweep(blobs)
+
+    def refcount(self, digest: str) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM image_blobs WHERE digest = ?", (digest,)
+        ).fetchone()
+        return int(row[0])
+
+    def prune_blobs(self) -> list[str]:
+        """Delete every blob no image references (leftovers of a crash between the two steps)."""
+        return self._sweep("sha256:" + p.name for p in self.blobs_dir.iterdir())
+
+    def _sweep(self, digests: Iterable[str]) -> list[str]:
+        removed = []
+        for digest in digests:
+            if self.refcount(digest) == 0:
+                with contextlib.suppress(FileNotFoundError):
+                    self.blob_path(digest).unlink()
+                    removed.append(digest)
+        return removed
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+
+def _doc(image: StoredImage) -> dict[str, Any]:
+    return {
+        "manifestDigest": image.manifest_digest,
+        "mediaType": image.media_type,
+        "platform": image.platform,
+        "config": image.config,
+        "layers": [[d, s] for d, s in image.layers],
+    }
+
+
+def _image(row: tuple[Any, ...], names: list[tuple[str, str]]) -> StoredImage:
+    doc = json.loads(row[4])
+    return StoredImage(
+        id=row[0],
+        repo_tags=tuple(n for n, kind in names if kind == "tag"),
+        repo_digests=tuple(n for n, kind in names if kind == "digest"),
+        size=int(row[1]),
+        last_used=float(row[2]),
+        pinned=bool(row[3]),
+        manifest_digest=doc["manifestDigest"],
+        media_type=doc["mediaType"],
+        platform=doc["platform"],
+        config=doc["config"],
+        layers=tuple((d, int(s)) for d, s in doc["layers"]),
+    )

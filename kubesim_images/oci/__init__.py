@@ -1,0 +1,6 @@
+"""A real registry backend: an asyncio client of the OCI distribution API (on aiohttp).
+
+`media` parses manifests and picks a platform (pure), `auth` answers registry challenges
+(anonymous, Basic, Bearer tokens cached per scope), `client` speaks HTTP to a registry and its
+mirrors, and `pull` resolves an image and fetches its blobs into the content store.
+"""

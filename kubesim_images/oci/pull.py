@@ -1,0 +1,179 @@
+"""One real pull: resolve the reference, pick the platform, fetch what is missing, record it.
+
+The order is what keeps a crash harmless: manifests, config and layers are each committed to
+the content store as verified blobs first (those already there are shared, not fetched), and
+the image record that names them is written last, in one transaction. At most
+`max_concurrent_downloads` blobs stream at once per pull; a blob another pull in this process is
+already fetching is waited for rather than fetched twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kubesim_images import registryerrors
+from kubesim_images.contentstore import ContentError, ContentStore, StoredImage
+from kubesim_images.errors import RegistryError
+from kubesim_images.keyring import Credential
+from kubesim_images.oci import media
+from kubesim_images.oci.client import Endpoint, FetchedManifest, RegistryClient
+from kubesim_images.reference import DEFAULT_TAG, ImageReference
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes to fetch)
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    image: StoredImage
+    repo_digest: str
+    fetched_bytes: int  # what came over the network (blobs already stored are not fetched)
+
+
+async def pull_image(
+    client: RegistryClient,
+    store: ContentStore,
+    ref: ImageReference,
+    *,
+    credential: Credential | None = None,
+    platform: media.Platform | None = None,
+    now: float = 0.0,
+    progress: Progress | None = None,
+) -> PullResult:
+    """Pull `ref` into `store`; raises `RegistryError` with containerd's texts."""
+    wanted = (platform or media.Platform.host()).normalised()
+    ref = ref.with_default_tag()
+    top = await client.get_manifest(ref, ref.digest or ref.tag or DEFAULT_TAG, credential)
+    endpoints = [top.endpoint, *[e for e in client.endpoints(ref) if e != top.endpoint]]
+    manifests = [top]
+    parsed = _parse(ref, top)
+    chosen = str(wanted)
+    if isinstance(parsed, media.Index):
+        descriptor = media.select(parsed, wanted)
+        if descriptor is None:
+            raise registryerrors.no_platform(ref)
+        assert descriptor.platform is not None  # noqa: S101 - select only matches platforms
+        chosen = str(descriptor.platform.normalised())
+        sub = await client.get_manifest(ref, descriptor.digest, credential, endpoints)
+        manifests.append(sub)
+        parsed = _parse(ref, sub)
+        if not isinstance(parsed, media.Manifest):
+            raise registryerrors.content_failed(ref, "an index entry is not an image manifest")
+    manifest = parsed
+    for fetched in manifests:
+        await _store_bytes(store, ref, fetched.digest, fetched.body)
+
+    blobs = [manifest.config, *manifest.layers]
+    missing = {d.digest: d for d in blobs if not store.has_blob(d.digest)}
+    total = sum(d.size for d in missing.values())
+    done = 0
+
+    def on_bytes(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    if progress is not None:
+        progress(0, total)
+    limit = asyncio.Semaphore(max(1, client.config.max_concurrent_downloads))
+    try:
+        async with asyncio.TaskGroup() as group:
+            for descriptor in missing.values():
+                group.create_task(
+                    _fetch(client, store, ref, descriptor, credential, endpoints, limit, on_bytes),
+                    name=f"fetch {descriptor.digest[:19]}",
+                )
+    except BaseExceptionGroup as failed:
+        # Several blobs may fail together (a registry going away); the first one speaks.
+        known = [e for e in failed.exceptions if isinstance(e, RegistryError)]
+        if known:
+            raise known[0] from None
+        raise
+
+    config = _config_platform(store.read_blob(manifest.config.digest))
+    record = StoredImage(
+        id=manifest.config.digest,
+        repo_tags=(f"{ref.name}:{ref.tag}",) if ref.tag else (),
+        repo_digests=(f"{ref.name}@{top.digest}",),
+        size=sum(len(m.body) for m in manifests) + sum(d.size for d in blobs),
+        last_used=now,
+        pinned=False,
+        manifest_digest=manifests[-1].digest,
+        media_type=manifest.media_type,
+        platform=config or chosen,
+        config=manifest.config.digest,
+        layers=tuple((d.digest, d.size) for d in manifest.layers),
+    )
+    names = [m.digest for m in manifests] + [d.digest for d in blobs]
+    stored = await asyncio.to_thread(store.commit_image, record, names)
+    return PullResult(stored, f"{ref.name}@{top.digest}", done)
+
+
+def _parse(ref: ImageReference, fetched: FetchedManifest) -> media.Manifest | media.Index:
+    try:
+        return media.parse(fetched.body, fetched.content_type)
+    except media.ManifestError as exc:
+        raise registryerrors.content_failed(ref, str(exc)) from None
+
+
+async def _store_bytes(store: ContentStore, ref: ImageReference, digest: str, body: bytes) -> None:
+    if store.has_blob(digest):
+        return
+
+    def write() -> None:
+        ingest = store.open_ingest(digest, len(body))
+        try:
+            ingest.restart()
+            ingest.write(body)
+            ingest.commit()
+        finally:
+            ingest.close()
+
+    try:
+        await asyncio.to_thread(write)
+    except ContentError as exc:
+        raise registryerrors.content_failed(ref, str(exc)) from None
+
+
+async def _fetch(
+    client: RegistryClient,
+    store: ContentStore,
+    ref: ImageReference,
+    descriptor: media.Descriptor,
+    credential: Credential | None,
+    endpoints: list[Endpoint],
+    limit: asyncio.Semaphore,
+    on_bytes: Callable[[int], None],
+) -> None:
+    async with limit, store.downloading(descriptor.digest):
+        if store.has_blob(descriptor.digest):  # another pull fetched it while we waited
+            on_bytes(descriptor.size)
+            return
+        try:
+            ingest = await asyncio.to_thread(store.open_ingest, descriptor.digest, descriptor.size)
+        except (ContentError, OSError) as exc:
+            raise registryerrors.content_failed(ref, f"cannot write content: {exc}") from None
+        try:
+            if ingest.offset:
+                on_bytes(ingest.offset)  # resumed from an earlier, interrupted pull
+            await client.fetch_blob(ref, descriptor, ingest, credential, endpoints, on_bytes)
+            await asyncio.to_thread(ingest.commit)
+        except ContentError as exc:
+            raise registryerrors.content_failed(ref, str(exc)) from None
+        finally:
+            ingest.close()
+
+
+def _config_platform(body: bytes) -> str:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    if not isinstance(doc, dict) or not doc.get("os") or not doc.get("architecture"):
+        return ""
+    return str(
+        media.Platform(str(doc["os"]), str(doc["architecture"]), str(doc.get("variant", "")))
+    )
