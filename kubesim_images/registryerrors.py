@@ -26,6 +26,7 @@ _STATUS_TEXT = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    416: "Requested Range Not Satisfiable",
     429: "Too Many Requests",
     500: "Internal Server Error",
     502: "Bad Gateway",

@@ -277,6 +277,8 @@ class RegistryClient:
         on_bytes: Callable[[int], None] = lambda _n: None,
     ) -> None:
         """Stream one blob into `ingest`, resuming with Range after a cut; the caller commits."""
+        if descriptor.size and ingest.offset == descriptor.size:
+            return  # complete before an earlier process died, not yet committed: commit it
         attempts = 0
         endpoint_index = 0
         while True:
@@ -331,6 +333,10 @@ class RegistryClient:
                 if ingest.offset:  # Range ignored: the whole blob comes again
                     on_bytes(-ingest.offset)
                     ingest.restart()
+            elif response.status == 416 and ingest.offset:
+                on_bytes(-ingest.offset)  # our partial copy is not a prefix of theirs
+                ingest.restart()
+                raise _Interrupted("requested range not satisfiable")
             elif response.status == 404:
                 detail = f"content at {url} not found: not found"
                 raise registryerrors.content_failed(
