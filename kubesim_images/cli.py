@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kubesim_images import __version__
+from kubesim_images import __version__, imagecli
 from kubesim_images.errors import ConfigError
 from kubesim_images.explain import explain, render_text
 from kubesim_images.keyring import Keyring, load_docker_config
@@ -128,8 +128,6 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--report", metavar="DIR", help="also write report.json and plots (PNG) into DIR"
     )
-    from kubesim_images import imagecli  # noqa: PLC0415 - aiohttp only when pulling
-
     imagecli.add_parsers(commands, [logging_options])
     return parser
 
@@ -267,8 +265,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "catalogue":
             return _catalogue(args)
         if args.command in {"pull", "images", "rmi", "inspecti"}:
-            from kubesim_images import imagecli  # noqa: PLC0415
-
             verb: Callable[[argparse.Namespace], int] = getattr(imagecli, args.command)
             return verb(args)
     except KeyboardInterrupt:

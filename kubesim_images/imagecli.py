@@ -14,7 +14,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
@@ -23,11 +23,13 @@ from kubesim_images.clock import WallClock
 from kubesim_images.contentstore import ContentStore, StoredImage
 from kubesim_images.errors import ConfigError, InvalidReferenceError, RegistryError
 from kubesim_images.keyring import Credential, Keyring, load_docker_config
-from kubesim_images.oci.client import ClientConfig, RegistryClient, registry_host
-from kubesim_images.oci.media import Platform
-from kubesim_images.oci.pull import PullResult, pull_image
 from kubesim_images.reference import ImageReference, parse_normalized
 from kubesim_images.state import default_state_dir
+
+if TYPE_CHECKING:
+    from kubesim_images.oci.client import ClientConfig
+    from kubesim_images.oci.media import Platform
+    from kubesim_images.oci.pull import PullResult
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -108,6 +110,10 @@ def _credentials(args: argparse.Namespace, ref: ImageReference) -> list[Credenti
 
 
 def pull(args: argparse.Namespace) -> int:
+    # aiohttp is imported only by the verb that talks to registries: the others stay quick.
+    from kubesim_images.oci.client import ClientConfig, registry_host  # noqa: PLC0415
+    from kubesim_images.oci.media import Platform  # noqa: PLC0415
+
     try:
         ref = parse_normalized(args.image).with_default_tag()
         platform = Platform.parse(args.platform) if args.platform else None
@@ -151,6 +157,9 @@ async def _pull(
     platform: Platform | None,
     output: str,
 ) -> PullResult:
+    from kubesim_images.oci.client import RegistryClient  # noqa: PLC0415
+    from kubesim_images.oci.pull import pull_image  # noqa: PLC0415
+
     now = WallClock(asyncio.get_running_loop())
     show = output == "text" and sys.stderr.isatty()
     bar = Progress(

@@ -107,8 +107,10 @@ class RegistryClient:
         self.retries = 0
 
     async def __aenter__(self) -> Self:
-        tls = ssl.create_default_context()
+        # aiohttp's own default context (system CAs) unless an extra CA is configured.
+        tls: ssl.SSLContext | bool = True
         if self.config.ca_file:
+            tls = ssl.create_default_context()
             tls.load_verify_locations(self.config.ca_file)
         connector = aiohttp.TCPConnector(limit=self.config.max_connections, ssl=tls)
         timeout = aiohttp.ClientTimeout(

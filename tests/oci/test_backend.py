@@ -1,0 +1,105 @@
+"""`registry: {type: oci}`: its fields, and the backend adapter the puller drives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import Seeded
+
+from kubesim_images.contentstore import ContentStore
+from kubesim_images.errors import ConfigError
+from kubesim_images.fields import Fields
+from kubesim_images.oci.backend import OciRegistry
+from kubesim_images.oci.config import parse_oci_registry
+from kubesim_images.oci.media import Platform
+from kubesim_images.reference import parse_normalized
+from kubesim_images.registry.base import PullRequest
+from kubesim_images.store import ImageStore
+
+
+class TestConfig:
+    """SPEC section 10's fields, refused with the file, the field and why."""
+
+    def test_all_fields(self, tmp_path: Path) -> None:
+        ca = tmp_path / "ca.pem"
+        ca.write_text("-----BEGIN CERTIFICATE-----\n")
+        config = parse_oci_registry(
+            Fields("daemon.yaml"),
+            {
+                "type": "oci",
+                "insecure": ["127.0.0.1:5000"],
+                "caFile": str(ca),
+                "mirrors": {"docker.io": ["https://mirror.example.com"]},
+                "platform": "linux/arm64",
+                "maxConcurrentDownloads": 5,
+                "store": "discard",
+            },
+        )
+        assert config.client.insecure == frozenset({"127.0.0.1:5000"})
+        assert config.client.ca_file == str(ca)
+        assert dict(config.client.mirrors) == {"docker.io": ("https://mirror.example.com",)}
+        assert config.client.max_concurrent_downloads == 5
+        assert config.platform == Platform("linux", "arm64", "v8")
+        assert config.store == "discard"
+
+    def test_defaults(self) -> None:
+        config = parse_oci_registry(Fields("daemon.yaml"), {"type": "oci"})
+        assert config.client.max_concurrent_downloads == 3
+        assert config.platform is None
+        assert config.store == "keep"
+
+    @pytest.mark.parametrize(
+        ("doc", "message"),
+        [
+            ({"mirrors": {"docker.io": ["mirror.example.com"]}},
+             ("daemon.yaml: registry.mirrors.docker.io[0]: must be an http:// or https:// URL, "
+              "got 'mirror.example.com'")),
+            ({"maxConcurrentDownloads": 0},
+             "daemon.yaml: registry.maxConcurrentDownloads: must be a positive integer, got 0"),
+            ({"store": "maybe"}, "daemon.yaml: registry.store: must be keep or discard, got 'maybe'"),
+            ({"platform": "linux"},
+             "daemon.yaml: registry.platform: 'linux': platform must be os/arch[/variant]"),
+            ({"caFile": "/nonexistent/ca.pem"},
+             "daemon.yaml: registry.caFile: must name a readable PEM file, got '/nonexistent/ca.pem'"),
+            ({"latency": "1s"}, "daemon.yaml: registry.latency: unknown field"),
+        ],
+    )  # fmt: skip
+    def test_refused(self, doc: dict[str, object], message: str) -> None:
+        with pytest.raises(ConfigError) as caught:
+            parse_oci_registry(Fields("daemon.yaml"), doc)
+        assert str(caught.value).startswith(message)
+
+
+@pytest.mark.integration
+class TestBackend:
+    """The puller's interface over a real pull: an ImageRecord, progress while it runs."""
+
+    @pytest.mark.parametrize("keep", ["keep", "discard"])
+    async def test_pull_request_to_image_record(
+        self, seeded: Seeded, tmp_path: Path, keep: str
+    ) -> None:
+        config = parse_oci_registry(
+            Fields("test"), {"type": "oci", "platform": "linux/amd64", "store": keep}
+        )
+        content = ContentStore(tmp_path / "content")
+        seen: list[tuple[float, int] | None] = []
+        async with OciRegistry(config, content, now=lambda: 1.0e9) as backend:
+            ref = parse_normalized(f"{seeded.open.host}/demo/big:v1")
+            request = PullRequest(pull_id=7, node="n", ref=ref, store=ImageStore())
+            original = backend.client.fetch_blob
+
+            async def spy(*args: object, **kwargs: object) -> None:
+                seen.append(backend.progress(7))
+                await original(*args, **kwargs)  # type: ignore[arg-type]
+
+            backend.client.fetch_blob = spy  # type: ignore[method-assign]
+            record = await backend.pull(request)
+            assert backend.progress(7) is None
+        assert record.repo_tags == [f"{seeded.open.host}/demo/big:v1"]
+        assert [layer.digest for layer in record.layers][-1] == seeded.big_layer["digest"]
+        assert record.size == sum(layer.size for layer in record.layers)
+        assert seen
+        assert all(p is not None and p[1] >= seeded.big_layer["size"] for p in seen)
+        assert (content.get(record.id) is not None) == (keep == "keep")
+        content.close()
