@@ -25,7 +25,7 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -178,7 +178,7 @@ class ContentStore:
         return self.blob_path(digest).exists()
 
     @contextlib.asynccontextmanager
-    async def downloading(self, digest: str) -> Any:
+    async def downloading(self, digest: str) -> AsyncIterator[None]:
         """Held while this process fetches `digest`, so concurrent pulls fetch it once."""
         lock = self._downloading.setdefault(digest, asyncio.Lock())
         try:

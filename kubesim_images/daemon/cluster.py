@@ -22,6 +22,7 @@ from typing import Any
 
 from kubesim_images.backoff import BackoffEntry
 from kubesim_images.clock import WallClock, now_ns, to_ns
+from kubesim_images.contentstore import ContentStore
 from kubesim_images.daemon.config import DaemonConfig
 from kubesim_images.daemon.eventstore import EventStore
 from kubesim_images.daemon.kube import ApiError, already_exists, bad_request, invalid, not_found
@@ -52,6 +53,7 @@ from kubesim_images.events import FanOut
 from kubesim_images.keyring import Credential, Keyring, UnionKeyring
 from kubesim_images.metrics import Metrics
 from kubesim_images.node import Node
+from kubesim_images.oci.backend import OciRegistry
 from kubesim_images.pod import FieldError, Pod, PodInvalidError, pod_from_manifest
 from kubesim_images.podworkers import (
     ContainerStatus,
@@ -61,6 +63,7 @@ from kubesim_images.podworkers import (
     initialized_condition,
 )
 from kubesim_images.reference import ImageReference
+from kubesim_images.registry.base import RegistryBackend
 from kubesim_images.registry.simulated import SimulatedRegistry, preload
 from kubesim_images.state import StateStore
 from kubesim_images.store import ImageRecord, Layer
@@ -88,15 +91,22 @@ class Cluster:
         self._rv = int(state.get_meta("resourceVersion", "1000"))
         self.events = EventStore(state, self.clock, self.next_version)
         spec = config.registry
-        self.registry = SimulatedRegistry(
-            spec.catalogue,
-            latency=spec.latency,
-            bandwidth=spec.bandwidth,
-            node_bandwidth=config.node_bandwidth,
-            faults=spec.faults,
-            rate_limit=spec.rate_limit,
-            seed=config.seed,
-        )
+        self.oci: OciRegistry | None = None
+        self.registry: RegistryBackend
+        if config.oci is not None:
+            content = ContentStore(state.directory / "content")
+            self.oci = OciRegistry(config.oci, content, now=lambda: self.clock.epoch(now_ns(loop)))
+            self.registry = self.oci
+        else:
+            self.registry = SimulatedRegistry(
+                spec.catalogue,
+                latency=spec.latency,
+                bandwidth=spec.bandwidth,
+                node_bandwidth=config.node_bandwidth,
+                faults=spec.faults,
+                rate_limit=spec.rate_limit,
+                seed=config.seed,
+            )
         self.node_keyring = Keyring(config.node_credentials)
         self.node = Node(
             config.node_name,
@@ -189,6 +199,9 @@ class Cluster:
         if self._flush is not None:
             self._flush.cancel()
             self._flush_changes()
+        if self.oci is not None:
+            await self.oci.close()
+            self.oci.content.close()
 
     # -- write-through hooks -----------------------------------------------------------------
     def image_changed(self, record: ImageRecord) -> None:

@@ -31,6 +31,7 @@ from kubesim_images.errors import ConfigError
 from kubesim_images.fields import Fields
 from kubesim_images.keyring import Credential, load_docker_config
 from kubesim_images.kubeletconfig import KubeletConfig, load_kubelet_config
+from kubesim_images.oci.config import OciRegistryConfig, parse_oci_registry
 from kubesim_images.podworkers import SyncSettings, read_sync_settings
 from kubesim_images.registry.catalogue import Catalogue, SimImage
 from kubesim_images.registry.spec import REGISTRY_FIELDS, RegistrySpec, parse_ref, parse_registry
@@ -74,6 +75,7 @@ class DaemonConfig:
     max_body_bytes: int
     source: str
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    oci: OciRegistryConfig | None = None  # registry.type oci: real pulls, SPEC section 10
 
 
 def load_config(path: str | Path | None) -> DaemonConfig:
@@ -116,14 +118,23 @@ def parse_config(document: Any, *, source: str, base: Path | None = None) -> Dae
     except ConfigError as exc:
         raise ConfigError(exc.message, path=exc.path, source=source) from None
 
-    raw_registry = dict(
-        ctx.mapping(
-            root.get("registry"), "registry", REGISTRY_FIELDS | {"bundledCatalogue", "seed", "type"}
+    kind = ctx.mapping(root.get("registry"), "registry").get("type", "simulated")
+    if kind not in ("simulated", "oci"):
+        raise ctx.fail("registry.type", f"unsupported registry type {kind!r} (simulated, oci)")
+    oci = None
+    if kind == "oci":
+        # A real registry: no catalogue, nothing preloaded that was not pulled for real.
+        oci = parse_oci_registry(ctx, root.get("registry"), "registry")
+        raw_registry: dict[str, Any] = {"bundledCatalogue": False, "latency": "0s"}
+    else:
+        raw_registry = dict(
+            ctx.mapping(
+                root.get("registry"),
+                "registry",
+                REGISTRY_FIELDS | {"bundledCatalogue", "seed", "type"},
+            )
         )
-    )
-    kind = raw_registry.pop("type", "simulated")
-    if kind != "simulated":
-        raise ctx.fail("registry.type", f"unsupported registry type {kind!r} (simulated)")
+        raw_registry.pop("type", None)
     bundled = raw_registry.pop("bundledCatalogue", True)
     seed = ctx.integer(raw_registry.pop("seed", 0), "registry.seed")
     spec = parse_registry(ctx, raw_registry, "registry")
@@ -147,10 +158,9 @@ def parse_config(document: Any, *, source: str, base: Path | None = None) -> Dae
     if not isinstance(name, str) or not name:
         raise ctx.fail("node.name", "must be a non-empty string")
     preloaded: list[SimImage] = []
+    default_preloaded = [] if oci is not None else ["registry.k8s.io/pause:3.10"]
     for index, image in enumerate(
-        ctx.sequence(
-            node.get("preloadedImages", ["registry.k8s.io/pause:3.10"]), "node.preloadedImages"
-        )
+        ctx.sequence(node.get("preloadedImages", default_preloaded), "node.preloadedImages")
     ):
         ref = parse_ref(ctx, image, f"node.preloadedImages[{index}]")
         found = spec.catalogue.resolve(ref.with_default_tag())
@@ -195,6 +205,7 @@ def parse_config(document: Any, *, source: str, base: Path | None = None) -> Dae
         max_body_bytes=ctx.size(api.get("maxBodyBytes", "3Mi"), "api.maxBodyBytes"),
         source=source,
         limits=limits,
+        oci=oci,
     )
 
 

@@ -19,7 +19,8 @@ from kubesim_images.store import ImageRecord, Layer
 
 
 class OciRegistry:
-    """A `RegistryBackend`; open with `async with` (it owns one connection pool)."""
+    """A `RegistryBackend` owning one connection pool: opened by the first pull, or by
+    `async with`; `close()` ends it."""
 
     def __init__(
         self, config: OciRegistryConfig, store: ContentStore, now: Callable[[], float]
@@ -29,15 +30,28 @@ class OciRegistry:
         self.content = store
         self._now = now  # calendar seconds, for the records' last-used time
         self._progress: dict[int, tuple[float, int]] = {}
+        self._open = False
+
+    async def open(self) -> None:
+        if not self._open:
+            await self.client.__aenter__()
+            self._open = True
+
+    async def close(self) -> None:
+        if self._open:
+            self._open = False
+            await self.client.__aexit__(None, None, None)
 
     async def __aenter__(self) -> Self:
-        await self.client.__aenter__()
+        await self.open()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.client.__aexit__(None, None, None)
+        await self.close()
 
     async def pull(self, request: PullRequest) -> ImageRecord:
+        await self.open()
+
         def progress(done: int, total: int) -> None:
             self._progress[request.pull_id] = (float(done), total)
 

@@ -29,6 +29,7 @@ from kubesim_images import registryerrors
 from kubesim_images.contentstore import ContentError, Ingest
 from kubesim_images.errors import RegistryError
 from kubesim_images.keyring import Credential
+from kubesim_images.logging import get_logger
 from kubesim_images.oci.auth import AuthError, Authorizer
 from kubesim_images.oci.media import ACCEPT, Descriptor
 from kubesim_images.reference import ImageReference
@@ -200,6 +201,9 @@ class RegistryClient:
                 response.release()
                 retries_429 += 1
                 self.retries += 1
+                get_logger().info(
+                    "registry_throttled", url=url, retry_after=delay, attempt=retries_429
+                )
                 await asyncio.sleep(delay)
                 continue
             return response
@@ -298,10 +302,20 @@ class RegistryClient:
                         ref, f"failed to copy: httpReadSeeker: failed open: {cut}"
                     ) from None
                 self.retries += 1
+                get_logger().info(
+                    "blob_interrupted",
+                    digest=descriptor.digest,
+                    offset=ingest.offset,
+                    reason=str(cut),
+                    attempt=attempts,
+                )
                 await asyncio.sleep(min(0.05 * 2**attempts, 2.0))
                 continue
             except RegistryError:
                 if endpoint_index + 1 < len(endpoints):
+                    get_logger().info(
+                        "blob_next_host", digest=descriptor.digest, failed=endpoint.base
+                    )
                     endpoint_index += 1  # this mirror lacks it: the next host may have it
                     continue
                 raise

@@ -97,7 +97,15 @@ def test_inline_kubelet_fields_override_the_file(tmp_path):
             {"node": {"preloadedImages": ["example.com/nope:v1"]}},
             "node.preloadedImages[0]: 'example.com/nope:v1' is not in the registry's catalogue",
         ),
-        ({"registry": {"type": "oci"}}, "registry.type: unsupported registry type 'oci'"),
+        (
+            {"registry": {"type": "quay"}},
+            "registry.type: unsupported registry type 'quay' (simulated, oci)",
+        ),
+        ({"registry": {"type": "oci", "latency": "1s"}}, "registry.latency: unknown field"),
+        (
+            {"registry": {"type": "oci"}, "node": {"preloadedImages": ["pause:3.10"]}},
+            "node.preloadedImages[0]: 'pause:3.10' is not in the registry's catalogue",
+        ),
         ({"nodes": {}}, "nodes: unknown field"),
         ({"api": {"maxBodyBytes": "lots"}}, "api.maxBodyBytes: invalid size"),
         ({"api": {"maxConnections": 0}}, "api.maxConnections: must be a positive integer"),

@@ -7,21 +7,20 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ocikit import PASSWORD, USER, Layout, Registry, TokenServer, require_tools, skopeo_copy
-
-
-@dataclass
-class Seeded:
-    open: Registry
-    layout: Layout
-    images: dict[str, dict[str, Any]]  # name -> the descriptor skopeo copied
-    big_layer: dict[str, Any]
-    tamper_layer: dict[str, Any]
+from ocikit import (
+    PASSWORD,
+    USER,
+    Layout,
+    Registry,
+    Seeded,
+    TokenServer,
+    require_tools,
+    skopeo_copy,
+)
 
 
 @pytest.fixture(scope="session")

@@ -159,6 +159,17 @@ def skopeo_copy(layout: Layout, tag: str, dest: str, *extra: str) -> None:
     )
 
 
+@dataclass
+class Seeded:
+    """The session's registry storage, seeded once, and what the tests need to know."""
+
+    open: Registry
+    layout: Layout
+    images: dict[str, dict[str, Any]]  # name -> the descriptor skopeo copied
+    big_layer: dict[str, Any]
+    tamper_layer: dict[str, Any]
+
+
 # -- the registry process ---------------------------------------------------------------------
 class Registry:
     """`docker-registry serve` on a free loopback port; `auth` is the config's auth section."""

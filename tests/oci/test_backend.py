@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Seeded
+from ocikit import Seeded
 
 from kubesim_images.contentstore import ContentStore
 from kubesim_images.errors import ConfigError

@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Seeded
-from ocikit import PASSWORD, USER, Registry
+from ocikit import PASSWORD, USER, Registry, Seeded
 
 from kubesim_images.cli import main
 

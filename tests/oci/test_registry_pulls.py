@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Seeded
-from ocikit import PASSWORD, USER, BlobRule, Proxy, Registry, TokenServer, free_port
+from ocikit import PASSWORD, USER, BlobRule, Proxy, Registry, Seeded, TokenServer, free_port
 
 from kubesim_images.contentstore import ContentStore
 from kubesim_images.errors import RegistryError
