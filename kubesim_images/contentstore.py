@@ -165,7 +165,8 @@ class ContentStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
-        self._downloading: dict[str, asyncio.Lock] = {}
+        # digest -> (lock, pulls holding or waiting for it); dropped when the last one leaves
+        self._downloading: dict[str, tuple[asyncio.Lock, int]] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -180,13 +181,17 @@ class ContentStore:
     @contextlib.asynccontextmanager
     async def downloading(self, digest: str) -> AsyncIterator[None]:
         """Held while this process fetches `digest`, so concurrent pulls fetch it once."""
-        lock = self._downloading.setdefault(digest, asyncio.Lock())
+        lock, users = self._downloading.get(digest, (asyncio.Lock(), 0))
+        self._downloading[digest] = (lock, users + 1)
         try:
             async with lock:
                 yield
         finally:
-            if not lock.locked() and self._downloading.get(digest) is lock:
+            lock, users = self._downloading[digest]
+            if users == 1:
                 del self._downloading[digest]
+            else:
+                self._downloading[digest] = (lock, users - 1)
 
     def open_ingest(self, digest: str, size: int) -> Ingest:
         """A writer for `digest`, resuming an earlier partial download when one is there.

@@ -12,6 +12,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kubesim_images.contentstore import ContentError, ContentStore, StoredImage
 from kubesim_images.errors import RegistryError
@@ -107,6 +109,23 @@ class TestChallenges:
             ("basic", {"realm": "x"}),
             ("bearer", {"realm": "https://t/token"}),
         ]
+
+
+_TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_.-", min_size=1, max_size=12)
+
+
+@given(
+    scheme=st.sampled_from(["Bearer", "Basic"]),
+    params=st.dictionaries(_TOKEN, st.text(max_size=30), min_size=1, max_size=4),
+)
+def test_challenge_round_trip(scheme: str, params: dict[str, str]) -> None:
+    """Any quoted-string values, escapes included, come back as they were sent."""
+    quoted = ",".join(
+        '{}="{}"'.format(k, v.replace("\\", "\\\\").replace('"', '\\"')) for k, v in params.items()
+    )
+    [challenge] = parse_challenges(f"{scheme} {quoted}")
+    assert challenge.scheme == scheme.lower()
+    assert challenge.params == {k.lower(): v for k, v in params.items()}
 
 
 class FakeRegistry:

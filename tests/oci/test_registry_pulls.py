@@ -303,6 +303,62 @@ class TestVerification:
         assert all(rule.fired == 1 for rule in rules)
 
 
+class TestConcurrency:
+    """Two pulls in one process share the store: a blob is fetched once; a cancelled pull
+    leaves a partial download the next pull resumes."""
+
+    async def test_concurrent_pulls_fetch_a_shared_blob_once(
+        self, seeded: Seeded, state_dir: Path
+    ) -> None:
+        proxy = Proxy(seeded.open.host)
+        await proxy.start()
+        store = ContentStore(state_dir / "content")
+        try:
+            async with RegistryClient() as client:
+                refs = [
+                    parse_normalized(f"{proxy.host}/demo/{n}:v1") for n in ("shared-a", "shared-b")
+                ]
+                a, b = await asyncio.gather(
+                    *(pull_image(client, store, ref, platform=AMD64) for ref in refs)
+                )
+        finally:
+            await proxy.stop()
+            store.close()
+        base = a.image.layers[0][0]
+        assert b.image.layers[0][0] == base
+        fetched = [path for _, path, _ in proxy.requests if path.endswith(base)]
+        assert len(fetched) == 1
+        assert_consistent(state_dir)
+
+    async def test_cancelled_pull_leaves_a_resumable_partial(
+        self, seeded: Seeded, state_dir: Path
+    ) -> None:
+        layer = seeded.big_layer
+        proxy = Proxy(seeded.open.host)
+        rule = BlobRule(layer["digest"], after=layer["size"] // 3, hold=True)
+        proxy.rules[layer["digest"]] = rule
+        await proxy.start()
+        try:
+            task = asyncio.create_task(pull(f"{proxy.host}/demo/big:v1", state_dir))
+            await rule.reached.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            store = assert_consistent(state_dir)
+            assert store.images() == []
+            assert not store.has_blob(layer["digest"])
+            store.close()
+            proxy.requests.clear()
+            result = await pull(f"{proxy.host}/demo/big:v1", state_dir)
+        finally:
+            await proxy.stop()
+        assert result.image.id == config_of(seeded, "big")
+        ranges = [r for _, path, r in proxy.requests if path.endswith(layer["digest"])]
+        assert len(ranges) == 1
+        assert ranges[0].startswith("bytes=")
+        assert 0 < int(ranges[0].removeprefix("bytes=").rstrip("-")) <= layer["size"] // 3
+
+
 class TestCrashSafety:
     """kill -9 of `kubesim-images pull` mid-blob leaves a consistent store; the next pull resumes."""
 
