@@ -103,10 +103,16 @@ def unexpected_status(
     return resolve_failed(ref, detail, kind=kind, unavailable=status in {502, 503, 504})
 
 
-def transport_failed(ref: ImageReference, method: str, url: str, reason: str) -> RegistryError:
-    """The registry could not be reached: `RegistryUnavailable`, as the kubelet reports it."""
+def transport_failed(
+    ref: ImageReference, method: str, url: str, reason: str, *, unavailable: bool = True
+) -> RegistryError:
+    """The registry could not be reached: `RegistryUnavailable`, as the kubelet reports it
+    (a certificate we do not trust is our configuration's fault: `ErrImagePull`)."""
     verb = method[:1] + method[1:].lower()
-    return resolve_failed(ref, f'{verb} "{url}": {reason}', kind="connection", unavailable=True)
+    detail = f'failed to do request: {verb} "{url}": {reason}'
+    return resolve_failed(
+        ref, detail, kind="connection" if unavailable else "tls", unavailable=unavailable
+    )
 
 
 def no_platform(ref: ImageReference) -> RegistryError:

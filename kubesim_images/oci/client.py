@@ -2,12 +2,15 @@
 
 One `aiohttp.ClientSession` (one connection pool) serves every request of a client. A registry
 host is reached through its configured mirrors first, in order, then itself, as containerd's
-hosts config orders them; plain HTTP only for hosts listed insecure and loopback, HTTPS with the
-system CAs plus an optional CA file otherwise. A 401 teaches the authorizer the registry's
-challenge and the request is retried once with credentials; a 429 is retried after its
-`Retry-After` (bounded). Blobs stream into a content-store ingest; a connection cut mid-blob is
-resumed with `Range` from the bytes already written and hashed. aiohttp's errors end here: they
-leave as `RegistryError`s worded by `registryerrors`.
+hosts config orders them; HTTPS with the system CAs plus an optional CA file, and plain HTTP
+only for hosts listed insecure and loopback, only when they answer TLS in plain HTTP
+(containerd's HTTP fallback: a certificate we do not trust is refused, never downgraded). A 401
+teaches the authorizer the registry's challenge and the request is retried once with
+credentials; a 429 is retried after its `Retry-After` (bounded). Redirects (registries send
+blobs to storage) are followed by aiohttp, which drops `Authorization` when the origin changes.
+Blobs stream into a content-store ingest; a connection cut mid-blob is resumed with `Range`
+from the bytes already written and hashed. aiohttp's errors end here: they leave as
+`RegistryError`s worded by `registryerrors`.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class Endpoint:
     base: str  # scheme://host[:port][/prefix], no trailing slash
     host: str  # for the authorizer: challenges are per host
     mirror: bool
+    plain_http_allowed: bool = False  # HTTPS first; plain HTTP if the server does not speak TLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,9 @@ class RegistryClient:
         self.config = config or ClientConfig()
         self._session: aiohttp.ClientSession | None = None
         self._authorizer: Authorizer | None = None
+        # Hosts allowed plain HTTP that answered a TLS handshake in plain HTTP, as containerd's
+        # HTTP fallback learns it: later requests go straight to http://.
+        self._plain_http: set[str] = set()
         self.requests = 0
         self.retries = 0
 
@@ -145,8 +152,14 @@ class RegistryClient:
             for url in self.config.mirrors.get(ref.domain, ())
         ]
         plain = host in self.config.insecure or is_loopback(host)
-        out.append(Endpoint(f"{'http' if plain else 'https'}://{host}", host, mirror=False))
+        out.append(Endpoint(f"https://{host}", host, mirror=False, plain_http_allowed=plain))
         return out
+
+    def base(self, endpoint: Endpoint) -> str:
+        """The endpoint's URL prefix, over plain HTTP once it showed it does not speak TLS."""
+        if endpoint.host in self._plain_http:
+            return "http://" + endpoint.base.removeprefix("https://")
+        return endpoint.base
 
     # -- requests ------------------------------------------------------------------------------
     async def _send(
@@ -176,6 +189,18 @@ class RegistryClient:
             except TimeoutError:
                 raise registryerrors.transport_failed(
                     ref, method, url, f"dial tcp {endpoint.host}: i/o timeout"
+                ) from None
+            except aiohttp.ClientConnectorSSLError as exc:
+                if endpoint.plain_http_allowed and _speaks_plain_http(exc):
+                    self._plain_http.add(endpoint.host)
+                    url = "http://" + url.removeprefix("https://")
+                    continue
+                raise registryerrors.transport_failed(
+                    ref, method, url, _describe(exc), unavailable=False
+                ) from None
+            except aiohttp.ClientConnectorCertificateError as exc:
+                raise registryerrors.transport_failed(
+                    ref, method, url, _describe(exc), unavailable=False
                 ) from None
             except aiohttp.ClientConnectorError as exc:
                 raise registryerrors.transport_failed(
@@ -244,8 +269,9 @@ class RegistryClient:
     async def _get_manifest(
         self, endpoint: Endpoint, ref: ImageReference, reference: str, credential: Credential | None
     ) -> FetchedManifest:
-        url = f"{endpoint.base}/v2/{ref.path}/manifests/{reference}"
+        url = f"{self.base(endpoint)}/v2/{ref.path}/manifests/{reference}"
         response = await self._send(endpoint, ref, "GET", url, credential, {"Accept": ACCEPT})
+        url = self.base(endpoint) + "/v2/" + url.split("/v2/", 1)[1]  # after an HTTP fallback
         if response.status == 404:
             response.release()
             raise registryerrors.not_found(ref)
@@ -289,7 +315,7 @@ class RegistryClient:
         endpoint_index = 0
         while True:
             endpoint = endpoints[endpoint_index]
-            url = f"{endpoint.base}/v2/{ref.path}/blobs/{descriptor.digest}"
+            url = f"{self.base(endpoint)}/v2/{ref.path}/blobs/{descriptor.digest}"
             headers = {"Range": f"bytes={ingest.offset}-"} if ingest.offset else {}
             try:
                 await self._stream(
@@ -334,6 +360,7 @@ class RegistryClient:
     ) -> None:
         try:
             response = await self._send(endpoint, ref, "GET", url, credential, headers)
+            url = self.base(endpoint) + "/v2/" + url.split("/v2/", 1)[1]  # after an HTTP fallback
         except RegistryError as exc:
             if exc.unavailable:
                 raise _Interrupted(str(exc)) from None
@@ -389,7 +416,22 @@ def _content_range_start(value: str) -> int | None:
         return None
 
 
+def _speaks_plain_http(exc: aiohttp.ClientConnectorSSLError) -> bool:
+    """The server answered our TLS ClientHello in plain HTTP (OpenSSL's words for it)."""
+    reason = getattr(exc.os_error, "reason", "")
+    return reason in {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST"}
+
+
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert_error = exc.certificate_error
+        message = getattr(cert_error, "verify_message", "") or str(cert_error)
+        if message in {"unable to get local issuer certificate", "self-signed certificate",
+                       "self signed certificate in certificate chain"}:  # fmt: skip
+            message = "certificate signed by unknown authority"
+        return f"tls: failed to verify certificate: x509: {message}"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        return f"tls: {getattr(exc.os_error, 'reason', '') or exc.os_error}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         cause = exc.os_error
         if isinstance(cause, ConnectionRefusedError):

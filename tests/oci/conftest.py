@@ -18,6 +18,7 @@ from ocikit import (
     Registry,
     Seeded,
     TokenServer,
+    make_tls,
     require_tools,
     skopeo_copy,
 )
@@ -107,3 +108,15 @@ def token_registry(
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     return tmp_path / "state"
+
+
+@pytest.fixture(scope="session")
+def tls_registry(
+    seeded: Seeded, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Registry, Path]]:
+    """The seeded storage over HTTPS with a certificate from a test CA; yields the CA file."""
+    work = tmp_path_factory.mktemp("tls")
+    ca, cert, key = make_tls(work)
+    registry = Registry(work, seeded.open.storage, tls=(cert, key))
+    yield registry, ca
+    registry.stop()

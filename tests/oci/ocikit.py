@@ -16,6 +16,7 @@ import datetime as dt
 import gzip
 import hashlib
 import io
+import ipaddress
 import json
 import os
 import shutil
@@ -34,7 +35,7 @@ from aiohttp import ClientSession, web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 HOST = "127.0.0.1"
@@ -174,7 +175,13 @@ class Seeded:
 class Registry:
     """`docker-registry serve` on a free loopback port; `auth` is the config's auth section."""
 
-    def __init__(self, workdir: Path, storage: Path, auth: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        storage: Path,
+        auth: dict[str, Any] | None = None,
+        tls: tuple[Path, Path] | None = None,  # (certificate, key): serve HTTPS
+    ) -> None:
         self.port = free_port()
         self.host = f"{HOST}:{self.port}"
         self.storage = storage
@@ -186,6 +193,8 @@ class Registry:
         }
         if auth:
             config["auth"] = auth
+        if tls:
+            config["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}  # type: ignore[index]
         self.config = workdir / f"registry-{self.port}.json"  # YAML is a superset of JSON
         self.config.write_text(json.dumps(config))
         self.log: list[str] = []
@@ -223,6 +232,66 @@ class Registry:
             self.process.wait()
         if self.process.stdout is not None:
             self.process.stdout.close()
+
+
+# -- TLS -------------------------------------------------------------------------------------
+def make_tls(workdir: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it: (ca, cert, key) PEM files."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubesim test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = workdir / "ca.pem", workdir / "server.pem", workdir / "server-key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
 
 
 # -- a Bearer token realm ---------------------------------------------------------------------

@@ -228,6 +228,32 @@ class TestAuth:
         assert server.requests[before:][0]["authorization"] == ""  # anonymous token asked
 
 
+class TestTls:
+    """HTTPS with a configured CA; an untrusted certificate is refused, never downgraded."""
+
+    async def test_https_with_the_ca_file(
+        self, seeded: Seeded, tls_registry: tuple[Registry, Path], state_dir: Path
+    ) -> None:
+        registry, ca = tls_registry
+        result = await pull(f"{registry.host}/demo/tiny:v1", state_dir, ca_file=str(ca))
+        assert result.image.id == config_of(seeded, "tiny")
+
+    async def test_untrusted_certificate_is_refused(
+        self, tls_registry: tuple[Registry, Path], state_dir: Path
+    ) -> None:
+        registry, _ = tls_registry
+        image = f"{registry.host}/demo/tiny:v1"
+        with pytest.raises(RegistryError) as caught:
+            await pull(image, state_dir)
+        assert str(caught.value) == (
+            f'rpc error: code = Unknown desc = failed to pull and unpack image "{image}": '
+            f'failed to resolve reference "{image}": failed to do request: Get '
+            f'"https://{registry.host}/v2/demo/tiny/manifests/v1": tls: failed to verify '
+            "certificate: x509: certificate signed by unknown authority"
+        )
+        assert not caught.value.unavailable
+
+
 class TestVerification:
     """Content is verified by digest before it is committed; resume and crashes stay safe."""
 
