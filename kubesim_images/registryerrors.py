@@ -11,6 +11,7 @@ could not be reached or answered 5xx), everything else being `ErrImagePull`.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from kubesim_images.errors import RegistryError
@@ -33,6 +34,82 @@ _STATUS_TEXT = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorKind:
+    code: str  # gRPC-ish status code containerd reports
+    detail: str  # format string; {ref} is the pulled reference, {host} the registry host
+    unavailable: bool = False
+
+
+# The failures a simulated registry can be told to produce (scenario `faults`), worded as a
+# real node reports them.
+ERROR_KINDS: dict[str, ErrorKind] = {
+    "toomanyrequests": ErrorKind(
+        "Unknown",
+        "unexpected status from GET request to https://{host}/v2/{repo}/manifests/"
+        "{tag}: 429 Too Many Requests - Server message: {ratelimit}",
+    ),
+    "unauthorized": ErrorKind(
+        "Unknown",
+        "pull access denied, repository does not exist or may require "
+        "authorization: server message: insufficient_scope: authorization failed",
+    ),
+    "manifest unknown": ErrorKind("NotFound", "{ref}: not found"),
+    "not found": ErrorKind("NotFound", "{ref}: not found"),
+    "timeout": ErrorKind(
+        "Unknown",
+        'Head "https://{host}/v2/{repo}/manifests/{tag}": dial tcp {host}:443: i/o timeout',
+        unavailable=True,
+    ),
+    "connection reset": ErrorKind(
+        "Unknown",
+        'Head "https://{host}/v2/{repo}/manifests/{tag}": read tcp {host}:443: '
+        "read: connection reset by peer",
+        unavailable=True,
+    ),
+    "connection refused": ErrorKind(
+        "Unknown",
+        'Head "https://{host}/v2/{repo}/manifests/{tag}": dial tcp {host}:443: '
+        "connect: connection refused",
+        unavailable=True,
+    ),
+    "unavailable": ErrorKind(
+        "Unknown",
+        "unexpected status from HEAD request to https://{host}/v2/{repo}/manifests/"
+        "{tag}: 503 Service Unavailable",
+        unavailable=True,
+    ),
+    "internal error": ErrorKind(
+        "Unknown",
+        "unexpected status from HEAD request to https://{host}/v2/{repo}/manifests/"
+        "{tag}: 500 Internal Server Error",
+    ),
+}
+
+
+def registry_error(kind: str, ref: ImageReference) -> RegistryError:
+    """The error containerd would hand the kubelet for this kind of failure on this pull."""
+    spec = ERROR_KINDS.get(kind.lower(), ErrorKind("Unknown", kind))
+    host = "registry-1.docker.io" if ref.domain == "docker.io" else ref.domain
+    ratelimit = (
+        DOCKER_RATE_LIMIT if ref.domain == "docker.io" else "toomanyrequests: too many requests"
+    )
+    detail = spec.detail.format(
+        ref=ref.pull_ref,
+        host=host,
+        repo=ref.path,
+        tag=ref.digest or ref.tag or "latest",
+        ratelimit=ratelimit,
+    )
+    if spec.unavailable:
+        return RegistryError(f"RegistryUnavailable: {detail}", code=kind, unavailable=True)
+    message = (
+        f"rpc error: code = {spec.code} desc = failed to pull and unpack image "
+        f'"{ref.pull_ref}": failed to resolve reference "{ref.pull_ref}": {detail}'
+    )
+    return RegistryError(message, code=kind)
 
 
 def status_line(status: int) -> str:

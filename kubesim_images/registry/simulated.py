@@ -4,8 +4,8 @@ A pull is one resolve round trip (`latency`), then faults are judged, then one d
 the layers the node lacks. Flows share bandwidth max-min fairly (`flows.FlowNetwork`) under
 per-node downlinks and the registry's egress; one loop timer tracks the earliest completion, so
 the cost per pull stays constant however many flows run. Faults and rate limits are
-deterministic from the seed. Error texts are what containerd gives the kubelet, so events read
-like a real node's.
+deterministic from the seed. Error texts are containerd's (`registryerrors`, shared with the OCI
+backend), so events read like a real node's.
 """
 
 from __future__ import annotations
@@ -22,86 +22,8 @@ from kubesim_images.flows import FlowNetwork
 from kubesim_images.reference import ImageReference
 from kubesim_images.registry.base import PullRequest
 from kubesim_images.registry.catalogue import Catalogue, SimImage
+from kubesim_images.registryerrors import registry_error
 from kubesim_images.store import ImageRecord, Layer
-
-_DOCKER_RATE_LIMIT = (
-    "toomanyrequests: You have reached your pull rate limit. You may increase the limit by "
-    "authenticating and upgrading: https://www.docker.com/increase-rate-limit"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorKind:
-    code: str  # gRPC-ish status code containerd reports
-    detail: str  # format string; {ref} is the pulled reference, {host} the registry host
-    unavailable: bool = False
-
-
-ERROR_KINDS: dict[str, ErrorKind] = {
-    "toomanyrequests": ErrorKind(
-        "Unknown",
-        "unexpected status from GET request to https://{host}/v2/{repo}/manifests/"
-        "{tag}: 429 Too Many Requests - Server message: {ratelimit}",
-    ),
-    "unauthorized": ErrorKind(
-        "Unknown",
-        "pull access denied, repository does not exist or may require "
-        "authorization: server message: insufficient_scope: authorization failed",
-    ),
-    "manifest unknown": ErrorKind("NotFound", "{ref}: not found"),
-    "not found": ErrorKind("NotFound", "{ref}: not found"),
-    "timeout": ErrorKind(
-        "Unknown",
-        'Head "https://{host}/v2/{repo}/manifests/{tag}": dial tcp {host}:443: i/o timeout',
-        unavailable=True,
-    ),
-    "connection reset": ErrorKind(
-        "Unknown",
-        'Head "https://{host}/v2/{repo}/manifests/{tag}": read tcp {host}:443: '
-        "read: connection reset by peer",
-        unavailable=True,
-    ),
-    "connection refused": ErrorKind(
-        "Unknown",
-        'Head "https://{host}/v2/{repo}/manifests/{tag}": dial tcp {host}:443: '
-        "connect: connection refused",
-        unavailable=True,
-    ),
-    "unavailable": ErrorKind(
-        "Unknown",
-        "unexpected status from HEAD request to https://{host}/v2/{repo}/manifests/"
-        "{tag}: 503 Service Unavailable",
-        unavailable=True,
-    ),
-    "internal error": ErrorKind(
-        "Unknown",
-        "unexpected status from HEAD request to https://{host}/v2/{repo}/manifests/"
-        "{tag}: 500 Internal Server Error",
-    ),
-}
-
-
-def registry_error(kind: str, ref: ImageReference) -> RegistryError:
-    """The error containerd would hand the kubelet for this kind of failure on this pull."""
-    spec = ERROR_KINDS.get(kind.lower(), ErrorKind("Unknown", kind))
-    host = "registry-1.docker.io" if ref.domain == "docker.io" else ref.domain
-    ratelimit = (
-        _DOCKER_RATE_LIMIT if ref.domain == "docker.io" else "toomanyrequests: too many requests"
-    )
-    detail = spec.detail.format(
-        ref=ref.pull_ref,
-        host=host,
-        repo=ref.path,
-        tag=ref.digest or ref.tag or "latest",
-        ratelimit=ratelimit,
-    )
-    if spec.unavailable:
-        return RegistryError(f"RegistryUnavailable: {detail}", code=kind, unavailable=True)
-    message = (
-        f"rpc error: code = {spec.code} desc = failed to pull and unpack image "
-        f'"{ref.pull_ref}": failed to resolve reference "{ref.pull_ref}": {detail}'
-    )
-    return RegistryError(message, code=kind)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ from kubesim_images.errors import InvalidReferenceError
 from kubesim_images.fields import Fields
 from kubesim_images.reference import ImageReference, parse_normalized
 from kubesim_images.registry.catalogue import Catalogue, SimImage, make_image
-from kubesim_images.registry.simulated import ERROR_KINDS, Fault, RateLimit
+from kubesim_images.registry.simulated import Fault, RateLimit
+from kubesim_images.registryerrors import ERROR_KINDS
 
 REGISTRY_FIELDS = {"latency", "bandwidth", "images", "faults", "rateLimit"}
 
