@@ -166,7 +166,15 @@ class Cluster:
         """Load everything saved, then start writing changes through."""
         store = self.node.store
         first_start = not self.state.get_meta("initialized")
+        # With a content store that keeps images, it is the truth about what is on the node.
+        kept = (
+            self.oci.content if self.oci is not None and self.oci.config.store == "keep" else None
+        )
         for doc in self.state.images():
+            if kept is not None and kept.get(doc["id"]) is None:
+                # Removed from the content store while we were down (`kubesim-images rmi`).
+                self.state.delete_image(doc["id"])
+                continue
             store.add(_record_from_json(doc), None, self.clock.loop_time(doc["lastUsed"]))
         if first_start:
             self.node.preload(preload(self.config.preloaded), self.clock.now_ns())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -47,8 +48,8 @@ class Daemon:
                 await asyncio.sleep(0.1)
 
 
-@pytest_asyncio.fixture
-async def oci_daemon(seeded: Seeded, tmp_path: Path) -> AsyncIterator[tuple[Daemon, Path]]:
+@contextlib.asynccontextmanager
+async def start_daemon(tmp_path: Path) -> AsyncIterator[tuple[Daemon, Path]]:
     config = {
         "apiVersion": "kubesim.io/v1alpha1",
         "kind": "DaemonConfig",
@@ -88,6 +89,12 @@ async def oci_daemon(seeded: Seeded, tmp_path: Path) -> AsyncIterator[tuple[Daem
             code = await process.wait()
             await drainer
         assert code == 0
+
+
+@pytest_asyncio.fixture
+async def oci_daemon(seeded: Seeded, tmp_path: Path) -> AsyncIterator[tuple[Daemon, Path]]:
+    async with start_daemon(tmp_path) as started:
+        yield started
 
 
 class TestDaemonPulls:
@@ -136,3 +143,24 @@ class TestDaemonPulls:
             f'Failed to pull image "{image}": rpc error: code = NotFound desc = failed to pull '
             f'and unpack image "{image}": failed to resolve reference "{image}": {image}: not found'
         )
+
+    async def test_restart_forgets_images_removed_while_down(
+        self, seeded: Seeded, tmp_path: Path
+    ) -> None:
+        image = f"{seeded.open.host}/demo/tiny:v1"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "tiny"},
+            "spec": {"containers": [{"name": "c", "image": image}]},
+        }
+        async with start_daemon(tmp_path) as (daemon, state):
+            await daemon.api("POST", "/api/v1/namespaces/default/pods", body)
+            await daemon.wait_event("tiny", "Pulled")
+        store = ContentStore(state / "content")
+        [stored] = store.images()
+        store.remove(stored.id)  # what `kubesim-images rmi` does
+        store.close()
+        async with start_daemon(tmp_path) as (daemon, _):
+            node = await daemon.api("GET", "/api/v1/nodes/kubesim-node")
+        assert not any(image in i["names"] for i in node["status"]["images"])
