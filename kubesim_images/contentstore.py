@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
@@ -165,11 +166,15 @@ class ContentStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        # Commits run in worker threads (asyncio.to_thread) and two pulls may commit at once:
+        # one connection, one statement or transaction at a time.
+        self._lock = threading.RLock()
         # digest -> (lock, pulls holding or waiting for it); dropped when the last one leaves
         self._downloading: dict[str, tuple[asyncio.Lock, int]] = {}
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:  # never under a commit running in a worker thread
+            self._db.close()
 
     # -- blobs ---------------------------------------------------------------------------------
     def blob_path(self, digest: str) -> Path:
@@ -236,10 +241,12 @@ class ContentStore:
     def commit_image(self, image: StoredImage, blobs: Iterable[str]) -> StoredImage:
         """Record an image whose blobs are all committed; names move to it from older images."""
         blob_list = sorted(set(blobs))
-        missing = [d for d in blob_list if not self.has_blob(d)]
-        if missing:
-            raise ContentError(f"cannot record image {image.id}: blobs missing: {missing}")
+        # Checked under the database's write lock, which a sweep holds while it deletes: a blob
+        # is either still there for this record or gone before it is written.
         with self._transaction() as db:
+            missing = [d for d in blob_list if not self.has_blob(d)]
+            if missing:
+                raise ContentError(f"cannot record image {image.id}: blobs missing: {missing}")
             row = db.execute("SELECT pinned FROM images WHERE id = ?", (image.id,)).fetchone()
             pinned = image.pinned or bool(row and row[0])
             db.execute(
@@ -255,11 +262,15 @@ class ContentStore:
                 "INSERT OR IGNORE INTO image_blobs VALUES (?, ?)",
                 [(image.id, d) for d in blob_list],
             )
-        found = self.get(image.id)
-        assert found is not None  # noqa: S101 - just written in the same connection
+            found = self._get(image.id)
+        assert found is not None  # noqa: S101 - just written in the same transaction
         return found
 
     def get(self, image_id: str) -> StoredImage | None:
+        with self._lock:
+            return self._get(image_id)
+
+    def _get(self, image_id: str) -> StoredImage | None:
         row = self._db.execute(
             "SELECT id, size, last_used, pinned, doc FROM images WHERE id = ?", (image_id,)
         ).fetchone()
@@ -272,6 +283,10 @@ class ContentStore:
 
     def lookup(self, name: str) -> StoredImage | None:
         """An image by id (`sha256:...` or its hex prefix), `repo:tag` or `repo@digest`."""
+        with self._lock:
+            return self._lookup(name)
+
+    def _lookup(self, name: str) -> StoredImage | None:
         row = self._db.execute("SELECT image_id FROM names WHERE name = ?", (name,)).fetchone()
         if row is not None:
             return self.get(row[0])
@@ -286,11 +301,13 @@ class ContentStore:
         return None
 
     def images(self) -> list[StoredImage]:
-        ids = [r[0] for r in self._db.execute("SELECT id FROM images ORDER BY id").fetchall()]
-        return [image for image in map(self.get, ids) if image is not None]
+        with self._lock:
+            ids = [r[0] for r in self._db.execute("SELECT id FROM images ORDER BY id")]
+            return [image for image in map(self._get, ids) if image is not None]
 
     def touch(self, image_id: str, now: float) -> None:
-        self._db.execute("UPDATE images SET last_used = ? WHERE id = ?", (now, image_id))
+        with self._lock:
+            self._db.execute("UPDATE images SET last_used = ? WHERE id = ?", (now, image_id))
 
     def remove(self, image_id: str) -> list[str]:
         """Delete the record first, then the blobs no other image holds; returns those digests."""
@@ -307,33 +324,37 @@ class ContentStore:
         return self._sweep(blobs)
 
     def refcount(self, digest: str) -> int:
-        row = self._db.execute(
-            "SELECT COUNT(*) FROM image_blobs WHERE digest = ?", (digest,)
-        ).fetchone()
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM image_blobs WHERE digest = ?", (digest,)
+            ).fetchone()
         return int(row[0])
 
     def prune_blobs(self) -> list[str]:
         """Delete every blob no image references (leftovers of a crash between the two steps)."""
-        return self._sweep("sha256:" + p.name for p in self.blobs_dir.iterdir())
+        return self._sweep(["sha256:" + p.name for p in self.blobs_dir.iterdir()])
 
     def _sweep(self, digests: Iterable[str]) -> list[str]:
         removed = []
-        for digest in digests:
-            if self.refcount(digest) == 0:
-                with contextlib.suppress(FileNotFoundError):
-                    self.blob_path(digest).unlink()
-                    removed.append(digest)
+        with self._transaction() as db:
+            for digest in digests:
+                row = db.execute("SELECT 1 FROM image_blobs WHERE digest = ?", (digest,))
+                if row.fetchone() is None:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.blob_path(digest).unlink()
+                        removed.append(digest)
         return removed
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
 
 def _doc(image: StoredImage) -> dict[str, Any]:

@@ -32,21 +32,37 @@ class PullResult:
     fetched_bytes: int  # what came over the network (blobs already stored are not fetched)
 
 
-async def pull_image(
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """What a reference names for one platform: the backend-neutral half of a pull."""
+
+    ref: ImageReference  # with its default tag applied
+    manifests: tuple[FetchedManifest, ...]  # the tag's (index or manifest), then the platform's
+    manifest: media.Manifest
+    platform: str  # the index entry's, or the one asked for
+    endpoints: tuple[Endpoint, ...]  # the one that answered first
+
+    @property
+    def repo_digest(self) -> str:
+        return f"{self.ref.name}@{self.manifests[0].digest}"
+
+    @property
+    def blobs(self) -> tuple[media.Descriptor, ...]:
+        return (self.manifest.config, *self.manifest.layers)
+
+
+async def resolve(
     client: RegistryClient,
-    store: ContentStore,
     ref: ImageReference,
     *,
     credential: Credential | None = None,
     platform: media.Platform | None = None,
-    now: float = 0.0,
-    progress: Progress | None = None,
-) -> PullResult:
-    """Pull `ref` into `store`; raises `RegistryError` with containerd's texts."""
+) -> Resolved:
+    """Reference (+ credential) -> the platform's manifest: config, layers and sizes."""
     wanted = (platform or media.Platform.host()).normalised()
     ref = ref.with_default_tag()
     top = await client.get_manifest(ref, ref.digest or ref.tag or DEFAULT_TAG, credential)
-    endpoints = [top.endpoint, *[e for e in client.endpoints(ref) if e != top.endpoint]]
+    endpoints = (top.endpoint, *[e for e in client.endpoints(ref) if e != top.endpoint])
     manifests = [top]
     parsed = _parse(ref, top)
     chosen = str(wanted)
@@ -56,17 +72,27 @@ async def pull_image(
             raise registryerrors.no_platform(ref)
         assert descriptor.platform is not None  # noqa: S101 - select only matches platforms
         chosen = str(descriptor.platform.normalised())
-        sub = await client.get_manifest(ref, descriptor.digest, credential, endpoints)
+        sub = await client.get_manifest(ref, descriptor.digest, credential, list(endpoints))
         manifests.append(sub)
         parsed = _parse(ref, sub)
         if not isinstance(parsed, media.Manifest):
             raise registryerrors.content_failed(ref, "an index entry is not an image manifest")
-    manifest = parsed
-    for fetched in manifests:
-        await _store_bytes(store, ref, fetched.digest, fetched.body)
+    return Resolved(ref, tuple(manifests), parsed, chosen, endpoints)
 
-    blobs = [manifest.config, *manifest.layers]
-    missing = {d.digest: d for d in blobs if not store.has_blob(d.digest)}
+
+async def fetch(
+    client: RegistryClient,
+    store: ContentStore,
+    resolved: Resolved,
+    *,
+    credential: Credential | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Every blob of `resolved` the store lacks, verified and committed; returns bytes fetched."""
+    ref = resolved.ref
+    for fetched in resolved.manifests:
+        await _store_bytes(store, ref, fetched.digest, fetched.body)
+    missing = {d.digest: d for d in resolved.blobs if not store.has_blob(d.digest)}
     total = sum(d.size for d in missing.values())
     done = 0
 
@@ -79,6 +105,7 @@ async def pull_image(
     if progress is not None:
         progress(0, total)
     limit = asyncio.Semaphore(max(1, client.config.max_concurrent_downloads))
+    endpoints = list(resolved.endpoints)
     try:
         async with asyncio.TaskGroup() as group:
             for descriptor in missing.values():
@@ -92,24 +119,45 @@ async def pull_image(
         if known:
             raise known[0] from None
         raise
+    return done
 
+
+async def record(store: ContentStore, resolved: Resolved, *, now: float) -> StoredImage:
+    """Name the image once all its blobs are committed (the last step: see the module doc)."""
+    ref, manifest = resolved.ref, resolved.manifest
     config = _config_platform(store.read_blob(manifest.config.digest))
-    record = StoredImage(
+    image = StoredImage(
         id=manifest.config.digest,
         repo_tags=(f"{ref.name}:{ref.tag}",) if ref.tag else (),
-        repo_digests=(f"{ref.name}@{top.digest}",),
-        size=sum(len(m.body) for m in manifests) + sum(d.size for d in blobs),
+        repo_digests=(resolved.repo_digest,),
+        size=sum(len(m.body) for m in resolved.manifests) + sum(d.size for d in resolved.blobs),
         last_used=now,
         pinned=False,
-        manifest_digest=manifests[-1].digest,
+        manifest_digest=resolved.manifests[-1].digest,
         media_type=manifest.media_type,
-        platform=config or chosen,
+        platform=config or resolved.platform,
         config=manifest.config.digest,
         layers=tuple((d.digest, d.size) for d in manifest.layers),
     )
-    names = [m.digest for m in manifests] + [d.digest for d in blobs]
-    stored = await asyncio.to_thread(store.commit_image, record, names)
-    return PullResult(stored, f"{ref.name}@{top.digest}", done)
+    names = [m.digest for m in resolved.manifests] + [d.digest for d in resolved.blobs]
+    return await asyncio.to_thread(store.commit_image, image, names)
+
+
+async def pull_image(
+    client: RegistryClient,
+    store: ContentStore,
+    ref: ImageReference,
+    *,
+    credential: Credential | None = None,
+    platform: media.Platform | None = None,
+    now: float = 0.0,
+    progress: Progress | None = None,
+) -> PullResult:
+    """Resolve, fetch what is missing, record; raises `RegistryError` with containerd's texts."""
+    resolved = await resolve(client, ref, credential=credential, platform=platform)
+    fetched = await fetch(client, store, resolved, credential=credential, progress=progress)
+    image = await record(store, resolved, now=now)
+    return PullResult(image, resolved.repo_digest, fetched)
 
 
 def _parse(ref: ImageReference, fetched: FetchedManifest) -> media.Manifest | media.Index:

@@ -3,6 +3,7 @@ against a small in-process registry: redirects, 429 with Retry-After, mirrors, t
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -410,3 +411,21 @@ class TestContentStore:
         assert store.refcount(digest_of(b"base")) == 2
         assert store.remove(old.id) == [digest_of(b"config-1")]
         assert store.has_blob(digest_of(b"base"))
+
+    def test_commits_from_threads_do_not_collide(self, tmp_path: Path) -> None:
+        # Pulls commit from worker threads; two at once once shared a transaction and failed.
+        store = ContentStore(tmp_path)
+        images = [
+            self._image(store, f"config-{i}".encode(), [b"base"], f"r/app:{i}") for i in range(2)
+        ]
+        records = [store.get(i.id) for i in images]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            for _ in range(30):
+                futures = [
+                    pool.submit(store.commit_image, r, [r.id, digest_of(b"base")])  # type: ignore[union-attr]
+                    for r in records * 4
+                ]
+                for future in futures:
+                    future.result()
+        assert {i.id for i in store.images()} == {i.id for i in images}
+        store.close()
