@@ -198,8 +198,11 @@ class Registry:
         self.config = workdir / f"registry-{self.port}.json"  # YAML is a superset of JSON
         self.config.write_text(json.dumps(config))
         self.log: list[str] = []
+        # setpriv (util-linux): SIGTERM when the test process dies, so a crashed run leaves
+        # no registry behind.
+        guard = ["setpriv", "--pdeathsig", "TERM"] if shutil.which("setpriv") else []
         self.process = subprocess.Popen(
-            [REGISTRY_BIN, "serve", str(self.config)],
+            [*guard, REGISTRY_BIN, "serve", str(self.config)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
