@@ -297,6 +297,25 @@ class TestVerification:
         assert result.image.id == config_of(seeded, "big")
         assert_consistent(state_dir)
 
+    async def test_stalled_blob_times_out_and_resumes(
+        self, seeded: Seeded, state_dir: Path
+    ) -> None:
+        # The proxy stalls mid-blob until the test ends; only the read timeout can move on.
+        layer = seeded.big_layer
+        proxy = Proxy(seeded.open.host)
+        rule = BlobRule(layer["digest"], after=layer["size"] // 4, hold=True)
+        proxy.rules[layer["digest"]] = rule
+        await proxy.start()
+        try:
+            result = await pull(f"{proxy.host}/demo/big:v1", state_dir, read_timeout=0.5)
+        finally:
+            await proxy.stop()
+        assert result.image.id == config_of(seeded, "big")
+        ranges = [r for _, path, r in proxy.requests if path.endswith(layer["digest"])]
+        assert ranges[0] == ""
+        assert len(ranges) == 2
+        assert 0 < int(ranges[1].removeprefix("bytes=").rstrip("-")) <= layer["size"] // 4
+
     async def test_at_most_n_blobs_at_once(self, seeded: Seeded, state_dir: Path) -> None:
         # Every blob of the image is held after its first byte; with a limit of 2, the third
         # can only be asked for once one of the first two is released.
