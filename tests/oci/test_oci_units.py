@@ -154,6 +154,7 @@ class FakeRegistry:
         self.tokens_issued = 0
         self.paths: list[str] = []
         self.has_image = True
+        self.status = 200  # anything else: the manifest answers this with an errors body
         self.runner: web.AppRunner | None = None
         self.host = ""
 
@@ -197,6 +198,9 @@ class FakeRegistry:
             )
         if not self.has_image:
             return web.json_response({"errors": [{"code": "MANIFEST_UNKNOWN"}]}, status=404)
+        if self.status != 200:
+            body = {"errors": [{"code": "UNAVAILABLE", "message": "maintenance"}]}
+            return web.json_response(body, status=self.status)
         return web.Response(body=self.manifest, content_type=media.OCI_MANIFEST)
 
     async def blobs(self, request: web.Request) -> web.Response:
@@ -266,6 +270,35 @@ class TestHttp:
             "message: toomanyrequests: slow down"
         )
         assert caught.value.code == "toomanyrequests"
+
+    @pytest.mark.parametrize(("status", "unavailable"), [(503, True), (500, False), (403, False)])
+    async def test_error_bodies_map_to_the_kubelets_reasons(
+        self, fake: FakeRegistry, tmp_path: Path, status: int, unavailable: bool
+    ) -> None:
+        fake.status = status
+        image = f"{fake.host}/demo/app:v1"
+        with pytest.raises(RegistryError) as caught:
+            await _pull(image, tmp_path)
+        assert caught.value.unavailable is unavailable
+        url = f"http://{fake.host}/v2/demo/app/manifests/v1"
+        if status == 403:
+            detail = (
+                "pull access denied, repository does not exist or may require authorization: "
+                "server message: unavailable: maintenance"
+            )
+        else:
+            line = {503: "503 Service Unavailable", 500: "500 Internal Server Error"}[status]
+            detail = (
+                f"unexpected status from GET request to {url}: {line} - Server message: "
+                "unavailable: maintenance"
+            )
+        if unavailable:
+            assert str(caught.value) == f"RegistryUnavailable: {detail}"
+        else:
+            assert str(caught.value) == (
+                f'rpc error: code = Unknown desc = failed to pull and unpack image "{image}": '
+                f'failed to resolve reference "{image}": {detail}'
+            )
 
     async def test_mirror_first_then_the_registry(self, fake: FakeRegistry, tmp_path: Path) -> None:
         mirror = FakeRegistry()
