@@ -158,14 +158,17 @@ class ContentStore:
         self.root = root
         self.blobs_dir = root / "blobs" / "sha256"
         self.ingest_dir = root / "ingest"
-        for directory in (root, self.blobs_dir, self.ingest_dir):
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._db = sqlite3.connect(
-            root / "images.db", isolation_level=None, check_same_thread=False, timeout=30
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            for directory in (root, self.blobs_dir, self.ingest_dir):
+                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._db = sqlite3.connect(
+                root / "images.db", isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ContentError(f"cannot open the content store in {root}: {exc}") from None
         # Commits run in worker threads (asyncio.to_thread) and two pulls may commit at once:
         # one connection, one statement or transaction at a time.
         self._lock = threading.RLock()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from kubesim_images.clock import WallClock
-from kubesim_images.contentstore import ContentStore, StoredImage
+from kubesim_images.contentstore import ContentError, ContentStore, StoredImage
 from kubesim_images.errors import ConfigError, InvalidReferenceError, RegistryError
 from kubesim_images.keyring import Credential, Keyring, load_docker_config
 from kubesim_images.reference import ImageReference, parse_normalized
@@ -95,6 +96,15 @@ def _store(args: argparse.Namespace) -> ContentStore:
     return ContentStore(base / "content")
 
 
+def _open(args: argparse.Namespace) -> ContentStore | None:
+    """The store, or None once the reason it cannot be opened is on stderr."""
+    try:
+        return _store(args)
+    except ContentError as exc:
+        _fail(str(exc))
+        return None
+
+
 def _credentials(args: argparse.Namespace, ref: ImageReference) -> list[Credential | None]:
     if args.creds:
         user, sep, password = args.creds.partition(":")
@@ -122,12 +132,19 @@ def pull(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_INVALID)
     if args.max_concurrent_downloads < 1:
         return _fail("--max-concurrent-downloads must be at least 1", EXIT_INVALID)
+    if args.ca_file:
+        try:
+            ssl.create_default_context().load_verify_locations(args.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            return _fail(f"--ca-file {args.ca_file}: cannot load the CA: {exc}", EXIT_INVALID)
     config = ClientConfig(
         insecure=frozenset({registry_host(ref)} if args.insecure else ()),
         ca_file=args.ca_file,
         max_concurrent_downloads=args.max_concurrent_downloads,
     )
-    store = _store(args)
+    store = _open(args)
+    if store is None:
+        return EXIT_FAILED
     try:
         result = asyncio.run(_pull(store, config, ref, credentials, platform, args.output))
     except RegistryError as exc:
@@ -232,7 +249,9 @@ def human_size(size: int) -> str:
 
 
 def images(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = _open(args)
+    if store is None:
+        return EXIT_FAILED
     try:
         listed = store.images()
     finally:
@@ -273,7 +292,9 @@ def images(args: argparse.Namespace) -> int:
 def rmi(args: argparse.Namespace) -> int:
     if not args.images and not args.all and not args.prune:
         return _fail("image id cannot be empty", EXIT_INVALID)
-    store = _store(args)
+    store = _open(args)
+    if store is None:
+        return EXIT_FAILED
     status = EXIT_OK
     try:
         targets = store.images() if args.all else []
@@ -296,7 +317,9 @@ def rmi(args: argparse.Namespace) -> int:
 
 
 def inspecti(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = _open(args)
+    if store is None:
+        return EXIT_FAILED
     documents = []
     status = EXIT_OK
     try:

@@ -105,3 +105,33 @@ class TestPullVerb:
         assert code == 0, err
         assert PASSWORD not in out + err
         assert json.loads(out)["repoDigest"].startswith(f"{basic_registry.host}/demo/tiny@sha256:")
+
+
+class TestEdges:
+    """Bad input is refused with a message and an exit code, never a traceback."""
+
+    def test_unreadable_ca_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        missing = tmp_path / "nope.pem"
+        code, _, err = run(
+            capsys, "pull", "127.0.0.1:5000/a:v1", "--ca-file", str(missing), "--state-dir",
+            str(tmp_path / "state"),
+        )  # fmt: skip
+        assert code == 2
+        assert err.startswith(f"error: --ca-file {missing}: cannot load the CA:")
+
+    def test_state_dir_that_is_a_file(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        blocker = tmp_path / "state"
+        blocker.write_text("not a directory")
+        code, _, err = run(capsys, "images", "--state-dir", str(blocker))
+        assert code == 1
+        assert err.startswith(f"error: cannot open the content store in {blocker}/content:")
+
+    def test_creds_without_a_colon(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run(
+            capsys, "pull", "127.0.0.1:5000/a:v1", "--creds", "alice", "--state-dir", str(tmp_path)
+        )
+        assert (code, err) == (2, "error: --creds must be USER:PASSWORD\n")
