@@ -128,6 +128,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--report", metavar="DIR", help="also write report.json and plots (PNG) into DIR"
     )
+    run.add_argument(
+        "--real-time",
+        action="store_true",
+        help="run on the wall clock (needed by registry type oci: real pulls)",
+    )
     imagecli.add_parsers(commands, [logging_options])
     return parser
 
@@ -167,9 +172,15 @@ def _scenario_run(args: argparse.Namespace) -> int:
     if args.variant and args.variant not in {v.name for v in scenario.variants}:
         names = ", ".join(v.name for v in scenario.variants)
         return _fail(f"{args.file}: no variant named {args.variant!r} (variants: {names})")
+    needs_real_time = [v.name for v in scenario.variants if v.oci is not None]
+    if needs_real_time and not args.real_time:
+        return _fail(
+            f"{args.file}: registry type oci pulls real images (variants: "
+            f"{', '.join(needs_real_time)}): run it with --real-time"
+        )
     console = Console(stderr=True) if args.output == "json" else Console()
     with console.status(f"simulating {scenario.name}…"):
-        result = run_scenario(scenario, variant=args.variant)
+        result = run_scenario(scenario, variant=args.variant, real_time=args.real_time)
     document = to_json(result)
     if args.report:
         from kubesim_images.scenario.plots import write_report  # noqa: PLC0415

@@ -13,6 +13,7 @@ from typing import Self
 from kubesim_images.contentstore import ContentStore
 from kubesim_images.oci.client import RegistryClient
 from kubesim_images.oci.config import OciRegistryConfig
+from kubesim_images.oci.downlink import Downlink
 from kubesim_images.oci.pull import pull_image
 from kubesim_images.registry.base import PullRequest
 from kubesim_images.store import ImageRecord, Layer
@@ -23,11 +24,17 @@ class OciRegistry:
     `async with`; `close()` ends it."""
 
     def __init__(
-        self, config: OciRegistryConfig, store: ContentStore, now: Callable[[], float]
+        self,
+        config: OciRegistryConfig,
+        store: ContentStore,
+        now: Callable[[], float],
+        downlink: Downlink | None = None,
     ) -> None:
         self.config = config
         self.client = RegistryClient(config.client)
         self.content = store
+        self.downlink = downlink  # the node's bandwidth, enforced on the real downloads
+        self.bytes_fetched = 0
         self._now = now  # calendar seconds, for the records' last-used time
         self._progress: dict[int, tuple[float, int]] = {}
         self._open = False
@@ -64,9 +71,11 @@ class OciRegistry:
                 platform=self.config.platform,
                 now=self._now(),
                 progress=progress,
+                throttle=self.downlink.consume if self.downlink is not None else None,
             )
         finally:
             self._progress.pop(request.pull_id, None)
+        self.bytes_fetched += result.fetched_bytes
         image = result.image
         if self.config.store == "discard":
             self.content.remove(image.id)  # verified and counted; the disk is not kept

@@ -20,7 +20,8 @@ import datetime as dt
 import hashlib
 import ipaddress
 import ssl
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -113,6 +114,7 @@ class RegistryClient:
         self._plain_http: set[str] = set()
         self.requests = 0
         self.retries = 0
+        self.status_codes: Counter[int] = Counter()
 
     async def __aenter__(self) -> Self:
         # aiohttp's own default context (system CAs) unless an extra CA is configured.
@@ -192,6 +194,7 @@ class RegistryClient:
                 ) from None
             except aiohttp.ClientConnectorSSLError as exc:
                 if endpoint.plain_http_allowed and _speaks_plain_http(exc):
+                    self.requests -= 1  # a TLS probe, answered before any HTTP was sent
                     self._plain_http.add(endpoint.host)
                     url = "http://" + url.removeprefix("https://")
                     continue
@@ -210,6 +213,7 @@ class RegistryClient:
                 raise registryerrors.transport_failed(
                     ref, method, url, f"read tcp {endpoint.host}: {_describe(exc)}"
                 ) from None
+            self.status_codes[response.status] += 1
             if response.status == 401 and not authorised_retry:
                 challenge = response.headers.get("WWW-Authenticate", "")
                 response.release()
@@ -307,8 +311,12 @@ class RegistryClient:
         credential: Credential | None,
         endpoints: list[Endpoint],
         on_bytes: Callable[[int], None] = lambda _n: None,
+        throttle: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
-        """Stream one blob into `ingest`, resuming with Range after a cut; the caller commits."""
+        """Stream one blob into `ingest`, resuming with Range after a cut; the caller commits.
+
+        `throttle` (a node's downlink) is awaited for every chunk before it is written.
+        """
         if descriptor.size and ingest.offset == descriptor.size:
             return  # complete before an earlier process died, not yet committed: commit it
         attempts = 0
@@ -319,7 +327,7 @@ class RegistryClient:
             headers = {"Range": f"bytes={ingest.offset}-"} if ingest.offset else {}
             try:
                 await self._stream(
-                    endpoint, ref, url, descriptor, ingest, credential, headers, on_bytes
+                    endpoint, ref, url, descriptor, ingest, credential, headers, on_bytes, throttle
                 )
             except _Interrupted as cut:
                 attempts += 1
@@ -357,6 +365,7 @@ class RegistryClient:
         credential: Credential | None,
         headers: Mapping[str, str],
         on_bytes: Callable[[int], None],
+        throttle: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         try:
             response = await self._send(endpoint, ref, "GET", url, credential, headers)
@@ -389,6 +398,8 @@ class RegistryClient:
                 raise await self._error(ref, "GET", url, response)
             try:
                 async for chunk in response.content.iter_any():
+                    if throttle is not None:
+                        await throttle(len(chunk))
                     ingest.write(chunk)
                     on_bytes(len(chunk))
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:

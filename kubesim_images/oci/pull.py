@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from kubesim_images import registryerrors
@@ -23,6 +23,7 @@ from kubesim_images.oci.client import Endpoint, FetchedManifest, RegistryClient
 from kubesim_images.reference import DEFAULT_TAG, ImageReference
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes to fetch)
+Throttle = Callable[[int], Awaitable[None]]  # a node's downlink: awaited per chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ async def fetch(
     *,
     credential: Credential | None = None,
     progress: Progress | None = None,
+    throttle: Throttle | None = None,
 ) -> int:
     """Every blob of `resolved` the store lacks, verified and committed; returns bytes fetched."""
     ref = resolved.ref
@@ -110,7 +112,17 @@ async def fetch(
         async with asyncio.TaskGroup() as group:
             for descriptor in missing.values():
                 group.create_task(
-                    _fetch(client, store, ref, descriptor, credential, endpoints, limit, on_bytes),
+                    _fetch(
+                        client,
+                        store,
+                        ref,
+                        descriptor,
+                        credential,
+                        endpoints,
+                        limit,
+                        on_bytes,
+                        throttle,
+                    ),
                     name=f"fetch {descriptor.digest[:19]}",
                 )
     except BaseExceptionGroup as failed:
@@ -152,10 +164,13 @@ async def pull_image(
     platform: media.Platform | None = None,
     now: float = 0.0,
     progress: Progress | None = None,
+    throttle: Throttle | None = None,
 ) -> PullResult:
     """Resolve, fetch what is missing, record; raises `RegistryError` with containerd's texts."""
     resolved = await resolve(client, ref, credential=credential, platform=platform)
-    fetched = await fetch(client, store, resolved, credential=credential, progress=progress)
+    fetched = await fetch(
+        client, store, resolved, credential=credential, progress=progress, throttle=throttle
+    )
     image = await record(store, resolved, now=now)
     return PullResult(image, resolved.repo_digest, fetched)
 
@@ -195,6 +210,7 @@ async def _fetch(
     endpoints: list[Endpoint],
     limit: asyncio.Semaphore,
     on_bytes: Callable[[int], None],
+    throttle: Throttle | None,
 ) -> None:
     async with limit, store.downloading(descriptor.digest):
         if store.has_blob(descriptor.digest):  # another pull fetched it while we waited
@@ -207,7 +223,9 @@ async def _fetch(
         try:
             if ingest.offset:
                 on_bytes(ingest.offset)  # resumed from an earlier, interrupted pull
-            await client.fetch_blob(ref, descriptor, ingest, credential, endpoints, on_bytes)
+            await client.fetch_blob(
+                ref, descriptor, ingest, credential, endpoints, on_bytes, throttle
+            )
             await asyncio.to_thread(ingest.commit)
         except ContentError as exc:
             raise registryerrors.content_failed(ref, str(exc)) from None

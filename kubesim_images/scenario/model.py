@@ -23,6 +23,7 @@ from kubesim_images.errors import ConfigError
 from kubesim_images.fields import Fields
 from kubesim_images.keyring import Credential, parse_docker_config
 from kubesim_images.kubeletconfig import KubeletConfig, load_kubelet_config
+from kubesim_images.oci.config import OciRegistryConfig, parse_oci_registry
 from kubesim_images.pod import Pod, PodInvalidError, pod_from_manifest
 from kubesim_images.podworkers import SyncSettings, read_sync_settings
 from kubesim_images.registry.catalogue import SimImage
@@ -73,6 +74,7 @@ class VariantSpec:
     pods: tuple[tuple[int, Pod], ...] = field(default=())
     secrets: Mapping[tuple[str, str], DockerEntries] = field(default_factory=dict)
     node_credentials: DockerEntries = ()
+    oci: OciRegistryConfig | None = None  # registry.type oci: real pulls, on the wall clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +165,20 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
     always_pull = admission.get("alwaysPullImages", False)
     if not isinstance(always_pull, bool):
         raise ctx.fail(f"{where}.admission.alwaysPullImages", "must be true or false")
+    raw_registry = dict(ctx.mapping(spec.get("registry"), f"{where}.registry"))
+    kind = raw_registry.pop("type", "simulated")
+    oci = None
+    if kind == "oci":
+        # Real registries (SPEC section 10): no catalogue; runs need --real-time.
+        oci = parse_oci_registry(ctx, spec.get("registry"), f"{where}.registry")
+        raw_registry = {}
+    elif kind != "simulated":
+        raise ctx.fail(
+            f"{where}.registry.type", f"unsupported registry type {kind!r} (simulated, oci)"
+        )
     registry = parse_registry(
         ctx,
-        ctx.mapping(spec.get("registry"), f"{where}.registry", REGISTRY_FIELDS),
+        ctx.mapping(raw_registry, f"{where}.registry", REGISTRY_FIELDS),
         f"{where}.registry",
     )
     nodes = ctx.mapping(
@@ -209,6 +222,7 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
         pods=pods,
         secrets=secrets,
         node_credentials=node_credentials,
+        oci=oci,
     )
 
 

@@ -50,7 +50,7 @@ def images_ready(pods: Sequence[PodStatus]) -> dict[str, float | None]:
 
 
 def summary(result: VariantResult) -> dict[str, Any]:
-    return {
+    out = {
         "pods": len(result.pods),
         "podsReady": sum(1 for p in result.pods if p.ready),
         "imagesReady": images_ready(result.pods),
@@ -61,6 +61,9 @@ def summary(result: VariantResult) -> dict[str, Any]:
         "simulatedSeconds": _t(result.simulated_ns),
         "wallSeconds": round(result.wall_seconds, 3),
     }
+    if result.registry_stats is not None:  # real registries (SPEC section 10)
+        out["registry"] = result.registry_stats
+    return out
 
 
 def _state(cs: ContainerStatus) -> dict[str, Any]:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from kubesim_images.clock import call_at_ns, now_ns, run_virtual, sleep_ns
 from kubesim_images.events import Event, EventLog
@@ -24,8 +27,10 @@ from kubesim_images.pod import Pod
 from kubesim_images.podworkers import CredentialLookup, PodStatus
 from kubesim_images.reasons import Reason
 from kubesim_images.reference import ImageReference
+from kubesim_images.registry.base import RegistryBackend
 from kubesim_images.registry.simulated import SimulatedRegistry, preload
 from kubesim_images.scenario.model import Scenario, VariantSpec
+from kubesim_images.scenario.realtime import RealRegistries, run_real_time
 
 
 @dataclass(slots=True)
@@ -40,6 +45,7 @@ class VariantResult:
     counts: dict[Reason, int] = field(default_factory=dict)
     pulls: int = 0  # pulls started (QPS-refused ones included), as the pull observer saw them
     failed_pulls: int = 0
+    registry_stats: dict[str, Any] | None = None  # real registries: requests, codes, bytes
 
 
 class PullTally(PullObserver):
@@ -72,17 +78,22 @@ class ScenarioResult:
     variants: list[VariantResult]
 
 
-def run_scenario(scenario: Scenario, *, variant: str | None = None) -> ScenarioResult:
+def run_scenario(
+    scenario: Scenario, *, variant: str | None = None, real_time: bool = False
+) -> ScenarioResult:
     chosen = [v for v in scenario.variants if variant is None or v.name == variant]
     if not chosen:
         names = ", ".join(v.name for v in scenario.variants)
         raise KeyError(f"no variant named {variant!r} in {scenario.source} (variants: {names})")
-    return ScenarioResult(scenario, [run_variant(spec) for spec in chosen])
+    return ScenarioResult(scenario, [run_variant(spec, real_time=real_time) for spec in chosen])
 
 
-def run_variant(spec: VariantSpec) -> VariantResult:
+def run_variant(spec: VariantSpec, *, real_time: bool = False) -> VariantResult:
+    """In virtual time, or on the wall clock (`--real-time`, which real registries need)."""
+    if spec.oci is not None and not real_time:
+        raise ValueError(f"variant {spec.name}: registry type oci pulls for real: use --real-time")
     started = time.perf_counter()  # wall time of the run, reported and never used in logic
-    result = run_virtual(_simulate(spec))
+    result = run_real_time(_simulate(spec)) if real_time else run_virtual(_simulate(spec))
     result.wall_seconds = time.perf_counter() - started
     return result
 
@@ -111,7 +122,16 @@ def _credential_lookup(spec: VariantSpec) -> CredentialLookup | None:
 
 
 async def _simulate(spec: VariantSpec) -> VariantResult:
-    loop = asyncio.get_running_loop()
+    if spec.oci is not None:
+        with tempfile.TemporaryDirectory(prefix="kubesim-scenario-") as workdir:
+            real = RealRegistries(spec.oci, Path(workdir), spec.node_bandwidth)
+            try:
+                result = await _run(spec, real.backend, lambda _name, _bw: None)
+            finally:
+                await real.close()
+            result.bytes_pulled = real.bytes_fetched
+            result.registry_stats = real.stats()
+            return result
     registry = SimulatedRegistry(
         spec.registry.catalogue,
         latency=spec.registry.latency,
@@ -121,6 +141,17 @@ async def _simulate(spec: VariantSpec) -> VariantResult:
         rate_limit=spec.registry.rate_limit,
         seed=spec.seed,
     )
+    result = await _run(spec, lambda _name: registry, registry.set_node_bandwidth)
+    result.bytes_pulled = registry.bytes_sent
+    return result
+
+
+async def _run(
+    spec: VariantSpec,
+    backend_for: Callable[[str], RegistryBackend],
+    set_node_bandwidth: Callable[[str, float], None],
+) -> VariantResult:
+    loop = asyncio.get_running_loop()
     log = EventLog()
     tally = PullTally()
     rng = random.Random(spec.seed)
@@ -138,9 +169,10 @@ async def _simulate(spec: VariantSpec) -> VariantResult:
     credentials = _credential_lookup(spec)
     nodes: list[Node] = []
     for index in range(spec.node_count):
+        name = f"node-{index}"
         node = Node(
-            f"node-{index}",
-            registry,
+            name,
+            backend_for(name),
             spec.kubelet,
             log,
             sync=spec.sync,
@@ -149,7 +181,7 @@ async def _simulate(spec: VariantSpec) -> VariantResult:
             credentials=credentials,
             observer=tally,
         )
-        registry.set_node_bandwidth(node.name, spec.node_bandwidth)
+        set_node_bandwidth(node.name, spec.node_bandwidth)
         node.preload(preloaded, 0)
         nodes.append(node)
 
@@ -183,7 +215,7 @@ async def _simulate(spec: VariantSpec) -> VariantResult:
         events=log.events,
         simulated_ns=now_ns(loop),
         wall_seconds=0.0,
-        bytes_pulled=registry.bytes_sent,
+        bytes_pulled=0,
         counts=dict(log.counts),
         pulls=tally.started,
         failed_pulls=tally.failed,

@@ -1,0 +1,92 @@
+"""`scenario run --real-time` with `registry: {type: oci}`: real pulls, per-node downlinks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from ocikit import Seeded
+
+from kubesim_images.cli import main
+from kubesim_images.clock import run_virtual
+from kubesim_images.oci.downlink import Downlink
+
+MI = 1 << 20
+
+
+def test_downlink_paces_bytes_at_its_rate() -> None:
+    """1 MiB/s with a 0.25 s burst: 1 MiB, then 0.5 MiB, take 0.75 s and 0.5 s more."""
+
+    async def main_() -> list[float]:
+        link = Downlink(MI)
+        loop = asyncio.get_running_loop()
+        await link.consume(MI)  # 0.25 MiB from the burst, 0.75 MiB at 1 MiB/s
+        first = loop.time()
+        await link.consume(MI // 2)
+        return [first, loop.time()]
+
+    assert run_virtual(main_()) == [0.75, 1.25]
+
+
+def _scenario(tmp_path: Path, host: str) -> Path:
+    doc = {
+        "apiVersion": "kubesim.io/v1alpha1",
+        "kind": "Scenario",
+        "metadata": {"name": "real"},
+        "spec": {
+            "duration": "60s",
+            "nodes": {"count": 2, "bandwidth": "64Mi"},
+            "registry": {"type": "oci", "platform": "linux/amd64"},
+            "kubelet": {"serializeImagePulls": False},
+            "workload": [
+                {
+                    "at": "0s",
+                    "replicas": 2,
+                    "pod": {
+                        "metadata": {"name": "web"},
+                        "spec": {"containers": [{"name": "c", "image": f"{host}/demo/big:v1"}]},
+                    },
+                }
+            ],
+        },
+    }
+    path = tmp_path / "real.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_needs_real_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _scenario(tmp_path, "127.0.0.1:5000")
+    assert main(["scenario", "run", str(path)]) == 2
+    assert "registry type oci pulls real images (variants: default): run it with --real-time" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.integration
+def test_two_nodes_pull_for_real(
+    seeded: Seeded, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _scenario(tmp_path, seeded.open.host)
+    assert main(["scenario", "run", str(path), "--real-time", "-o", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    [variant] = document["variants"]
+    summary = variant["summary"]
+    assert summary["pods"] == summary["podsReady"] == 2
+    manifest = json.loads(
+        (seeded.layout.root / "blobs/sha256" / seeded.images["big"]["digest"][7:]).read_bytes()
+    )
+    per_node = manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
+    # Each node has its own store, so each fetches the whole image once.
+    assert summary["bytesPulled"] == 2 * per_node
+    registry = summary["registry"]
+    assert registry["bytes"] == 2 * per_node
+    assert registry["statusCodes"]["200"] == registry["requests"]
+    # Per node: the manifest, the config and two layers.
+    assert registry["requests"] == 2 * 4
+    assert registry["retries"] == 0
+    pulled = [e for e in variant["events"] if e["reason"] == "Pulled"]
+    assert len(pulled) == 2
