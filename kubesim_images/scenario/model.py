@@ -9,6 +9,7 @@ such as `serialiseImagePulls` would otherwise silently test the default.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from kubesim_images.fields import Fields
 from kubesim_images.keyring import Credential, parse_docker_config
 from kubesim_images.kubeletconfig import KubeletConfig, load_kubelet_config
 from kubesim_images.oci.config import OciRegistryConfig, parse_oci_registry
+from kubesim_images.oci.media import Platform
 from kubesim_images.pod import Pod, PodInvalidError, pod_from_manifest
 from kubesim_images.podworkers import SyncSettings, read_sync_settings
 from kubesim_images.registry.catalogue import SimImage
@@ -184,8 +186,17 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
     nodes = ctx.mapping(
         spec.get("nodes"),
         f"{where}.nodes",
-        {"count", "bandwidth", "preloadedImages", "dockerConfig"},
+        {"count", "bandwidth", "preloadedImages", "dockerConfig", "platform"},
     )
+    if nodes.get("platform") is not None:
+        if oci is None:
+            raise ctx.fail(f"{where}.nodes.platform", "only with registry type oci")
+        # The pool's platform wins over the registry's default (SPEC section 10).
+        try:
+            platform = Platform.parse(str(nodes["platform"]))
+        except ValueError as exc:
+            raise ctx.fail(f"{where}.nodes.platform", str(exc)) from None
+        oci = dataclasses.replace(oci, platform=platform)
     node_credentials: DockerEntries = ()
     if nodes.get("dockerConfig") is not None:
         node_credentials = _docker_config(

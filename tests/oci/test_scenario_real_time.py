@@ -12,7 +12,9 @@ from ocikit import Seeded
 
 from kubesim_images.cli import main
 from kubesim_images.clock import run_virtual
+from kubesim_images.errors import ConfigError
 from kubesim_images.oci.downlink import Downlink
+from kubesim_images.scenario.model import load_document
 
 MI = 1 << 20
 
@@ -90,3 +92,37 @@ def test_two_nodes_pull_for_real(
     assert registry["retries"] == 0
     pulled = [e for e in variant["events"] if e["reason"] == "Pulled"]
     assert len(pulled) == 2
+
+
+@pytest.mark.parametrize(
+    ("registry", "nodes", "expected"),
+    [
+        ({"type": "oci", "platform": "linux/amd64"}, {"platform": "linux/arm64"}, "linux/arm64/v8"),
+        ({"type": "oci", "platform": "linux/amd64"}, {}, "linux/amd64"),
+        ({"type": "oci"}, {}, None),
+    ],
+)
+def test_node_pool_platform(
+    registry: dict[str, str], nodes: dict[str, str], expected: str | None
+) -> None:
+    doc = {
+        "apiVersion": "kubesim.io/v1alpha1",
+        "kind": "Scenario",
+        "metadata": {"name": "p"},
+        "spec": {"registry": registry, "nodes": nodes, "workload": []},
+    }
+    [variant] = load_document(doc, source="p.yaml").variants
+    assert variant.oci is not None
+    assert (str(variant.oci.platform) if variant.oci.platform else None) == expected
+
+
+def test_node_platform_needs_a_real_registry() -> None:
+    doc = {
+        "apiVersion": "kubesim.io/v1alpha1",
+        "kind": "Scenario",
+        "metadata": {"name": "p"},
+        "spec": {"nodes": {"platform": "linux/arm64"}, "workload": []},
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_document(doc, source="p.yaml")
+    assert str(caught.value) == "p.yaml: spec.nodes.platform: only with registry type oci"
