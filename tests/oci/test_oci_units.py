@@ -4,6 +4,7 @@ against a small in-process registry: redirects, 429 with Retry-After, mirrors, t
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -127,6 +128,29 @@ def test_challenge_round_trip(scheme: str, params: dict[str, str]) -> None:
     [challenge] = parse_challenges(f"{scheme} {quoted}")
     assert challenge.scheme == scheme.lower()
     assert challenge.params == {k.lower(): v for k, v in params.items()}
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(
+    doc=st.dictionaries(
+        st.sampled_from(["mediaType", "manifests", "config", "layers", "schemaVersion"]), _JSON
+    ),
+    content_type=st.sampled_from([media.OCI_INDEX, media.OCI_MANIFEST, "application/json", ""]),
+)
+def test_any_json_parses_or_is_refused_as_a_manifest_error(
+    doc: dict[str, object], content_type: str
+) -> None:
+    """A registry's body never escapes as anything but ManifestError (mapped to containerd's text)."""
+    with contextlib.suppress(media.ManifestError):
+        media.parse(json.dumps(doc).encode(), content_type)
 
 
 class FakeRegistry:
