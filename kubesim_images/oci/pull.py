@@ -18,6 +18,7 @@ from kubesim_images import registryerrors
 from kubesim_images.contentstore import ContentError, ContentStore, StoredImage
 from kubesim_images.errors import RegistryError
 from kubesim_images.keyring import Credential
+from kubesim_images.logging import get_logger
 from kubesim_images.oci import media
 from kubesim_images.oci.client import Endpoint, FetchedManifest, RegistryClient
 from kubesim_images.reference import DEFAULT_TAG, ImageReference
@@ -152,6 +153,7 @@ async def record(store: ContentStore, resolved: Resolved, *, now: float) -> Stor
         layers=tuple((d.digest, d.size) for d in manifest.layers),
     )
     names = [m.digest for m in resolved.manifests] + [d.digest for d in resolved.blobs]
+    get_logger(image=str(ref)).debug("image_recording", id=image.id, blobs=len(names))
     return await asyncio.to_thread(store.commit_image, image, names)
 
 

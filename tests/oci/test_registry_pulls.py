@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -452,3 +453,41 @@ class TestCrashSafety:
         assert [i.id for i in store.images()] == [document["id"]]
         assert list(store.ingest_dir.iterdir()) == []
         store.close()
+
+    async def test_kill_9_between_blobs_and_record(self, seeded: Seeded, state_dir: Path) -> None:
+        """Every blob committed, the record not yet: the image is not listed, and the next pull
+        needs no blob from the registry."""
+        image = f"{seeded.open.host}/demo/shared-a:v1"
+        command = [sys.executable, "-m", "kubesim_images", "--log-level", "debug", "pull", image,
+                   "--state-dir", str(state_dir), "--platform", "linux/amd64"]  # fmt: skip
+        # Hold the content database's write lock, so the record waits behind it.
+        ContentStore(state_dir / "content").close()
+        blocker = sqlite3.connect(state_dir / "content" / "images.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+            )
+            assert process.stderr is not None
+            async with asyncio.timeout(60):
+                async for line in process.stderr:
+                    if b'"image_recording"' in line:
+                        break
+            os.kill(process.pid, signal.SIGKILL)
+            await process.wait()
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        store = assert_consistent(state_dir)
+        assert store.images() == []
+        kept = {p.name for p in store.blobs_dir.iterdir()}
+        store.close()
+        assert len(kept) == 4  # manifest, config, two layers: verified, committed, unnamed
+        proxy = Proxy(seeded.open.host)
+        await proxy.start()
+        try:
+            result = await pull(f"{proxy.host}/demo/shared-a:v1", state_dir)
+        finally:
+            await proxy.stop()
+        assert [p for _, p, _ in proxy.requests if "/blobs/" in p] == []
+        assert result.image.repo_tags == (f"{proxy.host}/demo/shared-a:v1",)
