@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 import yaml
-from ocikit import Seeded
+from ocikit import BlobRule, Proxy, Seeded
 
 from kubesim_images.contentstore import ContentStore
 
@@ -164,3 +164,36 @@ class TestDaemonPulls:
         async with start_daemon(tmp_path) as (daemon, _):
             node = await daemon.api("GET", "/api/v1/nodes/kubesim-node")
         assert not any(image in i["names"] for i in node["status"]["images"])
+
+    async def test_sigterm_mid_pull_drains_and_the_restart_resumes(
+        self, seeded: Seeded, tmp_path: Path
+    ) -> None:
+        layer = seeded.big_layer
+        proxy = Proxy(seeded.open.host)
+        rule = BlobRule(layer["digest"], after=layer["size"] // 2, hold=True)
+        proxy.rules[layer["digest"]] = rule
+        await proxy.start()
+        image = f"{proxy.host}/demo/big:v1"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "big"},
+            "spec": {"containers": [{"name": "c", "image": image}]},
+        }
+        try:
+            # start_daemon's exit sends SIGTERM and requires exit code 0 within the deadline.
+            async with start_daemon(tmp_path) as (daemon, _):
+                await daemon.api("POST", "/api/v1/namespaces/default/pods", body)
+                await rule.reached.wait()
+            proxy.requests.clear()
+            async with start_daemon(tmp_path) as (daemon, state):
+                pulled = await daemon.wait_event("big", "Pulled")
+        finally:
+            await proxy.stop()
+        assert pulled["message"].startswith(f'Successfully pulled image "{image}"')
+        ranges = [r for _, path, r in proxy.requests if path.endswith(layer["digest"])]
+        assert len(ranges) == 1
+        assert ranges[0].startswith("bytes=")  # the partial download was resumed, not redone
+        store = ContentStore(state / "content")
+        assert [i.repo_tags for i in store.images()] == [(image,)]
+        store.close()
