@@ -97,13 +97,19 @@ async def fetch(
         await _store_bytes(store, ref, fetched.digest, fetched.body)
     missing = {d.digest: d for d in resolved.blobs if not store.has_blob(d.digest)}
     total = sum(d.size for d in missing.values())
-    done = 0
+    done = 0  # for the progress bar
+    network = 0  # over the network, by this pull
 
-    def on_bytes(n: int) -> None:
+    def credit(n: int) -> None:
         nonlocal done
         done += n
         if progress is not None:
             progress(done, total)
+
+    def on_bytes(n: int) -> None:
+        nonlocal network
+        network += n
+        credit(n)
 
     if progress is not None:
         progress(0, total)
@@ -122,6 +128,7 @@ async def fetch(
                         endpoints,
                         limit,
                         on_bytes,
+                        credit,
                         throttle,
                     ),
                     name=f"fetch {descriptor.digest[:19]}",
@@ -132,13 +139,16 @@ async def fetch(
         if known:
             raise known[0] from None
         raise
-    return done
+    return network
 
 
 async def record(store: ContentStore, resolved: Resolved, *, now: float) -> StoredImage:
     """Name the image once all its blobs are committed (the last step: see the module doc)."""
     ref, manifest = resolved.ref, resolved.manifest
-    config = _config_platform(store.read_blob(manifest.config.digest))
+    try:
+        config = _config_platform(store.read_blob(manifest.config.digest))
+    except OSError as exc:  # pruned under us by another process
+        raise registryerrors.content_failed(ref, f"cannot read the image config: {exc}") from None
     image = StoredImage(
         id=manifest.config.digest,
         repo_tags=(f"{ref.name}:{ref.tag}",) if ref.tag else (),
@@ -154,7 +164,10 @@ async def record(store: ContentStore, resolved: Resolved, *, now: float) -> Stor
     )
     names = [m.digest for m in resolved.manifests] + [d.digest for d in resolved.blobs]
     get_logger(image=str(ref)).debug("image_recording", id=image.id, blobs=len(names))
-    return await asyncio.to_thread(store.commit_image, image, names)
+    try:
+        return await asyncio.to_thread(store.commit_image, image, names)
+    except ContentError as exc:
+        raise registryerrors.content_failed(ref, str(exc)) from None
 
 
 async def pull_image(
@@ -199,8 +212,8 @@ async def _store_bytes(store: ContentStore, ref: ImageReference, digest: str, bo
 
     try:
         await asyncio.to_thread(write)
-    except ContentError as exc:
-        raise registryerrors.content_failed(ref, str(exc)) from None
+    except (ContentError, OSError) as exc:
+        raise registryerrors.content_failed(ref, f"failed to write {digest}: {exc}") from None
 
 
 async def _fetch(
@@ -212,11 +225,13 @@ async def _fetch(
     endpoints: list[Endpoint],
     limit: asyncio.Semaphore,
     on_bytes: Callable[[int], None],
+    credit: Callable[[int], None],
     throttle: Throttle | None,
 ) -> None:
+    """`on_bytes` counts what comes over the network; `credit` what is done without it."""
     async with limit, store.downloading(descriptor.digest):
         if store.has_blob(descriptor.digest):  # another pull fetched it while we waited
-            on_bytes(descriptor.size)
+            credit(descriptor.size)
             return
         try:
             ingest = await asyncio.to_thread(store.open_ingest, descriptor.digest, descriptor.size)
@@ -224,13 +239,16 @@ async def _fetch(
             raise registryerrors.content_failed(ref, f"cannot write content: {exc}") from None
         try:
             if ingest.offset:
-                on_bytes(ingest.offset)  # resumed from an earlier, interrupted pull
+                credit(ingest.offset)  # resumed from an earlier, interrupted pull
             await client.fetch_blob(
                 ref, descriptor, ingest, credential, endpoints, on_bytes, throttle
             )
             await asyncio.to_thread(ingest.commit)
         except ContentError as exc:
             raise registryerrors.content_failed(ref, str(exc)) from None
+        except OSError as exc:  # the disk, not the registry: full, read-only, gone
+            detail = f'failed to write "layer-{descriptor.digest}": {exc.strerror or exc}'
+            raise registryerrors.content_failed(ref, detail) from None
         finally:
             ingest.close()
 

@@ -374,7 +374,12 @@ class TestConcurrency:
         assert b.image.layers[0][0] == base
         fetched = [path for _, path, _ in proxy.requests if path.endswith(base)]
         assert len(fetched) == 1
-        assert_consistent(state_dir)
+        store = assert_consistent(state_dir)
+        # Bytes over the network are counted by the pull that fetched them, once.
+        unique = dict(a.image.layers + b.image.layers)
+        configs = sum(len(store.read_blob(r.image.config)) for r in (a, b))
+        assert a.fetched_bytes + b.fetched_bytes == sum(unique.values()) + configs
+        store.close()
 
     async def test_cancelled_pull_leaves_a_resumable_partial(
         self, seeded: Seeded, state_dir: Path
