@@ -203,7 +203,7 @@ async def _pull(
                         ref,
                         credential=credential,
                         platform=platform,
-                        now=now.epoch(now.now()),
+                        now=now.epoch(now.now_ns()),
                         progress=on_progress,
                     )
                 except RegistryError as exc:

@@ -55,7 +55,7 @@ class RealRegistries:
         backend = OciRegistry(
             self._config,
             ContentStore(self._workdir / node),
-            now=lambda: clock.epoch(clock.now()),
+            now=lambda: clock.epoch(clock.now_ns()),
             downlink=downlink,
         )
         self._backends[node] = backend
