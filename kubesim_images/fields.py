@@ -43,10 +43,14 @@ class Fields:
             raise self.fail(path, f"must be a list, got {type(value).__name__}")
         return value
 
-    def integer(self, value: Any, path: str, *, minimum: int = 0) -> int:
+    def integer(
+        self, value: Any, path: str, *, minimum: int = 0, maximum: int | None = None
+    ) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
             raise self.fail(path, f"must be {what}, got {value!r}")
+        if maximum is not None and value > maximum:
+            raise self.fail(path, f"must be at most {maximum:,}, got {value:,}")
         return value
 
     def number(self, value: Any, path: str, *, low: float, high: float) -> float:

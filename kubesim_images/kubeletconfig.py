@@ -3,20 +3,49 @@
 Defaulting follows `SetDefaults_KubeletConfiguration` and validation
 `ValidateKubeletConfiguration`, with the kubelet's own error texts, so a configuration refused
 here is refused by a real kubelet with the same words. Unknown fields of a full
-KubeletConfiguration are accepted and ignored: users point us at the file their nodes use.
+KubeletConfiguration are accepted and ignored: users point us at the file their nodes use. A
+field that is not one of ours but is spelled almost like one (`serialiseImagePulls`) is a typo
+that would silently change the answer, so it is logged as the kubelet logs a field its strict
+decoder does not know ("Using lenient decoding as strict decoding failed"), with the field meant.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kubesim_images.errors import ConfigError, InvalidValueError
+from kubesim_images.logging import get_logger
 from kubesim_images.units import format_duration, parse_duration
 
 API_VERSION = "kubelet.config.k8s.io/v1beta1"
 KIND = "KubeletConfiguration"
+# The KubeletConfiguration fields the image manager reads.
+FIELDS = (
+    "serializeImagePulls",
+    "maxParallelImagePulls",
+    "registryPullQPS",
+    "registryBurst",
+    "imageGCHighThresholdPercent",
+    "imageGCLowThresholdPercent",
+    "imageMinimumGCAge",
+    "imageMaximumGCAge",
+)
+_log = get_logger()
+
+
+def misspelt_fields(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(field, the field of ours it is spelled almost like) for each likely typo in `data`."""
+    out: list[tuple[str, str]] = []
+    for key in data:
+        if not isinstance(key, str) or key in FIELDS or key in {"apiVersion", "kind"}:
+            continue
+        close = difflib.get_close_matches(key, FIELDS, n=1, cutoff=0.85)
+        if close:
+            out.append((key, close[0]))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +90,13 @@ def load_kubelet_config(data: Mapping[str, Any] | None, *, path: str = "") -> Ku
     """Default and validate a KubeletConfiguration mapping (camelCase keys)."""
     data = dict(data or {})
     prefix = f"{path}." if path else ""
+    for key, meant in misspelt_fields(data):
+        _log.warning(
+            "Using lenient decoding as strict decoding failed",
+            err=f'strict decoding error: unknown field "{key}"',
+            field=f"{prefix}{key}",
+            hint=f"did you mean {meant}? the kubelet ignores {key}",
+        )
     api_version = data.get("apiVersion")
     if api_version is not None and api_version != API_VERSION:
         raise ConfigError(

@@ -99,6 +99,9 @@ def _trim(value: int, scale: int) -> str:
     return f"{whole}.{frac:0{digits}d}".rstrip("0")
 
 
+MAX_SIZE = 2**63 - 1
+
+
 def parse_size(value: object) -> int:
     """Bytes from a Kubernetes quantity (`200Mi`, `1Gi`, `500M`, `1e6`) or a plain integer."""
     if isinstance(value, bool):
@@ -106,11 +109,11 @@ def parse_size(value: object) -> int:
     if isinstance(value, int):
         if value < 0:
             raise InvalidValueError(f"invalid size {value!r}: must not be negative")
-        return value
+        return _bounded(value, value)
     if isinstance(value, float):
         if value < 0 or not math.isfinite(value):
             raise InvalidValueError(f"invalid size {value!r}: must be a non-negative number")
-        return math.ceil(value)
+        return _bounded(math.ceil(value), value)
     if not isinstance(value, str):
         raise InvalidValueError(f"invalid size {value!r}")
     match = _QUANTITY.fullmatch(value.strip())
@@ -131,7 +134,15 @@ def parse_size(value: object) -> int:
     else:
         number *= Decimal(10) ** int(suffix[1:])
     # Kubernetes rounds fractional byte quantities up.
-    return math.ceil(number)
+    return _bounded(math.ceil(number), value)
+
+
+def _bounded(size: int, value: object) -> int:
+    """A Quantity's byte value is an int64 in Kubernetes; past it nothing is meaningful."""
+    if size > MAX_SIZE:
+        shown = value if not isinstance(value, int) or size < 10**30 else f"{str(size)[:12]}..."
+        raise InvalidValueError(f"invalid size {shown!r}: too large (at most 8Ei)")
+    return size
 
 
 def parse_bandwidth(value: object) -> float:
@@ -149,7 +160,7 @@ def parse_bandwidth(value: object) -> float:
         if bits is not None:
             scale = _DECIMAL[bits.group(2).upper().replace("K", "k")]
             rate = float(bits.group(1)) * scale / 8.0
-            if rate <= 0:
+            if rate <= 0 or not math.isfinite(rate):
                 raise InvalidValueError(
                     f"invalid bandwidth {value!r}: must be positive (or 'unlimited')"
                 )
@@ -157,7 +168,11 @@ def parse_bandwidth(value: object) -> float:
         text = text.removesuffix("/s")
         try:
             size = parse_size(text)
-        except InvalidValueError:
+        except InvalidValueError as exc:
+            if "too large" in str(exc):
+                raise InvalidValueError(
+                    f"invalid bandwidth {value!r}: too large (at most 8Ei per second)"
+                ) from None
             raise InvalidValueError(
                 f"invalid bandwidth {value!r}: use a size per second (100Mi), bits per second "
                 "(800Mbps) or 'unlimited'"

@@ -50,6 +50,13 @@ _SPEC_FIELDS = {
 DockerEntries = tuple[tuple[str, Credential], ...]
 
 
+# Bounds that keep a run within a 24 GiB machine: a node costs a few KiB and a pod with its
+# events about 6 KiB (100,000 nodes x 10 pods ran in 6.6 GiB); a file past them is refused
+# with a message rather than left to the kernel's out-of-memory killer.
+MAX_NODES = 1_000_000
+MAX_PODS = 2_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadEntry:
     at: int  # ns
@@ -203,7 +210,7 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
             ctx, nodes["dockerConfig"], f"{where}.nodes.dockerConfig", "node docker config"
         )
     secrets = _secrets(ctx, spec.get("secrets"), f"{where}.secrets")
-    count = ctx.integer(nodes.get("count", 1), f"{where}.nodes.count", minimum=1)
+    count = ctx.integer(nodes.get("count", 1), f"{where}.nodes.count", minimum=1, maximum=MAX_NODES)
     node_bw = ctx.bandwidth(nodes.get("bandwidth", "unlimited"), f"{where}.nodes.bandwidth")
     preloaded: list[SimImage] = []
     for index, image in enumerate(
@@ -285,6 +292,9 @@ def _workload(
         if not isinstance(namespace, str) or not namespace:
             raise ctx.fail(f"{path}.pod.metadata.namespace", "must be a non-empty string")
         entries.append(WorkloadEntry(at, replicas, pod, namespace))
+    total = sum(entry.replicas for entry in entries)
+    if total > MAX_PODS:
+        raise ctx.fail(where, f"at most {MAX_PODS:,} pods in all (replicas), got {total:,}")
     # Stable sort: entries with the same `at` keep file order (round-robin placement).
     ordered = sorted(enumerate(entries), key=lambda pair: (pair[1].at, pair[0]))
     pods: list[tuple[int, Pod]] = []

@@ -11,11 +11,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kubesim_images.clock import to_seconds
 from kubesim_images.reasons import Reason
 from kubesim_images.scenario.runner import ScenarioResult, VariantResult
 
 
-def _in_flight(variant: VariantResult) -> tuple[list[float], list[int]]:
+def ready_seconds(variant: VariantResult) -> list[float]:
+    """Each ready pod's time from creation to all images present, in seconds, ascending."""
+    return sorted(
+        to_seconds(p.images_ready_at - p.created_at)
+        for p in variant.pods
+        if p.images_ready_at is not None
+    )
+
+
+def pulls_in_flight(variant: VariantResult) -> tuple[list[float], list[int]]:
+    """Pulls in flight (Pulling until Pulled or Failed) as a step function of seconds."""
     times: list[float] = [0.0]
     counts: list[int] = [0]
     current = 0
@@ -28,7 +39,7 @@ def _in_flight(variant: VariantResult) -> tuple[list[float], list[int]]:
             current -= 1
         else:
             continue
-        times.append(event.t)
+        times.append(to_seconds(event.t))
         counts.append(current)
     return times, counts
 
@@ -45,9 +56,7 @@ def write_report(result: ScenarioResult, document: dict[str, Any], directory: Pa
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for variant in result.variants:
-        values = sorted(
-            p.images_ready_at - p.created_at for p in variant.pods if p.images_ready_at is not None
-        )
+        values = ready_seconds(variant)
         if values:
             fractions = [(i + 1) / len(variant.pods) for i in range(len(values))]
             ax.step(values, fractions, where="post", label=variant.name)
@@ -65,7 +74,7 @@ def write_report(result: ScenarioResult, document: dict[str, Any], directory: Pa
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for variant in result.variants:
-        times, counts = _in_flight(variant)
+        times, counts = pulls_in_flight(variant)
         ax.step(times, counts, where="post", label=variant.name)
     ax.set_xlabel("simulated time (s)")
     ax.set_ylabel("pulls in flight (incl. queued)")

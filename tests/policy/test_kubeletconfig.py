@@ -11,9 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from kubesim_images.errors import ConfigError
-from kubesim_images.kubeletconfig import API_VERSION, KIND, KubeletConfig, load_kubelet_config
+from kubesim_images.kubeletconfig import (
+    API_VERSION,
+    KIND,
+    KubeletConfig,
+    load_kubelet_config,
+    misspelt_fields,
+)
 
 MAX_PARALLEL_NOT_POSITIVE = (
     "invalid configuration: maxParallelImagePulls {} must be a positive number"
@@ -273,3 +280,42 @@ def test_other_api_version_or_kind_is_refused(data: dict[str, Any], field: str) 
     error = _refusal(data)
     assert error.path == field
     assert API_VERSION in error.message or KIND in error.message
+
+
+class TestLenientDecoding:
+    """A field spelled almost like one of ours is a typo the kubelet would ignore: say so."""
+
+    def test_a_misspelt_field_is_logged_as_the_kubelets_lenient_decoding(self) -> None:
+        with capture_logs() as logs:
+            config = load_kubelet_config({"serialiseImagePulls": False}, path="spec.kubelet")
+        assert config.serialize_image_pulls is True  # ignored, as the kubelet ignores it
+        (warning,) = logs
+        assert warning["log_level"] == "warning"
+        assert warning["event"] == "Using lenient decoding as strict decoding failed"
+        assert warning["err"] == 'strict decoding error: unknown field "serialiseImagePulls"'
+        assert warning["field"] == "spec.kubelet.serialiseImagePulls"
+        assert "did you mean serializeImagePulls?" in warning["hint"]
+
+    def test_other_kubelet_fields_of_a_full_file_are_quiet(self) -> None:
+        full = {
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "evictionHard": {"imagefs.available": "15%"},
+            "eventBurst": 100,
+            "imageServiceEndpoint": "unix:///run/containerd/containerd.sock",
+            "registryBurst": 20,
+        }
+        with capture_logs() as logs:
+            assert load_kubelet_config(full).registry_burst == 20
+        assert logs == []
+
+    @pytest.mark.parametrize(
+        ("typo", "meant"),
+        [
+            ("maxParallelImagePull", "maxParallelImagePulls"),
+            ("registryPullQps", "registryPullQPS"),
+            ("imageMinimumGcAge", "imageMinimumGCAge"),
+        ],
+    )
+    def test_near_misses_name_the_field_meant(self, typo: str, meant: str) -> None:
+        assert misspelt_fields({typo: 1}) == [(typo, meant)]

@@ -14,7 +14,7 @@ from simkit import image, pod, scenario
 
 from kubesim_images.cli import main
 from kubesim_images.errors import ConfigError
-from kubesim_images.scenario import model
+from kubesim_images.scenario import model, plots
 from kubesim_images.scenario.model import load_document, load_file, load_text
 from kubesim_images.scenario.report import to_json
 from kubesim_images.scenario.runner import run_scenario
@@ -236,6 +236,25 @@ class TestOutput:
             assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
 
 
+def test_plots_are_drawn_in_seconds_as_the_json_reports_them(capsys):
+    """Times are integer nanoseconds inside; the plots' axes say seconds, so they plot seconds."""
+    path = next(p for p in EXAMPLES if p.stem == "serial-vs-parallel")
+    result = run_scenario(load_file(path))
+    assert main(["scenario", "run", str(path), "-o", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    for variant, reported in zip(result.variants, document["variants"], strict=True):
+        expected = sorted(
+            p["imagesReadyAt"] - p["createdAt"]
+            for p in reported["pods"]
+            if p["imagesReadyAt"] is not None
+        )
+        assert plots.ready_seconds(variant) == pytest.approx(expected)
+        times, counts = plots.pulls_in_flight(variant)
+        pull_events = [e for e in reported["events"] if e["reason"] in {"Pulling", "Pulled"}]
+        assert max(times) == pytest.approx(max(e["t"] for e in pull_events))
+        assert counts[-1] == 0
+
+
 def test_replicas_are_stamped_from_one_validated_pod_but_names_still_checked():
     long_name = "x" * 251  # x...x-0 .. -9 fit in 253 characters, x...x-10 does not
     document = _doc(workload=[{"replicas": 11, "pod": pod(long_name, APP)}])
@@ -252,3 +271,21 @@ def test_replicas_are_stamped_from_one_validated_pod_but_names_still_checked():
 def test_pod_uids_are_the_uuid5_of_their_name(namespace, name):
     expected = uuid.uuid5(uuid.NAMESPACE_URL, f"kubesim://pods/{namespace}/{name}")
     assert model._uid(namespace, name) == str(expected)
+
+
+def test_a_node_count_past_the_bound_is_refused_before_anything_is_built():
+    """100,000,000 nodes once ran a machine out of memory; now the file is refused."""
+    message = _error(_doc(nodes={"count": model.MAX_NODES + 1}))
+    assert "f.yaml: spec.nodes.count: must be at most 1,000,000" in message
+    assert load_document(_doc(nodes={"count": 1000})).variants[0].node_count == 1000
+
+
+def test_more_pods_than_the_bound_are_refused():
+    half = model.MAX_PODS // 2 + 1
+    workload = [{"replicas": half, "pod": pod(name, APP)} for name in ("a", "b")]
+    assert f"at most {model.MAX_PODS:,} pods in all" in _error(_doc(workload=workload))
+
+
+def test_a_bandwidth_past_int64_is_refused_with_a_message():
+    message = _error(_doc(nodes={"bandwidth": "1e400"}))
+    assert "spec.nodes.bandwidth: invalid bandwidth '1e400': too large" in message

@@ -301,3 +301,23 @@ def test_parse_bandwidth_zero_says_it_must_be_positive() -> None:
 def test_parse_bandwidth_refuses_zero_bits_per_second(value: str) -> None:
     with pytest.raises(InvalidValueError, match="must be positive"):
         parse_bandwidth(value)
+
+
+@pytest.mark.parametrize("value", ["1e400", 10**400, "9Ei", 1e300, f"{2**63}"])
+def test_sizes_past_int64_are_refused_not_overflowed(value: object) -> None:
+    """A Quantity's byte value is an int64: past it, a clear refusal, never an OverflowError."""
+    with pytest.raises(InvalidValueError, match="too large"):
+        parse_size(value)
+    with pytest.raises(InvalidValueError):
+        parse_bandwidth(value)
+
+
+def test_the_largest_size_is_int64_max() -> None:
+    assert parse_size(f"{2**63 - 1}") == 2**63 - 1
+    assert parse_size("7Ei") == 7 * 2**60
+
+
+@pytest.mark.parametrize("value", ["1" + "0" * 400 + "Mbps"])
+def test_an_infinite_bits_per_second_rate_is_refused(value: str) -> None:
+    with pytest.raises(InvalidValueError, match="must be positive"):
+        parse_bandwidth(value)
