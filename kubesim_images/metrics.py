@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client import generate_latest as _generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -24,6 +30,10 @@ from kubesim_images.manager import PullObserver
 from kubesim_images.node import Node
 from kubesim_images.policy import PullPolicy
 from kubesim_images.reasons import truncate_ms
+
+# The kubelet's Go client exposes no `_created` series: neither do we, so a scrape reads as a
+# kubelet's. (A process-wide switch of prometheus-client; this module is its only user here.)
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
 
 # component-base prefixes the HELP text of a metric with its stability level.
 _ALPHA = "[ALPHA] "

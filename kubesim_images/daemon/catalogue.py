@@ -6,6 +6,8 @@ so pulling a second image on a node costs what it would cost for real.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kubesim_images.reference import parse_normalized
 from kubesim_images.registry.catalogue import Catalogue, SimImage, derived_digest, make_image
 
@@ -28,11 +30,8 @@ _IMAGES: dict[str, list[str | int]] = {
     "registry.k8s.io/pause:3.9": [312 * KI],
     "busybox:1.36": [2 * MI + 150 * KI],
     "busybox:1.37": [2 * MI + 160 * KI],
-    "busybox:latest": [2 * MI + 160 * KI],
     "alpine:3.20": ["alpine-3.20"],
-    "alpine:latest": ["alpine-3.20"],
     "nginx:1.27": ["debian-bookworm-slim", 41 * MI + 800 * KI, 627, 956, 403, 1210, 1400],
-    "nginx:latest": ["debian-bookworm-slim", 41 * MI + 800 * KI, 627, 956, 403, 1210, 1400],
     "nginx:1.27-alpine": [
         "alpine-3.20",
         1 * MI + 800 * KI,
@@ -124,7 +123,25 @@ _IMAGES: dict[str, list[str | int]] = {
 }
 
 
+# A moving tag names the same image as the version it points at (same manifest, config and
+# layers), as on the real registries: pulling nginx:latest after nginx:1.27 downloads nothing.
+_ALIASES: dict[str, str] = {
+    "busybox:latest": "busybox:1.37",
+    "alpine:latest": "alpine:3.20",
+    "nginx:latest": "nginx:1.27",
+}
+
+
 def bundled_images() -> list[SimImage]:
+    images = _versioned_images()
+    by_name = {str(image.ref): image for image in images}
+    for alias, target in _ALIASES.items():
+        ref = parse_normalized(alias).with_default_tag()
+        images.append(replace(by_name[str(parse_normalized(target).with_default_tag())], ref=ref))
+    return images
+
+
+def _versioned_images() -> list[SimImage]:
     images = []
     for name, layers in _IMAGES.items():
         ref = parse_normalized(name).with_default_tag()

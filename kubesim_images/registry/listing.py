@@ -3,7 +3,8 @@
 `kubesim-images catalogue` and the daemon's `/debug/catalogue` print the same listing, so the
 answer to "why is `redis` not found?" (the catalogue has `redis:7.4`, not `latest`) is one
 command away. A layer counts as shared when another image of the catalogue has the same digest:
-that is what a node does not download twice.
+that is what a node does not download twice. Tags of one image (`nginx:latest` and `nginx:1.27`)
+are rows of their own with the same digest.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ class CatalogueRow(TypedDict):
 
 def catalogue_rows(catalogue: Catalogue) -> list[CatalogueRow]:
     images = catalogue.images()
-    holders = Counter(digest for image in images for digest in {la.digest for la in image.layers})
+    # Per distinct image (config digest): a moving tag (`latest`) and its version are one image,
+    # and a layer they have in common is not one another image shares.
+    distinct = {image.config_digest: image for image in images}.values()
+    holders = Counter(digest for image in distinct for digest in {la.digest for la in image.layers})
     rows = [
         CatalogueRow(
             name=image.ref.familiar_name,

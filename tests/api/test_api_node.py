@@ -218,3 +218,33 @@ async def test_debug_catalogue_lists_the_registry_without_secrets(api: Any) -> N
     assert rows["example.com/own:v1"]["auth"] is True
     assert rows["example.com/own:v1"]["size"] == MI
     assert rows["nginx:1.27"]["auth"] is False  # the bundled catalogue is there too
+
+
+async def _bytes_downloaded(client: Client) -> float:
+    text = await (await client.get("/metrics")).text()
+    return next(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "kubesim_image_bytes_downloaded_total"
+    )
+
+
+class TestMovingTags:
+    """`latest` names the same image as its version, as on the real registries."""
+
+    async def test_pulling_latest_after_its_version_downloads_nothing(self, client: Client) -> None:
+        await create_pod(client, pod_manifest("pinned", "nginx:1.27"))
+
+        async def running(name: str) -> bool:
+            return await pod_waiting_reason(client, name) == [None]
+
+        await wait_for(lambda: running("pinned"))
+        downloaded = await _bytes_downloaded(client)
+        assert downloaded > 40 * MI
+        await create_pod(client, pod_manifest("floating", "nginx:latest"))  # Always: a real pull
+        await wait_for(lambda: running("floating"))
+        assert await _bytes_downloaded(client) == downloaded
+        (nginx,) = [i for i in await _images(client) if any("nginx" in n for n in i["names"])]
+        tags = [n for n in nginx["names"] if "@" not in n]
+        assert sorted(tags) == ["docker.io/library/nginx:1.27", "docker.io/library/nginx:latest"]

@@ -476,3 +476,11 @@ def test_bytes_downloaded_counts_only_layers_fetched():
     families = {f.name: f for f in text_string_to_metric_families(run_virtual(main()))}
     (sample,) = families["kubesim_image_bytes_downloaded"].samples
     assert sample.value == 130
+
+
+def test_no_created_series_as_the_kubelet_exposes_none() -> None:
+    """A kubelet's /metrics has no `_created` samples; ours neither (counters and histograms)."""
+    metrics = Metrics()
+    text = metrics.render()[0].decode()
+    assert "kubelet_image_manager_ensure_image_requests_total" in text
+    assert "_created" not in text
