@@ -163,27 +163,40 @@ def table(
     }
 
 
-def pod_status_column(pod: Mapping[str, Any]) -> tuple[str, int, int]:
-    """kubectl's printPod: the STATUS reason, ready containers and restarts."""
+def pod_status_column(pod: Mapping[str, Any]) -> tuple[str, int, int, int]:
+    """kubectl's printPod (v1.32): the STATUS reason, ready and total containers, restarts.
+
+    A sidecar (an init container with `restartPolicy: Always`) counts in the total; once started
+    it does not hold initialisation, and counts as ready when it is.
+    """
     status = pod.get("status") or {}
     spec = pod.get("spec") or {}
     reason = status.get("reason") or status.get("phase") or "Pending"
+    init_specs = spec.get("initContainers") or []
+    sidecars = {c.get("name") for c in init_specs if c.get("restartPolicy") == "Always"}
+    total = len(spec.get("containers") or []) + len(sidecars)
+    ready = 0
     initializing = False
-    init_statuses = status.get("initContainerStatuses") or []
-    for index, container in enumerate(init_statuses):
+    for index, container in enumerate(status.get("initContainerStatuses") or []):
         state = container.get("state") or {}
         terminated = state.get("terminated")
         waiting = state.get("waiting")
         if terminated is not None and terminated.get("exitCode", 0) == 0:
             continue
+        if container.get("name") in sidecars and container.get("started"):
+            ready += 1 if container.get("ready") else 0
+            continue
         if waiting is not None and waiting.get("reason") and waiting["reason"] != "PodInitializing":
             reason = "Init:" + waiting["reason"]
         else:
-            reason = f"Init:{index}/{len(spec.get('initContainers') or [])}"
+            reason = f"Init:{index}/{len(init_specs)}"
         initializing = True
         break
-    ready = 0
-    if not initializing:
+    initialized = any(
+        c.get("type") == "Initialized" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    if not initializing or initialized:
         has_running = False
         for container in reversed(status.get("containerStatuses") or []):
             state = container.get("state") or {}
@@ -192,12 +205,10 @@ def pod_status_column(pod: Mapping[str, Any]) -> tuple[str, int, int]:
                 reason = waiting["reason"]
             elif container.get("ready") and state.get("running") is not None:
                 has_running = True
+                ready += 1
         if reason == "Completed" and has_running:
             reason = "Running"
-    for container in status.get("containerStatuses") or []:
-        if container.get("ready"):
-            ready += 1
-    return reason, ready, 0
+    return reason, ready, total, 0
 
 
 POD_COLUMNS: tuple[Column, ...] = (

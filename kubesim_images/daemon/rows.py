@@ -26,8 +26,7 @@ def age(clock: WallClock, stamp: str | None) -> str:
 
 def pod_row(clock: WallClock) -> Callable[[dict[str, Any]], list[Any]]:
     def row(doc: dict[str, Any]) -> list[Any]:
-        reason, ready, restarts = kube.pod_status_column(doc)
-        total = len(doc["spec"].get("containers") or [])
+        reason, ready, total, restarts = kube.pod_status_column(doc)
         return [
             doc["metadata"]["name"],
             f"{ready}/{total}",

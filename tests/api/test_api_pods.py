@@ -503,3 +503,29 @@ class TestWatch:
         assert event["type"] == "ADDED"
         assert event["object"]["kind"] == "Table"
         assert event["object"]["rows"][0]["cells"][0] == "p"
+
+
+class TestSidecarTableRow:
+    """printPod (v1.32) counts a started sidecar in READY's total and not as initialising."""
+
+    async def test_a_running_sidecar_is_ready_and_does_not_hold_the_status(
+        self, client: Client
+    ) -> None:
+        body = pod_manifest("mixed", "busybox:1.36", "redis:7.4", init=("busybox:1.36",) * 2)
+        body["spec"]["containers"][1]["imagePullPolicy"] = "Never"  # redis is not on the node
+        body["spec"]["initContainers"].append(
+            {"name": "side", "image": "nginx:1.27", "restartPolicy": "Always"}
+        )
+        async with PodWatch(client, "mixed") as watch:
+            await create_pod(client, body)
+
+            def settled(pod: dict[str, Any]) -> bool:
+                reasons = [
+                    (cs.get("state") or {}).get("waiting", {}).get("reason")
+                    for cs in pod["status"].get("containerStatuses") or []
+                ]
+                return reasons == [None, "ErrImageNeverPull"]
+
+            await watch.until(settled)
+        row = await _table_row(client, "mixed")
+        assert (row["Ready"], row["Status"]) == ("2/3", "ErrImageNeverPull")
