@@ -2,17 +2,29 @@
 
 Presence is answered by reference the way containerd/CRI does: a tagged reference matches an
 image's repo tags, a digested one its repo digests. Layers are shared between images, so a pull
-only needs the layers the node does not already have. `last_used` feeds image GC and node
-status. This module is in-memory; persistence wraps it.
+only needs the layers the node does not already have. `last_used` feeds node status.
+
+It is also the node's image filesystem: with a `capacity`, usage is `other_usage` (what other
+writers keep there) plus the bytes of the distinct layers held, and layers that would not fit
+are refused with the error containerd gives when its content store cannot write
+(`no space left on device`). It is the runtime image GC talks to (`image_gc.ImageRuntime`):
+listing images with their pinned flag (images named by a pinned reference, the sandbox image),
+removing them and reporting the filesystem. This module is in-memory; persistence wraps it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from kubesim_images.errors import RegistryError
+from kubesim_images.image_gc import FsStats
 from kubesim_images.reference import ImageReference
+
+# Where containerd's content store writes a blob while fetching it.
+_INGEST_ROOT = "/var/lib/containerd/io.containerd.content.v1.content/ingest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +47,22 @@ class ImageRecord:
         return sum(layer.size for layer in self.layers)
 
 
+class NoSpaceLeftError(RegistryError):
+    """The image filesystem cannot hold the layers a pull fetched (containerd's ENOSPC).
+
+    The text is the content store's write error; the puller names the image around it as
+    containerd's CRI does (`failed to pull and unpack image ...: failed to copy: ...`).
+    """
+
+    def __init__(self, digest: str) -> None:
+        # containerd's ingest directory for a layer is the digest of its ref key "layer-<digest>".
+        ingest = hashlib.sha256(f"layer-{digest}".encode()).hexdigest()
+        super().__init__(
+            f"write {_INGEST_ROOT}/{ingest}/data: no space left on device",
+            code="no space left on device",
+        )
+
+
 class StoreListener(Protocol):
     """Told of every change, e.g. to write it through to disk."""
 
@@ -44,9 +72,19 @@ class StoreListener(Protocol):
 
 
 class ImageStore:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        capacity: int | None = None,
+        other_usage: int = 0,
+        pinned: Iterable[str] = (),
+    ) -> None:
         self.listener: StoreListener | None = None
         self.bytes_downloaded = 0  # layer bytes fetched from registries since start
+        self.capacity = capacity  # None: no disk model, every layer fits
+        self.other_usage = other_usage
+        self._pinned_names = frozenset(pinned)  # "repo:tag" names whose image is pinned
+        self._layer_bytes = 0
         self._layers: dict[str, int] = {}
         self._layer_refs: dict[str, int] = {}
         self._images: dict[str, ImageRecord] = {}
@@ -71,11 +109,22 @@ class ImageStore:
         return out
 
     def add_layers(self, layers: Iterable[Layer]) -> None:
-        """Layers just downloaded, not yet referenced by an image (a content store's blobs)."""
-        for layer in layers:
-            if layer.digest not in self._layers:
-                self._layers[layer.digest] = layer.size
-                self.bytes_downloaded += layer.size
+        """Layers just downloaded, not yet referenced by an image (a content store's blobs).
+
+        All or nothing: when they do not all fit, none is kept (containerd drops a failed
+        ingest) and `NoSpaceLeftError` names the first layer that would not fit.
+        """
+        new = {layer.digest: layer for layer in layers if layer.digest not in self._layers}
+        if self.capacity is not None:
+            used = self.usage
+            for layer in new.values():
+                used += layer.size
+                if used > self.capacity:
+                    raise NoSpaceLeftError(layer.digest)
+        for layer in new.values():
+            self._layers[layer.digest] = layer.size
+            self._layer_bytes += layer.size
+            self.bytes_downloaded += layer.size
 
     def lookup(self, ref: ImageReference) -> ImageRecord | None:
         """The image a reference names on this node, or None (`GetImageRef` == "")."""
@@ -90,9 +139,13 @@ class ImageStore:
         """Store an image (merging names into an existing record with the same id)."""
         existing = self._images.get(record.id)
         if existing is None:
-            existing = ImageRecord(id=record.id, layers=record.layers, last_used=now)
+            existing = ImageRecord(
+                id=record.id, layers=record.layers, last_used=now, pinned=record.pinned
+            )
             self._images[record.id] = existing
             for layer in {layer.digest: layer for layer in record.layers}.values():
+                if layer.digest not in self._layers:
+                    self._layer_bytes += layer.size
                 self._layers[layer.digest] = layer.size
                 self._layer_refs[layer.digest] = self._layer_refs.get(layer.digest, 0) + 1
         for tag in record.repo_tags:
@@ -119,6 +172,8 @@ class ImageStore:
         self._by_name[name] = record.id
         if name not in names:
             names.append(name)
+        if name in self._pinned_names:
+            record.pinned = True
 
     def touch(self, image_id: str, now: int) -> None:
         record = self._images.get(image_id)
@@ -129,6 +184,15 @@ class ImageStore:
         record = self._images.pop(image_id, None)
         if record is None:
             return None
+        self._release(record)
+        if self.listener is not None:
+            self.listener.image_removed(image_id)
+        return record
+
+    def _release(self, record: ImageRecord) -> int:
+        """Drop the record's names and the layers no other image uses; the bytes freed."""
+        image_id = record.id
+        freed = 0
         for name in record.repo_tags + record.repo_digests:
             if self._by_name.get(name) == image_id:
                 del self._by_name[name]
@@ -136,19 +200,50 @@ class ImageStore:
             count = self._layer_refs.get(layer.digest, 0) - 1
             if count <= 0:
                 self._layer_refs.pop(layer.digest, None)
-                self._layers.pop(layer.digest, None)
+                size = self._layers.pop(layer.digest, None)
+                if size is not None:
+                    freed += size
             else:
                 self._layer_refs[layer.digest] = count
-        if self.listener is not None:
-            self.listener.image_removed(image_id)
-        return record
+        self._layer_bytes -= freed
+        return freed
 
     def images(self) -> list[ImageRecord]:
         return list(self._images.values())
 
     @property
     def bytes_used(self) -> int:
-        return sum(self._layers.values())
+        """Bytes of the distinct layers held."""
+        return self._layer_bytes
+
+    @property
+    def usage(self) -> int:
+        """The image filesystem's used bytes: other writers' plus the layers'."""
+        return self.other_usage + self._layer_bytes
+
+    # The container runtime as image GC sees it (`image_gc.ImageRuntime`).
+
+    def list_images(self) -> Iterable[ImageRecord]:
+        return self._images.values()
+
+    def remove_image(self, image_id: str) -> int:
+        """Remove an image for GC; the bytes its unshared layers gave back.
+
+        An image already gone frees nothing: containerd answers NotFound, which the kubelet
+        does not count as a failure.
+        """
+        before = self._layer_bytes
+        self.remove(image_id)
+        return before - self._layer_bytes
+
+    def image_fs_stats(self) -> FsStats:
+        """Capacity and available bytes; without a configured capacity, an unbounded disk."""
+        if self.capacity is None:
+            return FsStats(capacity=_UNBOUNDED, available=_UNBOUNDED - self.usage)
+        return FsStats(capacity=self.capacity, available=max(0, self.capacity - self.usage))
 
     def __len__(self) -> int:
         return len(self._images)
+
+
+_UNBOUNDED = 1 << 62  # bytes; reported when no capacity is set, so GC never triggers on space

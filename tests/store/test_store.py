@@ -1,9 +1,13 @@
-"""The node's image store: presence by tag or digest, shared layers, moving tags, removal."""
+"""The node's image store: presence by tag or digest, shared layers, moving tags, removal, disk."""
 
 from __future__ import annotations
 
+import hashlib
+
+import pytest
+
 from kubesim_images.reference import parse_normalized
-from kubesim_images.store import ImageRecord, ImageStore, Layer
+from kubesim_images.store import ImageRecord, ImageStore, Layer, NoSpaceLeftError
 
 L1, L2, L3 = (Layer(f"sha256:{c * 64}", n) for c, n in (("1", 10), ("2", 20), ("3", 30)))
 DIGEST = "sha256:" + "d" * 64
@@ -65,3 +69,54 @@ def test_unreferenced_downloaded_layers_count_as_present():
     store = ImageStore()
     store.add_layers([L1])
     assert store.missing_layers([L1, L2]) == [L2]
+
+
+class TestImageFilesystem:
+    """The store as the node's image filesystem: usage, capacity and a full disk."""
+
+    def test_usage_is_other_writers_plus_distinct_layers(self):
+        store = ImageStore(capacity=1000, other_usage=100)
+        store.add(_record("sha256:a", [L1, L2], ["x/a:1"]), None, 0.0)
+        store.add(_record("sha256:b", [L1, L3], ["x/b:1"]), None, 0.0)
+        assert (store.bytes_used, store.usage) == (60, 160)
+        stats = store.image_fs_stats()
+        assert (stats.capacity, stats.available) == (1000, 840)
+
+    def test_layers_that_do_not_fit_are_refused_whole_with_containerds_error(self):
+        store = ImageStore(capacity=100, other_usage=60)
+        store.add_layers([L1])  # 70 of 100
+        with pytest.raises(NoSpaceLeftError) as exc:
+            store.add_layers([L1, L2, L3])  # L2 would make 90, L3 120
+        # The ingest directory is the digest of containerd's ref key "layer-<digest>".
+        ingest = hashlib.sha256(f"layer-{L3.digest}".encode()).hexdigest()
+        assert str(exc.value) == (
+            f"write /var/lib/containerd/io.containerd.content.v1.content/ingest/{ingest}/data: "
+            "no space left on device"
+        )
+        assert not store.has_layer(L2.digest)
+        assert store.usage == 70
+        store.add_layers([L2])  # exactly 90: fits
+        assert store.usage == 90
+
+    def test_without_capacity_everything_fits(self):
+        store = ImageStore()
+        store.add_layers([Layer("sha256:" + "9" * 64, 1 << 50)])
+        assert store.image_fs_stats().available > 0
+
+    def test_remove_image_reports_the_bytes_released(self):
+        store = ImageStore(capacity=1000)
+        store.add(_record("sha256:a", [L1, L2], ["x/a:1"]), None, 0.0)
+        store.add(_record("sha256:b", [L1, L3], ["x/b:1"]), None, 0.0)
+        assert store.remove_image("sha256:a") == 20  # L1 is still b's
+        assert store.remove_image("sha256:a") == 0
+        assert store.remove_image("sha256:b") == 40
+        assert store.usage == 0
+
+    def test_images_named_by_a_pinned_reference_are_pinned(self):
+        store = ImageStore(pinned=["registry.k8s.io/pause:3.10"])
+        store.add(_record("sha256:p", [L1], ["registry.k8s.io/pause:3.10"]), None, 0.0)
+        store.add(_record("sha256:a", [L2], ["x/a:1"]), None, 0.0)
+        assert {image.id: image.pinned for image in store.list_images()} == {
+            "sha256:p": True,
+            "sha256:a": False,
+        }
