@@ -41,11 +41,13 @@ lint: setup
 	$(BIN)/lint-imports
 
 ## bench: simulation throughput vs a bare-asyncio floor; API throughput vs a bare aiohttp handler;
-## real pulls from a local registry vs skopeo, and our peak RSS per image size
+## real pulls from a local registry vs skopeo, and our peak RSS per image size; image GC over
+## 10,000 images against its 50 ms budget
 bench: setup
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/pull.py
+	$(BIN)/python bench/gc.py
 
 ## soak: SOAK_SECONDS (600) of 200 API clients, 500 watches and pods cycling against one daemon;
 ## p99 latency, errors, RSS and fds at start and end in reports/soak/soak.json (not in `make test`)
