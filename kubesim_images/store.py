@@ -84,6 +84,8 @@ class ImageStore:
         self.capacity = capacity  # None: no disk model, every layer fits
         self.other_usage = other_usage
         self._pinned_names = frozenset(pinned)  # "repo:tag" names whose image is pinned
+        self._collected: set[str] = set()  # ids image GC removed, until they come back
+        self.re_pulls = 0  # images stored again after image GC had removed them
         self._layer_bytes = 0
         self._layers: dict[str, int] = {}
         self._layer_refs: dict[str, int] = {}
@@ -143,6 +145,9 @@ class ImageStore:
                 id=record.id, layers=record.layers, last_used=now, pinned=record.pinned
             )
             self._images[record.id] = existing
+            if record.id in self._collected:
+                self._collected.discard(record.id)
+                self.re_pulls += 1
             for layer in {layer.digest: layer for layer in record.layers}.values():
                 if layer.digest not in self._layers:
                     self._layer_bytes += layer.size
@@ -233,7 +238,8 @@ class ImageStore:
         does not count as a failure.
         """
         before = self._layer_bytes
-        self.remove(image_id)
+        if self.remove(image_id) is not None:
+            self._collected.add(image_id)
         return before - self._layer_bytes
 
     def image_fs_stats(self) -> FsStats:

@@ -120,3 +120,15 @@ class TestImageFilesystem:
             "sha256:p": True,
             "sha256:a": False,
         }
+
+    def test_an_image_stored_again_after_gc_removed_it_is_a_re_pull(self):
+        store = ImageStore()
+        store.add(_record("sha256:a", [L1], ["x/a:1"]), None, 0.0)
+        store.add(_record("sha256:b", [L2], ["x/b:1"]), None, 0.0)
+        store.remove_image("sha256:a")  # image GC
+        store.remove("sha256:b")  # a user's rmi: not GC
+        store.add(_record("sha256:b", [L2], ["x/b:1"]), None, 1.0)
+        assert store.re_pulls == 0
+        store.add(_record("sha256:a", [L1], ["x/a:1"]), None, 1.0)
+        store.add(_record("sha256:a", [L1], ["x/a:1"]), None, 2.0)  # already there again
+        assert store.re_pulls == 1
