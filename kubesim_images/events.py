@@ -1,7 +1,7 @@
-"""Events as the kubelet records them: who (pod, container field path), what (type, reason,
-message) and when (loop time, integer nanoseconds). Sinks decide where they go: a list for
-scenarios, the daemon's store for the API. Recording is on the hot path of every pull, so an
-event is one small frozen object and emitting is a method call.
+"""Events as the kubelet records them: who (pod, container field path; or the node itself),
+what (type, reason, message) and when (loop time, integer nanoseconds). Sinks decide where they
+go: a list for scenarios, the daemon's store for the API. Recording is on the hot path of every
+pull, so an event is one small frozen object and emitting is a method call.
 """
 
 from __future__ import annotations
@@ -24,6 +24,27 @@ class Event:
     type: EventType
     reason: Reason
     message: str
+    kind: str = "Pod"  # the involved object's kind: "Pod", or "Node" for node events
+
+    @property
+    def about_node(self) -> bool:
+        return self.kind == "Node"
+
+
+def node_event(t: int, node: str, kind: EventType, reason: Reason, message: str) -> Event:
+    """An event about the node (image GC, disk), recorded in `default` as the kubelet does."""
+    return Event(
+        t=t,
+        node=node,
+        namespace="default",
+        pod="",
+        pod_uid="",
+        field_path="",
+        type=kind,
+        reason=reason,
+        message=message,
+        kind="Node",
+    )
 
 
 def container_event(

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kubesim_images.errors import InvalidValueError
-from kubesim_images.reasons import EventType
-from kubesim_images.units import format_duration
+from kubesim_images.reasons import EventType, Reason
+from kubesim_images.units import format_duration_ns
 
 NS_PER_SECOND = 1_000_000_000
 # ImageGCPeriod in the kubelet, also the period of its image detection loop.
@@ -43,14 +43,6 @@ class GCReason(enum.StrEnum):
 
     AGE = "age"
     SPACE = "space"
-
-
-class GCEventReason(enum.StrEnum):
-    """The kubelet's node event reasons for image GC (pkg/kubelet/events)."""
-
-    FREE_DISK_SPACE_FAILED = "FreeDiskSpaceFailed"
-    IMAGE_GC_FAILED = "ImageGCFailed"
-    INVALID_DISK_CAPACITY = "InvalidDiskCapacity"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +142,7 @@ class Removal:
 @dataclass(frozen=True, slots=True)
 class NodeEvent:
     type: EventType
-    reason: GCEventReason
+    reason: Reason
     message: str
 
 
@@ -180,7 +172,7 @@ class _RunState:
     error: str | None = None
     events: list[NodeEvent] = field(default_factory=list)
 
-    def warn(self, reason: GCEventReason, message: str) -> None:
+    def warn(self, reason: Reason, message: str) -> None:
         self.events.append(NodeEvent(EventType.WARNING, reason, message))
 
 
@@ -266,8 +258,8 @@ class ImageGCManager:
             remaining.append((image_id, record))
         if errors:
             raise _PartialError(
-                f"wanted to free images older than {_go_duration(max_age)}, encountered errors "
-                f"in image deletion: {_aggregate(errors)}",
+                f"wanted to free images older than {format_duration_ns(max_age)}, encountered "
+                f"errors in image deletion: {_aggregate(errors)}",
                 removed,
             )
         return remaining, removed
@@ -335,7 +327,7 @@ class ImageGCManager:
         capacity, available = stats.capacity, min(stats.available, stats.capacity)
         if capacity == 0:
             message = "invalid capacity 0 on image filesystem"
-            run.warn(GCEventReason.INVALID_DISK_CAPACITY, message)
+            run.warn(Reason.INVALID_DISK_CAPACITY, message)
             raise _GCError(message)
         # Go's integer arithmetic, truncating, on non-negative values.
         run.usage_percent = 100 - available * 100 // capacity
@@ -349,7 +341,7 @@ class ImageGCManager:
                 "Failed to garbage collect required amount of images. Attempted to free "
                 f"{run.amount} bytes, but only found {run.freed} bytes eligible to free."
             )
-            run.warn(GCEventReason.FREE_DISK_SPACE_FAILED, message)
+            run.warn(Reason.FREE_DISK_SPACE_FAILED, message)
             raise _GCError(message)
 
     def periodic(self, now: int, in_use: Collection[str]) -> GCRun:
@@ -357,7 +349,7 @@ class ImageGCManager:
         run = self.garbage_collect(now, in_use)
         if run.error is not None:
             if self._prev_failed:
-                failed = NodeEvent(EventType.WARNING, GCEventReason.IMAGE_GC_FAILED, run.error)
+                failed = NodeEvent(EventType.WARNING, Reason.IMAGE_GC_FAILED, run.error)
                 run = GCRun(
                     run.at,
                     run.usage_percent,
@@ -391,7 +383,3 @@ def _eviction_key(item: tuple[str, ImageUsage]) -> tuple[int, int, str]:
 def _aggregate(errors: list[str]) -> str:
     """utilerrors.NewAggregate's text: the error alone, or `[a, b]`."""
     return errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"
-
-
-def _go_duration(ns: int) -> str:
-    return format_duration(ns / NS_PER_SECOND)

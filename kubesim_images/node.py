@@ -1,7 +1,11 @@
-"""One simulated node: its image store, pull queue, back-off, image manager and pod workers.
+"""One simulated node: its image store, pull queue, back-off, image manager, pod workers and
+image GC.
 
 This is the composition root the daemon and the scenario runner share; everything a node does
-to images happens through the objects wired here.
+to images happens through the objects wired here. The node owns its background work: `start`
+begins image GC on the node's clock (a sweep now, a run every 5 minutes), `stop` ends it and
+the pod workers. Images in use, for GC, are those of the containers of the pods the node holds:
+a pod deleted (`remove_pod`) no longer holds its images.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from collections.abc import Callable, Iterable
 
 from kubesim_images.backoff import Backoff
 from kubesim_images.events import EventSink
+from kubesim_images.image_gc import GCPolicy
 from kubesim_images.kubeletconfig import KubeletConfig
 from kubesim_images.manager import ImageManager, PullObserver
+from kubesim_images.nodegc import NodeImageGC
 from kubesim_images.pod import Pod
 from kubesim_images.podworkers import CredentialLookup, PodStatus, PodWorkers, SyncSettings
 from kubesim_images.puller import ImagePuller
@@ -38,7 +44,7 @@ class Node:
     ) -> None:
         self.name = name
         self.kubelet = kubelet
-        self.store = store or ImageStore()
+        self.store = store if store is not None else ImageStore()
         self.puller = ImagePuller(name, backend, self.store, kubelet)
         self.backoff = Backoff()
         self.manager = ImageManager(name, self.puller, self.backoff, events, observer)
@@ -51,6 +57,7 @@ class Node:
             on_ready=on_ready,
             on_change=on_change,
         )
+        self.gc = NodeImageGC(name, self.store, gc_policy(kubelet), events, self.images_in_use)
 
     def preload(self, records: Iterable[ImageRecord], now: int = 0) -> None:
         for record in records:
@@ -59,5 +66,32 @@ class Node:
     def add_pod(self, pod: Pod) -> PodStatus:
         return self.workers.add(pod)
 
+    async def remove_pod(self, uid: str) -> PodStatus | None:
+        """Delete a pod: its worker stops and its containers no longer hold their images."""
+        return await self.workers.remove(uid)
+
+    def images_in_use(self) -> set[str]:
+        """Image ids of the containers of the node's pods (started ones; exited init too)."""
+        return {
+            cs.image_id
+            for status in self.workers.pods.values()
+            for cs in status.all_statuses()
+            if cs.image_id
+        }
+
+    def start(self) -> None:
+        """Begin the node's background work: image GC."""
+        self.gc.start()
+
     async def stop(self) -> None:
+        await self.gc.stop()
         await self.workers.stop()
+
+
+def gc_policy(kubelet: KubeletConfig) -> GCPolicy:
+    return GCPolicy.from_seconds(
+        kubelet.image_gc_high_threshold_percent,
+        kubelet.image_gc_low_threshold_percent,
+        kubelet.image_minimum_gc_age,
+        kubelet.image_maximum_gc_age,
+    )

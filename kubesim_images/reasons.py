@@ -25,6 +25,10 @@ class Reason(enum.StrEnum):
     BACK_OFF = "BackOff"
     ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
     INSPECT_FAILED = "InspectFailed"
+    # Node events of image GC (pkg/kubelet/events).
+    FREE_DISK_SPACE_FAILED = "FreeDiskSpaceFailed"
+    IMAGE_GC_FAILED = "ImageGCFailed"
+    INVALID_DISK_CAPACITY = "InvalidDiskCapacity"
 
 
 _GO_ESCAPES = {

@@ -22,8 +22,13 @@ from kubesim_images.flows import FlowNetwork
 from kubesim_images.reference import ImageReference
 from kubesim_images.registry.base import PullRequest
 from kubesim_images.registry.catalogue import Catalogue, SimImage
-from kubesim_images.registryerrors import registry_error
-from kubesim_images.store import ImageRecord, Layer
+from kubesim_images.registryerrors import failed_to_pull, registry_error
+from kubesim_images.store import ImageRecord, Layer, NoSpaceLeftError
+
+
+def no_space_error(exc: NoSpaceLeftError, ref: ImageReference) -> RegistryError:
+    """containerd's pull error when the content store cannot write a fetched layer."""
+    return RegistryError(failed_to_pull(ref, f"failed to copy: {exc}"), code=exc.code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +184,13 @@ class SimulatedRegistry:
     ) -> None:
         self.bytes_sent += size
         _, layers, _ = self._fetching[request.pull_id]
-        request.store.add_layers(layers)
+        try:
+            request.store.add_layers(layers)
+        except NoSpaceLeftError as exc:
+            self._release(request.pull_id)
+            if not future.done():
+                future.set_exception(no_space_error(exc, request.ref))
+            return
         self._release(request.pull_id)
         if not future.done():
             future.set_result(self._record(image, request.ref))
@@ -226,7 +237,10 @@ class SimulatedRegistry:
                     if size > 0:
                         await self._transfer(request.pull_id, node, size)
                         self.bytes_sent += size
-                    store.add_layers(own)
+                    try:
+                        store.add_layers(own)
+                    except NoSpaceLeftError as exc:
+                        raise no_space_error(exc, request.ref) from None
                 finally:
                     for layer in own:
                         del self._downloading[(node, layer.digest)]

@@ -22,6 +22,7 @@ import yaml
 from kubesim_images.clock import to_ns
 from kubesim_images.errors import ConfigError
 from kubesim_images.fields import Fields
+from kubesim_images.image_gc import DEFAULT_SANDBOX_IMAGE
 from kubesim_images.keyring import Credential, parse_docker_config
 from kubesim_images.kubeletconfig import KubeletConfig, load_kubelet_config
 from kubesim_images.oci.config import OciRegistryConfig, parse_oci_registry
@@ -63,6 +64,15 @@ class WorkloadEntry:
     replicas: int
     pod: Mapping[str, Any]
     namespace: str
+    lifetime: int | None = None  # ns from creation to deletion; None: never deleted
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFsSpec:
+    """A node's image filesystem (`nodes.imageFs`): capacity and what other writers use."""
+
+    capacity: int = 100 * 2**30
+    other_usage: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +94,9 @@ class VariantSpec:
     secrets: Mapping[tuple[str, str], DockerEntries] = field(default_factory=dict)
     node_credentials: DockerEntries = ()
     oci: OciRegistryConfig | None = None  # registry.type oci: real pulls, on the wall clock
+    image_fs: ImageFsSpec = ImageFsSpec()
+    sandbox_image: str = DEFAULT_SANDBOX_IMAGE  # normalized "name:tag" (or "name@digest")
+    pod_lifetimes: Mapping[str, int] = field(default_factory=dict)  # pod uid -> ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +206,24 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
     nodes = ctx.mapping(
         spec.get("nodes"),
         f"{where}.nodes",
-        {"count", "bandwidth", "preloadedImages", "dockerConfig", "platform"},
+        {
+            "count",
+            "bandwidth",
+            "preloadedImages",
+            "dockerConfig",
+            "platform",
+            "imageFs",
+            "sandboxImage",
+        },
+    )
+    image_fs = _image_fs(ctx, nodes.get("imageFs"), f"{where}.nodes.imageFs")
+    sandbox = parse_ref(
+        ctx, nodes.get("sandboxImage", DEFAULT_SANDBOX_IMAGE), f"{where}.nodes.sandboxImage"
+    )
+    sandbox_image = (
+        f"{sandbox.name}@{sandbox.digest}"
+        if sandbox.digest
+        else f"{sandbox.name}:{sandbox.tag or 'latest'}"
     )
     if nodes.get("platform") is not None:
         if oci is None:
@@ -224,7 +254,9 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
                 path, f"{image!r} is not in the registry's catalogue (spec.registry.images)"
             )
         preloaded.append(found)
-    workload, pods = _workload(ctx, spec.get("workload"), f"{where}.workload", always_pull)
+    workload, pods, lifetimes = _workload(
+        ctx, spec.get("workload"), f"{where}.workload", always_pull
+    )
     return VariantSpec(
         name=name,
         seed=seed,
@@ -241,7 +273,22 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
         secrets=secrets,
         node_credentials=node_credentials,
         oci=oci,
+        image_fs=image_fs,
+        sandbox_image=sandbox_image,
+        pod_lifetimes=lifetimes,
     )
+
+
+def _image_fs(ctx: Fields, raw: Any, path: str) -> ImageFsSpec:
+    fs = ctx.mapping(raw, path, {"capacity", "otherUsage"})
+    default = ImageFsSpec()
+    capacity = ctx.size(fs.get("capacity", default.capacity), f"{path}.capacity")
+    if capacity <= 0:
+        raise ctx.fail(f"{path}.capacity", "must be positive")
+    other = ctx.size(fs.get("otherUsage", default.other_usage), f"{path}.otherUsage")
+    if other > capacity:
+        raise ctx.fail(f"{path}.otherUsage", f"must not exceed the capacity ({capacity} bytes)")
+    return ImageFsSpec(capacity, other)
 
 
 def _docker_config(ctx: Fields, raw: Any, path: str, source: str) -> DockerEntries:
@@ -274,13 +321,18 @@ def _secrets(ctx: Fields, raw: Any, where: str) -> dict[tuple[str, str], DockerE
 
 def _workload(
     ctx: Fields, raw: Any, where: str, always_pull: bool
-) -> tuple[tuple[WorkloadEntry, ...], tuple[tuple[int, Pod], ...]]:
+) -> tuple[tuple[WorkloadEntry, ...], tuple[tuple[int, Pod], ...], dict[str, int]]:
     entries: list[WorkloadEntry] = []
     names: set[str] = set()
     for index, item in enumerate(ctx.sequence(raw, where)):
         path = f"{where}[{index}]"
-        entry = ctx.mapping(item, path, {"at", "replicas", "pod"})
+        entry = ctx.mapping(item, path, {"at", "replicas", "pod", "lifetime"})
         at = to_ns(ctx.duration(entry.get("at", "0s"), f"{path}.at"))
+        lifetime = None
+        if entry.get("lifetime") is not None:
+            lifetime = to_ns(ctx.duration(entry["lifetime"], f"{path}.lifetime"))
+            if lifetime <= 0:
+                raise ctx.fail(f"{path}.lifetime", "must be positive")
         replicas = ctx.integer(entry.get("replicas", 1), f"{path}.replicas", minimum=1)
         pod = ctx.mapping(entry.get("pod"), f"{path}.pod", {"metadata", "spec"})
         if not pod:
@@ -291,13 +343,14 @@ def _workload(
         namespace = meta.get("namespace", "default")
         if not isinstance(namespace, str) or not namespace:
             raise ctx.fail(f"{path}.pod.metadata.namespace", "must be a non-empty string")
-        entries.append(WorkloadEntry(at, replicas, pod, namespace))
+        entries.append(WorkloadEntry(at, replicas, pod, namespace, lifetime))
     total = sum(entry.replicas for entry in entries)
     if total > MAX_PODS:
         raise ctx.fail(where, f"at most {MAX_PODS:,} pods in all (replicas), got {total:,}")
     # Stable sort: entries with the same `at` keep file order (round-robin placement).
     ordered = sorted(enumerate(entries), key=lambda pair: (pair[1].at, pair[0]))
     pods: list[tuple[int, Pod]] = []
+    lifetimes: dict[str, int] = {}
     for index, item in ordered:
         base = item.pod.get("metadata") or {}
         # Validate and default the entry once, as its first replica; the others differ only in
@@ -345,7 +398,9 @@ def _workload(
                 )
             )
             pods.append((item.at, created))
-    return tuple(entries), tuple(pods)
+            if item.lifetime is not None:
+                lifetimes[created.uid] = item.lifetime
+    return tuple(entries), tuple(pods), lifetimes
 
 
 # metadata.name is a DNS-1123 subdomain: at most 253 characters.

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from kubesim_images.podworkers import ContainerStatus, PodStatus, State
 from kubesim_images.reasons import Reason
-from kubesim_images.scenario.runner import ScenarioResult, VariantResult
+from kubesim_images.scenario.runner import NodeReport, ScenarioResult, VariantResult
 from kubesim_images.units import format_size
 
 _PERCENTILES = (("p50", 50), ("p90", 90), ("p99", 99))
@@ -60,10 +60,36 @@ def summary(result: VariantResult) -> dict[str, Any]:
         "bytesPulled": result.bytes_pulled,
         "simulatedSeconds": _t(result.simulated_ns),
         "wallSeconds": round(result.wall_seconds, 3),
+        "gcRuns": sum(n.gc_runs for n in result.nodes),
+        "imagesGarbageCollected": sum(n.images_collected for n in result.nodes),
+        "bytesFreed": sum(n.bytes_freed for n in result.nodes),
+        "rePulls": sum(n.re_pulls for n in result.nodes),
     }
     if result.registry_stats is not None:  # real registries (SPEC section 10)
         out["registry"] = result.registry_stats
     return out
+
+
+def _t_or_none(ns: int | None) -> float | None:
+    return None if ns is None else _t(ns)
+
+
+def node_json(node: NodeReport) -> dict[str, Any]:
+    """A node's disk and images at the end of the run (SPEC section 9)."""
+    return {
+        "name": node.name,
+        "imageFs": {"capacity": node.capacity, "used": node.used},
+        "images": [
+            {
+                "name": image.name,
+                "id": image.id,
+                "size": image.size,
+                "lastUsed": _t_or_none(image.last_used),
+                "firstDetected": _t_or_none(image.first_detected),
+            }
+            for image in node.images
+        ],
+    }
 
 
 def _state(cs: ContainerStatus) -> dict[str, Any]:
@@ -118,6 +144,7 @@ def _document(result: ScenarioResult) -> dict[str, Any]:
             {
                 "name": variant.name,
                 "summary": summary(variant),
+                "nodes": [node_json(n) for n in variant.nodes],
                 "pods": [pod_json(p) for p in variant.pods],
                 # The enums are str subclasses and print as their value; reading `.value` per
                 # event costs more than building the rest of the event.
@@ -126,7 +153,7 @@ def _document(result: ScenarioResult) -> dict[str, Any]:
                         "t": round(e.t / 1e9, 6),
                         "node": e.node,
                         "namespace": e.namespace,
-                        "pod": e.pod,
+                        "pod": e.pod or None,  # node events have no pod
                         "type": e.type,
                         "reason": e.reason,
                         "message": e.message,
@@ -170,6 +197,10 @@ def render_table(result: ScenarioResult, console: Console) -> None:
         ("failed pulls", [str(s["failedPulls"]) for s in summaries]),
         ("back-offs", [str(s["backoffs"]) for s in summaries]),
         ("bytes pulled", [format_size(s["bytesPulled"]) for s in summaries]),
+        ("image GC runs", [str(s["gcRuns"]) for s in summaries]),
+        ("images collected", [str(s["imagesGarbageCollected"]) for s in summaries]),
+        ("bytes freed", [format_size(s["bytesFreed"]) for s in summaries]),
+        ("re-pulls", [str(s["rePulls"]) for s in summaries]),
         ("simulated time", [_seconds(s["simulatedSeconds"]) for s in summaries]),
         ("wall time", [f"{s['wallSeconds']:.3f}s" for s in summaries]),
     ]

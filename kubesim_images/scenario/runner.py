@@ -1,10 +1,12 @@
 """Runs a scenario's variants, each on its own virtual-time loop, and collects the results.
 
-A variant builds its nodes and simulated registry, preloads images, creates the workload's pods
-at their `at` times round-robin over the nodes, and stops when every pod has its images or the
-`duration` cap is reached, whichever comes first. Nothing here reads the wall clock except to
-report how long the run took (`wallSeconds`), which is the only field allowed to differ between
-two runs of the same file.
+A variant builds its nodes and simulated registry, preloads images, starts the nodes (image GC
+runs every 5 minutes from there), creates the workload's pods at their `at` times round-robin
+over the nodes, deletes those with a `lifetime` when it ends, and stops when every pod has its
+images (or was deleted first) or the `duration` cap is reached, whichever comes first. The
+nodes' disks and images at the end are kept for the report. Nothing here reads the wall clock
+except to report how long the run took (`wallSeconds`), which is the only field allowed to
+differ between two runs of the same file.
 """
 
 from __future__ import annotations
@@ -31,6 +33,59 @@ from kubesim_images.registry.base import RegistryBackend
 from kubesim_images.registry.simulated import SimulatedRegistry, preload
 from kubesim_images.scenario.model import Scenario, VariantSpec
 from kubesim_images.scenario.realtime import RealRegistries, run_real_time
+from kubesim_images.store import ImageStore
+from kubesim_images.tasks import create_guarded_task
+
+
+@dataclass(frozen=True, slots=True)
+class ImageReport:
+    name: str  # the first repo tag (else repo digest, else id)
+    id: str
+    size: int
+    last_used: int | None  # ns; None: never seen in use by image GC's sweeps
+    first_detected: int | None  # ns; None: not yet swept
+
+
+@dataclass(frozen=True, slots=True)
+class NodeReport:
+    """A node at the end of a run: its disk, its images and what image GC did."""
+
+    name: str
+    capacity: int
+    used: int
+    images: tuple[ImageReport, ...]
+    gc_runs: int
+    images_collected: int
+    bytes_freed: int
+    re_pulls: int
+
+
+def node_report(node: Node) -> NodeReport:
+    records = node.gc.manager.records
+    images = []
+    for image in node.store.images():
+        usage = records.get(image.id)
+        name = (image.repo_tags or image.repo_digests or [image.id])[0]
+        images.append(
+            ImageReport(
+                name,
+                image.id,
+                image.size,
+                None if usage is None else usage.last_used,
+                None if usage is None else usage.first_detected,
+            )
+        )
+    images.sort(key=lambda i: (i.name, i.id))
+    return NodeReport(
+        name=node.name,
+        capacity=node.store.image_fs_stats().capacity,
+        used=node.store.usage,
+        images=tuple(images),
+        gc_runs=node.gc.runs,
+        images_collected=node.gc.images_collected,
+        bytes_freed=node.gc.bytes_freed,
+        re_pulls=node.store.re_pulls,
+    )
 
 
 @dataclass(slots=True)
@@ -46,6 +101,7 @@ class VariantResult:
     pulls: int = 0  # pulls started (QPS-refused ones included), as the pull observer saw them
     failed_pulls: int = 0
     registry_stats: dict[str, Any] | None = None  # real registries: requests, codes, bytes
+    nodes: list[NodeReport] = field(default_factory=list)
 
 
 class PullTally(PullObserver):
@@ -157,13 +213,16 @@ async def _run(
     rng = random.Random(spec.seed)
     total = len(spec.pods)
     done = asyncio.Event()
-    ready = 0
+    settled = 0  # pods that got their images, or were deleted before
+
+    def settle() -> None:
+        nonlocal settled
+        settled += 1
+        if settled == total:
+            done.set()
 
     def on_ready(_status: PodStatus) -> None:
-        nonlocal ready
-        ready += 1
-        if ready == total:
-            done.set()
+        settle()
 
     preloaded = preload(spec.preloaded)
     credentials = _credential_lookup(spec)
@@ -180,18 +239,39 @@ async def _run(
             on_ready=on_ready,
             credentials=credentials,
             observer=tally,
+            store=ImageStore(
+                capacity=spec.image_fs.capacity,
+                other_usage=spec.image_fs.other_usage,
+                pinned=[spec.sandbox_image],
+            ),
         )
         set_node_bandwidth(node.name, spec.node_bandwidth)
         node.preload(preloaded, 0)
+        node.start()
         nodes.append(node)
 
     statuses: list[PodStatus] = []
+    deletions: set[asyncio.Task[None]] = set()
+
+    async def delete(node: Node, uid: str) -> None:
+        status = await node.remove_pod(uid)
+        if status is not None and not status.ready:
+            settle()
+
+    def schedule_delete(node: Node, uid: str) -> None:
+        task = create_guarded_task(delete(node, uid), name=f"scenario-delete:{uid}")
+        deletions.add(task)
+        task.add_done_callback(deletions.discard)
 
     async def create_pods() -> None:
         for index, (at, pod) in enumerate(spec.pods):
             if at > now_ns(loop):
                 await sleep_ns(at - now_ns(loop))
-            statuses.append(nodes[index % len(nodes)].add_pod(pod))
+            node = nodes[index % len(nodes)]
+            statuses.append(node.add_pod(pod))
+            lifetime = spec.pod_lifetimes.get(pod.uid)
+            if lifetime is not None:
+                call_at_ns(loop, now_ns(loop) + lifetime, schedule_delete, node, pod.uid)
 
     creator = loop.create_task(create_pods(), name="scenario-workload")
     # The cap is one more timer: whatever else is due at that very nanosecond and was
@@ -206,6 +286,9 @@ async def _run(
         deadline.cancel()
         creator.cancel()
         await asyncio.gather(creator, return_exceptions=True)
+        for task in list(deletions):
+            task.cancel()
+        await asyncio.gather(*deletions, return_exceptions=True)
         for node in nodes:
             await node.stop()
     return VariantResult(
@@ -219,4 +302,5 @@ async def _run(
         counts=dict(log.counts),
         pulls=tally.started,
         failed_pulls=tally.failed,
+        nodes=[node_report(node) for node in nodes],
     )

@@ -11,13 +11,12 @@ import pytest
 
 from kubesim_images.errors import InvalidValueError
 from kubesim_images.image_gc import (
-    GCEventReason,
     GCPolicy,
     GCReason,
     ImageGCManager,
     ImageRemoveError,
 )
-from kubesim_images.reasons import EventType
+from kubesim_images.reasons import EventType, Reason
 from kubesim_images.store import ImageRecord, ImageStore, Layer
 
 S = 1_000_000_000  # one second in nanoseconds
@@ -267,7 +266,7 @@ class TestGarbageCollect:
         )
         assert run.error == message
         assert [(e.type, e.reason, e.message) for e in run.events] == [
-            (EventType.WARNING, GCEventReason.FREE_DISK_SPACE_FAILED, message)
+            (EventType.WARNING, Reason.FREE_DISK_SPACE_FAILED, message)
         ]
 
     def test_exactly_at_the_high_threshold_collects(self):
@@ -295,7 +294,7 @@ class TestGarbageCollect:
         store = store_with(record(0, 0), capacity=0)
         run = ImageGCManager(GCPolicy(), store).garbage_collect(T0, set())
         assert run.error == "invalid capacity 0 on image filesystem"
-        assert [e.reason for e in run.events] == [GCEventReason.INVALID_DISK_CAPACITY]
+        assert [e.reason for e in run.events] == [Reason.INVALID_DISK_CAPACITY]
 
     def test_image_gc_failed_only_for_repeated_failures(self):
         """The GC loop: ImageGCFailed from the second failure in a row, reset by a success."""
@@ -309,7 +308,7 @@ class TestGarbageCollect:
         reasons.append([e.reason for e in manager.periodic(20 * MINUTE, set()).events])
         store.other_usage = 990
         reasons.append([e.reason for e in manager.periodic(25 * MINUTE, set()).events])
-        failed, gc_failed = GCEventReason.FREE_DISK_SPACE_FAILED, GCEventReason.IMAGE_GC_FAILED
+        failed, gc_failed = Reason.FREE_DISK_SPACE_FAILED, Reason.IMAGE_GC_FAILED
         assert reasons == [[failed], [failed, gc_failed], [failed, gc_failed], [], [failed]]
 
     def test_collected_total_counts_by_reason(self):

@@ -167,7 +167,7 @@ class TestOutput:
         doc = to_json(run_scenario(load_document(_doc())))
         assert doc["scenario"] == "test"
         (variant,) = doc["variants"]
-        assert set(variant) == {"name", "summary", "pods", "events"}
+        assert set(variant) == {"name", "summary", "nodes", "pods", "events"}
         assert set(variant["summary"]) == {
             "pods",
             "podsReady",
@@ -178,7 +178,14 @@ class TestOutput:
             "bytesPulled",
             "simulatedSeconds",
             "wallSeconds",
+            "gcRuns",
+            "imagesGarbageCollected",
+            "bytesFreed",
+            "rePulls",
         }
+        (node_json,) = variant["nodes"]
+        assert set(node_json) == {"name", "imageFs", "images"}
+        assert set(node_json["imageFs"]) == {"capacity", "used"}
         assert set(variant["summary"]["imagesReady"]) == {"p50", "p90", "p99", "max"}
         (pod_json,) = variant["pods"]
         assert set(pod_json) == {
