@@ -101,7 +101,13 @@ class _NodeCollector:
         ),
         ("kubesim_images_on_node", "Images in the node's image store."),
         ("kubesim_image_store_bytes", "Bytes of the layers in the node's store, shared ones once."),
+        ("kubesim_image_fs_capacity_bytes", "Capacity of the node's image filesystem."),
+        (
+            "kubesim_image_fs_used_bytes",
+            "Used bytes of the node's image filesystem: other writers' and the image layers'.",
+        ),
     )
+    _GC_TOTAL = "kubelet_image_garbage_collected"  # exposed with the `_total` suffix
 
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -114,6 +120,8 @@ class _NodeCollector:
             len(node.backoff),
             len(node.store),
             node.store.bytes_used,
+            node.store.image_fs_stats().capacity,
+            node.store.usage,
         )
 
     def describe(self) -> Iterator[Metric]:
@@ -121,6 +129,9 @@ class _NodeCollector:
         for name, documentation in self._GAUGES:
             yield GaugeMetricFamily(name, documentation)
         yield CounterMetricFamily("kubesim_image_bytes_downloaded", "")
+        yield CounterMetricFamily(self._GC_TOTAL, "", labels=("reason",))
+        yield CounterMetricFamily("kubesim_image_gc_runs", "")
+        yield CounterMetricFamily("kubesim_image_gc_bytes_freed", "")
 
     def collect(self) -> Iterator[Metric]:
         for (name, documentation), value in zip(self._GAUGES, self._values(), strict=True):
@@ -129,6 +140,26 @@ class _NodeCollector:
             "kubesim_image_bytes_downloaded",
             "Layer bytes the node downloaded from registries (layers it had are not counted).",
             value=self.node.store.bytes_downloaded,
+        )
+        gc = self.node.gc
+        collected = CounterMetricFamily(
+            self._GC_TOTAL,
+            f"{_ALPHA}Total number of images garbage collected by the kubelet, whether through "
+            "disk usage or image age.",
+            labels=("reason",),
+        )
+        # A CounterVec: a reason appears once an image has been collected for it.
+        for reason, count in sorted(gc.manager.collected_total.items()):
+            collected.add_metric((reason.value,), count)
+        yield collected
+        yield CounterMetricFamily(
+            "kubesim_image_gc_runs", "Image GC runs on the node (every 5 minutes).", value=gc.runs
+        )
+        yield CounterMetricFamily(
+            "kubesim_image_gc_bytes_freed",
+            "Bytes image GC gave back to the image filesystem (layers shared with a kept image "
+            "stay).",
+            value=gc.bytes_freed,
         )
 
 

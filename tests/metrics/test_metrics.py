@@ -29,6 +29,7 @@ from kubesim_images.policy import PullPolicy
 from kubesim_images.reference import parse_normalized
 from kubesim_images.registry.catalogue import Catalogue, make_image
 from kubesim_images.registry.simulated import Fault, SimulatedRegistry
+from kubesim_images.store import ImageRecord, ImageStore, Layer
 
 MI = 2**20
 GI = 2**30
@@ -414,6 +415,46 @@ class TestNodeGauges:
         metrics.bind_node(first)  # binding the same node again is harmless
         with pytest.raises(ValueError, match="n1"):
             metrics.bind_node(second)
+
+
+class TestImageGC:
+    """Image GC as the kubelet counts it, and the image filesystem it watches."""
+
+    def test_collected_images_by_reason_and_the_disk(self):
+        # Two unused 100 MiB images on a 200 MiB disk (100 %): the 5m run frees down to 80 %,
+        # 40 MiB, which the first image removed covers.
+        async def main():
+            metrics = Metrics()
+            registry = SimulatedRegistry(Catalogue())
+            node = Node(
+                "node-0",
+                registry,
+                KubeletConfig(registry_pull_qps=0),
+                metrics,
+                store=ImageStore(capacity=200 * MI),
+            )
+            metrics.bind_node(node)
+            for n in range(2):
+                layer = Layer(f"sha256:{n:064x}", 100 * MI)
+                node.preload([ImageRecord(f"sha256:{n + 10:064x}", (layer,))])
+            node.start()
+            before = scrape(metrics)
+            await asyncio.sleep(301)
+            after = scrape(metrics)
+            await node.stop()
+            return before, after, families(metrics)
+
+        before, after, found = run_virtual(main())
+        gc_total = "kubelet_image_garbage_collected_total"
+        assert sample(before, gc_total, reason="space") is None  # a CounterVec: no sample yet
+        assert sample(after, gc_total, reason="space") == 1
+        assert sample(after, gc_total, reason="age") is None
+        assert found["kubelet_image_garbage_collected"].documentation.startswith("[ALPHA] ")
+        assert sample(after, "kubesim_image_gc_runs_total") == 1
+        assert sample(after, "kubesim_image_gc_bytes_freed_total") == 100 * MI
+        assert sample(before, "kubesim_image_fs_used_bytes") == 200 * MI
+        assert sample(after, "kubesim_image_fs_used_bytes") == 100 * MI
+        assert sample(after, "kubesim_image_fs_capacity_bytes") == 200 * MI
 
 
 class TestRegistries:
