@@ -17,14 +17,41 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from kubesim_images.errors import RegistryError
+from kubesim_images.fields import Fields
 from kubesim_images.image_gc import FsStats
 from kubesim_images.reference import ImageReference
 
 # Where containerd's content store writes a blob while fetching it.
 _INGEST_ROOT = "/var/lib/containerd/io.containerd.content.v1.content/ingest"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFsSpec:
+    """A node's image filesystem as configured (`imageFs`): capacity, other writers' bytes."""
+
+    capacity: int = 100 * 2**30
+    other_usage: int = 0
+
+
+def parse_image_fs(ctx: Fields, raw: Any, path: str) -> ImageFsSpec:
+    """`{capacity: 30Gi, otherUsage: 5Gi}`, both Kubernetes quantities; defaults 100Gi and 0."""
+    fs = ctx.mapping(raw, path, {"capacity", "otherUsage"})
+    default = ImageFsSpec()
+    capacity = ctx.size(fs.get("capacity", default.capacity), f"{path}.capacity")
+    if capacity <= 0:
+        raise ctx.fail(f"{path}.capacity", "must be positive")
+    other = ctx.size(fs.get("otherUsage", default.other_usage), f"{path}.otherUsage")
+    if other > capacity:
+        raise ctx.fail(f"{path}.otherUsage", f"must not exceed the capacity ({capacity} bytes)")
+    return ImageFsSpec(capacity, other)
+
+
+def pinned_name(ref: ImageReference) -> str:
+    """The store name a pinned reference matches: `name@digest`, else `name:tag`."""
+    return f"{ref.name}@{ref.digest}" if ref.digest else f"{ref.name}:{ref.tag or 'latest'}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,7 +66,7 @@ from kubesim_images.reference import ImageReference
 from kubesim_images.registry.base import RegistryBackend
 from kubesim_images.registry.simulated import SimulatedRegistry, preload
 from kubesim_images.state import StateStore
-from kubesim_images.store import ImageRecord, Layer
+from kubesim_images.store import ImageRecord, ImageStore, Layer
 
 Watcher = Callable[[str, str, dict[str, Any]], None]
 
@@ -118,6 +118,11 @@ class Cluster:
             credentials=self._credentials,
             observer=metrics,
             on_change=self._pod_changed,
+            store=ImageStore(
+                capacity=config.image_fs.capacity,
+                other_usage=config.image_fs.other_usage,
+                pinned=[config.sandbox_image],
+            ),
         )
         metrics.bind_node(self.node)
         self.node_uid = state.get_meta("nodeUID") or str(uuid.uuid4())
@@ -201,6 +206,7 @@ class Cluster:
         self.events.restore()
         store.listener = self
         self.node.backoff.on_change = self._backoff_changed
+        self.node.start()  # image GC: a sweep now, a run every 5 minutes
 
     async def stop(self) -> None:
         await self.node.stop()

@@ -4,7 +4,8 @@
 apiVersion: kubesim.io/v1alpha1
 kind: DaemonConfig
 node: {name: kubesim-node, bandwidth: 1Gbps, dockerConfig: ~/.docker/config.json,
-       preloadedImages: [registry.k8s.io/pause:3.10]}
+       preloadedImages: [registry.k8s.io/pause:3.10], imageFs: {capacity: 100Gi, otherUsage: 0},
+       sandboxImage: registry.k8s.io/pause:3.10}
 kubeletConfigFile: /var/lib/kubelet/config.yaml   # a real KubeletConfiguration, or inline:
 kubelet: {serializeImagePulls: false, maxParallelImagePulls: 3}
 admission: {alwaysPullImages: false}
@@ -29,12 +30,14 @@ import yaml
 from kubesim_images.daemon.catalogue import bundled_images
 from kubesim_images.errors import ConfigError
 from kubesim_images.fields import Fields
+from kubesim_images.image_gc import DEFAULT_SANDBOX_IMAGE
 from kubesim_images.keyring import Credential, load_docker_config
 from kubesim_images.kubeletconfig import KubeletConfig, load_kubelet_config
 from kubesim_images.oci.config import OciRegistryConfig, parse_oci_registry
 from kubesim_images.podworkers import SyncSettings, read_sync_settings
 from kubesim_images.registry.catalogue import Catalogue, SimImage
 from kubesim_images.registry.spec import REGISTRY_FIELDS, RegistrySpec, parse_ref, parse_registry
+from kubesim_images.store import ImageFsSpec, parse_image_fs, pinned_name
 
 API_VERSION = "kubesim.io/v1alpha1"
 KIND = "DaemonConfig"
@@ -76,6 +79,8 @@ class DaemonConfig:
     source: str
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     oci: OciRegistryConfig | None = None  # registry.type oci: real pulls, SPEC section 10
+    image_fs: ImageFsSpec = field(default_factory=ImageFsSpec)
+    sandbox_image: str = DEFAULT_SANDBOX_IMAGE  # pinned: image GC never removes it
 
 
 def load_config(path: str | Path | None) -> DaemonConfig:
@@ -152,8 +157,12 @@ def parse_config(document: Any, *, source: str, base: Path | None = None) -> Dae
         spec = RegistrySpec(spec.catalogue, 0.2, spec.bandwidth, spec.faults, spec.rate_limit)
 
     node = ctx.mapping(
-        root.get("node"), "node", {"name", "bandwidth", "dockerConfig", "preloadedImages"}
+        root.get("node"),
+        "node",
+        {"name", "bandwidth", "dockerConfig", "preloadedImages", "imageFs", "sandboxImage"},
     )
+    image_fs = parse_image_fs(ctx, node.get("imageFs"), "node.imageFs")
+    sandbox = parse_ref(ctx, node.get("sandboxImage", DEFAULT_SANDBOX_IMAGE), "node.sandboxImage")
     name = node.get("name", "kubesim-node")
     if not isinstance(name, str) or not name:
         raise ctx.fail("node.name", "must be a non-empty string")
@@ -193,6 +202,8 @@ def parse_config(document: Any, *, source: str, base: Path | None = None) -> Dae
         ),
     )
     return DaemonConfig(
+        image_fs=image_fs,
+        sandbox_image=pinned_name(sandbox),
         node_name=name,
         node_bandwidth=ctx.bandwidth(node.get("bandwidth", "1Gbps"), "node.bandwidth"),
         preloaded=tuple(preloaded),

@@ -54,9 +54,11 @@ class EventStore:
 
     def emit(self, event: Event) -> None:
         stamp = self._clock.rfc3339(event.t)
+        # As `_key` reads it back from the stored involvedObject.
+        namespace, uid = ("", event.node) if event.about_node else (event.namespace, event.pod_uid)
         key = (
-            event.namespace,
-            event.pod_uid,
+            namespace,
+            uid,
             event.field_path,
             event.type.value,
             event.reason.value,
@@ -71,7 +73,7 @@ class EventStore:
             doc["metadata"]["resourceVersion"] = str(self._next_version())
         else:
             nanos = int(self._clock.to_datetime(event.t).timestamp() * 1e9) + self._seq
-            name = f"{event.pod}.{nanos:x}"
+            name = f"{event.node if event.about_node else event.pod}.{nanos:x}"
             doc = {
                 "kind": "Event",
                 "apiVersion": "v1",
@@ -82,14 +84,7 @@ class EventStore:
                     "resourceVersion": str(self._next_version()),
                     "creationTimestamp": stamp,
                 },
-                "involvedObject": {
-                    "kind": "Pod",
-                    "namespace": event.namespace,
-                    "name": event.pod,
-                    "uid": event.pod_uid,
-                    "apiVersion": "v1",
-                    "fieldPath": event.field_path,
-                },
+                "involvedObject": _involved(event),
                 "reason": event.reason.value,
                 "message": event.message,
                 "source": {"component": "kubelet", "host": event.node},
@@ -121,3 +116,18 @@ class EventStore:
 
     def __len__(self) -> int:
         return len(self._events)
+
+
+def _involved(event: Event) -> dict[str, Any]:
+    if event.about_node:
+        # The kubelet's nodeRef: the node's name as its UID, no namespace; `kubectl describe
+        # node` looks for events by that UID as well as the Node object's own.
+        return {"kind": "Node", "name": event.node, "uid": event.node, "apiVersion": "v1"}
+    return {
+        "kind": "Pod",
+        "namespace": event.namespace,
+        "name": event.pod,
+        "uid": event.pod_uid,
+        "apiVersion": "v1",
+        "fieldPath": event.field_path,
+    }

@@ -2,6 +2,9 @@
 
 `status.images` is built as the kubelet's node status does it: largest images first, at most
 50 (`nodeStatusMaxImages`), each with its repo digests then repo tags, at most 5 names.
+`ephemeral-storage` is the node's image filesystem (one filesystem for everything here), its
+allocatable part what the default hard eviction threshold `nodefs.available<10%` leaves, and
+`DiskPressure` is the eviction manager's verdict on the default `imagefs.available<15%`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,10 @@ from typing import Any
 from kubesim_images.clock import WallClock
 from kubesim_images.node import Node
 
+# The kubelet's default hard eviction thresholds (evictionHard) for the two filesystems.
+_NODEFS_AVAILABLE_PERCENT = 10
+_IMAGEFS_AVAILABLE_PERCENT = 15
+
 
 def render_node(
     node: Node, clock: WallClock, uid: str, created_epoch: float, resource_version: int
@@ -18,6 +25,9 @@ def render_node(
     """The Node object: conditions, addresses, capacity, and `status.images` like a kubelet."""
     name = node.name
     images = sorted(node.store.images(), key=lambda r: (-r.size, r.id))[:50]
+    fs = node.store.image_fs_stats()
+    # The eviction manager compares with `<`: pressure once less than 15 % is available.
+    pressure = fs.available * 100 < fs.capacity * _IMAGEFS_AVAILABLE_PERCENT
     created = clock.rfc3339(clock.loop_time(created_epoch))
     heartbeat = clock.rfc3339(clock.now_ns())
 
@@ -55,13 +65,15 @@ def render_node(
                 "cpu": "4",
                 "memory": "16Gi",
                 "pods": "110",
-                "ephemeral-storage": "100Gi",
+                "ephemeral-storage": _quantity(fs.capacity),
             },
             "allocatable": {
                 "cpu": "4",
                 "memory": "15Gi",
                 "pods": "110",
-                "ephemeral-storage": "90Gi",
+                "ephemeral-storage": _quantity(
+                    fs.capacity - fs.capacity * _NODEFS_AVAILABLE_PERCENT // 100
+                ),
             },
             "conditions": [
                 condition(
@@ -72,9 +84,9 @@ def render_node(
                 ),
                 condition(
                     "DiskPressure",
-                    "False",
-                    "KubeletHasNoDiskPressure",
-                    "kubelet has no disk pressure",
+                    "True" if pressure else "False",
+                    "KubeletHasDiskPressure" if pressure else "KubeletHasNoDiskPressure",
+                    "kubelet has disk pressure" if pressure else "kubelet has no disk pressure",
                 ),
                 condition(
                     "PIDPressure",
@@ -106,3 +118,12 @@ def render_node(
             ],
         },
     }
+
+
+def _quantity(size: int) -> str:
+    """A byte count as the API server canonicalises it: the largest binary suffix that divides
+    it exactly (`100Gi`, `27Gi`), else plain bytes."""
+    for suffix, scale in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if size and size % scale == 0:
+            return f"{size // scale}{suffix}"
+    return str(size)

@@ -31,6 +31,7 @@ from kubesim_images.pod import Pod, PodInvalidError, pod_from_manifest
 from kubesim_images.podworkers import SyncSettings, read_sync_settings
 from kubesim_images.registry.catalogue import SimImage
 from kubesim_images.registry.spec import REGISTRY_FIELDS, RegistrySpec, parse_ref, parse_registry
+from kubesim_images.store import ImageFsSpec, parse_image_fs, pinned_name
 
 API_VERSION = "kubesim.io/v1alpha1"
 KIND = "Scenario"
@@ -68,14 +69,6 @@ class WorkloadEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class ImageFsSpec:
-    """A node's image filesystem (`nodes.imageFs`): capacity and what other writers use."""
-
-    capacity: int = 100 * 2**30
-    other_usage: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class VariantSpec:
     """One fully resolved run of a scenario."""
 
@@ -94,7 +87,7 @@ class VariantSpec:
     secrets: Mapping[tuple[str, str], DockerEntries] = field(default_factory=dict)
     node_credentials: DockerEntries = ()
     oci: OciRegistryConfig | None = None  # registry.type oci: real pulls, on the wall clock
-    image_fs: ImageFsSpec = ImageFsSpec()
+    image_fs: ImageFsSpec = field(default_factory=ImageFsSpec)
     sandbox_image: str = DEFAULT_SANDBOX_IMAGE  # normalized "name:tag" (or "name@digest")
     pod_lifetimes: Mapping[str, int] = field(default_factory=dict)  # pod uid -> ns
 
@@ -216,15 +209,11 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
             "sandboxImage",
         },
     )
-    image_fs = _image_fs(ctx, nodes.get("imageFs"), f"{where}.nodes.imageFs")
+    image_fs = parse_image_fs(ctx, nodes.get("imageFs"), f"{where}.nodes.imageFs")
     sandbox = parse_ref(
         ctx, nodes.get("sandboxImage", DEFAULT_SANDBOX_IMAGE), f"{where}.nodes.sandboxImage"
     )
-    sandbox_image = (
-        f"{sandbox.name}@{sandbox.digest}"
-        if sandbox.digest
-        else f"{sandbox.name}:{sandbox.tag or 'latest'}"
-    )
+    sandbox_image = pinned_name(sandbox)
     if nodes.get("platform") is not None:
         if oci is None:
             raise ctx.fail(f"{where}.nodes.platform", "only with registry type oci")
@@ -277,18 +266,6 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
         sandbox_image=sandbox_image,
         pod_lifetimes=lifetimes,
     )
-
-
-def _image_fs(ctx: Fields, raw: Any, path: str) -> ImageFsSpec:
-    fs = ctx.mapping(raw, path, {"capacity", "otherUsage"})
-    default = ImageFsSpec()
-    capacity = ctx.size(fs.get("capacity", default.capacity), f"{path}.capacity")
-    if capacity <= 0:
-        raise ctx.fail(f"{path}.capacity", "must be positive")
-    other = ctx.size(fs.get("otherUsage", default.other_usage), f"{path}.otherUsage")
-    if other > capacity:
-        raise ctx.fail(f"{path}.otherUsage", f"must not exceed the capacity ({capacity} bytes)")
-    return ImageFsSpec(capacity, other)
 
 
 def _docker_config(ctx: Fields, raw: Any, path: str, source: str) -> DockerEntries:

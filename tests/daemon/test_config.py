@@ -166,3 +166,40 @@ def test_serve_refuses_a_zero_requeue_before_starting(tmp_path, capsys):
     assert code == EXIT_INVALID
     assert capsys.readouterr().err == f"error: {path}: sync.errorRequeue: must be positive\n"
     assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize(
+    ("node", "message"),
+    [
+        ({"imageFs": {"capacity": "0"}}, "node.imageFs.capacity: must be positive"),
+        (
+            {"imageFs": {"capacity": "1Gi", "otherUsage": "2Gi"}},
+            "node.imageFs.otherUsage: must not exceed the capacity (1073741824 bytes)",
+        ),
+        ({"imageFs": {"size": "1Gi"}}, "node.imageFs.size: unknown field"),
+        ({"sandboxImage": "Pause:3.10"}, "node.sandboxImage: 'Pause:3.10': invalid reference"),
+    ],
+)
+def test_image_filesystem_refusals(node, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config({"node": node}, source="d.yaml")
+    assert message in str(info.value)
+
+
+def test_image_filesystem_and_sandbox_image():
+    config = parse_config(
+        {
+            "node": {
+                "imageFs": {"capacity": "30Gi", "otherUsage": "5Gi"},
+                "sandboxImage": "pause:3.9",
+            }
+        },
+        source="d.yaml",
+    )
+    assert (config.image_fs.capacity, config.image_fs.other_usage) == (30 * 2**30, 5 * 2**30)
+    assert config.sandbox_image == "docker.io/library/pause:3.9"
+    default = parse_config({}, source="d.yaml")
+    assert (default.image_fs.capacity, default.sandbox_image) == (
+        100 * 2**30,
+        "registry.k8s.io/pause:3.10",
+    )

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 
-from simkit import MI, image, pod, simulate
+import pytest
+from simkit import MI, image, pod, scenario, simulate
 
 from kubesim_images.clock import run_virtual, sleep_ns
+from kubesim_images.errors import ConfigError
 from kubesim_images.events import EventLog
 from kubesim_images.image_gc import GCPolicy
 from kubesim_images.nodegc import NodeImageGC
 from kubesim_images.reasons import Reason
-from kubesim_images.scenario.model import Scenario
+from kubesim_images.scenario.model import Scenario, load_document
 from kubesim_images.scenario.report import to_json
 from kubesim_images.scenario.runner import ScenarioResult
 from kubesim_images.store import ImageRecord, ImageStore, Layer
@@ -190,3 +192,43 @@ class TestFullDisk:
 
 def _scenario_stub() -> Scenario:
     return Scenario("gc", "<test>", ())
+
+
+class TestScenarioFields:
+    """`nodes.imageFs`, `nodes.sandboxImage` and `lifetime`, refused with the field's path."""
+
+    @staticmethod
+    def _error(spec) -> str:
+        with pytest.raises(ConfigError) as info:
+            load_document(scenario(spec), source="f.yaml")
+        return str(info.value)
+
+    def test_refusals(self):
+        base = {"registry": {"images": [image(A, 1)]}, "workload": [{"pod": pod("p", A)}]}
+        assert self._error({**base, "nodes": {"imageFs": {"capacity": "0"}}}) == (
+            "f.yaml: spec.nodes.imageFs.capacity: must be positive"
+        )
+        assert self._error(
+            {**base, "nodes": {"imageFs": {"capacity": "1Gi", "otherUsage": "2Gi"}}}
+        ) == (
+            "f.yaml: spec.nodes.imageFs.otherUsage: must not exceed the capacity (1073741824 bytes)"
+        )
+        zero = {**base, "workload": [{"pod": pod("p", A), "lifetime": "0s"}]}
+        assert self._error(zero) == "f.yaml: spec.workload[0].lifetime: must be positive"
+
+    def test_defaults_and_values(self):
+        spec = {
+            "registry": {"images": [image(A, 1)]},
+            "nodes": {
+                "imageFs": {"capacity": "30Gi", "otherUsage": "5Gi"},
+                "sandboxImage": "pause",
+            },
+            "workload": [{"pod": pod("p", A), "lifetime": "10m", "replicas": 2}],
+        }
+        variant = load_document(scenario(spec)).variants[0]
+        assert (variant.image_fs.capacity, variant.image_fs.other_usage) == (30 << 30, 5 << 30)
+        assert variant.sandbox_image == "docker.io/library/pause:latest"
+        assert sorted(variant.pod_lifetimes.values()) == [10 * MINUTE, 10 * MINUTE]
+        default = load_document(scenario({"registry": {"images": [image(A, 1)]}})).variants[0]
+        assert (default.image_fs.capacity, default.image_fs.other_usage) == (100 << 30, 0)
+        assert default.sandbox_image == PAUSE
