@@ -37,6 +37,7 @@ from kubesim_images.metrics import Metrics
 from kubesim_images.pod import DNS1123_LABEL, FieldError, label_invalid
 from kubesim_images.registry.listing import catalogue_rows
 from kubesim_images.state import StateError
+from kubesim_images.units import format_duration_ns
 
 _log = get_logger()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -324,6 +325,47 @@ async def debug_pulls(request: web.Request) -> web.Response:
             "inFlight": [entry(e) for e in puller.in_flight.values()],
             "waiting": [entry(e) for e in puller.waiting.values()],
             "backoff": backoff,
+        }
+    )
+
+
+async def debug_gc(request: web.Request) -> web.Response:
+    """Image GC: the policy, the image filesystem now, totals and the last runs."""
+    cluster = request.app[CLUSTER]
+    gc = cluster.node.gc
+    store = cluster.node.store
+    fs = store.image_fs_stats()
+    policy = gc.policy
+    return _json(
+        {
+            "node": cluster.node.name,
+            "policy": {
+                "imageGCHighThresholdPercent": policy.high_threshold_percent,
+                "imageGCLowThresholdPercent": policy.low_threshold_percent,
+                "imageMinimumGCAge": format_duration_ns(policy.min_age),
+                "imageMaximumGCAge": format_duration_ns(policy.max_age),
+                "enabled": policy.enabled,
+            },
+            "imageFs": {"capacity": fs.capacity, "used": store.usage, "available": fs.available},
+            "runs": gc.runs,
+            "imagesGarbageCollected": gc.images_collected,
+            "bytesFreed": gc.bytes_freed,
+            "rePulls": store.re_pulls,
+            "lastRuns": [
+                {
+                    "at": cluster.clock.rfc3339(run.at),
+                    "usagePercent": run.usage_percent,
+                    "amountToFree": run.amount_to_free,
+                    "freed": run.freed,
+                    "released": run.released,
+                    "removed": [
+                        {"id": r.image_id, "size": r.size, "reason": r.reason.value}
+                        for r in run.removed
+                    ],
+                    "error": run.error,
+                }
+                for run in reversed(gc.history)
+            ],
         }
     )
 
@@ -688,6 +730,7 @@ def make_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/debug/pulls", debug_pulls)
     app.router.add_get("/debug/catalogue", debug_catalogue)
+    app.router.add_get("/debug/gc", debug_gc)
     app.router.add_get("/api/v1/pods", list_pods)
     app.router.add_get(f"{ns}/pods", list_pods)
     app.router.add_post(f"{ns}/pods", create_pod)

@@ -274,6 +274,7 @@ def daemon_document() -> dict[str, Any]:
         "/readyz": {"get": _op("Readiness: ok once state is restored", content=_TEXT)},
         "/metrics": {"get": _op("Prometheus metrics (kubelet names)", content=_TEXT)},
         "/debug/pulls": {"get": _op("Pull queue: in flight with progress, waiting, back-off")},
+        "/debug/gc": {"get": _op("Image GC: policy, image filesystem, totals, the last runs")},
         "/debug/catalogue": {
             "get": _op("The simulated registry's images, as `kubesim-images catalogue -o json`")
         },

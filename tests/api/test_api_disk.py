@@ -117,3 +117,29 @@ class TestFullDisk:
         assert message.endswith("/data: no space left on device")
         assert (await pod_waiting_reason(client, "big"))[0] in ("ErrImagePull", "ImagePullBackOff")
         assert cluster_of(client).node.store.usage < 1000 * MI
+
+
+class TestDebugGC:
+    """`/debug/gc`: the policy, the filesystem, totals and the last runs, newest first."""
+
+    async def test_after_a_run(self, api: Any) -> None:
+        client = await api(
+            **_disk("1000Mi", "900Mi"),
+            kubelet={"imageGCHighThresholdPercent": 90, "imageMaximumGCAge": "1h"},
+        )
+        cluster_of(client).node.gc.collect(now_ns())
+        doc = await (await client.get("/debug/gc")).json()
+        assert doc["policy"] == {
+            "imageGCHighThresholdPercent": 90,
+            "imageGCLowThresholdPercent": 80,
+            "imageMinimumGCAge": "2m0s",
+            "imageMaximumGCAge": "1h0m0s",
+            "enabled": True,
+        }
+        assert doc["imageFs"]["capacity"] == 1000 * MI
+        assert doc["imageFs"]["used"] + doc["imageFs"]["available"] == 1000 * MI
+        assert (doc["runs"], doc["imagesGarbageCollected"], doc["rePulls"]) == (1, 0, 0)
+        (run,) = doc["lastRuns"]
+        assert run["usagePercent"] == 91  # 900 MiB and the pause image
+        assert run["removed"] == []  # pause is pinned
+        assert run["error"].startswith("Failed to garbage collect required amount of images.")
