@@ -25,6 +25,7 @@ from kubesim_images.tasks import create_guarded_task, stop_task
 InUse = Callable[[], Collection[str]]
 
 _HISTORY = 32  # runs kept for /debug and reports; totals count them all
+_DISK_SAMPLES = 100_000  # (t, used before, used after) per period: a year of 5-minute samples
 
 
 class NodeImageGC:
@@ -43,6 +44,7 @@ class NodeImageGC:
         self.runs = 0
         self.images_collected = 0
         self.bytes_freed = 0  # bytes the filesystem got back, shared layers counted once
+        self.disk: list[tuple[int, int, int]] = []  # (t, used before, used after) each period
         self._events = events
         self._in_use = in_use
         self._task: asyncio.Task[None] | None = None
@@ -77,10 +79,13 @@ class NodeImageGC:
     def collect(self, now: int) -> GCRun | None:
         """One period: a GC run, or only a sweep when GC is off (high threshold 100)."""
         in_use = self._in_use()
+        before = self.store.usage
         if not self.policy.enabled:
             self.manager.detect(now, in_use)
+            self._sample(now, before, before)
             return None
         run = self.manager.periodic(now, in_use)
+        self._sample(now, before, self.store.usage)
         self.history.append(run)
         self.runs += 1
         self.images_collected += len(run.removed)
@@ -97,3 +102,7 @@ class NodeImageGC:
                 error=run.error,
             )
         return run
+
+    def _sample(self, now: int, before: int, after: int) -> None:
+        if len(self.disk) < _DISK_SAMPLES:
+            self.disk.append((now, before, after))

@@ -1,8 +1,9 @@
 """`scenario run --report DIR`: the JSON plus plots people can paste into a design review.
 
-Two figures, variants overlaid: the distribution of time-to-images-ready over pods (a CDF, so
-p50/p99 read straight off), and pulls in flight over simulated time (from Pulling to Pulled or
-Failed), which shows queueing and back-off waves.
+Three figures, variants overlaid: the distribution of time-to-images-ready over pods (a CDF, so
+p50/p99 read straight off), pulls in flight over simulated time (from Pulling to Pulled or
+Failed), which shows queueing and back-off waves, and the first node's image filesystem usage,
+sampled every 5 minutes just before and after image GC (the saw teeth are GC runs).
 """
 
 from __future__ import annotations
@@ -83,6 +84,31 @@ def write_report(result: ScenarioResult, document: dict[str, Any], directory: Pa
     ax.set_title(f"{result.scenario.name}: pulls over time")
     fig.tight_layout()
     path = directory / "pulls-timeline.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for variant in result.variants:
+        if not variant.nodes or not variant.nodes[0].disk:
+            continue
+        node = variant.nodes[0]
+        hours: list[float] = []
+        percents: list[float] = []
+        for t, before, after in node.disk:
+            hours += [t / 1e9 / 3600, t / 1e9 / 3600]
+            percents += [100 * before / node.capacity, 100 * after / node.capacity]
+        ax.plot(hours, percents, label=variant.name)
+    high = result.variants[0].spec.kubelet.image_gc_high_threshold_percent
+    ax.axhline(high, linestyle="--", color="grey", label=f"GC high threshold ({high} %)")
+    ax.set_xlabel("simulated time (h)")
+    ax.set_ylabel("image filesystem used (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{result.scenario.name}: disk usage of node-0, before and after each GC run")
+    fig.tight_layout()
+    path = directory / "disk-usage.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     written.append(path)

@@ -58,6 +58,7 @@ class NodeReport:
     images_collected: int
     bytes_freed: int
     re_pulls: int
+    disk: tuple[tuple[int, int, int], ...] = ()  # (t, used before, used after) per GC period
 
 
 def node_report(node: Node) -> NodeReport:
@@ -85,6 +86,7 @@ def node_report(node: Node) -> NodeReport:
         images_collected=node.gc.images_collected,
         bytes_freed=node.gc.bytes_freed,
         re_pulls=node.store.re_pulls,
+        disk=tuple(node.gc.disk),
     )
 
 

@@ -104,6 +104,11 @@ class TestCollection:
         )
         (node,) = result.nodes
         assert (node.gc_runs, node.images_collected, node.bytes_freed) == (2, 1, 500 * MI)
+        # Disk samples, (t, before, after) each period: the 5m run freed nothing.
+        assert node.disk == (
+            (5 * MINUTE, 910 * MI, 910 * MI),
+            (10 * MINUTE, 910 * MI, 410 * MI),
+        )
         # `again` pulls A back at 11m: a re-pull, and the disk is as full as before.
         assert node.re_pulls == 1
         assert node.used == 910 * MI

@@ -239,7 +239,7 @@ class TestOutput:
         path = next(p for p in EXAMPLES if p.stem == "serial-vs-parallel")
         assert main(["scenario", "run", str(path), "--report", str(tmp_path)]) == 0
         assert json.loads((tmp_path / "report.json").read_text())["scenario"]
-        for name in ("images-ready-cdf.png", "pulls-timeline.png"):
+        for name in ("images-ready-cdf.png", "pulls-timeline.png", "disk-usage.png"):
             assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
 
 
