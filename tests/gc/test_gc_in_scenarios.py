@@ -11,6 +11,7 @@ import hashlib
 
 import pytest
 from simkit import MI, image, pod, scenario, simulate
+from structlog.testing import capture_logs
 
 from kubesim_images.clock import run_virtual, sleep_ns
 from kubesim_images.errors import ConfigError
@@ -66,6 +67,28 @@ class TestTiming:
             return gc.runs, gc.manager.records["late"].first_detected, len(store)
 
         assert run_virtual(main()) == (0, 5 * MINUTE, 1)
+
+    def test_a_crash_is_logged_at_once_and_ends_the_loop(self):
+        calls = []
+
+        def in_use():
+            calls.append(len(calls))
+            if len(calls) == 2:  # the first sweep works, the 5m run crashes
+                raise RuntimeError("boom")
+            return set()
+
+        async def main():
+            gc = NodeImageGC("node-0", ImageStore(), GCPolicy(), EventLog(), in_use)
+            with capture_logs() as logs:
+                gc.start()
+                await sleep_ns(16 * MINUTE)
+            await gc.stop()
+            return logs, gc.runs
+
+        logs, runs = run_virtual(main())
+        (crash,) = [entry for entry in logs if entry["event"] == "task_crashed"]
+        assert crash["task"] == "image-gc:node-0"
+        assert (runs, len(calls)) == (0, 2)  # no run after the crash
 
 
 def _gc_day(**nodes):
