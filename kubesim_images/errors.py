@@ -97,6 +97,10 @@ class RegistryError(KubesimError):
         super().__init__(message)
 
 
+class ImageRemoveError(KubesimError):
+    """The runtime refused to remove an image; image GC goes on with the next one."""
+
+
 class PullQPSExceededError(KubesimError):
     """`registryPullQPS` found no token when the pull was about to start."""
 

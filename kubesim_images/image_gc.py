@@ -26,11 +26,11 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kubesim_images.errors import InvalidValueError
+from kubesim_images.clock import NS_PER_SECOND, to_ns
+from kubesim_images.errors import ImageRemoveError, InvalidValueError
 from kubesim_images.reasons import EventType, Reason
 from kubesim_images.units import format_duration_ns
 
-NS_PER_SECOND = 1_000_000_000
 # ImageGCPeriod in the kubelet, also the period of its image detection loop.
 GC_PERIOD_NS = 5 * 60 * NS_PER_SECOND
 DEFAULT_SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
@@ -77,11 +77,7 @@ class GCPolicy:
     def from_seconds(
         cls, high: int, low: int, min_age_seconds: float, max_age_seconds: float
     ) -> GCPolicy:
-        return cls(high, low, _to_ns(min_age_seconds), _to_ns(max_age_seconds))
-
-
-def _to_ns(seconds: float) -> int:
-    return round(seconds * NS_PER_SECOND)
+        return cls(high, low, to_ns(min_age_seconds), to_ns(max_age_seconds))
 
 
 class ListedImage(Protocol):
@@ -115,10 +111,6 @@ class ImageRuntime(Protocol):
         ...
 
     def image_fs_stats(self) -> FsStats: ...
-
-
-class ImageRemoveError(Exception):
-    """A runtime's refusal to remove an image; GC goes on with the next one, as the kubelet."""
 
 
 @dataclass(slots=True)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from kubesim_images.errors import InvalidValueError
+from kubesim_images.errors import ImageRemoveError, InvalidValueError
 from kubesim_images.image_gc import (
     GCPolicy,
     GCReason,
     ImageGCManager,
-    ImageRemoveError,
 )
 from kubesim_images.reasons import EventType, Reason
 from kubesim_images.store import ImageRecord, ImageStore, Layer
