@@ -21,7 +21,6 @@ images in use, and receives a `GCRun` with what was removed and the events to re
 from __future__ import annotations
 
 import enum
-from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -183,12 +182,14 @@ class _PartialError(_GCError):
 class ImageGCManager:
     """`realImageGCManager` for one node; `began` is when its GC loop started (`beganGC`)."""
 
+    __slots__ = ("_prev_failed", "began", "collected_total", "policy", "records", "runtime")
+
     def __init__(self, policy: GCPolicy, runtime: ImageRuntime, *, began: int = 0) -> None:
         self.policy = policy
         self.runtime = runtime
         self.began = began
         self.records: dict[str, ImageUsage] = {}
-        self.collected_total: Counter[GCReason] = Counter()
+        self.collected_total: dict[GCReason, int] = {}  # kubelet_image_garbage_collected_total
         self._prev_failed = False
 
     def detect(self, now: int, in_use: Collection[str]) -> None:
@@ -288,7 +289,7 @@ class ImageGCManager:
     def _free_image(self, image_id: str, record: ImageUsage, reason: GCReason) -> Removal:
         released = self.runtime.remove_image(image_id)
         del self.records[image_id]
-        self.collected_total[reason] += 1
+        self.collected_total[reason] = self.collected_total.get(reason, 0) + 1
         return Removal(image_id, record.size, released, reason)
 
     def garbage_collect(self, now: int, in_use: Collection[str]) -> GCRun:

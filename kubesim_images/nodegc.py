@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Collection
 
 from kubesim_images.clock import call_at_ns, now_ns
@@ -28,9 +27,27 @@ InUse = Callable[[], Collection[str]]
 
 _HISTORY = 32  # runs kept for /debug and reports; totals count them all
 _DISK_SAMPLES = 100_000  # (t, used before, used after) per period: a year of 5-minute samples
+_log = get_logger()
 
 
 class NodeImageGC:
+    # One per node, 100,000 in a large scenario: slots, and nothing built before it is needed.
+    __slots__ = (
+        "_due",
+        "_events",
+        "_in_use",
+        "_started",
+        "_timer",
+        "bytes_freed",
+        "disk",
+        "history",
+        "images_collected",
+        "manager",
+        "node",
+        "runs",
+        "store",
+    )
+
     def __init__(
         self,
         node: str,
@@ -42,7 +59,7 @@ class NodeImageGC:
         self.node = node
         self.store = store
         self.manager = ImageGCManager(policy, store)
-        self.history: deque[GCRun] = deque(maxlen=_HISTORY)
+        self.history: list[GCRun] = []  # the last runs, oldest first
         self.runs = 0
         self.images_collected = 0
         self.bytes_freed = 0  # bytes the filesystem got back, shared layers counted once
@@ -52,8 +69,6 @@ class NodeImageGC:
         self._timer: asyncio.TimerHandle | None = None
         self._started = False
         self._due = 0
-        self._log = get_logger(node=node)
-        self._log_runs = self._log.is_enabled_for(logging.INFO)
 
     @property
     def policy(self) -> GCPolicy:
@@ -84,7 +99,7 @@ class NodeImageGC:
         try:
             self.collect(now_ns(loop))
         except Exception:  # noqa: BLE001 - the guard: any crash is logged, never silent
-            self._log.exception("task_crashed", task=f"image-gc:{self.node}")
+            _log.exception("task_crashed", task=f"image-gc:{self.node}", node=self.node)
             return
         self._arm(loop)
 
@@ -99,14 +114,17 @@ class NodeImageGC:
         run = self.manager.periodic(now, in_use)
         self._sample(now, before, self.store.usage)
         self.history.append(run)
+        if len(self.history) > _HISTORY:
+            del self.history[0]
         self.runs += 1
         self.images_collected += len(run.removed)
         self.bytes_freed += run.released
         for event in run.events:
             self._events.emit(node_event(now, self.node, event.type, event.reason, event.message))
-        if self._log_runs and (run.removed or run.error):
-            self._log.info(
+        if (run.removed or run.error) and _log.is_enabled_for(logging.INFO):
+            _log.info(
                 "image_gc",
+                node=self.node,
                 usage_percent=run.usage_percent,
                 amount_to_free=run.amount_to_free,
                 removed=len(run.removed),
