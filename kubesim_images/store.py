@@ -68,10 +68,11 @@ class ImageRecord:
     repo_digests: list[str] = field(default_factory=list)
     last_used: int = 0  # loop ns
     pinned: bool = False
+    # Summed once: image GC reads every image's size at every sweep. Layers never change.
+    size: int = field(init=False, default=0)
 
-    @property
-    def size(self) -> int:
-        return sum(layer.size for layer in self.layers)
+    def __post_init__(self) -> None:
+        self.size = sum(layer.size for layer in self.layers)
 
 
 class NoSpaceLeftError(RegistryError):
