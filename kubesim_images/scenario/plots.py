@@ -61,32 +61,30 @@ def write_report(result: ScenarioResult, document: dict[str, Any], directory: Pa
         if values:
             fractions = [(i + 1) / len(variant.pods) for i in range(len(values))]
             ax.step(values, fractions, where="post", label=variant.name)
-    ax.set_xlabel("time from pod creation to all images present (simulated s)")
-    ax.set_ylabel("fraction of pods")
     ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(f"{result.scenario.name}: images ready")
-    fig.tight_layout()
-    path = directory / "images-ready-cdf.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written.append(
+        _save(
+            fig,
+            ax,
+            ("time from pod creation to all images present (simulated s)", "fraction of pods"),
+            f"{result.scenario.name}: images ready",
+            directory / "images-ready-cdf.png",
+        )
+    )
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for variant in result.variants:
         times, counts = pulls_in_flight(variant)
         ax.step(times, counts, where="post", label=variant.name)
-    ax.set_xlabel("simulated time (s)")
-    ax.set_ylabel("pulls in flight (incl. queued)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(f"{result.scenario.name}: pulls over time")
-    fig.tight_layout()
-    path = directory / "pulls-timeline.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written.append(
+        _save(
+            fig,
+            ax,
+            ("simulated time (s)", "pulls in flight (incl. queued)"),
+            f"{result.scenario.name}: pulls over time",
+            directory / "pulls-timeline.png",
+        )
+    )
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for variant in result.variants:
@@ -101,15 +99,29 @@ def write_report(result: ScenarioResult, document: dict[str, Any], directory: Pa
         ax.plot(hours, percents, label=variant.name)
     high = result.variants[0].spec.kubelet.image_gc_high_threshold_percent
     ax.axhline(high, linestyle="--", color="grey", label=f"GC high threshold ({high} %)")
-    ax.set_xlabel("simulated time (h)")
-    ax.set_ylabel("image filesystem used (%)")
     ax.set_ylim(0, 100)
+    written.append(
+        _save(
+            fig,
+            ax,
+            ("simulated time (h)", "image filesystem used (%)"),
+            f"{result.scenario.name}: disk usage of node-0, before and after each GC run",
+            directory / "disk-usage.png",
+        )
+    )
+    return written
+
+
+def _save(fig: Any, ax: Any, labels: tuple[str, str], title: str, path: Path) -> Path:
+    """Label, grid, legend and title a figure the same way, write it as PNG and free it."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - heavy, and only reports need it
+
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title(f"{result.scenario.name}: disk usage of node-0, before and after each GC run")
+    ax.set_title(title)
     fig.tight_layout()
-    path = directory / "disk-usage.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    written.append(path)
-    return written
+    return path
