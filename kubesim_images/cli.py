@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import ssl
 import sys
 from collections.abc import Callable, Sequence
@@ -132,6 +134,19 @@ def _parser() -> argparse.ArgumentParser:
         "--real-time",
         action="store_true",
         help="run on the wall clock (needed by registry type oci: real pulls)",
+    )
+    fp = commands.add_parser(
+        "fault-proxy",
+        parents=[logging_options],
+        help="a reverse proxy in front of a registry that injects faults from a rules file",
+        description="Forward registry traffic to --upstream and inject the faults the rules "
+        "file describes (5xx, 429 + Retry-After, reset, truncated or corrupt bodies, slow "
+        "bodies, refused connections); one fault_injected log line per fault.",
+    )
+    fp.add_argument("--upstream", required=True, metavar="URL", help="e.g. http://127.0.0.1:5000")
+    fp.add_argument("--faults", required=True, metavar="FILE", help="the rules (YAML)")
+    fp.add_argument(
+        "--listen", default="127.0.0.1:5001", metavar="HOST:PORT", help="(127.0.0.1:5001)"
     )
     imagecli.add_parsers(commands, [logging_options])
     return parser
@@ -261,10 +276,41 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _fault_proxy(args: argparse.Namespace) -> int:
+    from kubesim_images.faultproxy.rules import load_rules  # noqa: PLC0415 - aiohttp
+    from kubesim_images.faultproxy.server import FaultProxy, serve  # noqa: PLC0415
+
+    if not args.upstream.startswith(("http://", "https://")):
+        return _fail(f"--upstream {args.upstream}: must be an http:// or https:// URL")
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return _fail(f"--listen {args.listen}: must be HOST:PORT")
+    try:
+        rules = load_rules(args.faults)
+    except ConfigError as exc:
+        return _fail(str(exc))
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None  # noqa: S101 - inside asyncio.run
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        proxy = FaultProxy(args.upstream, rules, host.strip("[]"), int(port))
+        with contextlib.suppress(asyncio.CancelledError):
+            await serve(proxy)
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        return _fail(f"cannot listen on {args.listen}: {exc.strerror or exc}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # A daemon reports what it does by default; the one-shot commands only what goes wrong.
-    level = args.log_level or ("info" if args.command == "serve" else "warning")
+    level = args.log_level or ("info" if args.command in {"serve", "fault-proxy"} else "warning")
     configure(log_format=args.log_format, level=level)
     try:
         if args.command == "serve":
@@ -275,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _scenario_run(args)
         if args.command == "catalogue":
             return _catalogue(args)
+        if args.command == "fault-proxy":
+            return _fault_proxy(args)
         if args.command in {"pull", "images", "rmi", "inspecti"}:
             verb: Callable[[argparse.Namespace], int] = getattr(imagecli, args.command)
             return verb(args)

@@ -12,6 +12,7 @@ differ between two runs of the same file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import tempfile
 import time
@@ -137,21 +138,36 @@ class ScenarioResult:
 
 
 def run_scenario(
-    scenario: Scenario, *, variant: str | None = None, real_time: bool = False
+    scenario: Scenario,
+    *,
+    variant: str | None = None,
+    real_time: bool = False,
+    workdir: Path | None = None,
 ) -> ScenarioResult:
+    """`workdir`: where real pulls keep each node's content store (`<variant>/<node>`, kept
+    after the run, e.g. to verify it); a temporary directory by default."""
     chosen = [v for v in scenario.variants if variant is None or v.name == variant]
     if not chosen:
         names = ", ".join(v.name for v in scenario.variants)
         raise KeyError(f"no variant named {variant!r} in {scenario.source} (variants: {names})")
-    return ScenarioResult(scenario, [run_variant(spec, real_time=real_time) for spec in chosen])
+    return ScenarioResult(
+        scenario,
+        [
+            run_variant(spec, real_time=real_time, workdir=workdir / spec.name if workdir else None)
+            for spec in chosen
+        ],
+    )
 
 
-def run_variant(spec: VariantSpec, *, real_time: bool = False) -> VariantResult:
+def run_variant(
+    spec: VariantSpec, *, real_time: bool = False, workdir: Path | None = None
+) -> VariantResult:
     """In virtual time, or on the wall clock (`--real-time`, which real registries need)."""
     if spec.oci is not None and not real_time:
         raise ValueError(f"variant {spec.name}: registry type oci pulls for real: use --real-time")
     started = time.perf_counter()  # wall time of the run, reported and never used in logic
-    result = run_real_time(_simulate(spec)) if real_time else run_virtual(_simulate(spec))
+    run = run_real_time if real_time else run_virtual
+    result = run(_simulate(spec, workdir))
     result.wall_seconds = time.perf_counter() - started
     return result
 
@@ -179,10 +195,12 @@ def _credential_lookup(spec: VariantSpec) -> CredentialLookup | None:
     return lookup
 
 
-async def _simulate(spec: VariantSpec) -> VariantResult:
+async def _simulate(spec: VariantSpec, workdir: Path | None) -> VariantResult:
     if spec.oci is not None:
-        with tempfile.TemporaryDirectory(prefix="kubesim-scenario-") as workdir:
-            real = RealRegistries(spec.oci, Path(workdir), spec.node_bandwidth)
+        with contextlib.ExitStack() as stack:
+            if workdir is None:
+                workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kubesim-")))
+            real = RealRegistries(spec.oci, workdir, spec.node_bandwidth)
             try:
                 result = await _run(spec, real.backend, lambda _name, _bw: None)
             finally:

@@ -1,0 +1,1 @@
+"""A fault-injecting reverse proxy in front of a registry (`kubesim-images fault-proxy`)."""
