@@ -42,12 +42,14 @@ lint: setup
 
 ## bench: simulation throughput vs a bare-asyncio floor; API throughput vs a bare aiohttp handler;
 ## real pulls from a local registry vs skopeo, and our peak RSS per image size; image GC over
-## 10,000 images against its 50 ms budget
+## 10,000 images against its 50 ms budget; load from one process (pulls/s, bytes/s) vs parallel
+## skopeo copies, and the model beside a real run
 bench: setup
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/pull.py
 	$(BIN)/python bench/gc.py
+	$(BIN)/python bench/loadtest.py
 
 ## soak: SOAK_SECONDS (600) of 200 API clients, 500 watches and pods cycling against one daemon;
 ## p99 latency, errors, RSS and fds at start and end in reports/soak/soak.json (not in `make test`)

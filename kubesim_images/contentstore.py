@@ -133,10 +133,12 @@ class Ingest:
                     f"{actual}, expected {self.digest}: failed precondition"
                 )
             self._file.flush()
-            os.fsync(self._file.fileno())
+            if self._store.durable:
+                os.fsync(self._file.fileno())
             self._file.close()
             self.path.replace(self._store.blob_path(self.digest))
-            self._store.sync_dir(self._store.blobs_dir)
+            if self._store.durable:
+                self._store.sync_dir(self._store.blobs_dir)
         finally:
             self.close()
 
@@ -154,8 +156,11 @@ class Ingest:
 class ContentStore:
     """Blobs and image records under one directory; methods are short and synchronous."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, durable: bool = True) -> None:
+        """`durable=False` skips every fsync (content verified and counted, then dropped, as
+        `store: discard` does): a crash may then lose what was written, nothing else."""
         self.root = root
+        self.durable = durable
         self.blobs_dir = root / "blobs" / "sha256"
         self.ingest_dir = root / "ingest"
         try:
@@ -165,7 +170,7 @@ class ContentStore:
                 root / "images.db", isolation_level=None, check_same_thread=False, timeout=30
             )
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise ContentError(f"cannot open the content store in {root}: {exc}") from None

@@ -54,7 +54,8 @@ class RealRegistries:
         downlink = None if math.isinf(self._bandwidth) else Downlink(self._bandwidth)
         backend = OciRegistry(
             self._config,
-            ContentStore(self._workdir / node),
+            # discard: verified, counted and dropped, so nothing is worth an fsync
+            ContentStore(self._workdir / node, durable=self._config.store == "keep"),
             now=lambda: clock.epoch(clock.now_ns()),
             downlink=downlink,
         )
