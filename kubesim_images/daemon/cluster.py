@@ -94,7 +94,8 @@ class Cluster:
         self.oci: OciRegistry | None = None
         self.registry: RegistryBackend
         if config.oci is not None:
-            content = ContentStore(state.directory / "content")
+            # discard: verified, counted and dropped, so nothing is worth an fsync
+            content = ContentStore(state.directory / "content", durable=config.oci.store == "keep")
             self.oci = OciRegistry(config.oci, content, now=lambda: self.clock.epoch(now_ns(loop)))
             self.registry = self.oci
         else:
