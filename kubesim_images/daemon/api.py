@@ -25,6 +25,7 @@ from kubesim_images.daemon.discovery import API_GROUPS, API_V1, KUBE_VERSION, ap
 from kubesim_images.daemon.fieldvalidation import field_validation_middleware
 from kubesim_images.daemon.kube import ApiError, bad_request, not_found
 from kubesim_images.daemon.objects import redact_secret
+from kubesim_images.daemon.options import delete_dry_run, dry_run
 from kubesim_images.daemon.selectors import (
     dotted,
     matches,
@@ -381,8 +382,12 @@ async def list_pods(request: web.Request) -> web.StreamResponse:
 
 async def create_pod(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
-    doc = cluster.create_pod(request.match_info["namespace"], await read_object(request))
-    _log.info("pod_created", pod=f"{doc['metadata']['namespace']}/{doc['metadata']['name']}")
+    dry = dry_run(request)
+    doc = cluster.create_pod(
+        request.match_info["namespace"], await read_object(request), dry_run=dry
+    )
+    if not dry:
+        _log.info("pod_created", pod=f"{doc['metadata']['namespace']}/{doc['metadata']['name']}")
     return _json(doc, 201)
 
 
@@ -394,14 +399,19 @@ async def get_pod(request: web.Request) -> web.Response:
 
 async def delete_pod(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
-    doc = await cluster.delete_pod(request.match_info["namespace"], request.match_info["name"])
-    _log.info("pod_deleted", pod=f"{doc['metadata']['namespace']}/{doc['metadata']['name']}")
+    dry = await delete_dry_run(request)
+    doc = await cluster.delete_pod(
+        request.match_info["namespace"], request.match_info["name"], dry_run=dry
+    )
+    if not dry:
+        _log.info("pod_deleted", pod=f"{doc['metadata']['namespace']}/{doc['metadata']['name']}")
     return _json(doc)
 
 
 async def patch_pod(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
     ns, name = request.match_info["namespace"], request.match_info["name"]
+    dry = dry_run(request)
     patch = await read_patch(request, cluster.get_pod(ns, name))
     if "__replace__" in patch:
         current = cluster.get_pod(ns, name)
@@ -413,7 +423,7 @@ async def patch_pod(request: web.Request) -> web.Response:
             k: v for k, v in current.items() if k != "metadata"
         }:
             patch["spec"] = replaced.get("spec")
-    return _json(cluster.patch_pod(ns, name, patch))
+    return _json(cluster.patch_pod(ns, name, patch, dry_run=dry))
 
 
 async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web.StreamResponse:
@@ -554,7 +564,10 @@ async def list_secrets(request: web.Request) -> web.Response:
 
 async def create_secret(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
-    doc = cluster.create_secret(request.match_info["namespace"], await read_object(request))
+    dry = dry_run(request)
+    doc = cluster.create_secret(
+        request.match_info["namespace"], await read_object(request), dry_run=dry
+    )
     return _json(doc, 201)
 
 
@@ -566,17 +579,21 @@ async def get_secret(request: web.Request) -> web.Response:
 
 async def delete_secret(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
-    doc = cluster.delete_secret(request.match_info["namespace"], request.match_info["name"])
+    dry = await delete_dry_run(request)
+    doc = cluster.delete_secret(
+        request.match_info["namespace"], request.match_info["name"], dry_run=dry
+    )
     return _json(kube.success_status("secrets", doc["metadata"]["name"], doc["metadata"]["uid"]))
 
 
 async def patch_secret(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
     ns, name = request.match_info["namespace"], request.match_info["name"]
+    dry = dry_run(request)
     patch = await read_patch(request, cluster.secret(ns, name))
     if "__replace__" in patch:
         patch = patch["__replace__"]
-    return _json(cluster.patch_secret(ns, name, patch))
+    return _json(cluster.patch_secret(ns, name, patch, dry_run=dry))
 
 
 # service accounts
@@ -598,8 +615,9 @@ async def list_service_accounts(request: web.Request) -> web.Response:
 
 async def create_service_account(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
+    dry = dry_run(request)
     doc = cluster.create_service_account(
-        request.match_info["namespace"], await read_object(request)
+        request.match_info["namespace"], await read_object(request), dry_run=dry
     )
     return _json(doc, 201)
 
@@ -612,18 +630,22 @@ async def get_service_account(request: web.Request) -> web.Response:
 
 async def delete_service_account(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
+    dry = await delete_dry_run(request)
     return _json(
-        cluster.delete_service_account(request.match_info["namespace"], request.match_info["name"])
+        cluster.delete_service_account(
+            request.match_info["namespace"], request.match_info["name"], dry_run=dry
+        )
     )
 
 
 async def patch_service_account(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
     ns, name = request.match_info["namespace"], request.match_info["name"]
+    dry = dry_run(request)
     patch = await read_patch(request, cluster.service_account(ns, name))
     if "__replace__" in patch:
         patch = patch["__replace__"]
-    return _json(cluster.patch_service_account(ns, name, patch))
+    return _json(cluster.patch_service_account(ns, name, patch, dry_run=dry))
 
 
 # namespaces
@@ -633,20 +655,21 @@ def _namespaces(cluster: Cluster) -> list[dict[str, Any]]:
     names |= {ns for ns, _ in cluster.secrets} | {ns for ns, _ in cluster.service_accounts}
     names |= set(cluster.extra_namespaces)
     created = cluster.clock.rfc3339(cluster.clock.loop_time(cluster.node_created))
-    return [
-        {
-            "kind": "Namespace",
-            "apiVersion": "v1",
-            "metadata": {
-                "name": n,
-                "creationTimestamp": created,
-                "labels": {"kubernetes.io/metadata.name": n},
-            },
-            "spec": {"finalizers": ["kubernetes"]},
-            "status": {"phase": "Active"},
-        }
-        for n in sorted(names)
-    ]
+    return [_namespace_doc(n, created) for n in sorted(names)]
+
+
+def _namespace_doc(name: str, created: str) -> dict[str, Any]:
+    return {
+        "kind": "Namespace",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "creationTimestamp": created,
+            "labels": {"kubernetes.io/metadata.name": name},
+        },
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }
 
 
 async def list_namespaces(request: web.Request) -> web.Response:
@@ -667,6 +690,7 @@ async def get_namespace(request: web.Request) -> web.Response:
 
 async def create_namespace(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
+    dry = dry_run(request)
     body = await read_object(request)
     meta = body.get("metadata") or {}
     name = meta.get("name") if isinstance(meta, Mapping) else None
@@ -686,6 +710,8 @@ async def create_namespace(request: web.Request) -> web.Response:
         )
     if any(d["metadata"]["name"] == name for d in _namespaces(cluster)):
         raise kube.already_exists("namespaces", name)
+    if dry:
+        return _json(_namespace_doc(name, cluster.now_stamp()), 201)
     cluster.add_namespace(name)
     doc = next(d for d in _namespaces(cluster) if d["metadata"]["name"] == name)
     return _json(doc, 201)

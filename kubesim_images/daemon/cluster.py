@@ -337,24 +337,27 @@ class Cluster:
         return cached[1]
 
     # -- pods --------------------------------------------------------------------------------
-    def _new_meta_doc(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        return {
-            "kind": kind,
-            "apiVersion": "v1",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "uid": str(uuid.uuid4()),
-                "resourceVersion": str(self.next_version()),
-                "creationTimestamp": self.now_stamp(),
-            },
-        }
+    def _new_meta_doc(
+        self, kind: str, namespace: str, name: str, *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        meta = {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())}
+        if not dry_run:  # a dry run consumes no resourceVersion; the API server shows none
+            meta["resourceVersion"] = str(self.next_version())
+        meta["creationTimestamp"] = self.now_stamp()
+        return {"kind": kind, "apiVersion": "v1", "metadata": meta}
+
+    def _patched_version(self, doc: dict[str, Any], *, dry_run: bool) -> None:
+        """A patched object's resourceVersion: the next one, or for a dry run the current."""
+        if not dry_run:
+            doc["metadata"]["resourceVersion"] = str(self.next_version())
 
     def _pod_from_stored(self, doc: Mapping[str, Any]) -> Pod:
         meta = doc["metadata"]
         return pod_from_manifest(doc, namespace=meta["namespace"], uid=meta["uid"])
 
-    def create_pod(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def create_pod(
+        self, namespace: str, body: Mapping[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
         body = check_kind(body, "Pod")
         meta = dict(body_meta(body, namespace))
         name = meta.get("name")
@@ -404,7 +407,9 @@ class Cluster:
             raise invalid("Pod", exc.name, exc.causes) from None
         if (namespace, pod.name) in self._pod_keys:
             raise already_exists("pods", pod.name)
-        stored = self._stored_pod(pod, manifest, sa_name)
+        stored = self._stored_pod(pod, manifest, sa_name, dry_run=dry_run)
+        if dry_run:  # what the API server would store: no node has reported on it yet
+            return {**stored, "status": {"phase": "Pending", "qosClass": "BestEffort"}}
         status = self._status_from_json(pod, None)
         with self.state.transaction():  # saved first: a refused write leaves memory untouched
             self.state.put_object("Pod", namespace, pod.name, stored)
@@ -417,7 +422,9 @@ class Cluster:
         self._notify("Pod", "ADDED", rendered)
         return rendered
 
-    def _stored_pod(self, pod: Pod, manifest: Mapping[str, Any], sa_name: str) -> dict[str, Any]:
+    def _stored_pod(
+        self, pod: Pod, manifest: Mapping[str, Any], sa_name: str, *, dry_run: bool = False
+    ) -> dict[str, Any]:
         """The object as the API server stores it after defaulting and admission."""
         spec = copy.deepcopy(dict(manifest.get("spec") or {}))
         for key, containers in (
@@ -440,13 +447,10 @@ class Cluster:
         spec["serviceAccount"] = sa_name
         spec["nodeName"] = self.node.name
         meta = dict(manifest.get("metadata") or {})
-        meta.update(
-            name=pod.name,
-            namespace=pod.namespace,
-            uid=pod.uid,
-            resourceVersion=str(self.next_version()),
-            creationTimestamp=self.now_stamp(),
-        )
+        meta.update(name=pod.name, namespace=pod.namespace, uid=pod.uid)
+        if not dry_run:
+            meta["resourceVersion"] = str(self.next_version())
+        meta["creationTimestamp"] = self.now_stamp()
         return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
 
     def _record(self, namespace: str, name: str) -> PodRecord:
@@ -468,10 +472,16 @@ class Cluster:
             if namespace is None or r.status.pod.namespace == namespace
         ]
 
-    async def delete_pod(self, namespace: str, name: str) -> dict[str, Any]:
+    async def delete_pod(
+        self, namespace: str, name: str, *, dry_run: bool = False
+    ) -> dict[str, Any]:
         """Delete this pod by UID, saved and forgotten before any await: a pod created under
-        the same name while its worker stops is another object and is left alone."""
+        the same name while its worker stops is another object and is left alone.
+
+        A dry run answers what the delete would, and leaves the pod and its worker alone."""
         record = self._record(namespace, name)
+        if dry_run:
+            return self._deleted_view(record)
         uid = record.status.pod.uid
         with self.state.transaction():
             self.state.delete_object("Pod", uid)
@@ -479,8 +489,14 @@ class Cluster:
         del self._pod_keys[(namespace, name)]
         del self.pods[uid]
         self._dirty.pop(uid, None)
+        rendered = self._deleted_view(record)
+        self._notify("Pod", "DELETED", rendered)
+        await self.node.workers.remove(uid)
+        return rendered
+
+    def _deleted_view(self, record: PodRecord) -> dict[str, Any]:
         shown = self.render_pod(record)
-        rendered = {
+        return {
             **shown,
             "metadata": {
                 **shown["metadata"],
@@ -488,11 +504,10 @@ class Cluster:
                 "deletionGracePeriodSeconds": 0,
             },
         }
-        self._notify("Pod", "DELETED", rendered)
-        await self.node.workers.remove(uid)
-        return rendered
 
-    def patch_pod(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+    def patch_pod(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
         record = self._record(namespace, name)
         if not isinstance(patch.get("metadata", {}), Mapping):
             raise bad_request("metadata must be an object")
@@ -515,7 +530,9 @@ class Cluster:
         patched = merge_patch(record.manifest, patch)
         check_string_maps(patched["metadata"])
         require_valid("Pod", name, metadata_causes(patched["metadata"]))
-        patched["metadata"]["resourceVersion"] = str(self.next_version())
+        self._patched_version(patched, dry_run=dry_run)
+        if dry_run:
+            return self._render_pod(PodRecord(patched, record.status))
         with self.state.transaction():
             self.state.put_object("Pod", namespace, name, patched)
         record.manifest = patched
@@ -613,7 +630,7 @@ class Cluster:
         return out
 
     def _new_object(
-        self, table: ObjectTable, namespace: str, body: Mapping[str, Any]
+        self, table: ObjectTable, namespace: str, body: Mapping[str, Any], *, dry_run: bool
     ) -> tuple[Mapping[str, Any], dict[str, Any]]:
         """The checks every create of a stored kind shares, and its fresh metadata."""
         body = check_kind(body, table.kind)
@@ -625,13 +642,15 @@ class Cluster:
             name_causes(name) + namespace_causes(namespace) + metadata_causes(meta),
         )
         table.require_absent(namespace, name)
-        doc = self._new_meta_doc(table.kind, namespace, name)
+        doc = self._new_meta_doc(table.kind, namespace, name, dry_run=dry_run)
         doc["metadata"].update({k: v for k, v in meta.items() if k in {"labels", "annotations"}})
         return body, doc
 
     # -- secrets -----------------------------------------------------------------------------
-    def create_secret(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        body, doc = self._new_object(self.secrets, namespace, body)
+    def create_secret(
+        self, namespace: str, body: Mapping[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        body, doc = self._new_object(self.secrets, namespace, body, dry_run=dry_run)
         name = doc["metadata"]["name"]
         secret_type = body.get("type") or "Opaque"
         if not isinstance(secret_type, str):
@@ -643,16 +662,21 @@ class Cluster:
         doc["type"] = secret_type
         doc["data"] = secret_data(body, name)
         validate_secret(doc)
-        self.secrets.put(doc)
+        if not dry_run:
+            self.secrets.put(doc)
         return redact_secret(doc)
 
     def secret(self, namespace: str, name: str) -> dict[str, Any]:
         return self.secrets.require(namespace, name)
 
-    def delete_secret(self, namespace: str, name: str) -> dict[str, Any]:
+    def delete_secret(self, namespace: str, name: str, *, dry_run: bool = False) -> dict[str, Any]:
+        if dry_run:
+            return redact_secret(self.secrets.require(namespace, name))
         return redact_secret(self.secrets.remove(namespace, name))
 
-    def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+    def patch_secret(
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
         before = self.secret(namespace, name)
         doc = keep_shape(merge_patch(before, patch), "Secret")
         check_patched_meta(doc, before)
@@ -679,36 +703,45 @@ class Cluster:
             doc["data"] = secret_data(doc, name)  # the checks create applies, base64 included
             doc.pop("stringData", None)
         validate_secret(doc)
-        doc["metadata"]["resourceVersion"] = str(self.next_version())
-        self.secrets.put(doc)
+        self._patched_version(doc, dry_run=dry_run)
+        if not dry_run:
+            self.secrets.put(doc)
         return redact_secret(doc)
 
     # -- service accounts --------------------------------------------------------------------
-    def create_service_account(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        body, doc = self._new_object(self.service_accounts, namespace, body)
+    def create_service_account(
+        self, namespace: str, body: Mapping[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        body, doc = self._new_object(self.service_accounts, namespace, body, dry_run=dry_run)
         name = doc["metadata"]["name"]
         validate_pull_secret_refs(body.get("imagePullSecrets"), "ServiceAccount", name)
         if body.get("imagePullSecrets"):
             doc["imagePullSecrets"] = [{"name": r["name"]} for r in body["imagePullSecrets"]]
-        self.service_accounts.put(doc)
+        if not dry_run:
+            self.service_accounts.put(doc)
         return copy.deepcopy(doc)
 
     def service_account(self, namespace: str, name: str) -> dict[str, Any]:
         return self.service_accounts.require(namespace, name)
 
-    def delete_service_account(self, namespace: str, name: str) -> dict[str, Any]:
+    def delete_service_account(
+        self, namespace: str, name: str, *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        if dry_run:
+            return copy.deepcopy(self.service_accounts.require(namespace, name))
         return self.service_accounts.remove(namespace, name)
 
     def patch_service_account(
-        self, namespace: str, name: str, patch: Mapping[str, Any]
+        self, namespace: str, name: str, patch: Mapping[str, Any], *, dry_run: bool = False
     ) -> dict[str, Any]:
         before = self.service_account(namespace, name)
         doc = keep_shape(merge_patch(before, patch), "ServiceAccount")
         check_patched_meta(doc, before)
         require_valid("ServiceAccount", name, metadata_causes(doc["metadata"]))
         validate_pull_secret_refs(doc.get("imagePullSecrets"), "ServiceAccount", name)
-        doc["metadata"]["resourceVersion"] = str(self.next_version())
-        self.service_accounts.put(doc)
+        self._patched_version(doc, dry_run=dry_run)
+        if not dry_run:
+            self.service_accounts.put(doc)
         return copy.deepcopy(doc)
 
     # -- the node ----------------------------------------------------------------------------
