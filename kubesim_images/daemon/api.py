@@ -14,10 +14,12 @@ import hmac
 import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from kubesim_images.clock import WallClock
 from kubesim_images.daemon import kube, openapi, rows
 from kubesim_images.daemon.bodies import BODY_TIMEOUT, read_object, read_patch
 from kubesim_images.daemon.cluster import Cluster
@@ -202,17 +204,46 @@ def _namespace(request: web.Request) -> str | None:
     return request.match_info.get("namespace")
 
 
-def _list_or_table(
-    request: web.Request,
-    kind: str,
-    docs: list[dict[str, Any]],
-    row: Callable[[dict[str, Any]], list[Any]],
-    columns: tuple[kube.Column, ...],
-) -> web.Response:
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A kind the daemon lists and watches: its names, selectable fields and Table printer."""
+
+    kind: str
+    resource: str
+    fields: frozenset[str]
+    columns: tuple[kube.Column, ...]
+    row: Callable[[WallClock], Callable[[dict[str, Any]], list[Any]]]
+    # The object as a client may see it (a secret's values are never shown).
+    view: Callable[[dict[str, Any]], dict[str, Any]] = lambda doc: doc
+
+
+PODS = Listed("Pod", "pods", POD_FIELDS, kube.POD_COLUMNS, rows.pod_row)
+EVENTS = Listed("Event", "events", EVENT_FIELDS, kube.EVENT_COLUMNS, rows.event_row)
+NODES = Listed("Node", "nodes", META_FIELDS, kube.NODE_COLUMNS, rows.node_row)
+SECRETS = Listed(
+    "Secret", "secrets", SECRET_FIELDS, kube.SECRET_COLUMNS, rows.secret_row, redact_secret
+)
+SERVICE_ACCOUNTS = Listed(
+    "ServiceAccount", "serviceaccounts", META_FIELDS, kube.SERVICEACCOUNT_COLUMNS, rows.sa_row
+)
+NAMESPACES = Listed("Namespace", "namespaces", META_FIELDS, kube.NAMESPACE_COLUMNS, rows.ns_row)
+
+
+async def _listing(
+    request: web.Request, kind: Listed, docs: list[dict[str, Any]]
+) -> web.StreamResponse:
+    """A LIST of `kind` (objects or a Table), or with `watch` its changes from now on."""
+    docs = _filter(request, docs, kind.fields)
+    if request.query.get("watch") in {"1", "true"}:
+        return await watch(request, kind, docs)
     cluster = request.app[CLUSTER]
     if kube.wants_table(request.headers.get("Accept", "")):
-        return _json(kube.table(columns, ((d, row(d)) for d in docs), cluster.resource_version))
-    return _json(kube.kube_list(kind, docs, cluster.resource_version))
+        row = kind.row(cluster.clock)
+        include = kube.include_object(request.query.get("includeObject"))
+        return _json(
+            kube.table(kind.columns, ((d, row(d)) for d in docs), cluster.resource_version, include)
+        )
+    return _json(kube.kube_list(f"{kind.kind}List", docs, cluster.resource_version))
 
 
 def _one_or_table(
@@ -223,7 +254,8 @@ def _one_or_table(
 ) -> web.Response:
     cluster = request.app[CLUSTER]
     if kube.wants_table(request.headers.get("Accept", "")):
-        return _json(kube.table(columns, [(doc, row(doc))], cluster.resource_version))
+        include = kube.include_object(request.query.get("includeObject"))
+        return _json(kube.table(columns, [(doc, row(doc))], cluster.resource_version, include))
     return _json(doc)
 
 
@@ -374,10 +406,7 @@ async def debug_gc(request: web.Request) -> web.Response:
 # pods
 async def list_pods(request: web.Request) -> web.StreamResponse:
     cluster = request.app[CLUSTER]
-    docs = _filter(request, cluster.list_pods(_namespace(request)), POD_FIELDS)
-    if request.query.get("watch") in {"1", "true"}:
-        return await watch_pods(request, docs)
-    return _list_or_table(request, "PodList", docs, rows.pod_row(cluster.clock), kube.POD_COLUMNS)
+    return await _listing(request, PODS, cluster.list_pods(_namespace(request)))
 
 
 async def create_pod(request: web.Request) -> web.Response:
@@ -426,12 +455,19 @@ async def patch_pod(request: web.Request) -> web.Response:
     return _json(cluster.patch_pod(ns, name, patch, dry_run=dry))
 
 
-async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web.StreamResponse:
-    """Newline-delimited watch events; Table rows when the client asked for a Table."""
+async def watch(
+    request: web.Request, kind: Listed, initial: list[dict[str, Any]]
+) -> web.StreamResponse:
+    """Newline-delimited watch events of one kind; Table rows when the client asked for a Table.
+
+    Without a resourceVersion (or with "0") the objects listed come first as ADDED, as the API
+    server's watch cache sends them; then every change once, as it is committed.
+    """
     cluster = request.app[CLUSTER]
     as_table = kube.wants_table(request.headers.get("Accept", ""))
+    include = kube.include_object(request.query.get("includeObject"))
     namespace = _namespace(request)
-    field_req = parse_field_selector(request.query.get("fieldSelector"), POD_FIELDS)
+    field_req = parse_field_selector(request.query.get("fieldSelector"), kind.fields)
     label_req = parse_label_selector(request.query.get("labelSelector"))
     try:
         timeout = min(float(request.query.get("timeoutSeconds", "1800")), 3600.0)
@@ -441,24 +477,24 @@ async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web
         raise bad_request("timeoutSeconds must be a number")
     hub = request.app[WATCHES]
 
-    def on_change(kind: str, change: str, obj: dict[str, Any]) -> None:
-        if kind != "Pod" or (namespace and obj["metadata"]["namespace"] != namespace):
+    def on_change(change: str, obj: dict[str, Any]) -> None:
+        if namespace and obj["metadata"].get("namespace") != namespace:
             return
         labels = obj["metadata"].get("labels") or {}
         wanted = matches(field_req, functools.partial(dotted, obj)) and matches(
             label_req, labels.get
         )
         if wanted:
-            watch.offer(change, obj)
+            stream.offer(change, kind.view(obj))
 
     # Registered before the headers go out: a watch the client sees is one shutdown will end.
-    watch = hub.open("pods", "namespace" if namespace else "cluster", request.transport)
-    unsubscribe = cluster.watch(on_change)
-    row = rows.pod_row(cluster.clock)
+    stream = hub.open(kind.resource, "namespace" if namespace else "cluster", request.transport)
+    unsubscribe = cluster.watch(kind.kind, on_change)
+    row = kind.row(cluster.clock)
 
     async def send(change: str, obj: dict[str, Any]) -> None:
         if as_table:
-            payload = kube.table(kube.POD_COLUMNS, [(obj, row(obj))], cluster.resource_version)
+            payload = kube.table(kind.columns, [(obj, row(obj))], cluster.resource_version, include)
             line = json.dumps({"type": change, "object": payload}, allow_nan=False).encode()
             await response.write(line + b"\n")
         else:
@@ -469,12 +505,12 @@ async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web
         await response.prepare(request)
         if request.query.get("resourceVersion") in (None, "", "0"):
             for doc in initial:
-                if watch.ended:
+                if stream.ended:
                     return response
                 await send("ADDED", doc)
         async with asyncio.timeout(timeout):
             while True:
-                change, obj = await watch.queue.get()
+                change, obj = await stream.queue.get()
                 if change == STOP:
                     break
                 await send(change, obj)
@@ -482,7 +518,7 @@ async def watch_pods(request: web.Request, initial: list[dict[str, Any]]) -> web
         pass
     finally:
         unsubscribe()
-        hub.finish(watch)
+        hub.finish(stream)
     return response
 
 
@@ -509,12 +545,9 @@ async def stop_watches(app: web.Application) -> None:
 
 
 # events
-async def list_events(request: web.Request) -> web.Response:
+async def list_events(request: web.Request) -> web.StreamResponse:
     cluster = request.app[CLUSTER]
-    docs = _filter(request, cluster.events.list(_namespace(request)), EVENT_FIELDS)
-    return _list_or_table(
-        request, "EventList", docs, rows.event_row(cluster.clock), kube.EVENT_COLUMNS
-    )
+    return await _listing(request, EVENTS, cluster.events.list(_namespace(request)))
 
 
 async def get_event(request: web.Request) -> web.Response:
@@ -528,12 +561,9 @@ async def get_event(request: web.Request) -> web.Response:
 # nodes
 
 
-async def list_nodes(request: web.Request) -> web.Response:
+async def list_nodes(request: web.Request) -> web.StreamResponse:
     cluster = request.app[CLUSTER]
-    docs = _filter(request, [cluster.render_node()], META_FIELDS)
-    return _list_or_table(
-        request, "NodeList", docs, rows.node_row(cluster.clock), kube.NODE_COLUMNS
-    )
+    return await _listing(request, NODES, [cluster.render_node()])
 
 
 async def get_node(request: web.Request) -> web.Response:
@@ -548,7 +578,7 @@ async def get_node(request: web.Request) -> web.Response:
 # secrets
 
 
-async def list_secrets(request: web.Request) -> web.Response:
+async def list_secrets(request: web.Request) -> web.StreamResponse:
     cluster = request.app[CLUSTER]
     namespace = _namespace(request)
     docs = [
@@ -556,10 +586,7 @@ async def list_secrets(request: web.Request) -> web.Response:
         for (ns, _), d in sorted(cluster.secrets.items())
         if namespace is None or ns == namespace
     ]
-    docs = _filter(request, docs, SECRET_FIELDS)
-    return _list_or_table(
-        request, "SecretList", docs, rows.secret_row(cluster.clock), kube.SECRET_COLUMNS
-    )
+    return await _listing(request, SECRETS, docs)
 
 
 async def create_secret(request: web.Request) -> web.Response:
@@ -599,7 +626,7 @@ async def patch_secret(request: web.Request) -> web.Response:
 # service accounts
 
 
-async def list_service_accounts(request: web.Request) -> web.Response:
+async def list_service_accounts(request: web.Request) -> web.StreamResponse:
     cluster = request.app[CLUSTER]
     namespace = _namespace(request)
     docs = [
@@ -607,10 +634,7 @@ async def list_service_accounts(request: web.Request) -> web.Response:
         for (ns, _), d in sorted(cluster.service_accounts.items())
         if namespace is None or ns == namespace
     ]
-    docs = _filter(request, docs, META_FIELDS)
-    return _list_or_table(
-        request, "ServiceAccountList", docs, rows.sa_row(cluster.clock), kube.SERVICEACCOUNT_COLUMNS
-    )
+    return await _listing(request, SERVICE_ACCOUNTS, docs)
 
 
 async def create_service_account(request: web.Request) -> web.Response:
@@ -649,40 +673,14 @@ async def patch_service_account(request: web.Request) -> web.Response:
 
 
 # namespaces
-def _namespaces(cluster: Cluster) -> list[dict[str, Any]]:
-    names = {"default", "kube-system", "kube-public", "kube-node-lease"}
-    names |= {r.status.pod.namespace for r in cluster.pods.values()}
-    names |= {ns for ns, _ in cluster.secrets} | {ns for ns, _ in cluster.service_accounts}
-    names |= set(cluster.extra_namespaces)
-    created = cluster.clock.rfc3339(cluster.clock.loop_time(cluster.node_created))
-    return [_namespace_doc(n, created) for n in sorted(names)]
-
-
-def _namespace_doc(name: str, created: str) -> dict[str, Any]:
-    return {
-        "kind": "Namespace",
-        "apiVersion": "v1",
-        "metadata": {
-            "name": name,
-            "creationTimestamp": created,
-            "labels": {"kubernetes.io/metadata.name": name},
-        },
-        "spec": {"finalizers": ["kubernetes"]},
-        "status": {"phase": "Active"},
-    }
-
-
-async def list_namespaces(request: web.Request) -> web.Response:
+async def list_namespaces(request: web.Request) -> web.StreamResponse:
     cluster = request.app[CLUSTER]
-    docs = _filter(request, _namespaces(cluster), META_FIELDS)
-    return _list_or_table(
-        request, "NamespaceList", docs, rows.ns_row(cluster.clock), kube.NAMESPACE_COLUMNS
-    )
+    return await _listing(request, NAMESPACES, cluster.namespaces())
 
 
 async def get_namespace(request: web.Request) -> web.Response:
     cluster = request.app[CLUSTER]
-    for doc in _namespaces(cluster):
+    for doc in cluster.namespaces():
         if doc["metadata"]["name"] == request.match_info["name"]:
             return _one_or_table(request, doc, rows.ns_row(cluster.clock), kube.NAMESPACE_COLUMNS)
     raise not_found("namespaces", request.match_info["name"])
@@ -708,12 +706,12 @@ async def create_namespace(request: web.Request) -> web.Response:
                 )
             ],
         )
-    if any(d["metadata"]["name"] == name for d in _namespaces(cluster)):
+    if any(d["metadata"]["name"] == name for d in cluster.namespaces()):
         raise kube.already_exists("namespaces", name)
     if dry:
-        return _json(_namespace_doc(name, cluster.now_stamp()), 201)
+        return _json(cluster.namespace_doc(name), 201)
     cluster.add_namespace(name)
-    doc = next(d for d in _namespaces(cluster) if d["metadata"]["name"] == name)
+    doc = next(d for d in cluster.namespaces() if d["metadata"]["name"] == name)
     return _json(doc, 201)
 
 

@@ -68,7 +68,8 @@ from kubesim_images.registry.simulated import SimulatedRegistry, preload
 from kubesim_images.state import StateStore
 from kubesim_images.store import ImageRecord, ImageStore, Layer
 
-Watcher = Callable[[str, str, dict[str, Any]], None]
+# A subscriber to one kind's changes: (ADDED | MODIFIED | DELETED, the object as stored).
+Watcher = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(slots=True)
@@ -89,7 +90,9 @@ class Cluster:
         self.clock = WallClock(loop)
         self.started = now_ns(loop)
         self._rv = int(state.get_meta("resourceVersion", "1000"))
-        self.events = EventStore(state, self.clock, self.next_version)
+        self.events = EventStore(
+            state, self.clock, self.next_version, lambda c, d: self._notify("Event", c, d)
+        )
         spec = config.registry
         self.oci: OciRegistry | None = None
         self.registry: RegistryBackend
@@ -130,9 +133,11 @@ class Cluster:
         self.node_created = float(state.get_meta("nodeCreated") or self.clock.epoch(now_ns(loop)))
         self.pods: dict[str, PodRecord] = {}
         self._pod_keys: dict[tuple[str, str], str] = {}
-        self.secrets = ObjectTable("Secret", "secrets", state)
-        self.service_accounts = ObjectTable("ServiceAccount", "serviceaccounts", state)
-        self._watchers: set[Watcher] = set()
+        self._watchers: dict[str, set[Watcher]] = {}
+        self.secrets = ObjectTable("Secret", "secrets", state, self._notify)
+        self.service_accounts = ObjectTable(
+            "ServiceAccount", "serviceaccounts", state, self._notify
+        )
         self._dirty: dict[str, PodStatus] = {}
         self._flush: asyncio.Handle | None = None
         # (namespace, name) -> (resourceVersion, decoded docker config entries)
@@ -153,19 +158,43 @@ class Cluster:
     def now_stamp(self) -> str:
         return self.clock.rfc3339(self.clock.now_ns())
 
-    def watch(self, watcher: Watcher) -> Callable[[], None]:
-        self._watchers.add(watcher)
-        return lambda: self._watchers.discard(watcher)
+    def watch(self, kind: str, watcher: Watcher) -> Callable[[], None]:
+        """Call `watcher` with every change of `kind` from now on; returns the unsubscribe."""
+        watchers = self._watchers.setdefault(kind, set())
+        watchers.add(watcher)
+        return lambda: watchers.discard(watcher)
 
     def _notify(self, kind: str, change: str, obj: dict[str, Any]) -> None:
-        for watcher in list(self._watchers):
-            watcher(kind, change, obj)
+        for watcher in list(self._watchers.get(kind, ())):
+            watcher(change, obj)
 
     def add_namespace(self, name: str) -> None:
         names = [*self.extra_namespaces, name]
         with self.state.transaction():
             self.state.put_meta("namespaces", json.dumps(names))
         self.extra_namespaces = names
+        self._notify("Namespace", "ADDED", self.namespace_doc(name))
+
+    def namespaces(self) -> list[dict[str, Any]]:
+        """Every namespace: the built-in ones, those created, and those objects live in."""
+        names = {"default", "kube-system", "kube-public", "kube-node-lease"}
+        names |= {r.status.pod.namespace for r in self.pods.values()}
+        names |= {ns for ns, _ in self.secrets} | {ns for ns, _ in self.service_accounts}
+        names |= set(self.extra_namespaces)
+        return [self.namespace_doc(n) for n in sorted(names)]
+
+    def namespace_doc(self, name: str) -> dict[str, Any]:
+        return {
+            "kind": "Namespace",
+            "apiVersion": "v1",
+            "metadata": {
+                "name": name,
+                "creationTimestamp": self.clock.rfc3339(self.clock.loop_time(self.node_created)),
+                "labels": {"kubernetes.io/metadata.name": name},
+            },
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        }
 
     # -- restore and shutdown ----------------------------------------------------------------
     def restore(self) -> None:
@@ -222,10 +251,17 @@ class Cluster:
     def image_changed(self, record: ImageRecord) -> None:
         self.state.put_image(record.id, self._record_json(record))
         self._forget_renders()
+        self._node_changed()
 
     def image_removed(self, image_id: str) -> None:
         self.state.delete_image(image_id)
         self._forget_renders()
+        self._node_changed()
+
+    def _node_changed(self) -> None:
+        """The node's status.images changed: rendered only when someone watches the node."""
+        if self._watchers.get("Node"):
+            self._notify("Node", "MODIFIED", self.render_node())
 
     def _forget_renders(self) -> None:
         """A pod's imageID shows the image's digest: a changed store re-renders every pod."""

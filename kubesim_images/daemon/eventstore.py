@@ -24,11 +24,18 @@ _Key = tuple[str, str, str, str, str, str]
 
 class EventStore:
     def __init__(
-        self, state: StateStore, clock: WallClock, next_version: Callable[[], int]
+        self,
+        state: StateStore,
+        clock: WallClock,
+        next_version: Callable[[], int],
+        on_change: Callable[[str, dict[str, Any]], None] = lambda _c, _d: None,
     ) -> None:
         self._state = state
         self._clock = clock
         self._next_version = next_version
+        # (ADDED | MODIFIED | DELETED, doc) for watches. A stored event is never modified in
+        # place (a bump is a new dict), so a watch may hold and share the doc it was given.
+        self._on_change = on_change
         self._events: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._index: dict[_Key, str] = {}
         self._seq = 0
@@ -66,11 +73,12 @@ class EventStore:
         )
         self._seq += 1
         name = self._index.get(key)
+        change = "ADDED"
         if name is not None and name in self._events:
-            doc = self._events.pop(name)
-            doc["count"] += 1
-            doc["lastTimestamp"] = stamp
-            doc["metadata"]["resourceVersion"] = str(self._next_version())
+            old = self._events.pop(name)
+            meta = {**old["metadata"], "resourceVersion": str(self._next_version())}
+            doc = {**old, "metadata": meta, "count": old["count"] + 1, "lastTimestamp": stamp}
+            change = "MODIFIED"
         else:
             nanos = int(self._clock.to_datetime(event.t).timestamp() * 1e9) + self._seq
             name = f"{event.node if event.about_node else event.pod}.{nanos:x}"
@@ -99,10 +107,12 @@ class EventStore:
             self._index[key] = name
         self._events[name] = doc
         self._state.put_event(name, event.namespace, self._seq, doc)
+        self._on_change(change, doc)
         while len(self._events) > MAX_EVENTS:
-            old_name, old = self._events.popitem(last=False)
-            self._index.pop(self._key(old), None)
+            old_name, evicted = self._events.popitem(last=False)
+            self._index.pop(self._key(evicted), None)
             self._state.delete_event(old_name)
+            self._on_change("DELETED", evicted)
 
     def list(self, namespace: str | None = None) -> list[dict[str, Any]]:
         docs = self._events.values()

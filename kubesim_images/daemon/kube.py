@@ -135,12 +135,40 @@ def human_age(seconds: float) -> str:
 Column = tuple[str, str, str, int]  # name, type, format, priority (1: only with -o wide)
 
 
+INCLUDE_OBJECT = ("None", "Metadata", "Object")
+
+
+def include_object(value: str | None) -> str:
+    """A Table's `includeObject`: what each row carries (kubectl asks Object to --sort-by)."""
+    if value in (None, ""):
+        return "Metadata"
+    if value not in INCLUDE_OBJECT:
+        raise bad_request(
+            f'includeObject: Invalid value: "{value}": must be '
+            "'Metadata', 'Object', 'None', or empty"
+        )
+    return value
+
+
+def _row_object(obj: Mapping[str, Any], include: str) -> Mapping[str, Any] | None:
+    if include == "Object":
+        return obj
+    if include == "None":
+        return None
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata", {}),
+    }
+
+
 def table(
     columns: Sequence[Column],
     rows: Iterable[tuple[Mapping[str, Any], list[Any]]],
     resource_version: int,
+    include: str = "Metadata",
 ) -> dict[str, Any]:
-    """A meta.k8s.io/v1 Table; each row carries a PartialObjectMetadata as kubectl expects."""
+    """A meta.k8s.io/v1 Table; each row carries what `include` asks (see include_object)."""
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -149,17 +177,7 @@ def table(
             {"name": name, "type": kind, "format": fmt, "description": "", "priority": priority}
             for name, kind, fmt, priority in columns
         ],
-        "rows": [
-            {
-                "cells": cells,
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": obj.get("metadata", {}),
-                },
-            }
-            for obj, cells in rows
-        ],
+        "rows": [{"cells": cells, "object": _row_object(obj, include)} for obj, cells in rows],
     }
 
 
@@ -208,6 +226,9 @@ def pod_status_column(pod: Mapping[str, Any]) -> tuple[str, int, int, int]:
                 ready += 1
         if reason == "Completed" and has_running:
             reason = "Running"
+    deleted = (pod.get("metadata") or {}).get("deletionTimestamp")
+    if deleted and status.get("phase") not in ("Succeeded", "Failed"):
+        reason = "Terminating"  # a deleted pod's last row, as kubectl's printPod shows it
     return reason, ready, total, 0
 
 

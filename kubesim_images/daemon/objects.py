@@ -12,7 +12,7 @@ import base64
 import binascii
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubesim_images.daemon.kube import already_exists, bad_request, invalid, not_found
@@ -30,11 +30,18 @@ DOCKER_SECRET_KEYS = {
 class ObjectTable(dict[tuple[str, str], dict[str, Any]]):
     """Stored objects of one kind by (namespace, name), written through to the state store."""
 
-    def __init__(self, kind: str, resource: str, state: StateStore) -> None:
+    def __init__(
+        self,
+        kind: str,
+        resource: str,
+        state: StateStore,
+        on_change: Callable[[str, str, dict[str, Any]], None] = lambda _k, _c, _d: None,
+    ) -> None:
         super().__init__()
         self.kind = kind
         self.resource = resource
         self._state = state
+        self._on_change = on_change  # (kind, ADDED | MODIFIED | DELETED, doc) once committed
 
     def require(self, namespace: str, name: str) -> dict[str, Any]:
         doc = self.get((namespace, name))
@@ -51,13 +58,16 @@ class ObjectTable(dict[tuple[str, str], dict[str, Any]]):
         namespace, name = object_key(doc)
         with self._state.transaction():
             self._state.put_object(self.kind, namespace, name, doc)
+        change = "MODIFIED" if (namespace, name) in self else "ADDED"
         self[(namespace, name)] = doc
+        self._on_change(self.kind, change, doc)
 
     def remove(self, namespace: str, name: str) -> dict[str, Any]:
         doc = self.require(namespace, name)
         with self._state.transaction():
             self._state.delete_object(self.kind, doc["metadata"]["uid"])
         del self[(namespace, name)]
+        self._on_change(self.kind, "DELETED", doc)
         return doc
 
     def restore(self) -> None:

@@ -448,9 +448,15 @@ class Kubectl:
         lists, then watches from the list's resourceVersion: the daemon is asked how many
         watches it holds, so the pod is created only once this one is open.
         """
+        args = ("get", "pods", "--watch", "--no-headers", "--field-selector")
+        with self.watch(daemon, name, *args, f"metadata.name={name}") as watch:
+            yield watch
+
+    @contextlib.contextmanager
+    def watch(self, daemon: RunningDaemon, name: str, *args: str) -> Iterator[KubectlWatch]:
+        """`kubectl ARGS` (a command that watches), yielded once the daemon holds its watch."""
         before = daemon.open_watches()
-        cmd = [self.binary, "--server", self.server, *self.flags, "get", "pods", "--watch"]
-        cmd += ["--no-headers", "--field-selector", f"metadata.name={name}"]
+        cmd = [self.binary, "--server", self.server, *self.flags, *args]
         stderr_path = self.home / f"watch-{name}.stderr"
 
         def stderr_text() -> str:
@@ -518,6 +524,24 @@ class KubectlWatch:
             if cells and cells[0] == self.name and (not seen or seen[-1] != cells[2]):
                 seen.append(cells[2])
         return seen
+
+    def line_with(self, text: str, timeout: float = 30.0) -> tuple[str, list[str]]:
+        """The first printed line containing `text`, and every line printed before it.
+
+        `timeout` only bounds a hang.
+        """
+        before: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no line with {text!r} within {timeout}s; saw {before}")
+            if line is None:
+                pytest.fail(f"kubectl's watch ended before a line with {text!r}; saw {before}")
+            if text in line:
+                return line, before
+            before.append(line)
 
 
 @pytest.fixture
