@@ -112,10 +112,11 @@ def http(
     *,
     token: str | None = None,
     timeout: float = 10.0,
+    accept: str = "application/json",
 ) -> tuple[int, Any]:
     """One request; the JSON (or text) answer with its status, errors included."""
     data = json.dumps(body).encode() if body is not None else None
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": accept}
     if data is not None:
         headers["Content-Type"] = "application/json"
     if token is not None:
@@ -161,8 +162,10 @@ class RunningDaemon:
                     out.append(doc)
         return out
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        return http(method, self.base_url + path, body, token=self.token)
+    def request(
+        self, method: str, path: str, body: Any = None, *, accept: str = "application/json"
+    ) -> tuple[int, Any]:
+        return http(method, self.base_url + path, body, token=self.token, accept=accept)
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         """The answer of a request that must succeed (2xx)."""
