@@ -48,6 +48,7 @@ class ContainerStatus:
     image_id: str = ""
     pull_attempts: int = 0
     started_at: int | None = None  # loop ns
+    restarts: int = 0
 
     def count_pull(self) -> None:
         self.pull_attempts += 1
@@ -145,6 +146,54 @@ class PodWorkers:
             self._work(status), name=f"pod-worker:{status.pod.key}"
         )
 
+    def update(self, status: PodStatus, pod: Pod) -> list[Container]:
+        """The pod's spec changed (only images may): as the kubelet's SyncPod does when a
+        container's spec hash changes, a running container whose image changed is killed
+        (Normal `Killing`, "Container app definition changed, will be restarted") and started
+        again once its new image is ensured under its pull policy. A waiting container simply
+        uses the new image at its next start; a completed init container is not re-run.
+
+        The sync under way, if any, is cancelled and a new one starts at once, so no pull of
+        the old image can mark the new container ready. Returns the restarted containers.
+        """
+        restarted: list[Container] = []
+        changed_any = False
+        pairs = [
+            *zip(status.init_statuses, pod.init_containers, strict=True),
+            *zip(status.statuses, pod.containers, strict=True),
+        ]
+        status.pod = pod
+        for cs, container in pairs:
+            changed = cs.container.image != container.image
+            cs.container = container
+            if not changed or cs.state is State.TERMINATED:
+                continue
+            changed_any = True
+            if cs.state is State.RUNNING:
+                restarted.append(container)
+                cs.restarts += 1
+                self.events.emit(
+                    container_event(
+                        self._clock.now(),
+                        self.manager.node,
+                        pod,
+                        container,
+                        EventType.NORMAL,
+                        Reason.KILLING,
+                        f"Container {container.name} definition changed, will be restarted",
+                    )
+                )
+            cs.state, cs.reason, cs.message = State.WAITING, "ContainerCreating", ""
+            cs.image_id, cs.started_at = "", None
+        if changed_any:
+            status.images_ready_at = None
+            task = self._tasks.pop(pod.uid, None)
+            if task is not None:
+                task.cancel()
+            self.start(status)
+        self._changed(status)
+        return restarted
+
     async def remove(self, uid: str) -> PodStatus | None:
         task = self._tasks.pop(uid, None)
         if task is not None:
@@ -172,7 +221,9 @@ class PodWorkers:
             while not await self.sync(status):
                 await sleep_ns(self._requeue_delay())
         finally:
-            self._tasks.pop(status.pod.uid, None)
+            # `update` may already have replaced this task with the pod's next worker.
+            if self._tasks.get(status.pod.uid) is asyncio.current_task():
+                del self._tasks[status.pod.uid]
 
     async def sync(self, status: PodStatus) -> bool:
         """One sync; True when every container has its image (the pod can run)."""

@@ -25,6 +25,7 @@ class Reason(enum.StrEnum):
     BACK_OFF = "BackOff"
     ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
     INSPECT_FAILED = "InspectFailed"
+    KILLING = "Killing"  # a container restarted because its spec (image) changed
     # Node events of image GC (pkg/kubelet/events).
     FREE_DISK_SPACE_FAILED = "FreeDiskSpaceFailed"
     IMAGE_GC_FAILED = "ImageGCFailed"

@@ -452,7 +452,11 @@ async def patch_pod(request: web.Request) -> web.Response:
             k: v for k, v in current.items() if k != "metadata"
         }:
             patch["spec"] = replaced.get("spec")
-    return _json(cluster.patch_pod(ns, name, patch, dry_run=dry))
+    by_name = request.content_type in (
+        "application/strategic-merge-patch+json",
+        "application/apply-patch+yaml",
+    )
+    return _json(cluster.patch_pod(ns, name, patch, dry_run=dry, by_name=by_name))
 
 
 async def watch(

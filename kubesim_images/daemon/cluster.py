@@ -41,6 +41,7 @@ from kubesim_images.daemon.objects import (
     validate_pull_secret_refs,
     validate_secret,
 )
+from kubesim_images.daemon.podupdate import check_spec_update, patch_spec, set_pull_policies
 from kubesim_images.daemon.shapes import check_pod, keep_shape
 from kubesim_images.daemon.validation import (
     container_count_causes,
@@ -316,6 +317,7 @@ class Cluster:
                 "imageID": cs.image_id,
                 "pullAttempts": cs.pull_attempts,
                 "startedAt": None if cs.started_at is None else self.clock.epoch(cs.started_at),
+                "restarts": cs.restarts,
             }
 
         return {
@@ -340,6 +342,7 @@ class Cluster:
                 cs.image_id, cs.pull_attempts = old["imageID"], old["pullAttempts"]
                 if old["startedAt"] is not None:
                     cs.started_at = self.clock.loop_time(old["startedAt"])
+                cs.restarts = old.get("restarts", 0)
             return cs
 
         ready = (doc or {}).get("imagesReadyAt")
@@ -542,13 +545,33 @@ class Cluster:
         }
 
     def patch_pod(
-        self, namespace: str, name: str, patch: Mapping[str, Any], *, dry_run: bool = False
+        self,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        dry_run: bool = False,
+        by_name: bool = False,
     ) -> dict[str, Any]:
+        """Labels, annotations and container images change; the rest of a pod is immutable.
+
+        `by_name`: container lists in the patch merge into the pod's by container name (a
+        strategic merge patch or a server-side apply), not replace them (a JSON merge patch).
+        An image change restarts that container through the image manager (`PodWorkers.update`).
+        """
         record = self._record(namespace, name)
+        current = record.manifest
         if not isinstance(patch.get("metadata", {}), Mapping):
             raise bad_request("metadata must be an object")
-        changed = set(patch) - {"metadata"}
-        meta_changed = set(patch.get("metadata") or {}) - {"labels", "annotations"}
+        meta_patch = patch.get("metadata") or {}
+        changed = {k for k in set(patch) - {"metadata", "spec"} if patch[k] != current.get(k)} - {
+            "status"
+        }  # a status sent to the main resource is ignored, as the API server does
+        meta_changed = {
+            k
+            for k in set(meta_patch) - {"labels", "annotations"}
+            if meta_patch[k] != current["metadata"].get(k)
+        }
         if changed or meta_changed:
             field = min(changed or {f"metadata.{k}" for k in meta_changed})
             raise invalid(
@@ -558,14 +581,28 @@ class Cluster:
                     FieldError(
                         field,
                         "FieldValueForbidden",
-                        "Forbidden: this simulation only lets pod updates change labels and "
-                        "annotations",
+                        "Forbidden: this simulation only lets pod updates change labels, "
+                        "annotations and container images",
                     )
                 ],
             )
-        patched = merge_patch(record.manifest, patch)
+        patched = merge_patch(current, {"metadata": meta_patch})
         check_string_maps(patched["metadata"])
         require_valid("Pod", name, metadata_causes(patched["metadata"]))
+        new_pod: Pod | None = None
+        if "spec" in patch:
+            patched["spec"] = patch_spec(current.get("spec") or {}, patch["spec"], by_name=by_name)
+            check_spec_update(name, current.get("spec") or {}, patched["spec"])
+            try:
+                new_pod = pod_from_manifest(
+                    patched,
+                    namespace=namespace,
+                    always_pull_images=self.config.always_pull_images,
+                    uid=record.status.pod.uid,
+                )
+            except PodInvalidError as exc:
+                raise invalid("Pod", exc.name, exc.causes) from None
+            set_pull_policies(patched["spec"], new_pod)
         self._patched_version(patched, dry_run=dry_run)
         if dry_run:
             return self._render_pod(PodRecord(patched, record.status))
@@ -573,6 +610,8 @@ class Cluster:
             self.state.put_object("Pod", namespace, name, patched)
         record.manifest = patched
         record.rendered = None
+        if new_pod is not None and new_pod != record.status.pod:
+            self.node.workers.update(record.status, new_pod)
         rendered = self.render_pod(record)
         self._notify("Pod", "MODIFIED", rendered)
         return rendered
@@ -640,7 +679,7 @@ class Cluster:
             "image": cs.container.image,
             "imageID": image_id,
             "ready": cs.state is State.RUNNING,
-            "restartCount": 0,
+            "restartCount": cs.restarts,
             "started": cs.state is State.RUNNING,
         }
         started = self.clock.rfc3339(cs.started_at) if cs.started_at is not None else None

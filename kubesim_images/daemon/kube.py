@@ -226,10 +226,16 @@ def pod_status_column(pod: Mapping[str, Any]) -> tuple[str, int, int, int]:
                 ready += 1
         if reason == "Completed" and has_running:
             reason = "Running"
+    # RESTARTS: the app containers' restarts and the sidecars' (a sidecar is restarted too).
+    restarts = sum(
+        int(c.get("restartCount") or 0)
+        for c in (status.get("containerStatuses") or [])
+        + [c for c in status.get("initContainerStatuses") or [] if c.get("name") in sidecars]
+    )
     deleted = (pod.get("metadata") or {}).get("deletionTimestamp")
     if deleted and status.get("phase") not in ("Succeeded", "Failed"):
         reason = "Terminating"  # a deleted pod's last row, as kubectl's printPod shows it
-    return reason, ready, total, 0
+    return reason, ready, total, restarts
 
 
 POD_COLUMNS: tuple[Column, ...] = (
