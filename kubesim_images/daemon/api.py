@@ -28,6 +28,7 @@ from kubesim_images.daemon.fieldvalidation import field_validation_middleware
 from kubesim_images.daemon.kube import ApiError, bad_request, not_found
 from kubesim_images.daemon.objects import redact_secret
 from kubesim_images.daemon.options import delete_dry_run, dry_run
+from kubesim_images.daemon.podupdate import SpecMerge
 from kubesim_images.daemon.selectors import (
     dotted,
     matches,
@@ -456,7 +457,15 @@ async def patch_pod(request: web.Request) -> web.Response:
         "application/strategic-merge-patch+json",
         "application/apply-patch+yaml",
     )
-    return _json(cluster.patch_pod(ns, name, patch, dry_run=dry, by_name=by_name))
+    merge = SpecMerge.BY_NAME if by_name else SpecMerge.JSON
+    return _json(cluster.patch_pod(ns, name, patch, dry_run=dry, merge=merge))
+
+
+async def replace_pod(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    dry = dry_run(request)
+    return _json(cluster.replace_pod(ns, name, await read_object(request), dry_run=dry))
 
 
 async def watch(
@@ -765,6 +774,8 @@ def make_app(
     app.router.add_get(f"{ns}/pods/{{name}}", get_pod)
     app.router.add_delete(f"{ns}/pods/{{name}}", delete_pod)
     app.router.add_patch(f"{ns}/pods/{{name}}", patch_pod)
+    app.router.add_put(f"{ns}/pods/{{name}}", replace_pod)
+    app.router.add_get(f"{ns}/pods/{{name}}/status", get_pod)
     app.router.add_get("/api/v1/events", list_events)
     app.router.add_get(f"{ns}/events", list_events)
     app.router.add_get(f"{ns}/events/{{name}}", get_event)

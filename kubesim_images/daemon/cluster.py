@@ -41,7 +41,12 @@ from kubesim_images.daemon.objects import (
     validate_pull_secret_refs,
     validate_secret,
 )
-from kubesim_images.daemon.podupdate import check_spec_update, patch_spec, set_pull_policies
+from kubesim_images.daemon.podupdate import (
+    SpecMerge,
+    check_spec_update,
+    default_spec,
+    patch_spec,
+)
 from kubesim_images.daemon.shapes import check_pod, keep_shape
 from kubesim_images.daemon.validation import (
     container_count_causes,
@@ -466,22 +471,9 @@ class Cluster:
     ) -> dict[str, Any]:
         """The object as the API server stores it after defaulting and admission."""
         spec = copy.deepcopy(dict(manifest.get("spec") or {}))
-        for key, containers in (
-            ("initContainers", pod.init_containers),
-            ("containers", pod.containers),
-        ):
-            if spec.get(key) is None:
-                continue
-            for raw, container in zip(spec[key], containers, strict=True):
-                raw["imagePullPolicy"] = container.pull_policy.value
-                raw.setdefault("terminationMessagePath", "/dev/termination-log")
-                raw.setdefault("terminationMessagePolicy", "File")
+        default_spec(spec, pod)
         if pod.image_pull_secrets:
             spec["imagePullSecrets"] = [{"name": n} for n in pod.image_pull_secrets]
-        spec.setdefault("restartPolicy", "Always")
-        spec.setdefault("terminationGracePeriodSeconds", 30)
-        spec.setdefault("dnsPolicy", "ClusterFirst")
-        spec.setdefault("schedulerName", "default-scheduler")
         spec["serviceAccountName"] = sa_name
         spec["serviceAccount"] = sa_name
         spec["nodeName"] = self.node.name
@@ -551,12 +543,11 @@ class Cluster:
         patch: Mapping[str, Any],
         *,
         dry_run: bool = False,
-        by_name: bool = False,
+        merge: SpecMerge = SpecMerge.JSON,
     ) -> dict[str, Any]:
         """Labels, annotations and container images change; the rest of a pod is immutable.
 
-        `by_name`: container lists in the patch merge into the pod's by container name (a
-        strategic merge patch or a server-side apply), not replace them (a JSON merge patch).
+        `merge` says how the patch's spec meets the stored one (see `podupdate.SpecMerge`).
         An image change restarts that container through the image manager (`PodWorkers.update`).
         """
         record = self._record(namespace, name)
@@ -591,8 +582,7 @@ class Cluster:
         require_valid("Pod", name, metadata_causes(patched["metadata"]))
         new_pod: Pod | None = None
         if "spec" in patch:
-            patched["spec"] = patch_spec(current.get("spec") or {}, patch["spec"], by_name=by_name)
-            check_spec_update(name, current.get("spec") or {}, patched["spec"])
+            patched["spec"] = patch_spec(current.get("spec") or {}, patch["spec"], merge)
             try:
                 new_pod = pod_from_manifest(
                     patched,
@@ -602,7 +592,8 @@ class Cluster:
                 )
             except PodInvalidError as exc:
                 raise invalid("Pod", exc.name, exc.causes) from None
-            set_pull_policies(patched["spec"], new_pod)
+            default_spec(patched["spec"], new_pod)
+            check_spec_update(name, current.get("spec") or {}, patched["spec"])
         self._patched_version(patched, dry_run=dry_run)
         if dry_run:
             return self._render_pod(PodRecord(patched, record.status))
@@ -615,6 +606,38 @@ class Cluster:
         rendered = self.render_pod(record)
         self._notify("Pod", "MODIFIED", rendered)
         return rendered
+
+    def replace_pod(
+        self, namespace: str, name: str, body: Mapping[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """PUT: the body is the whole new pod, checked against the stored one as `patch_pod`
+        checks a patch; a stale `resourceVersion` is a 409 Conflict, as the API server's
+        optimistic concurrency answers."""
+        record = self._record(namespace, name)
+        body = check_kind(body, "Pod")
+        meta = body_meta(body, namespace)
+        if meta.get("name") != name:
+            raise bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the "
+                f"URL ({name})"
+            )
+        version = meta.get("resourceVersion")
+        if version and version != record.manifest["metadata"]["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on pods "{name}": the object has been modified; '
+                "please apply your changes to the latest version and try again",
+                details={"name": name, "kind": "pods"},
+            )
+        old_meta = record.manifest["metadata"]
+        patch: dict[str, Any] = {"metadata": {}, "spec": body.get("spec") or {}}
+        for key in ("labels", "annotations"):  # replaced: keys the body lacks are removed
+            new = meta.get(key) or {}
+            gone = {k: None for k in old_meta.get(key) or {} if k not in new}
+            patch["metadata"][key] = {**gone, **new} if (new or gone) else None
+        patch.update({k: v for k, v in body.items() if k not in {"metadata", "spec"}})
+        return self.patch_pod(namespace, name, patch, dry_run=dry_run, merge=SpecMerge.REPLACE)
 
     def render_pod(self, record: PodRecord) -> dict[str, Any]:
         """The pod as the API shows it; shared, never to be modified (see PodRecord)."""

@@ -20,7 +20,7 @@ KUBE_VERSION = {
     "platform": "linux/amd64",
 }
 
-_VERBS = ["create", "delete", "get", "list", "patch", "watch"]
+_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 RESOURCES: list[dict[str, Any]] = [
     {
         "name": "pods",
@@ -36,7 +36,7 @@ RESOURCES: list[dict[str, Any]] = [
         "singularName": "event",
         "namespaced": True,
         "kind": "Event",
-        "verbs": ["get", "list"],
+        "verbs": ["get", "list", "watch"],
         "shortNames": ["ev"],
     },
     {
@@ -44,7 +44,7 @@ RESOURCES: list[dict[str, Any]] = [
         "singularName": "node",
         "namespaced": False,
         "kind": "Node",
-        "verbs": ["get", "list"],
+        "verbs": ["get", "list", "watch"],
         "shortNames": ["no"],
     },
     {
@@ -52,14 +52,14 @@ RESOURCES: list[dict[str, Any]] = [
         "singularName": "secret",
         "namespaced": True,
         "kind": "Secret",
-        "verbs": ["create", "delete", "get", "list", "patch"],
+        "verbs": ["create", "delete", "get", "list", "patch", "watch"],
     },
     {
         "name": "serviceaccounts",
         "singularName": "serviceaccount",
         "namespaced": True,
         "kind": "ServiceAccount",
-        "verbs": ["create", "delete", "get", "list", "patch"],
+        "verbs": ["create", "delete", "get", "list", "patch", "watch"],
         "shortNames": ["sa"],
     },
     {
@@ -67,7 +67,7 @@ RESOURCES: list[dict[str, Any]] = [
         "singularName": "namespace",
         "namespaced": False,
         "kind": "Namespace",
-        "verbs": ["create", "get", "list"],
+        "verbs": ["create", "get", "list", "watch"],
         "shortNames": ["ns"],
     },
 ]

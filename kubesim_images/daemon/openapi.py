@@ -185,6 +185,8 @@ def _core_paths() -> dict[str, Any]:
         }
         if "delete" in verbs:
             item["delete"] = _kube_op("delete", "delete", kind, scope, kind)
+        if "update" in verbs:
+            item["put"] = _kube_op("replace", "put", kind, scope, kind)
         paths[base] = collection
         paths[f"{base}/{{name}}"] = item
     return paths

@@ -12,6 +12,7 @@ or the update is refused with the API server's Forbidden text.
 from __future__ import annotations
 
 import copy
+import enum
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,12 +38,22 @@ def _without_directives(value: Any) -> Any:
     return value
 
 
-def patch_spec(current: Mapping[str, Any], patch: Any, *, by_name: bool) -> dict[str, Any]:
+class SpecMerge(enum.Enum):
+    """How a write's spec meets the stored one."""
+
+    JSON = "json"  # RFC 7386 merge patch: lists replace
+    BY_NAME = "by-name"  # strategic merge patch or server-side apply: containers merge by name
+    REPLACE = "replace"  # PUT: the body's spec is the whole new spec
+
+
+def patch_spec(current: Mapping[str, Any], patch: Any, merge: SpecMerge) -> dict[str, Any]:
     """The spec after `patch` (see the module comment)."""
     if not isinstance(patch, Mapping):
         raise bad_request("spec must be an object")
     patch = _without_directives(patch)
-    if not by_name:
+    if merge is SpecMerge.REPLACE:
+        return copy.deepcopy(dict(patch))
+    if merge is SpecMerge.JSON:
         return dict(merge_patch(current, patch))
     lists = {k: patch[k] for k in CONTAINER_LISTS if isinstance(patch.get(k), list)}
     out = dict(merge_patch(current, {k: v for k, v in patch.items() if k not in lists}))
@@ -79,11 +90,16 @@ def check_spec_update(name: str, old: Mapping[str, Any], new: Mapping[str, Any])
         )
 
 
-def set_pull_policies(spec: dict[str, Any], pod: Pod) -> None:
-    """Each container's imagePullPolicy as admitted (AlwaysPullImages applies on update too)."""
-    for key, containers in (
-        ("initContainers", pod.init_containers),
-        ("containers", pod.containers),
-    ):
+def default_spec(spec: dict[str, Any], pod: Pod) -> None:
+    """The API server's defaults for what a spec leaves out, and each container's
+    imagePullPolicy as admitted (AlwaysPullImages applies on create and update alike)."""
+    lists = (("initContainers", pod.init_containers), ("containers", pod.containers))
+    for key, containers in lists:
         for raw, container in zip(spec.get(key) or [], containers, strict=True):
             raw["imagePullPolicy"] = container.pull_policy.value
+            raw.setdefault("terminationMessagePath", "/dev/termination-log")
+            raw.setdefault("terminationMessagePolicy", "File")
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")

@@ -176,7 +176,7 @@ class TestMethodNotAllowed:
         ("method", "path"),
         [
             ("PUT", PODS),
-            ("PUT", f"{PODS}/p"),
+            ("PUT", "/api/v1/namespaces/default/secrets/s"),
             ("DELETE", "/api/v1/nodes"),
             ("POST", "/version"),
             ("POST", EVENTS),
