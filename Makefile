@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SCENARIO ?= config/scenarios/serial-vs-parallel.yaml
 
-.PHONY: setup run scenario test lint unit bench soak demo stress clean
+.PHONY: setup run scenario test lint unit bench soak fuzz demo stress clean
 STRESS_RUNS ?= 20
 SOAK_SECONDS ?= 600
 
@@ -55,6 +55,13 @@ bench: setup
 ## p99 latency, errors, RSS and fds at start and end in reports/soak/soak.json (not in `make test`)
 soak: setup
 	$(BIN)/python bench/soak.py --duration $(SOAK_SECONDS)
+
+## fuzz: schemathesis against the daemon's /openapi.json with FUZZ_EXAMPLES (200) examples per
+## operation and mode, negative data everywhere (`make test` runs 10, fewer modes); 0 failures
+FUZZ_EXAMPLES ?= 200
+fuzz: setup
+	KUBESIM_FUZZ_FULL=1 KUBESIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) KUBESIM_FUZZ_RANDOM=1 \
+	  $(BIN)/pytest tests/integration/test_openapi_schemathesis.py -s --timeout 3600
 
 ## demo: every bundled scenario, with plots under reports/
 demo: setup
