@@ -26,6 +26,7 @@ reads the pruned body the middleware leaves under `bodies.DECODED_BODY`. JSON pa
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -312,7 +313,7 @@ async def _findings(request: web.Request, kind: str) -> tuple[Findings, Any]:
     elif ctype in JSON_TYPES:
         walk(_pairs(raw), schema, (), out, smp=ctype == SMP)
     elif ctype in YAML_TYPES or ctype == APPLY_PATCH:
-        out.problems.extend(_yaml_duplicates(raw))
+        out.problems.extend(await asyncio.to_thread(_yaml_duplicates, raw))  # pure-Python YAML
         walk(body, schema, (), out, smp=False)
     return out, body
 

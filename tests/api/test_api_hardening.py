@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
+import pytest
+import yaml
 from apikit import PODS, SECRETS, SERVICE_ACCOUNTS, assert_status, create_pod, pod_manifest
+
+from kubesim_images.daemon import bodies, fieldvalidation
 
 
 class TestImmutableIdentity:
@@ -43,6 +49,41 @@ class TestValidation:
             PODS, data="\n".join(lines).encode(), headers={"Content-Type": "application/yaml"}
         )
         assert_status(await resp.json(), 413, "RequestEntityTooLarge")
+
+
+class TestYamlOffTheLoop:
+    """PyYAML is pure Python: a 3 MiB YAML body took ~10 s to parse on the event loop, which
+    froze every other request (found by schemathesis, whose Pod bodies made the daemon crawl)."""
+
+    async def test_yaml_bodies_and_apply_patches_are_parsed_off_the_event_loop(
+        self, client, monkeypatch: pytest.MonkeyPatch
+    ):
+        threads: list[str] = []
+
+        def recording(parse):
+            def wrapper(raw):
+                threads.append(threading.current_thread().name)
+                return parse(raw)
+
+            return wrapper
+
+        monkeypatch.setattr(bodies, "_load_yaml", recording(bodies._load_yaml))
+        monkeypatch.setattr(
+            fieldvalidation, "_yaml_duplicates", recording(fieldvalidation._yaml_duplicates)
+        )
+        body = yaml.safe_dump(pod_manifest("y", "busybox:1.36")).encode()
+        resp = await client.post(PODS, data=body, headers={"Content-Type": "application/yaml"})
+        assert resp.status == 201, await resp.text()
+        await client.post(SECRETS, json={"metadata": {"name": "s"}, "stringData": {"k": "v"}})
+        patch = b"apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  labels: {a: b}\n"
+        resp = await client.patch(
+            f"{SECRETS}/s?fieldManager=t",
+            data=patch,
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
+        assert resp.status == 200, await resp.text()
+        assert len(threads) >= 4  # each body: decoded, and checked for duplicate keys
+        assert threading.main_thread().name not in threads
 
 
 class TestOrdering:
