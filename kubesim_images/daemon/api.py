@@ -205,6 +205,18 @@ def _namespace(request: web.Request) -> str | None:
     return request.match_info.get("namespace")
 
 
+def _timeout_seconds(request: web.Request) -> float:
+    """`timeoutSeconds` of a list or watch: a number (capped at an hour), else 400 as the
+    apiserver answers list options it cannot decode."""
+    try:
+        timeout = min(float(request.query.get("timeoutSeconds", "1800")), 3600.0)
+    except ValueError:
+        raise bad_request("timeoutSeconds must be a number") from None
+    if math.isnan(timeout):  # a NaN deadline would corrupt the event loop's timer heap
+        raise bad_request("timeoutSeconds must be a number")
+    return timeout
+
+
 @dataclass(frozen=True, slots=True)
 class Listed:
     """A kind the daemon lists and watches: its names, selectable fields and Table printer."""
@@ -235,6 +247,7 @@ async def _listing(
 ) -> web.StreamResponse:
     """A LIST of `kind` (objects or a Table), or with `watch` its changes from now on."""
     docs = _filter(request, docs, kind.fields)
+    _timeout_seconds(request)  # unused by a plain list, but refused when malformed
     if request.query.get("watch") in {"1", "true"}:
         return await watch(request, kind, docs)
     cluster = request.app[CLUSTER]
@@ -482,12 +495,7 @@ async def watch(
     namespace = _namespace(request)
     field_req = parse_field_selector(request.query.get("fieldSelector"), kind.fields)
     label_req = parse_label_selector(request.query.get("labelSelector"))
-    try:
-        timeout = min(float(request.query.get("timeoutSeconds", "1800")), 3600.0)
-    except ValueError:
-        raise bad_request("timeoutSeconds must be a number") from None
-    if math.isnan(timeout):  # a NaN deadline would corrupt the event loop's timer heap
-        raise bad_request("timeoutSeconds must be a number")
+    timeout = _timeout_seconds(request)
     hub = request.app[WATCHES]
 
     def on_change(change: str, obj: dict[str, Any]) -> None:

@@ -501,6 +501,16 @@ class TestFieldsOfTheWrongType:
         assert resp.status == 400
         assert_status(await resp.json(), 400, "BadRequest", message_contains="timeoutSeconds")
 
+    @pytest.mark.parametrize(
+        "path",
+        [PODS, SECRETS, SERVICE_ACCOUNTS, EVENTS, "/api/v1/nodes", "/api/v1/namespaces"],
+    )
+    async def test_list_timeout_that_is_not_a_number(self, client: Client, path: str) -> None:
+        # A plain list ignored a malformed timeoutSeconds (found by schemathesis): refused now.
+        resp = await client.get(path, params={"timeoutSeconds": "abc"})
+        assert_status(await resp.json(), 400, "BadRequest", message_contains="timeoutSeconds")
+        assert (await client.get(path, params={"timeoutSeconds": "30"})).status == 200
+
 
 # -- property: never a 500 ---------------------------------------------------------------------
 _scalars = (
