@@ -270,7 +270,11 @@ def _patch(summary: str, kind: str) -> dict[str, Any]:
 def daemon_document() -> dict[str, Any]:
     """OpenAPI 3.0 description of the daemon's HTTP API, bodies typed by the core schemas."""
     ns = "/api/v1/namespaces/{namespace}"
-    lists = _LIST_PARAMS
+    # The daemon takes fractional timeoutSeconds (a watch of 0.3 s); its own document says so.
+    lists = [
+        _query("timeoutSeconds", p["description"], "number") if p["name"] == "timeoutSeconds" else p
+        for p in _LIST_PARAMS
+    ]
     paths: dict[str, Any] = {
         "/healthz": {"get": _op("Liveness: always ok while the process serves", content=_TEXT)},
         "/readyz": {"get": _op("Readiness: ok once state is restored", content=_TEXT)},

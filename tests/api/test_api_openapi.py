@@ -14,6 +14,7 @@ from apikit import Client
 from kubesim_images.daemon.discovery import RESOURCES
 
 PREFIX = "#/components/schemas/"
+PODS_PATH = "/api/v1/namespaces/default/pods"
 
 
 def refs(node: Any) -> set[str]:
@@ -144,3 +145,17 @@ class TestDaemonDocument:
             declared = {p["name"] for p in operations.get("parameters", [])}
             wanted = {part[1:-1] for part in path.split("/") if part.startswith("{")}
             assert declared == wanted, path
+
+    async def test_timeout_seconds_is_declared_as_the_daemon_reads_it(self, client: Client) -> None:
+        # The daemon takes fractional seconds; its document said integer, so schemathesis saw
+        # `timeoutSeconds=0.5` accepted against the document. The core document keeps upstream's.
+        doc = await (await client.get("/openapi.json")).json()
+        listing = doc["paths"]["/api/v1/namespaces/{namespace}/pods"]["get"]
+        declared = {p["name"]: p["schema"]["type"] for p in listing["parameters"]}
+        assert declared["timeoutSeconds"] == "number"
+        assert (await client.get(PODS_PATH, params={"timeoutSeconds": "0.5"})).status == 200
+        core = await core_document(client)
+        core_listing = core["paths"]["/api/v1/namespaces/{namespace}/pods"]["get"]
+        assert {p["name"]: p["schema"]["type"] for p in core_listing["parameters"]}[
+            "timeoutSeconds"
+        ] == "integer"
