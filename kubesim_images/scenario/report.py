@@ -13,18 +13,24 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, BinaryIO, TypeVar
 
+import orjson
 from rich.console import Console
 from rich.table import Table
 
+from kubesim_images.events import Event
 from kubesim_images.podworkers import ContainerStatus, PodStatus, State
 from kubesim_images.reasons import Reason
 from kubesim_images.scenario.runner import NodeReport, ScenarioResult, VariantResult
 from kubesim_images.units import format_size
 
 _PERCENTILES = (("p50", 50), ("p90", 90), ("p99", 99))
+_T = TypeVar("_T")
+# Pods or events encoded per call when streaming: large enough that orjson does the work, small
+# enough that the dicts of one chunk are all that is alive at a time.
+_CHUNK = 4096
 
 
 def _t(ns: int) -> float:
@@ -146,24 +152,76 @@ def _document(result: ScenarioResult) -> dict[str, Any]:
                 "summary": summary(variant),
                 "nodes": [node_json(n) for n in variant.nodes],
                 "pods": [pod_json(p) for p in variant.pods],
-                # The enums are str subclasses and print as their value; reading `.value` per
-                # event costs more than building the rest of the event.
-                "events": [
-                    {
-                        "t": round(e.t / 1e9, 6),
-                        "node": e.node,
-                        "namespace": e.namespace,
-                        "pod": e.pod or None,  # node events have no pod
-                        "type": e.type,
-                        "reason": e.reason,
-                        "message": e.message,
-                    }
-                    for e in variant.events
-                ],
+                "events": [event_json(e) for e in variant.events],
             }
             for variant in result.variants
         ],
     }
+
+
+def event_json(e: Event) -> dict[str, Any]:
+    # The enums are str subclasses and print as their value; reading `.value` per event costs
+    # more than building the rest of the event.
+    return {
+        "t": round(e.t / 1e9, 6),
+        "node": e.node,
+        "namespace": e.namespace,
+        "pod": e.pod or None,  # node events have no pod
+        "type": e.type,
+        "reason": e.reason,
+        "message": e.message,
+    }
+
+
+def write_json(result: ScenarioResult, out: BinaryIO) -> None:
+    """`to_json`'s document as `orjson.dumps(..., option=OPT_INDENT_2)` prints it, plus a
+    newline, byte for byte, written a chunk of pods or events at a time: a million pods never
+    exist as one document (which at 100,000 nodes was most of the command's memory)."""
+    dumps = orjson.dumps
+    with _no_cyclic_gc():
+        out.write(b'{\n  "scenario": ' + dumps(result.scenario.name) + b',\n  "variants": ')
+        if not result.variants:
+            out.write(b"[]\n}\n")
+            return
+        out.write(b"[")
+        for index, variant in enumerate(result.variants):
+            head = _indented(dumps(summary(variant), option=orjson.OPT_INDENT_2), 6)
+            out.write(
+                (b"," if index else b"")
+                + b'\n    {\n      "name": '
+                + dumps(variant.name)
+                + b',\n      "summary": '
+                + head
+                + b',\n      "nodes": '
+            )
+            _write_list(out, variant.nodes, node_json, 6)
+            out.write(b',\n      "pods": ')
+            _write_list(out, variant.pods, pod_json, 6)
+            out.write(b',\n      "events": ')
+            _write_list(out, variant.events, event_json, 6)
+            out.write(b"\n    }")
+        out.write(b"\n  ]\n}\n")
+
+
+def _indented(text: bytes, depth: int) -> bytes:
+    """A value printed at the top level, as it prints nested `depth` spaces deep (JSON strings
+    hold no raw newline, so every newline is the printer's own)."""
+    return text.replace(b"\n", b"\n" + b" " * depth)
+
+
+def _write_list(
+    out: BinaryIO, items: Sequence[_T], to_dict: Callable[[_T], Any], depth: int
+) -> None:
+    if not items:
+        out.write(b"[]")
+        return
+    out.write(b"[")
+    for start in range(0, len(items), _CHUNK):
+        chunk = [to_dict(item) for item in items[start : start + _CHUNK]]
+        # "[\n  a,\n  b\n]" without its brackets: "\n  a,\n  b", then nested `depth` deeper.
+        body = orjson.dumps(chunk, option=orjson.OPT_INDENT_2)[1:-2]
+        out.write((b"," if start else b"") + _indented(body, depth))
+    out.write(b"\n" + b" " * depth + b"]")
 
 
 def _seconds(value: float | None, missing: str = "-") -> str:
