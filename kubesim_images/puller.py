@@ -10,12 +10,14 @@ kubelet reports starts when the slot is won; the wait before it is "including wa
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kubesim_images.clock import LoopClock, go_seconds
 from kubesim_images.errors import PullQPSExceededError, RegistryError
@@ -23,7 +25,7 @@ from kubesim_images.keyring import Credential
 from kubesim_images.kubeletconfig import KubeletConfig
 from kubesim_images.logging import get_logger
 from kubesim_images.reference import ImageReference
-from kubesim_images.registry.base import PullRequest, RegistryBackend
+from kubesim_images.registry.base import PullRequest, RegistryBackend, RoundTripBackend
 from kubesim_images.store import ImageRecord, ImageStore
 
 
@@ -54,12 +56,17 @@ class TokenBucket:
 
 
 class FifoGate:
-    """At most `limit` holders (None: unlimited); waiters are admitted in arrival order."""
+    """At most `limit` holders (None: unlimited); waiters are admitted in arrival order.
+
+    A waiter is a future (`acquire`) or a callback (`enqueue`): handing a slot resolves the
+    future or schedules the callback, either way one turn of the loop later, at the same place
+    in the loop's queue, so which kind waits changes nothing about the order things happen in.
+    """
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.holders = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[asyncio.Future[None] | Callable[[], None]] = deque()
 
     def try_acquire(self) -> bool:
         """Take a slot now if one is free and nobody is ahead; the hot path, no coroutine."""
@@ -83,11 +90,28 @@ class FifoGate:
                 self._waiters.remove(future)
             raise
 
+    def enqueue(self, admitted: Callable[[], None]) -> None:
+        """Queue `admitted` to be called, holding a slot, when its turn comes (after
+        `try_acquire` failed). The callback owns the slot: it must `release` it."""
+        self._waiters.append(admitted)
+
+    def discard(self, admitted: Callable[[], None]) -> bool:
+        """Withdraw a queued callback; False when it was already handed its slot."""
+        try:
+            self._waiters.remove(admitted)
+        except ValueError:
+            return False
+        return True
+
     def release(self) -> None:
         while self._waiters:
-            future = self._waiters.popleft()
-            if not future.done():
-                future.set_result(None)  # the slot passes directly to the next waiter
+            waiter = self._waiters.popleft()
+            if isinstance(waiter, asyncio.Future):
+                if not waiter.done():
+                    waiter.set_result(None)  # the slot passes directly to the next waiter
+                    return
+            else:
+                asyncio.get_running_loop().call_soon(waiter)
                 return
         self.holders -= 1
 
@@ -151,6 +175,12 @@ class ImagePuller:
         self._log = get_logger(node=node)
         # Per-pull lines are built only when they will be written: this is the hot path.
         self._log_pulls = self._log.is_enabled_for(logging.INFO)
+        # One suspension per pull when the backend can be started from a callback and no QPS
+        # token is taken at the start (a refused token must fail the pull in its own task, at
+        # the moment it would have started, as the general path does).
+        self._round_trip = (
+            backend if isinstance(backend, RoundTripBackend) and self._bucket is None else None
+        )
 
     async def pull(
         self,
@@ -162,6 +192,10 @@ class ImagePuller:
     ) -> PullResult:
         now = self._clock.now
         entry = PullEntry(next(_pull_ids), image, ref, pod, now())
+        if self._round_trip is not None and len(credentials) <= 1:
+            return await self._pull_once(
+                self._round_trip, entry, credentials[0] if credentials else None
+            )
         if not self._gate.try_acquire():
             self.waiting[entry.pull_id] = entry
             try:
@@ -214,6 +248,101 @@ class ImagePuller:
         finally:
             self.in_flight.pop(entry.pull_id, None)
             self._gate.release()
+
+    async def _pull_once(
+        self, backend: RoundTripBackend, entry: PullEntry, credential: Credential | None
+    ) -> PullResult:
+        """The pull with one suspension: started at once when a slot is free, else by the
+        queue's callback when it hands this pull its slot; then awaited to its end."""
+        request = PullRequest(entry.pull_id, self.node, entry.ref, self.store, credential)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        admitted: Callable[[], None] | None = None
+        if self._gate.try_acquire():
+            self._start(backend, entry, request, future)
+        else:
+            self.waiting[entry.pull_id] = entry
+            admitted = functools.partial(self._admitted, backend, entry, request, future)
+            self._gate.enqueue(admitted)
+        try:
+            try:
+                record = await backend.finish(request, future)
+            except asyncio.CancelledError:
+                if admitted is not None and self._gate.discard(admitted):
+                    del self.waiting[entry.pull_id]  # never admitted: no slot to give back
+                # Admitted but not yet started: `_admitted` finds the future cancelled and
+                # passes the slot on.
+                raise
+            except RegistryError as exc:
+                if self._log_pulls:
+                    self._log.info(
+                        "pull_failed",
+                        pod=entry.pod,
+                        image=entry.image,
+                        pull_id=entry.pull_id,
+                        error=str(exc),
+                        code=exc.code,
+                    )
+                raise _as_cri_client_error(exc) from None
+            return self._finished(entry, record)
+        finally:
+            if entry.started_at is not None:
+                self.in_flight.pop(entry.pull_id, None)
+                self._gate.release()
+
+    def _admitted(
+        self,
+        backend: RoundTripBackend,
+        entry: PullEntry,
+        request: PullRequest,
+        future: asyncio.Future[Any],
+    ) -> None:
+        del self.waiting[entry.pull_id]
+        if future.done():  # cancelled while its slot was on the way
+            self._gate.release()
+            return
+        self._start(backend, entry, request, future)
+
+    def _start(
+        self,
+        backend: RoundTripBackend,
+        entry: PullEntry,
+        request: PullRequest,
+        future: asyncio.Future[Any],
+    ) -> None:
+        started = entry.started_at = self._clock.now()
+        self.in_flight[entry.pull_id] = entry
+        if self._log_pulls:
+            self._log.info(
+                "pull_started",
+                pod=entry.pod,
+                image=entry.image,
+                pull_id=entry.pull_id,
+                reference=entry.ref.pull_ref,
+                credentials=int(request.credential is not None),
+                queued_seconds=round((started - entry.enqueued_at) / 1e9, 3),
+            )
+        try:
+            backend.begin(request, future)
+        except Exception as exc:  # noqa: BLE001 - a bug: raised in the pulling task, not lost
+            if not future.done():
+                future.set_exception(exc)
+
+    def _finished(self, entry: PullEntry, record: ImageRecord) -> PullResult:
+        started = entry.started_at
+        assert started is not None  # noqa: S101 - a finished pull was started
+        finished = self._clock.now()
+        stored = self.store.add(record, entry.ref, finished)
+        if self._log_pulls:
+            self._log.info(
+                "pull_finished",
+                pod=entry.pod,
+                image=entry.image,
+                pull_id=entry.pull_id,
+                image_id=stored.id,
+                size=stored.size,
+                seconds=round((finished - started) / 1e9, 3),
+            )
+        return PullResult(stored, finished - started, started - entry.enqueued_at)
 
     async def _pull_with_credentials(
         self, entry: PullEntry, credentials: Sequence[Credential]

@@ -8,8 +8,9 @@ Backends raise only `RegistryError`: transport and protocol errors are mapped at
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from kubesim_images.keyring import Credential
 from kubesim_images.reference import ImageReference
@@ -32,4 +33,18 @@ class RegistryBackend(Protocol):
 
     def progress(self, pull_id: int) -> tuple[float, int] | None:
         """(bytes done, bytes to download) of a pull in flight, None when unknown."""
+        ...
+
+
+@runtime_checkable
+class RoundTripBackend(RegistryBackend, Protocol):
+    """A backend whose pull can be started from a callback: the pull queue starts it the moment
+    it hands a waiting pull its slot, so a queued pull suspends once (on `future`), not twice."""
+
+    def begin(self, request: PullRequest, future: asyncio.Future[Any]) -> None:
+        """Start the pull; its outcome settles `future` (only `finish` reads it)."""
+        ...
+
+    async def finish(self, request: PullRequest, future: asyncio.Future[Any]) -> ImageRecord:
+        """The pull `begin` started, to its record; raise `RegistryError` on failure."""
         ...

@@ -15,6 +15,7 @@ import math
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kubesim_images.clock import LoopClock, call_at_ns, now_ns, to_ns
 from kubesim_images.errors import RegistryError
@@ -101,25 +102,27 @@ class SimulatedRegistry:
         self._network.set_node_bandwidth(node, bandwidth)
 
     async def pull(self, request: PullRequest) -> ImageRecord:
-        """One suspension per pull in the common case: the round trip's end and the download
-        are driven by callbacks (`_arrived`, `_downloaded`), and only the pull's own future is
-        awaited. A pull that must wait for layers another pull on the node is downloading falls
-        back to `_fetch_layers`."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[SimImage | ImageRecord] = loop.create_future()
-        timer = None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.begin(request, future)
+        return await self.finish(request, future)
+
+    def begin(self, request: PullRequest, future: asyncio.Future[Any]) -> None:
+        """Start the round trip; its end and the download are driven by callbacks (`_arrived`,
+        `_downloaded`) that settle `future`, so a pull suspends once, on it. A pull cancelled
+        meanwhile leaves its round trip's timer to find the future done and do nothing."""
         if self._latency_ns > 0:
-            timer = call_at_ns(
-                loop, self._clock.now() + self._latency_ns, self._arrived, request, future
-            )
+            loop = future.get_loop()
+            call_at_ns(loop, self._clock.now() + self._latency_ns, self._arrived, request, future)
         else:
             self._arrived(request, future)
+
+    async def finish(self, request: PullRequest, future: asyncio.Future[Any]) -> ImageRecord:
+        """The pull `begin` started, to its record. One that must wait for layers another pull
+        on the node is downloading falls back to `_fetch_layers`."""
         try:
-            outcome = await future
+            outcome: SimImage | ImageRecord = await future
         except asyncio.CancelledError:
-            if timer is not None:
-                timer.cancel()
-            self._abandon(request.pull_id, loop)
+            self._abandon(request.pull_id, future.get_loop())
             raise
         if isinstance(outcome, ImageRecord):
             return outcome

@@ -160,6 +160,55 @@ class TestImagePuller:
         assert finished == pytest.approx(0.5 + 75 / 100)
         assert (flows, in_flight) == (0, {})
 
+    @pytest.mark.parametrize("when", ["queued", "admitted"])
+    def test_cancelling_a_queued_pull_passes_its_turn_on(self, when):
+        """Cancelled while waiting for its slot, or after the slot was handed to it but before
+        its pull started: either way the next pull gets the slot and nothing stays listed."""
+
+        async def main():
+            puller, _ = _puller(
+                KubeletConfig(registry_pull_qps=0),
+                ("example.com/a:v1", 100 * MI),
+                ("example.com/b:v1", 100 * MI),
+                ("example.com/c:v1", 100 * MI),
+            )
+            a, b, c = (parse_normalized(f"example.com/{n}:v1") for n in "abc")
+            first = asyncio.ensure_future(puller.pull(a, image="a", pod="p"))
+            doomed = asyncio.ensure_future(puller.pull(b, image="b", pod="q"))
+            last = asyncio.ensure_future(puller.pull(c, image="c", pod="r"))
+            await asyncio.sleep(0.5)
+            assert len(puller.waiting) == 2
+            if when == "queued":
+                doomed.cancel()
+            else:
+                gate = puller._gate
+                release = gate.release
+
+                def release_then_cancel():
+                    release()  # the slot is on its way to `doomed`...
+                    doomed.cancel()  # ...which is cancelled before it can start
+                    gate.release = release
+
+                gate.release = release_then_cancel
+            await first
+            result = await last
+            await asyncio.gather(doomed, return_exceptions=True)
+            return (
+                doomed.cancelled(),
+                result.waited_ns / S,
+                result.pull_ns / S,
+                puller.waiting,
+                puller.in_flight,
+                puller._gate.holders,
+                sorted(puller.store.lookup(r) is not None for r in (a, b, c)),
+            )
+
+        cancelled, waited, pulled, waiting, in_flight, holders, present = run_virtual(main())
+        assert cancelled
+        assert (waited, pulled) == (1.0, 1.0)  # c started the moment a finished
+        assert (waiting, in_flight, holders) == ({}, {}, 0)
+        assert present == [False, True, True]
+
     def test_each_credential_is_tried_until_one_works(self):
         calls = []
 
