@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kubesim_images.fields import Fields
-from kubesim_images.oci.client import ClientConfig
 from kubesim_images.oci.media import Platform
+
+if TYPE_CHECKING:  # the client pulls in aiohttp, which a simulated scenario never needs
+    from kubesim_images.oci.client import ClientConfig
 
 OCI_FIELDS = frozenset(
     {"type", "insecure", "caFile", "mirrors", "platform", "maxConcurrentDownloads", "store"}
@@ -59,6 +61,8 @@ def parse_oci_registry(ctx: Fields, value: Any, path: str = "registry") -> OciRe
     store = doc.get("store", "keep")
     if store not in ("keep", "discard"):
         raise ctx.fail(f"{path}.store", f"must be keep or discard, got {store!r}")
+    from kubesim_images.oci.client import ClientConfig  # noqa: PLC0415 - see the imports
+
     client = ClientConfig(
         insecure=frozenset(insecure),
         ca_file=ca_file,

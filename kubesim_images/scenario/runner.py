@@ -33,7 +33,6 @@ from kubesim_images.reference import ImageReference
 from kubesim_images.registry.base import RegistryBackend
 from kubesim_images.registry.simulated import SimulatedRegistry, preload
 from kubesim_images.scenario.model import Scenario, VariantSpec
-from kubesim_images.scenario.realtime import RealRegistries, run_real_time
 from kubesim_images.store import ImageStore
 from kubesim_images.tasks import create_guarded_task
 
@@ -166,8 +165,13 @@ def run_variant(
     if spec.oci is not None and not real_time:
         raise ValueError(f"variant {spec.name}: registry type oci pulls for real: use --real-time")
     started = time.perf_counter()  # wall time of the run, reported and never used in logic
-    run = run_real_time if real_time else run_virtual
-    result = run(_simulate(spec, workdir))
+    if real_time:
+        # Real registries need aiohttp and the content store; a simulated run imports neither.
+        from kubesim_images.scenario.realtime import run_real_time  # noqa: PLC0415
+
+        result = run_real_time(_simulate(spec, workdir))
+    else:
+        result = run_virtual(_simulate(spec, workdir))
     result.wall_seconds = time.perf_counter() - started
     return result
 
@@ -197,6 +201,8 @@ def _credential_lookup(spec: VariantSpec) -> CredentialLookup | None:
 
 async def _simulate(spec: VariantSpec, workdir: Path | None) -> VariantResult:
     if spec.oci is not None:
+        from kubesim_images.scenario.realtime import RealRegistries  # noqa: PLC0415
+
         with contextlib.ExitStack() as stack:
             if workdir is None:
                 workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kubesim-")))
