@@ -14,6 +14,9 @@ egress, serial pulls, jittered requeues.
    pull's start time, on the same virtual-time loop (the least any asyncio simulation could
    do). Target: within 3x the floor at 10,000 nodes. Both run side by side, best of repeats, so
    the ratio holds on a loaded machine even when the absolute times do not.
+
+`--baseline DIR` also runs part 1 with another checkout's package (e.g. a worktree of main),
+each size's two commands one after the other, so the two trees are compared under the same load.
 """
 
 from __future__ import annotations
@@ -94,9 +97,15 @@ def rollout(
 _PULLS = re.compile(rb'"pulls": (\d+)')
 
 
-def run_command(document: dict[str, Any]) -> tuple[float, float, int, int]:
+def run_command(
+    document: dict[str, Any], package_root: Path | None = None
+) -> tuple[float, float, int, int]:
     """(wall seconds, CPU seconds, pulls, peak RSS bytes) of one `scenario run -o json` in a
-    fresh process. CPU time is what to compare on a machine other work is loading."""
+    fresh process, with the package from `package_root` (None: this one). CPU time is what to
+    compare on a machine other work is loading."""
+    env = dict(os.environ)
+    if package_root is not None:
+        env["PYTHONPATH"] = str(package_root)
     with tempfile.TemporaryDirectory(prefix="kubesim-bench-") as tmp:
         scenario = Path(tmp) / "rollout.json"  # JSON is YAML
         scenario.write_text(json.dumps(document), encoding="utf-8")
@@ -104,7 +113,9 @@ def run_command(document: dict[str, Any]) -> tuple[float, float, int, int]:
         command = [sys.executable, "-m", "kubesim_images", "scenario", "run", str(scenario)]
         with output.open("wb") as sink:
             started = time.perf_counter()
-            child = subprocess.Popen([*command, "-o", "json"], stdout=sink)
+            child = subprocess.Popen(
+                [*command, "-o", "json"], stdout=sink, env=env, cwd=package_root or None
+            )
             _, status, usage = os.wait4(child.pid, 0)
             wall = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)
@@ -161,22 +172,34 @@ def main() -> None:
     parser.add_argument(
         "--largest", type=int, default=100_000, help="nodes in the largest run (0: skip it)"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout whose package also runs the whole command, side by side (e.g. main)",
+    )
     args = parser.parse_args()
 
     print("whole command: kubesim-images scenario run FILE -o json (10 pods per node)")
     print(
-        f"{'nodes x pods':<14} {'pulls':>9} {'wall s':>8} {'pulls/s':>9} {'CPU s':>8} "
+        f"{'' if args.baseline is None else ' ' * 9}{'nodes x pods':<14} {'pulls':>9} {'wall s':>8} {'pulls/s':>9} {'CPU s':>8} "
         f"{'pulls/CPU-s':>11} {'peak RSS':>9}  target"
     )
     runs = [(1_000, 2, "pulls/s >= 20,000"), (10_000, 2, "pulls/s >= 20,000")]
     if args.largest:
         runs.append((args.largest, 1, "< 60 s and < 8 GiB"))
+    trees: list[tuple[str, Path | None]] = [("", None)]
+    if args.baseline is not None:
+        trees = [("baseline ", args.baseline.resolve()), ("this     ", None)]
     for nodes, per_pod, target in runs:
-        wall, cpu, pulls, rss = run_command(rollout(nodes, 10, images_per_pod=per_pod))
-        print(
-            f"{f'{nodes:,} x 10':<14} {pulls:>9,} {wall:>8.2f} {pulls / wall:>9,.0f} "
-            f"{cpu:>8.2f} {pulls / cpu:>11,.0f} {rss / GIB:>7.2f}Gi  {target}"
-        )
+        for label, root in trees:
+            wall, cpu, pulls, rss = run_command(
+                rollout(nodes, 10, images_per_pod=per_pod), package_root=root
+            )
+            print(
+                f"{label}{f'{nodes:,} x 10':<14} {pulls:>9,} {wall:>8.2f} {pulls / wall:>9,.0f} "
+                f"{cpu:>8.2f} {pulls / cpu:>11,.0f} {rss / GIB:>7.2f}Gi  {target}",
+                flush=True,
+            )
 
     print()
     print("engine alone (run_variant) against one asyncio task sleeping once per pull")
