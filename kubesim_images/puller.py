@@ -15,7 +15,7 @@ import itertools
 import logging
 import struct
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,20 +182,26 @@ class ImagePuller:
             backend if isinstance(backend, RoundTripBackend) and self._bucket is None else None
         )
 
-    async def pull(
+    def pull(
         self,
         ref: ImageReference,
         *,
         image: str,
         pod: str,
         credentials: Sequence[Credential] = (),
+    ) -> Coroutine[Any, Any, PullResult]:
+        """The pull, to await: queued, QPS-checked, tried with each credential. A plain method
+        returning the coroutine of the path taken, so a pull costs one coroutine less."""
+        entry = PullEntry(next(_pull_ids), image, ref, pod, self._clock.now())
+        if self._round_trip is not None and len(credentials) <= 1:
+            return self._pull_once(self._round_trip, entry, credentials[0] if credentials else None)
+        return self._pull_general(entry, credentials)
+
+    async def _pull_general(
+        self, entry: PullEntry, credentials: Sequence[Credential]
     ) -> PullResult:
         now = self._clock.now
-        entry = PullEntry(next(_pull_ids), image, ref, pod, now())
-        if self._round_trip is not None and len(credentials) <= 1:
-            return await self._pull_once(
-                self._round_trip, entry, credentials[0] if credentials else None
-            )
+        ref, image, pod = entry.ref, entry.image, entry.pod
         if not self._gate.try_acquire():
             self.waiting[entry.pull_id] = entry
             try:
