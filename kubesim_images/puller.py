@@ -201,7 +201,6 @@ class ImagePuller:
         self, entry: PullEntry, credentials: Sequence[Credential]
     ) -> PullResult:
         now = self._clock.now
-        ref, image, pod = entry.ref, entry.image, entry.pod
         if not self._gate.try_acquire():
             self.waiting[entry.pull_id] = entry
             try:
@@ -214,43 +213,16 @@ class ImagePuller:
                 raise PullQPSExceededError
             self.in_flight[entry.pull_id] = entry
             if self._log_pulls:
-                self._log.info(
-                    "pull_started",
-                    pod=pod,
-                    image=image,
-                    pull_id=entry.pull_id,
-                    reference=ref.pull_ref,
-                    credentials=len(credentials),
-                    queued_seconds=round((started - entry.enqueued_at) / 1e9, 3),
-                )
+                self._log_started(entry, len(credentials))
             try:
                 record = await self._pull_with_credentials(entry, credentials)
             except RegistryError as exc:
                 # An outcome the pod's events already record; a line per failure only when
                 # pulls are logged at all (the daemon), never a flood in a large scenario.
                 if self._log_pulls:
-                    self._log.info(
-                        "pull_failed",
-                        pod=pod,
-                        image=image,
-                        pull_id=entry.pull_id,
-                        error=str(exc),
-                        code=exc.code,
-                    )
+                    self._log_failed(entry, exc)
                 raise
-            finished = now()
-            stored = self.store.add(record, ref, finished)
-            if self._log_pulls:
-                self._log.info(
-                    "pull_finished",
-                    pod=pod,
-                    image=image,
-                    pull_id=entry.pull_id,
-                    image_id=stored.id,
-                    size=stored.size,
-                    seconds=round((finished - started) / 1e9, 3),
-                )
-            return PullResult(stored, finished - started, started - entry.enqueued_at)
+            return self._finished(entry, record)
         finally:
             self.in_flight.pop(entry.pull_id, None)
             self._gate.release()
@@ -280,14 +252,7 @@ class ImagePuller:
                 raise
             except RegistryError as exc:
                 if self._log_pulls:
-                    self._log.info(
-                        "pull_failed",
-                        pod=entry.pod,
-                        image=entry.image,
-                        pull_id=entry.pull_id,
-                        error=str(exc),
-                        code=exc.code,
-                    )
+                    self._log_failed(entry, exc)
                 raise _as_cri_client_error(exc) from None
             return self._finished(entry, record)
         finally:
@@ -315,23 +280,38 @@ class ImagePuller:
         request: PullRequest,
         future: asyncio.Future[Any],
     ) -> None:
-        started = entry.started_at = self._clock.now()
+        entry.started_at = self._clock.now()
         self.in_flight[entry.pull_id] = entry
         if self._log_pulls:
-            self._log.info(
-                "pull_started",
-                pod=entry.pod,
-                image=entry.image,
-                pull_id=entry.pull_id,
-                reference=entry.ref.pull_ref,
-                credentials=int(request.credential is not None),
-                queued_seconds=round((started - entry.enqueued_at) / 1e9, 3),
-            )
+            self._log_started(entry, int(request.credential is not None))
         try:
             backend.begin(request, future)
         except Exception as exc:  # noqa: BLE001 - a bug: raised in the pulling task, not lost
             if not future.done():
                 future.set_exception(exc)
+
+    def _log_started(self, entry: PullEntry, credentials: int) -> None:
+        started = entry.started_at
+        assert started is not None  # noqa: S101 - logged once the pull has its slot
+        self._log.info(
+            "pull_started",
+            pod=entry.pod,
+            image=entry.image,
+            pull_id=entry.pull_id,
+            reference=entry.ref.pull_ref,
+            credentials=credentials,
+            queued_seconds=round((started - entry.enqueued_at) / 1e9, 3),
+        )
+
+    def _log_failed(self, entry: PullEntry, exc: RegistryError) -> None:
+        self._log.info(
+            "pull_failed",
+            pod=entry.pod,
+            image=entry.image,
+            pull_id=entry.pull_id,
+            error=str(exc),
+            code=exc.code,
+        )
 
     def _finished(self, entry: PullEntry, record: ImageRecord) -> PullResult:
         started = entry.started_at
