@@ -31,6 +31,7 @@ from kubesim_images.manager import ImageCredentials, ImageManager, PullNeeded
 from kubesim_images.pod import Container, Pod
 from kubesim_images.reasons import EventType, Reason
 from kubesim_images.reference import ImageReference
+from kubesim_images.tasks import create_guarded_task
 
 
 class State(enum.StrEnum):
@@ -142,8 +143,10 @@ class PodWorkers:
         self.pods[status.pod.uid] = status
         if status.ready:
             return
-        self._tasks[status.pod.uid] = asyncio.get_running_loop().create_task(
-            self._work(status), name=f"pod-worker:{status.pod.key}"
+        # Guarded: a worker that raises logs `task_crashed` at once instead of leaving its pod
+        # Pending with nothing said until shutdown awaits it.
+        self._tasks[status.pod.uid] = create_guarded_task(
+            self._work(status), name=f"pod-worker:{status.pod.key}", pod=status.pod.key
         )
 
     def update(self, status: PodStatus, pod: Pod) -> list[Container]:
