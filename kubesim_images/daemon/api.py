@@ -22,6 +22,7 @@ from aiohttp import web
 from kubesim_images.clock import WallClock
 from kubesim_images.daemon import kube, openapi, rows
 from kubesim_images.daemon.bodies import BODY_TIMEOUT, read_object, read_patch
+from kubesim_images.daemon.changefeed import Change, ExpiredError
 from kubesim_images.daemon.cluster import Cluster
 from kubesim_images.daemon.discovery import API_GROUPS, API_V1, KUBE_VERSION, api_versions
 from kubesim_images.daemon.fieldvalidation import field_validation_middleware
@@ -487,7 +488,9 @@ async def watch(
     """Newline-delimited watch events of one kind; Table rows when the client asked for a Table.
 
     Without a resourceVersion (or with "0") the objects listed come first as ADDED, as the API
-    server's watch cache sends them; then every change once, as it is committed.
+    server's watch cache sends them; with resourceVersion=N the changes after N are replayed
+    from the change feed's window (a version older than it is one ERROR event, 410 Expired);
+    then every change once, as it is committed.
     """
     cluster = request.app[CLUSTER]
     as_table = kube.wants_table(request.headers.get("Accept", ""))
@@ -496,26 +499,38 @@ async def watch(
     field_req = parse_field_selector(request.query.get("fieldSelector"), kind.fields)
     label_req = parse_label_selector(request.query.get("labelSelector"))
     timeout = _timeout_seconds(request)
+    start = _watch_start(request)
     hub = request.app[WATCHES]
 
-    def on_change(change: str, obj: dict[str, Any]) -> None:
+    def wanted(obj: dict[str, Any]) -> bool:
         if namespace and obj["metadata"].get("namespace") != namespace:
-            return
+            return False
         labels = obj["metadata"].get("labels") or {}
-        wanted = matches(field_req, functools.partial(dotted, obj)) and matches(
-            label_req, labels.get
-        )
-        if wanted:
-            stream.offer(change, kind.view(obj))
+        return matches(field_req, functools.partial(dotted, obj)) and matches(label_req, labels.get)
 
+    def on_change(change: Change) -> None:
+        if wanted(change.object):
+            stream.offer(change.type, kind.view(change.object))
+
+    # What comes before the live changes, taken in the same loop turn as the subscription so
+    # that no change falls between them: the objects listed, or the changes after `start`.
+    expired: ExpiredError | None = None
+    replay: list[tuple[str, dict[str, Any]]] = [("ADDED", doc) for doc in initial]
+    if start is not None:
+        try:
+            changes = cluster.feed.since(kind.kind, start)
+        except ExpiredError as exc:
+            expired, changes = exc, []
+        replay = [(c.type, kind.view(c.object)) for c in changes if wanted(c.object)]
     # Registered before the headers go out: a watch the client sees is one shutdown will end.
     stream = hub.open(kind.resource, "namespace" if namespace else "cluster", request.transport)
-    unsubscribe = cluster.watch(kind.kind, on_change)
+    unsubscribe = cluster.feed.subscribe(kind.kind, on_change) if expired is None else _nothing
     row = kind.row(cluster.clock)
 
     async def send(change: str, obj: dict[str, Any]) -> None:
         if as_table:
-            payload = kube.table(kind.columns, [(obj, row(obj))], cluster.resource_version, include)
+            version = int(obj["metadata"].get("resourceVersion") or cluster.resource_version)
+            payload = kube.table(kind.columns, [(obj, row(obj))], version, include)
             line = json.dumps({"type": change, "object": payload}, allow_nan=False).encode()
             await response.write(line + b"\n")
         else:
@@ -524,11 +539,15 @@ async def watch(
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     try:
         await response.prepare(request)
-        if request.query.get("resourceVersion") in (None, "", "0"):
-            for doc in initial:
-                if stream.ended:
-                    return response
-                await send("ADDED", doc)
+        if expired is not None:
+            # As the apiserver's cacher: the watch is established, then one ERROR event.
+            status = ApiError(410, "Expired", str(expired)).status()
+            await response.write(json.dumps({"type": "ERROR", "object": status}).encode() + b"\n")
+            return response
+        for change, doc in replay:
+            if stream.ended:
+                return response
+            await send(change, doc)
         async with asyncio.timeout(timeout):
             while True:
                 change, obj = await stream.queue.get()
@@ -541,6 +560,24 @@ async def watch(
         unsubscribe()
         hub.finish(stream)
     return response
+
+
+def _nothing() -> None:
+    pass
+
+
+def _watch_start(request: web.Request) -> int | None:
+    """The resourceVersion a watch resumes after; None to start from the objects as listed."""
+    given = request.query.get("resourceVersion")
+    if given in (None, "", "0"):
+        return None
+    try:
+        version = int(given)
+    except ValueError:
+        version = -1
+    if version < 0:
+        raise bad_request(f"invalid resource version: {given!r} is not a non-negative integer")
+    return version
 
 
 # One change goes to every watch as the same object (renders are shared): encode it once.

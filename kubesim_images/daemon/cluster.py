@@ -16,13 +16,14 @@ import json
 import random
 import secrets as pysecrets
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kubesim_images.backoff import BackoffEntry
 from kubesim_images.clock import WallClock, now_ns, to_ns
 from kubesim_images.contentstore import ContentStore
+from kubesim_images.daemon.changefeed import ADDED, DELETED, MODIFIED, ChangeFeed
 from kubesim_images.daemon.config import DaemonConfig
 from kubesim_images.daemon.eventstore import EventStore
 from kubesim_images.daemon.kube import ApiError, already_exists, bad_request, invalid, not_found
@@ -74,9 +75,6 @@ from kubesim_images.registry.simulated import SimulatedRegistry, preload
 from kubesim_images.state import StateStore
 from kubesim_images.store import ImageRecord, ImageStore, Layer
 
-# A subscriber to one kind's changes: (ADDED | MODIFIED | DELETED, the object as stored).
-Watcher = Callable[[str, dict[str, Any]], None]
-
 
 @dataclass(slots=True)
 class PodRecord:
@@ -95,9 +93,15 @@ class Cluster:
         self.metrics = metrics
         self.clock = WallClock(loop)
         self.started = now_ns(loop)
-        self._rv = int(state.get_meta("resourceVersion", "1000"))
+        self.feed = ChangeFeed(
+            int(state.get_meta("resourceVersion", "1000")),
+            save=lambda version: state.put_meta("resourceVersion", str(version)),
+        )
         self.events = EventStore(
-            state, self.clock, self.next_version, lambda c, d: self._notify("Event", c, d)
+            state,
+            self.clock,
+            self.feed.next_version,
+            lambda change, doc: self.feed.publish("Event", change, doc),
         )
         spec = config.registry
         self.oci: OciRegistry | None = None
@@ -139,11 +143,11 @@ class Cluster:
         self.node_created = float(state.get_meta("nodeCreated") or self.clock.epoch(now_ns(loop)))
         self.pods: dict[str, PodRecord] = {}
         self._pod_keys: dict[tuple[str, str], str] = {}
-        self._watchers: dict[str, set[Watcher]] = {}
-        self.secrets = ObjectTable("Secret", "secrets", state, self._notify)
-        self.service_accounts = ObjectTable(
-            "ServiceAccount", "serviceaccounts", state, self._notify
-        )
+        self.secrets = ObjectTable("Secret", "secrets", state, self.feed)
+        self.service_accounts = ObjectTable("ServiceAccount", "serviceaccounts", state, self.feed)
+        # The node's resourceVersion: that of its last status change (its images).
+        self._node_version = self.feed.version
+        self._node_flush: asyncio.Handle | None = None
         self._dirty: dict[str, PodStatus] = {}
         self._flush: asyncio.Handle | None = None
         # (namespace, name) -> (resourceVersion, decoded docker config entries)
@@ -152,34 +156,23 @@ class Cluster:
 
     # -- bookkeeping -------------------------------------------------------------------------
     def next_version(self) -> int:
-        version = self._rv + 1
-        self.state.put_meta("resourceVersion", str(version))  # saved first: never reused
-        self._rv = version
-        return version
+        return self.feed.next_version()
 
     @property
     def resource_version(self) -> int:
-        return self._rv
+        return self.feed.version
 
     def now_stamp(self) -> str:
         return self.clock.rfc3339(self.clock.now_ns())
-
-    def watch(self, kind: str, watcher: Watcher) -> Callable[[], None]:
-        """Call `watcher` with every change of `kind` from now on; returns the unsubscribe."""
-        watchers = self._watchers.setdefault(kind, set())
-        watchers.add(watcher)
-        return lambda: watchers.discard(watcher)
-
-    def _notify(self, kind: str, change: str, obj: dict[str, Any]) -> None:
-        for watcher in list(self._watchers.get(kind, ())):
-            watcher(change, obj)
 
     def add_namespace(self, name: str) -> None:
         names = [*self.extra_namespaces, name]
         with self.state.transaction():
             self.state.put_meta("namespaces", json.dumps(names))
         self.extra_namespaces = names
-        self._notify("Namespace", "ADDED", self.namespace_doc(name))
+        doc = self.namespace_doc(name)
+        doc["metadata"]["resourceVersion"] = str(self.next_version())
+        self.feed.publish("Namespace", ADDED, doc)
 
     def namespaces(self) -> list[dict[str, Any]]:
         """Every namespace: the built-in ones, those created, and those objects live in."""
@@ -246,6 +239,9 @@ class Cluster:
 
     async def stop(self) -> None:
         await self.node.stop()
+        if self._node_flush is not None:
+            self._node_flush.cancel()
+            self._node_flush = None
         if self._flush is not None:
             self._flush.cancel()
             self._flush_changes()
@@ -265,9 +261,16 @@ class Cluster:
         self._node_changed()
 
     def _node_changed(self) -> None:
-        """The node's status.images changed: rendered only when someone watches the node."""
-        if self._watchers.get("Node"):
-            self._notify("Node", "MODIFIED", self.render_node())
+        """The node's status.images changed: one new version per loop turn, not per image
+        (a pull commits its image and the GC removes others in the same turn)."""
+        if self._node_flush is None:
+            self._node_flush = asyncio.get_running_loop().call_soon(self._flush_node)
+
+    def _flush_node(self) -> None:
+        self._node_flush = None
+        self._node_version = self.next_version()
+        # Rendered even when nobody watches: a watch resuming from an older version replays it.
+        self.feed.publish("Node", MODIFIED, self.render_node())
 
     def _forget_renders(self) -> None:
         """A pod's imageID shows the image's digest: a changed store re-renders every pod."""
@@ -309,8 +312,14 @@ class Cluster:
             record = self.pods.get(uid)
             if record is None or record.status is not status:
                 continue  # deleted while its sync was finishing
-            self.state.put_pod_status(uid, self._status_json(status))
-            self._notify("Pod", "MODIFIED", self.render_pod(record))
+            # A status change is a write like any other: the pod's next resourceVersion.
+            meta = {**record.manifest["metadata"], "resourceVersion": str(self.next_version())}
+            record.manifest = {**record.manifest, "metadata": meta}
+            with self.state.transaction():
+                self.state.put_object("Pod", meta["namespace"], meta["name"], record.manifest)
+                self.state.put_pod_status(uid, self._status_json(status))
+            record.rendered = None
+            self.feed.publish("Pod", MODIFIED, self.render_pod(record))
 
     def _status_json(self, status: PodStatus) -> dict[str, Any]:
         def container(cs: ContainerStatus) -> dict[str, Any]:
@@ -463,7 +472,7 @@ class Cluster:
         self._pod_keys[(namespace, pod.name)] = pod.uid
         self.node.workers.start(status)
         rendered = self.render_pod(record)
-        self._notify("Pod", "ADDED", rendered)
+        self.feed.publish("Pod", ADDED, rendered)
         return rendered
 
     def _stored_pod(
@@ -521,7 +530,15 @@ class Cluster:
         del self.pods[uid]
         self._dirty.pop(uid, None)
         rendered = self._deleted_view(record)
-        self._notify("Pod", "DELETED", rendered)
+        # The deletion is a change of its own, at a version of its own.
+        self.feed.publish(
+            "Pod",
+            DELETED,
+            {
+                **rendered,
+                "metadata": {**rendered["metadata"], "resourceVersion": str(self.next_version())},
+            },
+        )
         await self.node.workers.remove(uid)
         return rendered
 
@@ -604,7 +621,7 @@ class Cluster:
         if new_pod is not None and new_pod != record.status.pod:
             self.node.workers.update(record.status, new_pod)
         rendered = self.render_pod(record)
-        self._notify("Pod", "MODIFIED", rendered)
+        self.feed.publish("Pod", MODIFIED, rendered)
         return rendered
 
     def replace_pod(
@@ -844,7 +861,9 @@ class Cluster:
 
     # -- the node ----------------------------------------------------------------------------
     def render_node(self) -> dict[str, Any]:
-        return render_node(self.node, self.clock, self.node_uid, self.node_created, self._rv)
+        return render_node(
+            self.node, self.clock, self.node_uid, self.node_created, self._node_version
+        )
 
 
 def _record_from_json(doc: Mapping[str, Any]) -> ImageRecord:

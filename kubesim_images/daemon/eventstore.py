@@ -112,7 +112,8 @@ class EventStore:
             old_name, evicted = self._events.popitem(last=False)
             self._index.pop(self._key(evicted), None)
             self._state.delete_event(old_name)
-            self._on_change("DELETED", evicted)
+            meta = {**evicted["metadata"], "resourceVersion": str(self._next_version())}
+            self._on_change("DELETED", {**evicted, "metadata": meta})
 
     def list(self, namespace: str | None = None) -> list[dict[str, Any]]:
         docs = self._events.values()

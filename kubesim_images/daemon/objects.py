@@ -12,9 +12,10 @@ import base64
 import binascii
 import copy
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from kubesim_images.daemon.changefeed import DELETED, ChangeFeed
 from kubesim_images.daemon.kube import already_exists, bad_request, invalid, not_found
 from kubesim_images.errors import ConfigError
 from kubesim_images.keyring import Credential, parse_docker_config
@@ -35,13 +36,13 @@ class ObjectTable(dict[tuple[str, str], dict[str, Any]]):
         kind: str,
         resource: str,
         state: StateStore,
-        on_change: Callable[[str, str, dict[str, Any]], None] = lambda _k, _c, _d: None,
+        feed: ChangeFeed,
     ) -> None:
         super().__init__()
         self.kind = kind
         self.resource = resource
         self._state = state
-        self._on_change = on_change  # (kind, ADDED | MODIFIED | DELETED, doc) once committed
+        self._feed = feed  # each committed change, published once
 
     def require(self, namespace: str, name: str) -> dict[str, Any]:
         doc = self.get((namespace, name))
@@ -60,14 +61,18 @@ class ObjectTable(dict[tuple[str, str], dict[str, Any]]):
             self._state.put_object(self.kind, namespace, name, doc)
         change = "MODIFIED" if (namespace, name) in self else "ADDED"
         self[(namespace, name)] = doc
-        self._on_change(self.kind, change, doc)
+        self._feed.publish(self.kind, change, doc)
 
     def remove(self, namespace: str, name: str) -> dict[str, Any]:
         doc = self.require(namespace, name)
         with self._state.transaction():
             self._state.delete_object(self.kind, doc["metadata"]["uid"])
         del self[(namespace, name)]
-        self._on_change(self.kind, "DELETED", doc)
+        # The deletion is a change of its own: watchers see it at a version of its own.
+        version = str(self._feed.next_version())
+        self._feed.publish(
+            self.kind, DELETED, {**doc, "metadata": {**doc["metadata"], "resourceVersion": version}}
+        )
         return doc
 
     def restore(self) -> None:

@@ -63,10 +63,15 @@ def test_client_replace_and_read_status(daemon: RunningDaemon) -> None:
     replaced = api.replace_namespaced_pod("web", "default", pod)
     assert replaced.spec is not None
     assert replaced.spec.containers[0].image == "busybox:1.37"
-    dry = api.replace_namespaced_pod("web", "default", replaced, dry_run="All")
+    # The kubelet's status changes (the new image pulled, the container running again) are
+    # writes too: `replaced` is stale once they land, so the dry run replaces the pod as it is
+    # once running again, and must not take a version of its own.
+    daemon.wait_running("web")
+    current = api.read_namespaced_pod("web", "default")
+    dry = api.replace_namespaced_pod("web", "default", current, dry_run="All")
     assert dry.metadata is not None
-    assert replaced.metadata is not None
-    assert dry.metadata.resource_version == replaced.metadata.resource_version
+    assert current.metadata is not None
+    assert dry.metadata.resource_version == current.metadata.resource_version
     with pytest.raises(ApiException) as missing:
         api.read_namespaced_pod_status("ghost", "default")
     assert missing.value.status == 404
