@@ -14,32 +14,36 @@ import hmac
 import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from kubesim_images.clock import WallClock
-from kubesim_images.daemon import kube, openapi, rows
+from kubesim_images.daemon import kube, openapi
 from kubesim_images.daemon.bodies import BODY_TIMEOUT, read_object, read_patch
 from kubesim_images.daemon.changefeed import Change, ExpiredError
 from kubesim_images.daemon.cluster import Cluster
-from kubesim_images.daemon.discovery import API_GROUPS, API_V1, KUBE_VERSION, api_versions
+from kubesim_images.daemon.discovery import (
+    API_GROUPS,
+    API_V1,
+    GROUP_RESOURCES,
+    KUBE_VERSION,
+    api_versions,
+)
 from kubesim_images.daemon.fieldvalidation import field_validation_middleware
-from kubesim_images.daemon.kube import ApiError, bad_request, not_found
-from kubesim_images.daemon.objects import redact_secret
+from kubesim_images.daemon.kube import ApiError, bad_request
 from kubesim_images.daemon.options import delete_dry_run, dry_run
 from kubesim_images.daemon.podupdate import SpecMerge
+from kubesim_images.daemon.resources import RESOURCES, Resource
 from kubesim_images.daemon.selectors import (
     dotted,
     matches,
     parse_field_selector,
     parse_label_selector,
 )
+from kubesim_images.daemon.storage import Storage
 from kubesim_images.daemon.watches import STOP, WatchCollector, WatchHub
 from kubesim_images.logging import get_logger
 from kubesim_images.metrics import Metrics
-from kubesim_images.pod import DNS1123_LABEL, FieldError, label_invalid
 from kubesim_images.registry.listing import catalogue_rows
 from kubesim_images.state import StateError
 from kubesim_images.units import format_duration_ns
@@ -55,35 +59,6 @@ WATCHES: web.AppKey[WatchHub] = web.AppKey("watches", WatchHub)
 # How long a stopped watch may take to flush before its connection is aborted (a client that
 # stopped reading never lets it flush).
 WATCH_GRACE_SECONDS = 1.0
-
-POD_FIELDS = frozenset(
-    {
-        "metadata.name",
-        "metadata.namespace",
-        "spec.nodeName",
-        "status.phase",
-        "spec.serviceAccountName",
-    }
-)
-EVENT_FIELDS = frozenset(
-    {
-        "involvedObject.kind",
-        "involvedObject.namespace",
-        "involvedObject.name",
-        "involvedObject.uid",
-        "involvedObject.apiVersion",
-        "involvedObject.resourceVersion",
-        "involvedObject.fieldPath",
-        "reason",
-        "reportingComponent",
-        "source",
-        "type",
-        "metadata.name",
-        "metadata.namespace",
-    }
-)
-META_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
-SECRET_FIELDS = META_FIELDS | {"type"}
 
 
 def _json(doc: Any, status: int = 200) -> web.Response:
@@ -218,33 +193,8 @@ def _timeout_seconds(request: web.Request) -> float:
     return timeout
 
 
-@dataclass(frozen=True, slots=True)
-class Listed:
-    """A kind the daemon lists and watches: its names, selectable fields and Table printer."""
-
-    kind: str
-    resource: str
-    fields: frozenset[str]
-    columns: tuple[kube.Column, ...]
-    row: Callable[[WallClock], Callable[[dict[str, Any]], list[Any]]]
-    # The object as a client may see it (a secret's values are never shown).
-    view: Callable[[dict[str, Any]], dict[str, Any]] = lambda doc: doc
-
-
-PODS = Listed("Pod", "pods", POD_FIELDS, kube.POD_COLUMNS, rows.pod_row)
-EVENTS = Listed("Event", "events", EVENT_FIELDS, kube.EVENT_COLUMNS, rows.event_row)
-NODES = Listed("Node", "nodes", META_FIELDS, kube.NODE_COLUMNS, rows.node_row)
-SECRETS = Listed(
-    "Secret", "secrets", SECRET_FIELDS, kube.SECRET_COLUMNS, rows.secret_row, redact_secret
-)
-SERVICE_ACCOUNTS = Listed(
-    "ServiceAccount", "serviceaccounts", META_FIELDS, kube.SERVICEACCOUNT_COLUMNS, rows.sa_row
-)
-NAMESPACES = Listed("Namespace", "namespaces", META_FIELDS, kube.NAMESPACE_COLUMNS, rows.ns_row)
-
-
 async def _listing(
-    request: web.Request, kind: Listed, docs: list[dict[str, Any]]
+    request: web.Request, kind: Resource, docs: list[dict[str, Any]]
 ) -> web.StreamResponse:
     """A LIST of `kind` (objects or a Table), or with `watch` its changes from now on."""
     docs = _filter(request, docs, kind.fields)
@@ -258,7 +208,9 @@ async def _listing(
         return _json(
             kube.table(kind.columns, ((d, row(d)) for d in docs), cluster.resource_version, include)
         )
-    return _json(kube.kube_list(f"{kind.kind}List", docs, cluster.resource_version))
+    return _json(
+        kube.kube_list(f"{kind.kind}List", docs, cluster.resource_version, kind.api_version)
+    )
 
 
 def _one_or_table(
@@ -272,9 +224,6 @@ def _one_or_table(
         include = kube.include_object(request.query.get("includeObject"))
         return _json(kube.table(columns, [(doc, row(doc))], cluster.resource_version, include))
     return _json(doc)
-
-
-# -- rows --------------------------------------------------------------------------------------
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -302,6 +251,13 @@ async def apis_root(_request: web.Request) -> web.Response:
 
 async def api_v1(_request: web.Request) -> web.Response:
     return _json(API_V1)
+
+
+def _constant(doc: dict[str, Any]) -> Handler:
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return _json(doc)
+
+    return handler
 
 
 async def openapi_v3(_request: web.Request) -> web.Response:
@@ -418,72 +374,8 @@ async def debug_gc(request: web.Request) -> web.Response:
     )
 
 
-# pods
-async def list_pods(request: web.Request) -> web.StreamResponse:
-    cluster = request.app[CLUSTER]
-    return await _listing(request, PODS, cluster.list_pods(_namespace(request)))
-
-
-async def create_pod(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    dry = dry_run(request)
-    doc = cluster.create_pod(
-        request.match_info["namespace"], await read_object(request), dry_run=dry
-    )
-    if not dry:
-        _log.info("pod_created", pod=f"{doc['metadata']['namespace']}/{doc['metadata']['name']}")
-    return _json(doc, 201)
-
-
-async def get_pod(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    doc = cluster.get_pod(request.match_info["namespace"], request.match_info["name"])
-    return _one_or_table(request, doc, rows.pod_row(cluster.clock), kube.POD_COLUMNS)
-
-
-async def delete_pod(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    dry = await delete_dry_run(request)
-    doc = await cluster.delete_pod(
-        request.match_info["namespace"], request.match_info["name"], dry_run=dry
-    )
-    if not dry:
-        _log.info("pod_deleted", pod=f"{doc['metadata']['namespace']}/{doc['metadata']['name']}")
-    return _json(doc)
-
-
-async def patch_pod(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    ns, name = request.match_info["namespace"], request.match_info["name"]
-    dry = dry_run(request)
-    patch = await read_patch(request, cluster.get_pod(ns, name))
-    if "__replace__" in patch:
-        current = cluster.get_pod(ns, name)
-        replaced = patch["__replace__"]
-        if not isinstance(replaced.get("metadata"), Mapping):
-            raise bad_request("metadata must be an object")
-        patch = {"metadata": {k: replaced["metadata"].get(k) for k in ("labels", "annotations")}}
-        if {k: v for k, v in replaced.items() if k != "metadata"} != {
-            k: v for k, v in current.items() if k != "metadata"
-        }:
-            patch["spec"] = replaced.get("spec")
-    by_name = request.content_type in (
-        "application/strategic-merge-patch+json",
-        "application/apply-patch+yaml",
-    )
-    merge = SpecMerge.BY_NAME if by_name else SpecMerge.JSON
-    return _json(cluster.patch_pod(ns, name, patch, dry_run=dry, merge=merge))
-
-
-async def replace_pod(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    ns, name = request.match_info["namespace"], request.match_info["name"]
-    dry = dry_run(request)
-    return _json(cluster.replace_pod(ns, name, await read_object(request), dry_run=dry))
-
-
 async def watch(
-    request: web.Request, kind: Listed, initial: list[dict[str, Any]]
+    request: web.Request, kind: Resource, initial: list[dict[str, Any]]
 ) -> web.StreamResponse:
     """Newline-delimited watch events of one kind; Table rows when the client asked for a Table.
 
@@ -523,7 +415,7 @@ async def watch(
             expired, changes = exc, []
         replay = [(c.type, kind.view(c.object)) for c in changes if wanted(c.object)]
     # Registered before the headers go out: a watch the client sees is one shutdown will end.
-    stream = hub.open(kind.resource, "namespace" if namespace else "cluster", request.transport)
+    stream = hub.open(kind.plural, "namespace" if namespace else "cluster", request.transport)
     unsubscribe = cluster.feed.subscribe(kind.kind, on_change) if expired is None else _nothing
     row = kind.row(cluster.clock)
 
@@ -602,175 +494,92 @@ async def stop_watches(app: web.Application) -> None:
     await app[WATCHES].close(grace=WATCH_GRACE_SECONDS)
 
 
-# events
-async def list_events(request: web.Request) -> web.StreamResponse:
-    cluster = request.app[CLUSTER]
-    return await _listing(request, EVENTS, cluster.events.list(_namespace(request)))
+# -- the routes of every kind, generated from the resource table ---------------------------------
+def _store(request: web.Request, res: Resource) -> Storage:
+    return request.app[CLUSTER].stores[res.kind]
 
 
-async def get_event(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    doc = cluster.events.get(request.match_info["namespace"], request.match_info["name"])
-    if doc is None:
-        raise not_found("events", request.match_info["name"])
-    return _one_or_table(request, doc, rows.event_row(cluster.clock), kube.EVENT_COLUMNS)
+def _key(request: web.Request) -> tuple[str, str]:
+    return request.match_info.get("namespace", ""), request.match_info["name"]
 
 
-# nodes
+def _resource_handlers(res: Resource) -> dict[str, Handler]:
+    """One handler per verb of `res`: each reads the request, calls the kind's storage and
+    answers as the apiserver does (the client's view of the object, a Table, a watch)."""
 
+    async def list_(request: web.Request) -> web.StreamResponse:
+        docs = _store(request, res).list(_namespace(request))
+        return await _listing(request, res, [res.view(d) for d in docs])
 
-async def list_nodes(request: web.Request) -> web.StreamResponse:
-    cluster = request.app[CLUSTER]
-    return await _listing(request, NODES, [cluster.render_node()])
+    async def get(request: web.Request) -> web.StreamResponse:
+        doc = res.view(_store(request, res).get(*_key(request)))
+        return _one_or_table(request, doc, res.row(request.app[CLUSTER].clock), res.columns)
 
+    async def create(request: web.Request) -> web.StreamResponse:
+        dry = dry_run(request)
+        namespace = request.match_info.get("namespace", "")
+        body = await read_object(request)
+        return _json(res.view(_store(request, res).create(namespace, body, dry_run=dry)), 201)
 
-async def get_node(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    if request.match_info["name"] != cluster.node.name:
-        raise not_found("nodes", request.match_info["name"])
-    return _one_or_table(
-        request, cluster.render_node(), rows.node_row(cluster.clock), kube.NODE_COLUMNS
-    )
-
-
-# secrets
-
-
-async def list_secrets(request: web.Request) -> web.StreamResponse:
-    cluster = request.app[CLUSTER]
-    namespace = _namespace(request)
-    docs = [
-        redact_secret(d)
-        for (ns, _), d in sorted(cluster.secrets.items())
-        if namespace is None or ns == namespace
-    ]
-    return await _listing(request, SECRETS, docs)
-
-
-async def create_secret(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    dry = dry_run(request)
-    doc = cluster.create_secret(
-        request.match_info["namespace"], await read_object(request), dry_run=dry
-    )
-    return _json(doc, 201)
-
-
-async def get_secret(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    doc = redact_secret(cluster.secret(request.match_info["namespace"], request.match_info["name"]))
-    return _one_or_table(request, doc, rows.secret_row(cluster.clock), kube.SECRET_COLUMNS)
-
-
-async def delete_secret(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    dry = await delete_dry_run(request)
-    doc = cluster.delete_secret(
-        request.match_info["namespace"], request.match_info["name"], dry_run=dry
-    )
-    return _json(kube.success_status("secrets", doc["metadata"]["name"], doc["metadata"]["uid"]))
-
-
-async def patch_secret(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    ns, name = request.match_info["namespace"], request.match_info["name"]
-    dry = dry_run(request)
-    patch = await read_patch(request, cluster.secret(ns, name))
-    if "__replace__" in patch:
-        patch = patch["__replace__"]
-    return _json(cluster.patch_secret(ns, name, patch, dry_run=dry))
-
-
-# service accounts
-
-
-async def list_service_accounts(request: web.Request) -> web.StreamResponse:
-    cluster = request.app[CLUSTER]
-    namespace = _namespace(request)
-    docs = [
-        d
-        for (ns, _), d in sorted(cluster.service_accounts.items())
-        if namespace is None or ns == namespace
-    ]
-    return await _listing(request, SERVICE_ACCOUNTS, docs)
-
-
-async def create_service_account(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    dry = dry_run(request)
-    doc = cluster.create_service_account(
-        request.match_info["namespace"], await read_object(request), dry_run=dry
-    )
-    return _json(doc, 201)
-
-
-async def get_service_account(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    doc = cluster.service_account(request.match_info["namespace"], request.match_info["name"])
-    return _one_or_table(request, doc, rows.sa_row(cluster.clock), kube.SERVICEACCOUNT_COLUMNS)
-
-
-async def delete_service_account(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    dry = await delete_dry_run(request)
-    return _json(
-        cluster.delete_service_account(
-            request.match_info["namespace"], request.match_info["name"], dry_run=dry
+    async def patch(request: web.Request) -> web.StreamResponse:
+        store = _store(request, res)
+        namespace, name = _key(request)
+        dry = dry_run(request)
+        patch = await read_patch(request, store.get(namespace, name))
+        by_name = request.content_type in (
+            "application/strategic-merge-patch+json",
+            "application/apply-patch+yaml",
         )
-    )
+        merge = SpecMerge.BY_NAME if by_name else SpecMerge.JSON
+        return _json(res.view(store.patch(namespace, name, patch, dry_run=dry, merge=merge)))
+
+    async def update(request: web.Request) -> web.StreamResponse:
+        namespace, name = _key(request)
+        dry = dry_run(request)
+        body = await read_object(request)
+        return _json(res.view(_store(request, res).replace(namespace, name, body, dry_run=dry)))
+
+    async def delete(request: web.Request) -> web.StreamResponse:
+        dry = await delete_dry_run(request)
+        doc = await _store(request, res).delete(*_key(request), dry_run=dry)
+        if res.delete_answers_status:
+            meta = doc["metadata"]
+            return _json(kube.success_status(res.plural, meta["name"], meta["uid"]))
+        return _json(res.view(doc))
+
+    return {
+        "list": list_,
+        "get": get,
+        "create": create,
+        "patch": patch,
+        "update": update,
+        "delete": delete,
+    }
 
 
-async def patch_service_account(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    ns, name = request.match_info["namespace"], request.match_info["name"]
-    dry = dry_run(request)
-    patch = await read_patch(request, cluster.service_account(ns, name))
-    if "__replace__" in patch:
-        patch = patch["__replace__"]
-    return _json(cluster.patch_service_account(ns, name, patch, dry_run=dry))
-
-
-# namespaces
-async def list_namespaces(request: web.Request) -> web.StreamResponse:
-    cluster = request.app[CLUSTER]
-    return await _listing(request, NAMESPACES, cluster.namespaces())
-
-
-async def get_namespace(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    for doc in cluster.namespaces():
-        if doc["metadata"]["name"] == request.match_info["name"]:
-            return _one_or_table(request, doc, rows.ns_row(cluster.clock), kube.NAMESPACE_COLUMNS)
-    raise not_found("namespaces", request.match_info["name"])
-
-
-async def create_namespace(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    dry = dry_run(request)
-    body = await read_object(request)
-    meta = body.get("metadata") or {}
-    name = meta.get("name") if isinstance(meta, Mapping) else None
-    if not isinstance(name, str) or not name:
-        raise bad_request("metadata.name is required")
-    if len(name) > 63 or not DNS1123_LABEL.fullmatch(name):
-        raise kube.invalid(
-            "Namespace",
-            name,
-            [
-                FieldError(
-                    "metadata.name",
-                    "FieldValueInvalid",
-                    label_invalid(name),
-                )
-            ],
-        )
-    if any(d["metadata"]["name"] == name for d in cluster.namespaces()):
-        raise kube.already_exists("namespaces", name)
-    if dry:
-        return _json(cluster.namespace_doc(name), 201)
-    cluster.add_namespace(name)
-    doc = next(d for d in cluster.namespaces() if d["metadata"]["name"] == name)
-    return _json(doc, 201)
+def add_resource_routes(app: web.Application, resources: tuple[Resource, ...]) -> None:
+    """Every kind's routes, for the verbs it declares (watch is `list` with watch=true)."""
+    for res in resources:
+        handlers = _resource_handlers(res)
+        verbs = set(res.verbs)
+        collection = res.collection_path()
+        item = f"{collection}/{{name}}"
+        if "list" in verbs:
+            if res.namespaced:  # the same list across all namespaces
+                app.router.add_get(f"{res.api_prefix}/{res.plural}", handlers["list"])
+            app.router.add_get(collection, handlers["list"])
+        if "create" in verbs:
+            app.router.add_post(collection, handlers["create"])
+        if "get" in verbs:
+            app.router.add_get(item, handlers["get"])
+            for sub in res.subresources:
+                app.router.add_get(f"{item}/{sub}", handlers["get"])
+        if "delete" in verbs:
+            app.router.add_delete(item, handlers["delete"])
+        if "patch" in verbs:
+            app.router.add_patch(item, handlers["patch"])
+        if "update" in verbs:
+            app.router.add_put(item, handlers["update"])
 
 
 def make_app(
@@ -798,7 +607,6 @@ def make_app(
     app[WATCHES] = WatchHub()
     metrics_.registry.register(WatchCollector(app[WATCHES]))
     app.on_shutdown.append(stop_watches)
-    ns = "/api/v1/namespaces/{namespace}"
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/livez", healthz)
     app.router.add_get("/readyz", readyz)
@@ -813,32 +621,7 @@ def make_app(
     app.router.add_get("/debug/pulls", debug_pulls)
     app.router.add_get("/debug/catalogue", debug_catalogue)
     app.router.add_get("/debug/gc", debug_gc)
-    app.router.add_get("/api/v1/pods", list_pods)
-    app.router.add_get(f"{ns}/pods", list_pods)
-    app.router.add_post(f"{ns}/pods", create_pod)
-    app.router.add_get(f"{ns}/pods/{{name}}", get_pod)
-    app.router.add_delete(f"{ns}/pods/{{name}}", delete_pod)
-    app.router.add_patch(f"{ns}/pods/{{name}}", patch_pod)
-    app.router.add_put(f"{ns}/pods/{{name}}", replace_pod)
-    app.router.add_get(f"{ns}/pods/{{name}}/status", get_pod)
-    app.router.add_get("/api/v1/events", list_events)
-    app.router.add_get(f"{ns}/events", list_events)
-    app.router.add_get(f"{ns}/events/{{name}}", get_event)
-    app.router.add_get("/api/v1/nodes", list_nodes)
-    app.router.add_get("/api/v1/nodes/{name}", get_node)
-    app.router.add_get("/api/v1/secrets", list_secrets)
-    app.router.add_get(f"{ns}/secrets", list_secrets)
-    app.router.add_post(f"{ns}/secrets", create_secret)
-    app.router.add_get(f"{ns}/secrets/{{name}}", get_secret)
-    app.router.add_delete(f"{ns}/secrets/{{name}}", delete_secret)
-    app.router.add_patch(f"{ns}/secrets/{{name}}", patch_secret)
-    app.router.add_get("/api/v1/serviceaccounts", list_service_accounts)
-    app.router.add_get(f"{ns}/serviceaccounts", list_service_accounts)
-    app.router.add_post(f"{ns}/serviceaccounts", create_service_account)
-    app.router.add_get(f"{ns}/serviceaccounts/{{name}}", get_service_account)
-    app.router.add_delete(f"{ns}/serviceaccounts/{{name}}", delete_service_account)
-    app.router.add_patch(f"{ns}/serviceaccounts/{{name}}", patch_service_account)
-    app.router.add_get("/api/v1/namespaces", list_namespaces)
-    app.router.add_post("/api/v1/namespaces", create_namespace)
-    app.router.add_get("/api/v1/namespaces/{name}", get_namespace)
+    for group_version, resource_list in GROUP_RESOURCES.items():
+        app.router.add_get(f"/apis/{group_version}", _constant(resource_list))
+    add_resource_routes(app, RESOURCES)
     return app

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from kubesim_images.clock import WallClock
+from kubesim_images.daemon.kube import not_found
+from kubesim_images.daemon.storage import ReadOnly
 from kubesim_images.events import Event
 from kubesim_images.state import StateStore
 
@@ -22,7 +24,9 @@ MAX_EVENTS = 5000
 _Key = tuple[str, str, str, str, str, str]
 
 
-class EventStore:
+class EventStore(ReadOnly):
+    """`Storage` for events: the kubelet writes them (`emit`), the API reads them."""
+
     def __init__(
         self,
         state: StateStore,
@@ -121,9 +125,11 @@ class EventStore:
             return list(docs)
         return [d for d in docs if d["metadata"]["namespace"] == namespace]
 
-    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
         doc = self._events.get(name)
-        return doc if doc is not None and doc["metadata"]["namespace"] == namespace else None
+        if doc is None or doc["metadata"]["namespace"] != namespace:
+            raise not_found("events", name)
+        return doc
 
     def __len__(self) -> int:
         return len(self._events)

@@ -5,13 +5,21 @@
 `ephemeral-storage` is the node's image filesystem (one filesystem for everything here), its
 allocatable part what the default hard eviction threshold `nodefs.available<10%` leaves, and
 `DiskPressure` is the eviction manager's verdict on the default `imagefs.available<15%`.
+
+`NodeObject` is the kind's storage: the node's resourceVersion is that of its last status
+change, one per loop turn in which its images changed (a pull commits its image and the GC
+removes others in the same turn), each published once on the change feed.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from kubesim_images.clock import WallClock
+from kubesim_images.daemon.changefeed import MODIFIED, ChangeFeed
+from kubesim_images.daemon.kube import not_found
+from kubesim_images.daemon.storage import ReadOnly
 from kubesim_images.node import Node
 
 # The kubelet's default hard eviction thresholds (evictionHard) for the two filesystems.
@@ -127,3 +135,47 @@ def _quantity(size: int) -> str:
         if size and size % scale == 0:
             return f"{size // scale}{suffix}"
     return str(size)
+
+
+class NodeObject(ReadOnly):
+    """`Storage` for the one Node, and the publisher of its status changes."""
+
+    def __init__(
+        self, node: Node, clock: WallClock, feed: ChangeFeed, uid: str, created_epoch: float
+    ) -> None:
+        self._node = node
+        self._clock = clock
+        self._feed = feed
+        self.uid = uid
+        self.created_epoch = created_epoch
+        self._version = feed.version
+        self._flush: asyncio.Handle | None = None
+
+    def changed(self) -> None:
+        """The node's images changed: a new version at the end of this loop turn."""
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_soon(self._publish)
+
+    def _publish(self) -> None:
+        self._flush = None
+        self._version = self._feed.next_version()
+        # Rendered even when nobody watches: a watch resuming from an older version replays it.
+        self._feed.publish("Node", MODIFIED, self.render())
+
+    def stop(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+
+    def render(self) -> dict[str, Any]:
+        return render_node(self._node, self._clock, self.uid, self.created_epoch, self._version)
+
+    def list(self, namespace: str | None) -> list[dict[str, Any]]:
+        del namespace
+        return [self.render()]
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        del namespace
+        if name != self._node.name:
+            raise not_found("nodes", name)
+        return self.render()

@@ -26,6 +26,8 @@ from typing import Any
 
 from kubesim_images import __version__
 from kubesim_images.daemon.discovery import KUBE_VERSION, RESOURCES
+from kubesim_images.daemon.resources import RESOURCES as RESOURCE_TABLE
+from kubesim_images.daemon.resources import Resource
 
 DATA_FILE = "openapi-core-v1.json.gz"
 PREFIX = "#/components/schemas/"
@@ -255,8 +257,8 @@ def _op(
     return op
 
 
-def _patch(summary: str, kind: str) -> dict[str, Any]:
-    op = _op(summary, response=CORE + kind)
+def _patch(summary: str, schema: str) -> dict[str, Any]:
+    op = _op(summary, response=schema)
     op["requestBody"] = {
         "required": True,
         "content": {t: {"schema": {"type": "object"}} for t in PATCH_TYPES[1:3]}
@@ -266,10 +268,43 @@ def _patch(summary: str, kind: str) -> dict[str, Any]:
     return op
 
 
+def _schema_name(res: Resource, suffix: str = "") -> str:
+    return f"io.k8s.api.{res.group or 'core'}.{res.version}.{res.kind}{suffix}"
+
+
+def _resource_paths(lists: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operations of every kind of the resource table, for the verbs it declares."""
+    paths: dict[str, Any] = {}
+    for res in RESOURCE_TABLE:
+        verbs, said = set(res.verbs), res.summaries
+        schema, listed = _schema_name(res), _schema_name(res, "List")
+        collection: dict[str, Any] = {}
+        if "list" in verbs:
+            collection["get"] = _op(said["list"], response=listed, params=lists)
+        if "create" in verbs:
+            collection["post"] = _op(said["create"], response=schema, body=schema, code="201")
+        item: dict[str, Any] = {}
+        if "get" in verbs:
+            item["get"] = _op(said["get"], response=schema)
+        if "delete" in verbs:
+            item["delete"] = _op(
+                said["delete"], response=STATUS if res.delete_answers_status else schema
+            )
+        if "patch" in verbs:
+            item["patch"] = _patch(said["patch"], schema)
+        paths[res.collection_path()] = collection
+        paths[f"{res.collection_path()}/{{name}}"] = item
+        if res.namespaced and "list" in verbs:
+            everywhere = said.get("list-all", f"List {res.plural} in all namespaces")
+            paths[f"{res.api_prefix}/{res.plural}"] = {
+                "get": _op(everywhere, response=listed, params=lists)
+            }
+    return paths
+
+
 @functools.cache
 def daemon_document() -> dict[str, Any]:
     """OpenAPI 3.0 description of the daemon's HTTP API, bodies typed by the core schemas."""
-    ns = "/api/v1/namespaces/{namespace}"
     # The daemon takes fractional timeoutSeconds (a watch of 0.3 s); its own document says so.
     lists = [
         _query("timeoutSeconds", p["description"], "number") if p["name"] == "timeoutSeconds" else p
@@ -294,88 +329,8 @@ def daemon_document() -> dict[str, Any]:
         },
         "/openapi/v3": {"get": _op("OpenAPI v3 discovery")},
         "/openapi/v3/api/v1": {"get": _op("OpenAPI v3 document of core/v1 (kubectl explain)")},
-        f"{ns}/pods": {
-            "get": _op(
-                "List pods (Table with Accept as=Table; watch=true streams)",
-                response=CORE + "PodList",
-                params=lists,
-            ),
-            "post": _op("Create a pod", response=CORE + "Pod", body=CORE + "Pod", code="201"),
-        },
-        f"{ns}/pods/{{name}}": {
-            "get": _op("Read a pod with its container statuses", response=CORE + "Pod"),
-            "delete": _op("Delete a pod (returns the pod)", response=CORE + "Pod"),
-            "patch": _patch("Patch labels/annotations", "Pod"),
-        },
-        "/api/v1/pods": {
-            "get": _op("List pods in all namespaces", response=CORE + "PodList", params=lists)
-        },
-        f"{ns}/secrets": {
-            "get": _op(
-                "List secrets (values never returned)", response=CORE + "SecretList", params=lists
-            ),
-            "post": _op(
-                "Create a secret (JSON, YAML or protobuf)",
-                response=CORE + "Secret",
-                body=CORE + "Secret",
-                code="201",
-            ),
-        },
-        f"{ns}/secrets/{{name}}": {
-            "get": _op("Read a secret (values never returned)", response=CORE + "Secret"),
-            "delete": _op("Delete a secret", response=STATUS),
-            "patch": _patch("Patch a secret", "Secret"),
-        },
-        "/api/v1/secrets": {
-            "get": _op("List secrets in all namespaces", response=CORE + "SecretList", params=lists)
-        },
-        f"{ns}/serviceaccounts": {
-            "get": _op("List service accounts", response=CORE + "ServiceAccountList", params=lists),
-            "post": _op(
-                "Create a service account",
-                response=CORE + "ServiceAccount",
-                body=CORE + "ServiceAccount",
-                code="201",
-            ),
-        },
-        f"{ns}/serviceaccounts/{{name}}": {
-            "get": _op("Read a service account", response=CORE + "ServiceAccount"),
-            "delete": _op("Delete a service account", response=CORE + "ServiceAccount"),
-            "patch": _patch("Patch (e.g. imagePullSecrets)", "ServiceAccount"),
-        },
-        "/api/v1/serviceaccounts": {
-            "get": _op(
-                "List service accounts in all namespaces",
-                response=CORE + "ServiceAccountList",
-                params=lists,
-            )
-        },
-        f"{ns}/events": {
-            "get": _op(
-                "List events (fieldSelector on involvedObject.*)",
-                response=CORE + "EventList",
-                params=lists,
-            )
-        },
-        f"{ns}/events/{{name}}": {"get": _op("Read an event", response=CORE + "Event")},
-        "/api/v1/events": {
-            "get": _op("List events in all namespaces", response=CORE + "EventList", params=lists)
-        },
-        "/api/v1/nodes": {"get": _op("List the node", response=CORE + "NodeList", params=lists)},
-        "/api/v1/nodes/{name}": {
-            "get": _op("Read the node (status.images)", response=CORE + "Node")
-        },
-        "/api/v1/namespaces": {
-            "get": _op("List namespaces", response=CORE + "NamespaceList", params=lists),
-            "post": _op(
-                "Create a namespace",
-                response=CORE + "Namespace",
-                body=CORE + "Namespace",
-                code="201",
-            ),
-        },
-        "/api/v1/namespaces/{name}": {"get": _op("Read a namespace", response=CORE + "Namespace")},
     }
+    paths.update(_resource_paths(lists))
     for path, operations in paths.items():
         names = re.findall(r"{(\w+)}", path)
         if names:

@@ -121,7 +121,7 @@ class Daemon:
             port=self.port,
             node=self.config.node_name,
             state_dir=str(self.state_dir),
-            pods=len(self.cluster.pods),
+            pods=len(self.cluster.pods.records),
             images=len(self.cluster.node.store),
             config=self.config.source,
             hint=f"kubectl --server {self.url} get pods",

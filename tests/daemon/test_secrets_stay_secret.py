@@ -10,6 +10,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from kubesim_images.daemon.cluster import Cluster
+from kubesim_images.daemon.resources import BY_KIND
 from kubesim_images.daemon.config import parse_config
 from kubesim_images.logging import configure
 from kubesim_images.metrics import Metrics
@@ -44,15 +45,18 @@ async def test_a_pull_with_a_secret_leaves_no_trace(tmp_path):
     with capture_logs() as logs:
         cluster = Cluster(config, state, metrics)  # loggers bind at construction
         cluster.restore()
-        created = cluster.create_secret(
-            "default",
-            {
-                "metadata": {"name": "regcred"},
-                "type": "kubernetes.io/dockerconfigjson",
-                "stringData": {".dockerconfigjson": dockerconfig},
-            },
+        # What the API answers: the stored secret as a client may see it.
+        created = BY_KIND["Secret"].view(
+            cluster.stores["Secret"].create(
+                "default",
+                {
+                    "metadata": {"name": "regcred"},
+                    "type": "kubernetes.io/dockerconfigjson",
+                    "stringData": {".dockerconfigjson": dockerconfig},
+                },
+            )
         )
-        cluster.create_pod(
+        cluster.pods.create(
             "default",
             {
                 "metadata": {"name": "p"},
@@ -63,7 +67,7 @@ async def test_a_pull_with_a_secret_leaves_no_trace(tmp_path):
             },
         )
         for _ in range(200):
-            pod = cluster.get_pod("default", "p")
+            pod = cluster.pods.get("default", "p")
             if pod["status"]["phase"] == "Running":
                 break
             await asyncio.sleep(0.01)
@@ -74,7 +78,7 @@ async def test_a_pull_with_a_secret_leaves_no_trace(tmp_path):
             [
                 [repr(e) for e in logs],
                 created,
-                cluster.list_pods("default"),
+                cluster.pods.list("default"),
                 cluster.events.list(),
                 metrics.render()[0].decode(),
             ]

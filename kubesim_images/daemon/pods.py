@@ -1,0 +1,521 @@
+"""Pods: their storage and admission on the API side, and the kubelet's status manager.
+
+A pod is validated and defaulted once at creation (pull policy, AlwaysPullImages, the service
+account's imagePullSecrets), then handed to the node's pod workers. What the workers report is
+the status manager's business here: changes are gathered per loop turn (a sync reports each
+container as it becomes ready), then each changed pod is saved, takes the next resourceVersion
+and is published once on the change feed, as the kubelet's status manager writes a pod's status
+to the apiserver once per change, not once per container.
+
+Every write is saved before memory changes, keyed by UID: a refused write leaves memory as it
+was, and a pod created under the name of one being deleted is another object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import secrets as pysecrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubesim_images.clock import WallClock
+from kubesim_images.daemon.changefeed import ADDED, DELETED, MODIFIED, ChangeFeed
+from kubesim_images.daemon.kube import ApiError, already_exists, bad_request, invalid, not_found
+from kubesim_images.daemon.objects import (
+    ObjectTable,
+    body_meta,
+    check_kind,
+    check_string_maps,
+    merge_patch,
+)
+from kubesim_images.daemon.podcodec import status_from_json, status_json
+from kubesim_images.daemon.podupdate import (
+    SpecMerge,
+    check_spec_update,
+    default_spec,
+    patch_spec,
+)
+from kubesim_images.daemon.shapes import check_pod
+from kubesim_images.daemon.validation import (
+    container_count_causes,
+    metadata_causes,
+    namespace_causes,
+    require_valid,
+)
+from kubesim_images.logging import get_logger
+from kubesim_images.node import Node
+from kubesim_images.pod import FieldError, Pod, PodInvalidError, pod_from_manifest
+from kubesim_images.podworkers import (
+    ContainerStatus,
+    PodStatus,
+    State,
+    containers_ready_condition,
+    initialized_condition,
+)
+from kubesim_images.state import StateStore
+
+_log = get_logger()
+
+
+@dataclass(slots=True)
+class PodRecord:
+    manifest: dict[str, Any]
+    status: PodStatus
+    # The pod as the API shows it, rendered once per change: every GET, LIST and watch shares
+    # it, so nothing may modify it. Cleared by every change of the manifest or the status.
+    rendered: dict[str, Any] | None = None
+
+
+class PodStore:
+    """The pods of the node: the API's storage for the kind, and the status manager."""
+
+    def __init__(
+        self,
+        node: Node,
+        state: StateStore,
+        feed: ChangeFeed,
+        clock: WallClock,
+        service_accounts: ObjectTable,
+        *,
+        always_pull_images: bool,
+    ) -> None:
+        self._node = node
+        self._state = state
+        self._feed = feed
+        self._clock = clock
+        self._service_accounts = service_accounts
+        self._always_pull_images = always_pull_images
+        self.records: dict[str, PodRecord] = {}
+        self._keys: dict[tuple[str, str], str] = {}
+        self._dirty: dict[str, PodStatus] = {}
+        self._flush: asyncio.Handle | None = None
+
+    def restore(self) -> None:
+        """Load the saved pods with their statuses and start their workers."""
+        statuses = self._state.pod_statuses()
+        for doc in self._state.objects("Pod"):
+            pod = self._pod_from_stored(doc)
+            status = status_from_json(pod, statuses.get(pod.uid), self._clock, self._node.name)
+            self.records[pod.uid] = PodRecord(doc, status)
+            self._keys[(pod.namespace, pod.name)] = pod.uid
+            self._node.workers.start(status)
+        for uid in statuses.keys() - self.records.keys():  # left by a delete before UID keying
+            self._state.delete_pod_status(uid)
+
+    def stop(self) -> None:
+        """Save what the last loop turn changed (the workers have stopped)."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush_statuses()
+
+    def namespaces(self) -> set[str]:
+        return {r.status.pod.namespace for r in self.records.values()}
+
+    def forget_renders(self) -> None:
+        """A pod's imageID shows the image's digest: a changed store re-renders every pod."""
+        for record in self.records.values():
+            record.rendered = None
+
+    def _now_stamp(self) -> str:
+        return self._clock.rfc3339(self._clock.now_ns())
+
+    def _patched_version(self, doc: dict[str, Any], *, dry_run: bool) -> None:
+        """A patched object's resourceVersion: the next one, or for a dry run the current."""
+        if not dry_run:
+            doc["metadata"]["resourceVersion"] = str(self._feed.next_version())
+
+    def status_changed(self, status: PodStatus) -> None:
+        """Note the change; saving and rendering happen once per loop turn, not per container.
+
+        A sync reports each container as it becomes ready; rendering the whole pod on each
+        report made a pod of N present images cost N renders of N containers.
+        """
+        record = self.records.get(status.pod.uid)
+        if record is not None:
+            record.rendered = None  # what a GET returns from now on is the new status
+        self._dirty[status.pod.uid] = status
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_soon(self._flush_statuses)
+
+    def _flush_statuses(self) -> None:
+        self._flush = None
+        dirty, self._dirty = self._dirty, {}
+        for uid, status in dirty.items():
+            record = self.records.get(uid)
+            if record is None or record.status is not status:
+                continue  # deleted while its sync was finishing
+            # A status change is a write like any other: the pod's next resourceVersion.
+            meta = {
+                **record.manifest["metadata"],
+                "resourceVersion": str(self._feed.next_version()),
+            }
+            record.manifest = {**record.manifest, "metadata": meta}
+            with self._state.transaction():
+                self._state.put_object("Pod", meta["namespace"], meta["name"], record.manifest)
+                self._state.put_pod_status(uid, status_json(status, self._clock))
+            record.rendered = None
+            self._feed.publish("Pod", MODIFIED, self.render(record))
+
+    def _pod_from_stored(self, doc: Mapping[str, Any]) -> Pod:
+        meta = doc["metadata"]
+        return pod_from_manifest(doc, namespace=meta["namespace"], uid=meta["uid"])
+
+    def create(
+        self, namespace: str, body: Mapping[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        body = check_kind(body, "Pod")
+        meta = dict(body_meta(body, namespace))
+        name = meta.get("name")
+        if not name and meta.get("generateName"):
+            name = f"{meta['generateName']}{pysecrets.token_hex(3)[:5]}"
+            meta["name"] = name
+        spec = body.get("spec")
+        check_pod(body)
+        require_valid(
+            "Pod",
+            str(name or ""),
+            namespace_causes(namespace) + metadata_causes(meta) + container_count_causes(spec),
+        )
+        sa_name = "default"
+        if isinstance(spec, Mapping):
+            sa_name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+            if not isinstance(sa_name, str):
+                raise bad_request("spec.serviceAccountName must be a string")
+        account = self._service_accounts.get((namespace, sa_name))
+        if account is None and sa_name != "default":
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'pods "{name}" is forbidden: error looking up service account '
+                f'{namespace}/{sa_name}: serviceaccount "{sa_name}" not found',
+                details={"name": name, "kind": "pods"},
+            )
+        extra: list[str] = []
+        has_own = isinstance(spec, Mapping) and spec.get("imagePullSecrets")
+        if account is not None and not has_own:
+            # ServiceAccount admission: the account's pull secrets when the pod names none.
+            extra = [
+                ref["name"]
+                for ref in account.get("imagePullSecrets") or []
+                if isinstance(ref, Mapping) and ref.get("name")
+            ]
+        manifest = {**body, "metadata": meta}
+        try:
+            pod = pod_from_manifest(
+                manifest,
+                namespace=namespace,
+                always_pull_images=self._always_pull_images,
+                uid=str(uuid.uuid4()),
+                extra_pull_secrets=extra,
+            )
+        except PodInvalidError as exc:
+            raise invalid("Pod", exc.name, exc.causes) from None
+        if (namespace, pod.name) in self._keys:
+            raise already_exists("pods", pod.name)
+        stored = self._stored_pod(pod, manifest, sa_name, dry_run=dry_run)
+        if dry_run:  # what the API server would store: no node has reported on it yet
+            return {**stored, "status": {"phase": "Pending", "qosClass": "BestEffort"}}
+        status = status_from_json(pod, None, self._clock, self._node.name)
+        with self._state.transaction():  # saved first: a refused write leaves memory untouched
+            self._state.put_object("Pod", namespace, pod.name, stored)
+            self._state.put_pod_status(pod.uid, status_json(status, self._clock))
+        record = PodRecord(stored, status)
+        self.records[pod.uid] = record
+        self._keys[(namespace, pod.name)] = pod.uid
+        self._node.workers.start(status)
+        rendered = self.render(record)
+        self._feed.publish("Pod", ADDED, rendered)
+        _log.info("pod_created", pod=f"{namespace}/{pod.name}")
+        return rendered
+
+    def _stored_pod(
+        self, pod: Pod, manifest: Mapping[str, Any], sa_name: str, *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """The object as the API server stores it after defaulting and admission."""
+        spec = copy.deepcopy(dict(manifest.get("spec") or {}))
+        default_spec(spec, pod)
+        if pod.image_pull_secrets:
+            spec["imagePullSecrets"] = [{"name": n} for n in pod.image_pull_secrets]
+        spec["serviceAccountName"] = sa_name
+        spec["serviceAccount"] = sa_name
+        spec["nodeName"] = self._node.name
+        meta = dict(manifest.get("metadata") or {})
+        meta.update(name=pod.name, namespace=pod.namespace, uid=pod.uid)
+        if not dry_run:
+            meta["resourceVersion"] = str(self._feed.next_version())
+        meta["creationTimestamp"] = self._now_stamp()
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+    def _record(self, namespace: str, name: str) -> PodRecord:
+        uid = self._keys.get((namespace, name))
+        if uid is None:
+            raise not_found("pods", name)
+        return self.records[uid]
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.render(self._record(namespace, name))
+
+    def list(self, namespace: str | None) -> list[dict[str, Any]]:
+        records = sorted(
+            self.records.values(), key=lambda r: (r.status.pod.namespace, r.status.pod.name)
+        )
+        return [
+            self.render(r)
+            for r in records
+            if namespace is None or r.status.pod.namespace == namespace
+        ]
+
+    async def delete(self, namespace: str, name: str, *, dry_run: bool = False) -> dict[str, Any]:
+        """Delete this pod by UID, saved and forgotten before any await: a pod created under
+        the same name while its worker stops is another object and is left alone.
+
+        A dry run answers what the delete would, and leaves the pod and its worker alone."""
+        record = self._record(namespace, name)
+        if dry_run:
+            return self._deleted_view(record)
+        uid = record.status.pod.uid
+        with self._state.transaction():
+            self._state.delete_object("Pod", uid)
+            self._state.delete_pod_status(uid)
+        del self._keys[(namespace, name)]
+        del self.records[uid]
+        self._dirty.pop(uid, None)
+        rendered = self._deleted_view(record)
+        # The deletion is a change of its own, at a version of its own.
+        self._feed.publish(
+            "Pod",
+            DELETED,
+            {
+                **rendered,
+                "metadata": {
+                    **rendered["metadata"],
+                    "resourceVersion": str(self._feed.next_version()),
+                },
+            },
+        )
+        _log.info("pod_deleted", pod=f"{namespace}/{name}")
+        await self._node.workers.remove(uid)
+        return rendered
+
+    def _deleted_view(self, record: PodRecord) -> dict[str, Any]:
+        shown = self.render(record)
+        return {
+            **shown,
+            "metadata": {
+                **shown["metadata"],
+                "deletionTimestamp": self._now_stamp(),
+                "deletionGracePeriodSeconds": 0,
+            },
+        }
+
+    def patch(
+        self,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        dry_run: bool = False,
+        merge: SpecMerge = SpecMerge.JSON,
+    ) -> dict[str, Any]:
+        """Labels, annotations and container images change; the rest of a pod is immutable.
+
+        `merge` says how the patch's spec meets the stored one (see `podupdate.SpecMerge`).
+        An image change restarts that container through the image manager (`PodWorkers.update`).
+        """
+        record = self._record(namespace, name)
+        current = record.manifest
+        if "__replace__" in patch:  # a JSON patch: the whole object as it would become
+            patch = self._replacing_patch(record, patch["__replace__"])
+        if not isinstance(patch.get("metadata", {}), Mapping):
+            raise bad_request("metadata must be an object")
+        meta_patch = patch.get("metadata") or {}
+        changed = {k for k in set(patch) - {"metadata", "spec"} if patch[k] != current.get(k)} - {
+            "status"
+        }  # a status sent to the main resource is ignored, as the API server does
+        meta_changed = {
+            k
+            for k in set(meta_patch) - {"labels", "annotations"}
+            if meta_patch[k] != current["metadata"].get(k)
+        }
+        if changed or meta_changed:
+            field = min(changed or {f"metadata.{k}" for k in meta_changed})
+            raise invalid(
+                "Pod",
+                name,
+                [
+                    FieldError(
+                        field,
+                        "FieldValueForbidden",
+                        "Forbidden: this simulation only lets pod updates change labels, "
+                        "annotations and container images",
+                    )
+                ],
+            )
+        patched = merge_patch(current, {"metadata": meta_patch})
+        check_string_maps(patched["metadata"])
+        require_valid("Pod", name, metadata_causes(patched["metadata"]))
+        new_pod: Pod | None = None
+        if "spec" in patch:
+            patched["spec"] = patch_spec(current.get("spec") or {}, patch["spec"], merge)
+            try:
+                new_pod = pod_from_manifest(
+                    patched,
+                    namespace=namespace,
+                    always_pull_images=self._always_pull_images,
+                    uid=record.status.pod.uid,
+                )
+            except PodInvalidError as exc:
+                raise invalid("Pod", exc.name, exc.causes) from None
+            default_spec(patched["spec"], new_pod)
+            check_spec_update(name, current.get("spec") or {}, patched["spec"])
+        self._patched_version(patched, dry_run=dry_run)
+        if dry_run:
+            return self._render_pod(PodRecord(patched, record.status))
+        with self._state.transaction():
+            self._state.put_object("Pod", namespace, name, patched)
+        record.manifest = patched
+        record.rendered = None
+        if new_pod is not None and new_pod != record.status.pod:
+            self._node.workers.update(record.status, new_pod)
+        rendered = self.render(record)
+        self._feed.publish("Pod", MODIFIED, rendered)
+        return rendered
+
+    def _replacing_patch(self, record: PodRecord, replaced: Mapping[str, Any]) -> dict[str, Any]:
+        """The merge patch of a JSON patch's result: its labels and annotations, and its spec
+        when anything besides metadata differs from the pod as shown."""
+        if not isinstance(replaced.get("metadata"), Mapping):
+            raise bad_request("metadata must be an object")
+        patch: dict[str, Any] = {
+            "metadata": {k: replaced["metadata"].get(k) for k in ("labels", "annotations")}
+        }
+        current = self.render(record)
+        if {k: v for k, v in replaced.items() if k != "metadata"} != {
+            k: v for k, v in current.items() if k != "metadata"
+        }:
+            patch["spec"] = replaced.get("spec")
+        return patch
+
+    def replace(
+        self, namespace: str, name: str, body: Mapping[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """PUT: the body is the whole new pod, checked against the stored one as `patch_pod`
+        checks a patch; a stale `resourceVersion` is a 409 Conflict, as the API server's
+        optimistic concurrency answers."""
+        record = self._record(namespace, name)
+        body = check_kind(body, "Pod")
+        meta = body_meta(body, namespace)
+        if meta.get("name") != name:
+            raise bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the "
+                f"URL ({name})"
+            )
+        version = meta.get("resourceVersion")
+        if version and version != record.manifest["metadata"]["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on pods "{name}": the object has been modified; '
+                "please apply your changes to the latest version and try again",
+                details={"name": name, "kind": "pods"},
+            )
+        old_meta = record.manifest["metadata"]
+        patch: dict[str, Any] = {"metadata": {}, "spec": body.get("spec") or {}}
+        for key in ("labels", "annotations"):  # replaced: keys the body lacks are removed
+            new = meta.get(key) or {}
+            gone = {k: None for k in old_meta.get(key) or {} if k not in new}
+            patch["metadata"][key] = {**gone, **new} if (new or gone) else None
+        patch.update({k: v for k, v in body.items() if k not in {"metadata", "spec"}})
+        return self.patch(namespace, name, patch, dry_run=dry_run, merge=SpecMerge.REPLACE)
+
+    def render(self, record: PodRecord) -> dict[str, Any]:
+        """The pod as the API shows it; shared, never to be modified (see PodRecord)."""
+        if record.rendered is None:
+            record.rendered = self._render_pod(record)
+        return record.rendered
+
+    def _render_pod(self, record: PodRecord) -> dict[str, Any]:
+        status = record.status
+        doc = copy.deepcopy(record.manifest)
+        stamp = self._clock.rfc3339
+        initialized, init_message = initialized_condition(status)
+        ready, ready_message = containers_ready_condition(status)
+        created = doc["metadata"]["creationTimestamp"]
+        ready_at = stamp(status.images_ready_at) if status.images_ready_at is not None else created
+
+        def condition(kind: str, ok: bool, reason: str = "") -> dict[str, Any]:
+            cond: dict[str, Any] = {
+                "type": kind,
+                "status": "True" if ok else "False",
+                "lastProbeTime": None,
+                "lastTransitionTime": ready_at if ok else created,
+            }
+            if not ok and reason:
+                cond["reason"] = reason
+            return cond
+
+        not_ready = "ContainersNotReady"
+        doc["status"] = {
+            "phase": "Running" if ready else "Pending",
+            "conditions": [
+                condition("PodReadyToStartContainers", ok=True),
+                condition("Initialized", initialized, "ContainersNotInitialized"),
+                condition("Ready", ready, not_ready),
+                condition("ContainersReady", ready, not_ready),
+                condition("PodScheduled", ok=True),
+            ],
+            "hostIP": "127.0.0.1",
+            "hostIPs": [{"ip": "127.0.0.1"}],
+            "startTime": created,
+            "qosClass": "BestEffort",
+            "containerStatuses": [self._container_json(status, cs) for cs in status.statuses],
+        }
+        if not initialized:
+            doc["status"]["conditions"][1]["message"] = init_message
+        if not ready:
+            for cond in doc["status"]["conditions"][2:4]:
+                cond["message"] = ready_message
+        if status.init_statuses:
+            doc["status"]["initContainerStatuses"] = [
+                self._container_json(status, cs) for cs in status.init_statuses
+            ]
+        return doc
+
+    def _container_json(self, status: PodStatus, cs: ContainerStatus) -> dict[str, Any]:
+        image_id = ""
+        if cs.image_id:
+            record = self._node.store.get(cs.image_id)
+            image_id = record.repo_digests[0] if record and record.repo_digests else cs.image_id
+        out: dict[str, Any] = {
+            "name": cs.container.name,
+            "image": cs.container.image,
+            "imageID": image_id,
+            "ready": cs.state is State.RUNNING,
+            "restartCount": cs.restarts,
+            "started": cs.state is State.RUNNING,
+        }
+        started = self._clock.rfc3339(cs.started_at) if cs.started_at is not None else None
+        if cs.state is State.WAITING:
+            waiting: dict[str, str] = {"reason": cs.reason}
+            if cs.message:
+                waiting["message"] = cs.message
+            out["state"] = {"waiting": waiting}
+        elif cs.state is State.RUNNING:
+            out["state"] = {"running": {"startedAt": started}}
+        else:
+            out["state"] = {
+                "terminated": {
+                    "exitCode": 0,
+                    "reason": "Completed",
+                    "startedAt": started,
+                    "finishedAt": started,
+                }
+            }
+        if cs.state is not State.WAITING:
+            digest = hashlib.sha256(f"{status.pod.uid}/{cs.container.name}".encode()).hexdigest()
+            out["containerID"] = f"containerd://{digest}"
+        return out

@@ -1,0 +1,207 @@
+"""The resource table: every kind the daemon serves, described once.
+
+An entry says what the apiserver's discovery, routes, Tables, watches and OpenAPI need to know
+about a kind: its names, scope, verbs, printer columns and row builder, selectable fields, how
+a client may see an object, and, for a kind the daemon only stores, its `Strategy` (its
+validation). `discovery.py`, `api.py` (routes, lists, Tables, watches) and `openapi.py` are
+generated from `RESOURCES`; `cluster.py` builds each kind's `Storage` from it. Adding a kind is
+one entry here plus its strategy (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubesim_images.clock import WallClock
+from kubesim_images.daemon import kube, rows
+from kubesim_images.daemon.objects import redact_secret
+from kubesim_images.daemon.storage import Strategy
+from kubesim_images.daemon.strategies import SecretStrategy, ServiceAccountStrategy
+
+META_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
+
+
+def _as_stored(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """One kind as the API serves it."""
+
+    kind: str
+    plural: str
+    singular: str
+    namespaced: bool
+    # As discovery lists them: create delete get list patch update watch.
+    verbs: tuple[str, ...]
+    columns: tuple[kube.Column, ...]
+    row: Callable[[WallClock], rows.Row]
+    # Beyond metadata.name and metadata.namespace, which every kind selects on.
+    fields: frozenset[str] = META_FIELDS
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    group: str = ""
+    version: str = "v1"
+    subresources: tuple[str, ...] = ()
+    # The object as a client may see it (a secret's values are never shown).
+    view: Callable[[dict[str, Any]], dict[str, Any]] = _as_stored
+    # A kind the daemon only stores: its rules. None for kinds with storage of their own
+    # (wired by hand in cluster.py).
+    strategy: Strategy | None = None
+    # What DELETE answers: the object (pods, service accounts) or a Success Status (secrets).
+    delete_answers_status: bool = False
+    # One line per operation for the daemon's own /openapi.json.
+    summaries: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def api_prefix(self) -> str:
+        """Where the kind's group version is served: /api/v1, or /apis/<group>/<version>."""
+        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+
+    def collection_path(self, namespace: str = "{namespace}") -> str:
+        if self.namespaced:
+            return f"{self.api_prefix}/namespaces/{namespace}/{self.plural}"
+        return f"{self.api_prefix}/{self.plural}"
+
+    def discovery(self) -> dict[str, Any]:
+        """The kind's entry in its APIResourceList."""
+        doc: dict[str, Any] = {
+            "name": self.plural,
+            "singularName": self.singular,
+            "namespaced": self.namespaced,
+            "kind": self.kind,
+            "verbs": list(self.verbs),
+        }
+        if self.short_names:
+            doc["shortNames"] = list(self.short_names)
+        if self.categories:
+            doc["categories"] = list(self.categories)
+        return doc
+
+
+_ALL_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
+
+RESOURCES: tuple[Resource, ...] = (
+    Resource(
+        kind="Pod",
+        plural="pods",
+        singular="pod",
+        namespaced=True,
+        verbs=_ALL_VERBS,
+        columns=kube.POD_COLUMNS,
+        row=rows.pod_row,
+        fields=META_FIELDS | {"spec.nodeName", "status.phase", "spec.serviceAccountName"},
+        short_names=("po",),
+        categories=("all",),
+        subresources=("status",),
+        summaries={
+            "list": "List pods (Table with Accept as=Table; watch=true streams)",
+            "create": "Create a pod",
+            "get": "Read a pod with its container statuses",
+            "delete": "Delete a pod (returns the pod)",
+            "patch": "Patch labels/annotations",
+        },
+    ),
+    Resource(
+        kind="Event",
+        plural="events",
+        singular="event",
+        namespaced=True,
+        verbs=("get", "list", "watch"),
+        columns=kube.EVENT_COLUMNS,
+        row=rows.event_row,
+        fields=META_FIELDS
+        | {
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        },
+        short_names=("ev",),
+        summaries={
+            "list": "List events (fieldSelector on involvedObject.*)",
+            "get": "Read an event",
+        },
+    ),
+    Resource(
+        kind="Node",
+        plural="nodes",
+        singular="node",
+        namespaced=False,
+        verbs=("get", "list", "watch"),
+        columns=kube.NODE_COLUMNS,
+        row=rows.node_row,
+        short_names=("no",),
+        summaries={"list": "List the node", "get": "Read the node (status.images)"},
+    ),
+    Resource(
+        kind="Secret",
+        plural="secrets",
+        singular="secret",
+        namespaced=True,
+        verbs=("create", "delete", "get", "list", "patch", "watch"),
+        columns=kube.SECRET_COLUMNS,
+        row=rows.secret_row,
+        fields=META_FIELDS | {"type"},
+        view=redact_secret,
+        strategy=SecretStrategy(),
+        delete_answers_status=True,
+        summaries={
+            "list": "List secrets (values never returned)",
+            "create": "Create a secret (JSON, YAML or protobuf)",
+            "get": "Read a secret (values never returned)",
+            "delete": "Delete a secret",
+            "patch": "Patch a secret",
+        },
+    ),
+    Resource(
+        kind="ServiceAccount",
+        plural="serviceaccounts",
+        singular="serviceaccount",
+        namespaced=True,
+        verbs=("create", "delete", "get", "list", "patch", "watch"),
+        columns=kube.SERVICEACCOUNT_COLUMNS,
+        row=rows.sa_row,
+        short_names=("sa",),
+        strategy=ServiceAccountStrategy(),
+        summaries={
+            "list": "List service accounts",
+            "create": "Create a service account",
+            "get": "Read a service account",
+            "delete": "Delete a service account",
+            "patch": "Patch (e.g. imagePullSecrets)",
+            "list-all": "List service accounts in all namespaces",
+        },
+    ),
+    Resource(
+        kind="Namespace",
+        plural="namespaces",
+        singular="namespace",
+        namespaced=False,
+        verbs=("create", "get", "list", "watch"),
+        columns=kube.NAMESPACE_COLUMNS,
+        row=rows.ns_row,
+        short_names=("ns",),
+        summaries={
+            "list": "List namespaces",
+            "create": "Create a namespace",
+            "get": "Read a namespace",
+        },
+    ),
+)
+
+BY_KIND: Mapping[str, Resource] = {r.kind: r for r in RESOURCES}
