@@ -23,17 +23,16 @@ from kubesim_images.daemon.bodies import BODY_TIMEOUT, read_object, read_patch
 from kubesim_images.daemon.changefeed import Change, ExpiredError
 from kubesim_images.daemon.cluster import Cluster
 from kubesim_images.daemon.discovery import (
-    API_GROUPS,
-    API_V1,
-    GROUP_RESOURCES,
     KUBE_VERSION,
+    api_groups,
     api_versions,
+    resource_lists,
 )
 from kubesim_images.daemon.fieldvalidation import field_validation_middleware
 from kubesim_images.daemon.kube import ApiError, bad_request
 from kubesim_images.daemon.options import delete_dry_run, dry_run
 from kubesim_images.daemon.podupdate import SpecMerge
-from kubesim_images.daemon.resources import RESOURCES, Resource
+from kubesim_images.daemon.resources import Resource
 from kubesim_images.daemon.selectors import (
     dotted,
     matches,
@@ -245,12 +244,8 @@ async def api_root(request: web.Request) -> web.Response:
     return _json(api_versions(request.host))
 
 
-async def apis_root(_request: web.Request) -> web.Response:
-    return _json(API_GROUPS)
-
-
-async def api_v1(_request: web.Request) -> web.Response:
-    return _json(API_V1)
+async def apis_root(request: web.Request) -> web.Response:
+    return _json(api_groups(request.app[CLUSTER].resources))
 
 
 def _constant(doc: dict[str, Any]) -> Handler:
@@ -613,7 +608,6 @@ def make_app(
     app.router.add_get("/version", version)
     app.router.add_get("/api", api_root)
     app.router.add_get("/apis", apis_root)
-    app.router.add_get("/api/v1", api_v1)
     app.router.add_get("/openapi/v3", openapi_v3)
     app.router.add_get("/openapi/v3/api/v1", openapi_v3_core)
     app.router.add_get("/openapi.json", openapi_json)
@@ -621,7 +615,8 @@ def make_app(
     app.router.add_get("/debug/pulls", debug_pulls)
     app.router.add_get("/debug/catalogue", debug_catalogue)
     app.router.add_get("/debug/gc", debug_gc)
-    for group_version, resource_list in GROUP_RESOURCES.items():
-        app.router.add_get(f"/apis/{group_version}", _constant(resource_list))
-    add_resource_routes(app, RESOURCES)
+    # Discovery and routes of the cluster's resource table.
+    for path, resource_list in resource_lists(cluster.resources).items():
+        app.router.add_get(path, _constant(resource_list))
+    add_resource_routes(app, cluster.resources)
     return app

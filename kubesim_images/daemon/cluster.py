@@ -27,7 +27,7 @@ from kubesim_images.daemon.nodestatus import NodeObject
 from kubesim_images.daemon.objects import ObjectTable
 from kubesim_images.daemon.podcodec import image_from_json, image_json
 from kubesim_images.daemon.pods import PodStore
-from kubesim_images.daemon.resources import RESOURCES
+from kubesim_images.daemon.resources import RESOURCES, Resource
 from kubesim_images.daemon.storage import ObjectStorage, Storage
 from kubesim_images.events import FanOut
 from kubesim_images.keyring import Keyring
@@ -41,8 +41,16 @@ from kubesim_images.store import ImageRecord, ImageStore
 
 
 class Cluster:
-    def __init__(self, config: DaemonConfig, state: StateStore, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        state: StateStore,
+        metrics: Metrics,
+        *,
+        resources: tuple[Resource, ...] = RESOURCES,
+    ) -> None:
         loop = asyncio.get_running_loop()
+        self.resources = resources
         self.config = config
         self.state = state
         self.metrics = metrics
@@ -64,7 +72,7 @@ class Cluster:
         # also read by pull credentials and pod admission).
         self.tables = {
             r.kind: ObjectTable(r.kind, r.plural, state, self.feed)
-            for r in RESOURCES
+            for r in resources
             if r.strategy is not None
         }
         self.secrets = self.tables["Secret"]
@@ -108,7 +116,7 @@ class Cluster:
             "Node": self.node_object,
             "Namespace": self.namespaces,
         }
-        for res in RESOURCES:
+        for res in resources:
             if res.strategy is not None:
                 stores[res.kind] = ObjectStorage(
                     self.tables[res.kind],
@@ -117,7 +125,7 @@ class Cluster:
                     self.clock,
                     api_version=res.api_version,
                 )
-        missing = {r.kind for r in RESOURCES} - stores.keys()
+        missing = {r.kind for r in resources} - stores.keys()
         if missing:
             raise TypeError(f"resource table kinds without storage: {sorted(missing)}")
         self.stores = stores

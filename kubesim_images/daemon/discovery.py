@@ -6,9 +6,11 @@ the resource table (`resources.py`), as are the OpenAPI documents in `openapi.py
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from kubesim_images.daemon.resources import RESOURCES as TABLE
+from kubesim_images.daemon.resources import Resource
 
 KUBE_VERSION = {
     "major": "1",
@@ -22,9 +24,6 @@ KUBE_VERSION = {
     "platform": "linux/amd64",
 }
 
-# Generated from the resource table: the core group's kinds, in the table's order.
-RESOURCES: list[dict[str, Any]] = [r.discovery() for r in TABLE if not r.group]
-
 
 def api_versions(address: str) -> dict[str, Any]:
     return {
@@ -34,10 +33,10 @@ def api_versions(address: str) -> dict[str, Any]:
     }
 
 
-def _group_versions() -> dict[str, list[str]]:
+def _group_versions(table: Sequence[Resource]) -> dict[str, list[str]]:
     """Named groups (apps, ...) and their versions, in the table's order."""
     out: dict[str, list[str]] = {}
-    for res in TABLE:
+    for res in table:
         if res.group and res.version not in out.setdefault(res.group, []):
             out[res.group].append(res.version)
     return out
@@ -47,32 +46,42 @@ def _group_version(group: str, version: str) -> dict[str, str]:
     return {"groupVersion": f"{group}/{version}", "version": version}
 
 
-API_GROUPS = {
-    "kind": "APIGroupList",
-    "apiVersion": "v1",
-    "groups": [
-        {
-            "name": group,
-            "versions": [_group_version(group, v) for v in versions],
-            "preferredVersion": _group_version(group, versions[0]),
-        }
-        for group, versions in _group_versions().items()
-    ],
-}
-API_V1 = {
-    "kind": "APIResourceList",
-    "apiVersion": "v1",
-    "groupVersion": "v1",
-    "resources": RESOURCES,
-}
-# /apis/<group>/<version>: the APIResourceList of each named group version.
-GROUP_RESOURCES: dict[str, dict[str, Any]] = {
-    f"{group}/{version}": {
-        "kind": "APIResourceList",
+def api_groups(table: Sequence[Resource]) -> dict[str, Any]:
+    """`/apis`: the named groups of the table."""
+    return {
+        "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groupVersion": f"{group}/{version}",
-        "resources": [r.discovery() for r in TABLE if r.group == group and r.version == version],
+        "groups": [
+            {
+                "name": group,
+                "versions": [_group_version(group, v) for v in versions],
+                "preferredVersion": _group_version(group, versions[0]),
+            }
+            for group, versions in _group_versions(table).items()
+        ],
     }
-    for group, versions in _group_versions().items()
-    for version in versions
-}
+
+
+def resource_lists(table: Sequence[Resource]) -> dict[str, dict[str, Any]]:
+    """The APIResourceList of each group version, keyed by its path: `/api/v1` for the core
+    group, `/apis/<group>/<version>` for the others."""
+    out: dict[str, dict[str, Any]] = {}
+    for res in table:
+        group_version = res.api_version
+        doc = out.setdefault(
+            res.api_prefix,
+            {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": group_version,
+                "resources": [],
+            },
+        )
+        doc["resources"].append(res.discovery())
+    return out
+
+
+# The documents of the daemon's own table (OpenAPI and field validation read them).
+API_GROUPS = api_groups(TABLE)
+API_V1 = resource_lists(TABLE)["/api/v1"]
+RESOURCES: list[dict[str, Any]] = API_V1["resources"]

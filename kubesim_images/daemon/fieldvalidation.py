@@ -289,10 +289,14 @@ def _kind(request: web.Request) -> str | None:
     if route is None:
         return None
     parts = route.canonical.split("/")
-    plurals = [p for p in parts if p in KIND_BY_PLURAL]
-    if not plurals or parts[-1] not in {plurals[-1], "{name}"}:
-        return None  # a subresource: validated by its own handler, if it has one
-    return str(KIND_BY_PLURAL[plurals[-1]])
+    # A collection (…/<plural>) or an object (…/<plural>/{name}); anything else is a
+    # subresource, validated by its own handler if it has one. Not "any plural on the path":
+    # /api/v1/namespaces/{namespace}/configmaps/{name} is no Namespace.
+    plural = parts[-2] if parts[-1] == "{name}" else parts[-1]
+    kind = KIND_BY_PLURAL.get(plural)
+    if kind is None or openapi.kind_schema_name(kind) not in openapi.schemas():
+        return None  # no schema to validate against (a kind without one in the data file)
+    return str(kind)
 
 
 def _quote(text: str) -> str:

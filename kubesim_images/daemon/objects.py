@@ -16,7 +16,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubesim_images.daemon.changefeed import DELETED, ChangeFeed
-from kubesim_images.daemon.kube import already_exists, bad_request, invalid, not_found
+from kubesim_images.daemon.kube import (
+    ApiError,
+    already_exists,
+    bad_request,
+    invalid,
+    not_found,
+)
 from kubesim_images.errors import ConfigError
 from kubesim_images.keyring import Credential, parse_docker_config
 from kubesim_images.pod import FieldError
@@ -83,6 +89,31 @@ class ObjectTable(dict[tuple[str, str], dict[str, Any]]):
 def object_key(doc: Mapping[str, Any]) -> tuple[str, str]:
     meta = doc["metadata"]
     return str(meta["namespace"]), str(meta["name"])
+
+
+def check_replacement(
+    meta: Mapping[str, Any], resource: str, name: str, stored_version: str
+) -> None:
+    """A PUT body names the object of its URL and, when it carries a resourceVersion, the
+    stored one: else 409 Conflict, the apiserver's optimistic concurrency."""
+    if meta.get("name") != name:
+        raise bad_request(
+            f"the name of the object ({meta.get('name')}) does not match the name on the "
+            f"URL ({name})"
+        )
+    version = meta.get("resourceVersion")
+    if version and version != stored_version:
+        raise conflict(resource, name)
+
+
+def conflict(resource: str, name: str) -> ApiError:
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {resource} "{name}": the object has been modified; '
+        "please apply your changes to the latest version and try again",
+        details={"name": name, "kind": resource},
+    )
 
 
 def check_kind(body: Mapping[str, Any], kind: str) -> Mapping[str, Any]:

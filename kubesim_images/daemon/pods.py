@@ -29,6 +29,7 @@ from kubesim_images.daemon.objects import (
     ObjectTable,
     body_meta,
     check_kind,
+    check_replacement,
     check_string_maps,
     merge_patch,
 )
@@ -409,20 +410,7 @@ class PodStore:
         record = self._record(namespace, name)
         body = check_kind(body, "Pod")
         meta = body_meta(body, namespace)
-        if meta.get("name") != name:
-            raise bad_request(
-                f"the name of the object ({meta.get('name')}) does not match the name on the "
-                f"URL ({name})"
-            )
-        version = meta.get("resourceVersion")
-        if version and version != record.manifest["metadata"]["resourceVersion"]:
-            raise ApiError(
-                409,
-                "Conflict",
-                f'Operation cannot be fulfilled on pods "{name}": the object has been modified; '
-                "please apply your changes to the latest version and try again",
-                details={"name": name, "kind": "pods"},
-            )
+        check_replacement(meta, "pods", name, record.manifest["metadata"]["resourceVersion"])
         old_meta = record.manifest["metadata"]
         patch: dict[str, Any] = {"metadata": {}, "spec": body.get("spec") or {}}
         for key in ("labels", "annotations"):  # replaced: keys the body lacks are removed

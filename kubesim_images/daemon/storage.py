@@ -23,6 +23,7 @@ from kubesim_images.daemon.objects import (
     body_meta,
     check_kind,
     check_patched_meta,
+    check_replacement,
     merge_patch,
     require_name,
 )
@@ -202,8 +203,29 @@ class ObjectStorage:
     def replace(
         self, namespace: str, name: str, body: Mapping[str, Any], *, dry_run: bool = False
     ) -> dict[str, Any]:
-        del namespace, name, body, dry_run
-        raise not_allowed("update")
+        """PUT: the body is the whole new object; identity and creation are kept from the
+        stored one, a stale `resourceVersion` is a 409 Conflict."""
+        body = check_kind(body, self.kind)
+        meta = body_meta(body, namespace)
+        before = self.get(namespace, name)
+        old_meta = before["metadata"]
+        check_replacement(meta, self.table.resource, name, old_meta["resourceVersion"])
+        identity = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+        new_meta = {k: old_meta[k] for k in identity if k in old_meta}
+        new_meta.update({k: meta[k] for k in ("labels", "annotations") if meta.get(k)})
+        replaced = {
+            **body,
+            "kind": self.kind,
+            "apiVersion": self._api_version,
+            "metadata": new_meta,
+        }
+        doc = self._strategy.shape(replaced)
+        require_valid(self.kind, name, metadata_causes(doc["metadata"]))
+        self._strategy.prepare_update(doc, before, body)
+        if not dry_run:
+            doc["metadata"]["resourceVersion"] = str(self._feed.next_version())
+            self.table.put(doc)
+        return doc
 
     async def delete(self, namespace: str, name: str, *, dry_run: bool = False) -> dict[str, Any]:
         if dry_run:

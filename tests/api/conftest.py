@@ -20,6 +20,7 @@ from apikit import ApiFactory, Client, config_document
 from kubesim_images.daemon.api import READY, make_app
 from kubesim_images.daemon.cluster import Cluster
 from kubesim_images.daemon.config import parse_config
+from kubesim_images.daemon.resources import RESOURCES, Resource
 from kubesim_images.metrics import Metrics
 from kubesim_images.state import StateStore
 
@@ -29,12 +30,16 @@ async def api(tmp_path: Path) -> AsyncIterator[ApiFactory]:
     started: list[tuple[Client, Cluster, StateStore]] = []
 
     async def factory(
-        *, token: str | None = None, max_body_bytes: int | None = None, **sections: Any
+        *,
+        token: str | None = None,
+        max_body_bytes: int | None = None,
+        resources: tuple[Resource, ...] = RESOURCES,
+        **sections: Any,
     ) -> Client:
         config = parse_config(config_document(**sections), source="<test>")
         state = StateStore(tmp_path / f"state-{len(started)}")
         metrics = Metrics()
-        cluster = Cluster(config, state, metrics)
+        cluster = Cluster(config, state, metrics, resources=resources)
         app = make_app(
             cluster,
             metrics,

@@ -10,8 +10,8 @@ import structlog
 from structlog.testing import capture_logs
 
 from kubesim_images.daemon.cluster import Cluster
-from kubesim_images.daemon.resources import BY_KIND
 from kubesim_images.daemon.config import parse_config
+from kubesim_images.daemon.resources import BY_KIND
 from kubesim_images.logging import configure
 from kubesim_images.metrics import Metrics
 from kubesim_images.state import StateStore
