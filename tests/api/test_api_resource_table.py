@@ -11,12 +11,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from apikit import TABLE, ApiFactory, Client, assert_status
+from apikit import TABLE, ApiFactory, Client, assert_status, cluster_of
 
 from kubesim_images.clock import WallClock
 from kubesim_images.daemon.kube import Column, invalid
 from kubesim_images.daemon.resources import RESOURCES, Resource
 from kubesim_images.daemon.rows import Row, age
+from kubesim_images.daemon.storage import ObjectStorage
 from kubesim_images.pod import FieldError
 
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
@@ -167,3 +168,21 @@ async def test_a_watch_from_a_version_replays_the_kinds_changes(client: Client) 
             event = json.loads(await response.content.readline())
     assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "b")
     assert event["object"]["apiVersion"] == "example.kubesim.io/v1"
+
+
+async def test_a_controllers_status_write_is_one_change_at_a_new_version(client: Client) -> None:
+    created = await (await client.post(WIDGETS, json={"metadata": {"name": "w"}})).json()
+    storage = cluster_of(client).stores["Widget"]
+    assert isinstance(storage, ObjectStorage)
+    written = storage.write_status("default", "w", {"replicas": 3})
+    params = {"watch": "1", "resourceVersion": created["metadata"]["resourceVersion"]}
+    async with client.get(WIDGETS, params=params) as response:
+        async with asyncio.timeout(10):  # bounds a hang only
+            event = json.loads(await response.content.readline())
+    assert event["type"] == "MODIFIED"
+    assert event["object"]["status"] == {"replicas": 3}
+    version = int(event["object"]["metadata"]["resourceVersion"])
+    assert version == int(written["metadata"]["resourceVersion"])
+    assert version > int(created["metadata"]["resourceVersion"])
+    shown = await (await client.get(f"{WIDGETS}/w")).json()
+    assert shown["status"] == {"replicas": 3}
