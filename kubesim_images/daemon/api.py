@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kubesim_images.daemon import kube, openapi
+from kubesim_images.daemon import debug, kube, openapi
 from kubesim_images.daemon.bodies import BODY_TIMEOUT, read_object, read_patch
 from kubesim_images.daemon.changefeed import Change, ExpiredError
 from kubesim_images.daemon.cluster import Cluster
@@ -45,7 +45,6 @@ from kubesim_images.logging import get_logger
 from kubesim_images.metrics import Metrics
 from kubesim_images.registry.listing import catalogue_rows
 from kubesim_images.state import StateError
-from kubesim_images.units import format_duration_ns
 
 _log = get_logger()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -277,96 +276,11 @@ async def debug_catalogue(request: web.Request) -> web.Response:
 
 
 async def debug_pulls(request: web.Request) -> web.Response:
-    cluster = request.app[CLUSTER]
-    node = cluster.node
-    now = cluster.clock.now_ns()
-    puller = node.puller
-
-    def entry(e: Any) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "pullId": e.pull_id,
-            "image": e.image,
-            "pod": e.pod,
-            "reference": e.ref.pull_ref,
-            "queuedSeconds": round(((e.started_at or now) - e.enqueued_at) / 1e9, 3),
-        }
-        if e.started_at is not None:
-            doc["runningSeconds"] = round((now - e.started_at) / 1e9, 3)
-            progress = puller.progress(e.pull_id)
-            if progress is not None:
-                done, total = progress
-                doc.update(
-                    bytesDone=int(done),
-                    bytesTotal=total,
-                    percent=round(100 * done / total, 1) if total else 100.0,
-                )
-        return doc
-
-    backoff = []
-    for key, item in sorted(node.backoff.entries().items()):
-        remaining = item.backoff - (now - item.last_update)
-        uid, _, image = key.partition("_")
-        backoff.append(
-            {
-                "key": key,
-                "podUID": uid,
-                "image": image,
-                "backoffSeconds": item.backoff / 1e9,
-                "lastUpdate": cluster.clock.rfc3339(item.last_update),
-                "inBackOff": remaining > 0,
-                "remainingSeconds": round(max(0, remaining) / 1e9, 3),
-            }
-        )
-    return _json(
-        {
-            "node": node.name,
-            "concurrency": node.kubelet.pull_concurrency,
-            "inFlight": [entry(e) for e in puller.in_flight.values()],
-            "waiting": [entry(e) for e in puller.waiting.values()],
-            "backoff": backoff,
-        }
-    )
+    return _json(debug.pulls(request.app[CLUSTER]))
 
 
 async def debug_gc(request: web.Request) -> web.Response:
-    """Image GC: the policy, the image filesystem now, totals and the last runs."""
-    cluster = request.app[CLUSTER]
-    gc = cluster.node.gc
-    store = cluster.node.store
-    fs = store.image_fs_stats()
-    policy = gc.policy
-    return _json(
-        {
-            "node": cluster.node.name,
-            "policy": {
-                "imageGCHighThresholdPercent": policy.high_threshold_percent,
-                "imageGCLowThresholdPercent": policy.low_threshold_percent,
-                "imageMinimumGCAge": format_duration_ns(policy.min_age),
-                "imageMaximumGCAge": format_duration_ns(policy.max_age),
-                "enabled": policy.enabled,
-            },
-            "imageFs": {"capacity": fs.capacity, "used": store.usage, "available": fs.available},
-            "runs": gc.runs,
-            "imagesGarbageCollected": gc.images_collected,
-            "bytesFreed": gc.bytes_freed,
-            "rePulls": store.re_pulls,
-            "lastRuns": [
-                {
-                    "at": cluster.clock.rfc3339(run.at),
-                    "usagePercent": run.usage_percent,
-                    "amountToFree": run.amount_to_free,
-                    "freed": run.freed,
-                    "released": run.released,
-                    "removed": [
-                        {"id": r.image_id, "size": r.size, "reason": r.reason.value}
-                        for r in run.removed
-                    ],
-                    "error": run.error,
-                }
-                for run in reversed(gc.history)
-            ],
-        }
-    )
+    return _json(debug.gc(request.app[CLUSTER]))
 
 
 async def watch(

@@ -149,15 +149,18 @@ class PodStore:
             record = self.records.get(uid)
             if record is None or record.status is not status:
                 continue  # deleted while its sync was finishing
-            # A status change is a write like any other: the pod's next resourceVersion.
-            meta = {
-                **record.manifest["metadata"],
-                "resourceVersion": str(self._feed.next_version()),
+            # A status change is a write like any other: the pod's next resourceVersion,
+            # saved with the status before memory changes.
+            version = str(self._feed.next_version())
+            manifest = {
+                **record.manifest,
+                "metadata": {**record.manifest["metadata"], "resourceVersion": version},
             }
-            record.manifest = {**record.manifest, "metadata": meta}
+            meta = manifest["metadata"]
             with self._state.transaction():
-                self._state.put_object("Pod", meta["namespace"], meta["name"], record.manifest)
+                self._state.put_object("Pod", meta["namespace"], meta["name"], manifest)
                 self._state.put_pod_status(uid, status_json(status, self._clock))
+            record.manifest = manifest
             record.rendered = None
             self._feed.publish("Pod", MODIFIED, self.render(record))
 
@@ -404,7 +407,7 @@ class PodStore:
     def replace(
         self, namespace: str, name: str, body: Mapping[str, Any], *, dry_run: bool = False
     ) -> dict[str, Any]:
-        """PUT: the body is the whole new pod, checked against the stored one as `patch_pod`
+        """PUT: the body is the whole new pod, checked against the stored one as `patch`
         checks a patch; a stale `resourceVersion` is a 409 Conflict, as the API server's
         optimistic concurrency answers."""
         record = self._record(namespace, name)
