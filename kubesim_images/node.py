@@ -22,7 +22,7 @@ from kubesim_images.nodegc import NodeImageGC
 from kubesim_images.pod import Pod
 from kubesim_images.podworkers import CredentialLookup, PodStatus, PodWorkers, SyncSettings
 from kubesim_images.puller import ImagePuller
-from kubesim_images.registry.base import RegistryBackend
+from kubesim_images.registry.base import LayerSink, RegistryBackend
 from kubesim_images.store import ImageRecord, ImageStore
 
 
@@ -37,6 +37,7 @@ class Node:
         sync: SyncSettings | None = None,
         rng: random.Random | None = None,
         store: ImageStore | None = None,
+        sink: LayerSink | None = None,
         credentials: CredentialLookup | None = None,
         observer: PullObserver | None = None,
         on_ready: Callable[[PodStatus], None] | None = None,
@@ -45,7 +46,7 @@ class Node:
         self.name = name
         self.kubelet = kubelet
         self.store = store if store is not None else ImageStore()
-        self.puller = ImagePuller(name, backend, self.store, kubelet)
+        self.puller = ImagePuller(name, backend, self.store, kubelet, sink)
         self.backoff = Backoff()
         self.manager = ImageManager(name, self.puller, self.backoff, events, observer)
         self.workers = PodWorkers(

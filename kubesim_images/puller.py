@@ -24,8 +24,9 @@ from kubesim_images.errors import PullQPSExceededError, RegistryError
 from kubesim_images.keyring import Credential
 from kubesim_images.kubeletconfig import KubeletConfig
 from kubesim_images.logging import get_logger
+from kubesim_images.pulling import CallbackPull, pull
 from kubesim_images.reference import ImageReference
-from kubesim_images.registry.base import PullRequest, RegistryBackend, RoundTripBackend
+from kubesim_images.registry.base import CallbackBackend, LayerSink, PullRequest, RegistryBackend
 from kubesim_images.store import ImageRecord, ImageStore
 
 
@@ -157,11 +158,17 @@ def _as_cri_client_error(exc: RegistryError) -> RegistryError:
 
 class ImagePuller:
     def __init__(
-        self, node: str, backend: RegistryBackend, store: ImageStore, config: KubeletConfig
+        self,
+        node: str,
+        backend: RegistryBackend,
+        store: ImageStore,
+        config: KubeletConfig,
+        sink: LayerSink | None = None,
     ) -> None:
         self.node = node
         self.backend = backend
         self.store = store
+        self.sink = sink  # where a real backend writes the bytes it fetches
         self.config = config
         self._gate = FifoGate(config.pull_concurrency)
         self._bucket = (
@@ -179,7 +186,7 @@ class ImagePuller:
         # token is taken at the start (a refused token must fail the pull in its own task, at
         # the moment it would have started, as the general path does).
         self._round_trip = (
-            backend if isinstance(backend, RoundTripBackend) and self._bucket is None else None
+            backend if isinstance(backend, CallbackBackend) and self._bucket is None else None
         )
 
     def pull(
@@ -228,22 +235,22 @@ class ImagePuller:
             self._gate.release()
 
     async def _pull_once(
-        self, backend: RoundTripBackend, entry: PullEntry, credential: Credential | None
+        self, backend: CallbackBackend, entry: PullEntry, credential: Credential | None
     ) -> PullResult:
         """The pull with one suspension: started at once when a slot is free, else by the
         queue's callback when it hands this pull its slot; then awaited to its end."""
-        request = PullRequest(entry.pull_id, self.node, entry.ref, self.store, credential)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        request = PullRequest(entry.pull_id, self.node, entry.ref, credential)
+        run = CallbackPull(backend, self.store, self.sink, request, asyncio.get_running_loop())
         admitted: Callable[[], None] | None = None
         if self._gate.try_acquire():
-            self._start(backend, entry, request, future)
+            self._start(entry, run)
         else:
             self.waiting[entry.pull_id] = entry
-            admitted = functools.partial(self._admitted, backend, entry, request, future)
+            admitted = functools.partial(self._admitted, entry, run)
             self._gate.enqueue(admitted)
         try:
             try:
-                record = await backend.finish(request, future)
+                record = await run.finish()
             except asyncio.CancelledError:
                 if admitted is not None and self._gate.discard(admitted):
                     del self.waiting[entry.pull_id]  # never admitted: no slot to give back
@@ -260,35 +267,23 @@ class ImagePuller:
                 self.in_flight.pop(entry.pull_id, None)
                 self._gate.release()
 
-    def _admitted(
-        self,
-        backend: RoundTripBackend,
-        entry: PullEntry,
-        request: PullRequest,
-        future: asyncio.Future[Any],
-    ) -> None:
+    def _admitted(self, entry: PullEntry, run: CallbackPull) -> None:
         del self.waiting[entry.pull_id]
-        if future.done():  # cancelled while its slot was on the way
+        if run.future.done():  # cancelled while its slot was on the way
             self._gate.release()
             return
-        self._start(backend, entry, request, future)
+        self._start(entry, run)
 
-    def _start(
-        self,
-        backend: RoundTripBackend,
-        entry: PullEntry,
-        request: PullRequest,
-        future: asyncio.Future[Any],
-    ) -> None:
+    def _start(self, entry: PullEntry, run: CallbackPull) -> None:
         entry.started_at = self._clock.now()
         self.in_flight[entry.pull_id] = entry
         if self._log_pulls:
-            self._log_started(entry, int(request.credential is not None))
+            self._log_started(entry, int(run.request.credential is not None))
         try:
-            backend.begin(request, future)
+            run.begin()
         except Exception as exc:  # noqa: BLE001 - a bug: raised in the pulling task, not lost
-            if not future.done():
-                future.set_exception(exc)
+            if not run.future.done():
+                run.future.set_exception(exc)
 
     def _log_started(self, entry: PullEntry, credentials: int) -> None:
         started = entry.started_at
@@ -337,8 +332,11 @@ class ImagePuller:
             # The common case: one attempt, its error as it is.
             credential = credentials[0] if credentials else None
             try:
-                return await self.backend.pull(
-                    PullRequest(entry.pull_id, self.node, entry.ref, self.store, credential)
+                return await pull(
+                    self.backend,
+                    self.store,
+                    self.sink,
+                    PullRequest(entry.pull_id, self.node, entry.ref, credential),
                 )
             except RegistryError as exc:
                 raise _as_cri_client_error(exc) from None
@@ -346,8 +344,11 @@ class ImagePuller:
         errors: list[RegistryError] = []
         for credential in attempts:
             try:
-                return await self.backend.pull(
-                    PullRequest(entry.pull_id, self.node, entry.ref, self.store, credential)
+                return await pull(
+                    self.backend,
+                    self.store,
+                    self.sink,
+                    PullRequest(entry.pull_id, self.node, entry.ref, credential),
                 )
             except RegistryError as exc:
                 errors.append(_as_cri_client_error(exc))

@@ -10,10 +10,15 @@ are refused with the error containerd gives when its content store cannot write
 (`no space left on device`). It is the runtime image GC talks to (`image_gc.ImageRuntime`):
 listing images with their pinned flag (images named by a pinned reference, the sandbox image),
 removing them and reporting the filesystem. This module is in-memory; persistence wraps it.
+
+Like containerd's content store, it also knows which layers a pull on the node is fetching
+right now (`claim`/`release`): a second pull needing one of them waits for it rather than
+downloading it again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -119,6 +124,8 @@ class ImageStore:
         self._layer_refs: dict[str, int] = {}
         self._images: dict[str, ImageRecord] = {}
         self._by_name: dict[str, str] = {}  # "repo:tag" or "repo@digest" -> image id
+        # Layers a pull is fetching -> settled when that pull stops fetching them.
+        self._fetching: dict[str, asyncio.Future[None]] = {}
 
     def has_layer(self, digest: str) -> bool:
         return digest in self._layers
@@ -155,6 +162,23 @@ class ImageStore:
             self._layers[layer.digest] = layer.size
             self._layer_bytes += layer.size
             self.bytes_downloaded += layer.size
+
+    def fetching(self, digest: str) -> asyncio.Future[None] | None:
+        """Settled when the pull fetching `digest` stops (done or not); None when none is."""
+        return self._fetching.get(digest)
+
+    def claim(self, layers: Iterable[Layer], done: asyncio.Future[None]) -> None:
+        """A pull starts fetching `layers` (none of them claimed); `release` ends it."""
+        fetching = self._fetching
+        for layer in layers:
+            fetching[layer.digest] = done
+
+    def release(self, layers: Iterable[Layer], done: asyncio.Future[None]) -> None:
+        """The pull stopped fetching: whoever waits on its layers looks again."""
+        fetching = self._fetching
+        for layer in layers:
+            del fetching[layer.digest]
+        done.set_result(None)
 
     def lookup(self, ref: ImageReference) -> ImageRecord | None:
         """The image a reference names on this node, or None (`GetImageRef` == "")."""

@@ -12,12 +12,13 @@ The jobs themselves live in their modules; this one only wires them.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import uuid
 
+from kubesim_images import backends
 from kubesim_images.backoff import BackoffEntry
 from kubesim_images.clock import WallClock, now_ns, to_ns
-from kubesim_images.contentstore import ContentStore
 from kubesim_images.daemon.changefeed import ChangeFeed
 from kubesim_images.daemon.config import DaemonConfig
 from kubesim_images.daemon.credentials import PullCredentials
@@ -33,9 +34,8 @@ from kubesim_images.events import FanOut
 from kubesim_images.keyring import Keyring
 from kubesim_images.metrics import Metrics
 from kubesim_images.node import Node
-from kubesim_images.oci.backend import OciRegistry
 from kubesim_images.registry.base import RegistryBackend
-from kubesim_images.registry.simulated import SimulatedRegistry, preload
+from kubesim_images.registry.simulated import preload
 from kubesim_images.state import StateStore
 from kubesim_images.store import ImageRecord, ImageStore
 
@@ -66,8 +66,18 @@ class Cluster:
             self.feed.next_version,
             lambda change, doc: self.feed.publish("Event", change, doc),
         )
-        self.oci: OciRegistry | None = None
-        self.registry = self._registry(config, state)
+        self.registries = backends.build(
+            config.registry,
+            config.oci,
+            seed=config.seed,
+            node_bandwidth=config.node_bandwidth,
+            content_root=lambda _node: state.directory / "content",
+            now=lambda: self.clock.epoch(now_ns(loop)),
+        )
+        # The daemon's real pulls run at the network's speed: downlinks are a scenario's model.
+        bandwidth = config.node_bandwidth if config.oci is None else math.inf
+        self.registry: RegistryBackend
+        self.registry, sink = self.registries.node(config.node_name, bandwidth)
         # The kinds the daemon only stores, one table each (secrets and service accounts are
         # also read by pull credentials and pod admission).
         self.tables = {
@@ -94,6 +104,7 @@ class Cluster:
                 other_usage=config.image_fs.other_usage,
                 pinned=[config.sandbox_image],
             ),
+            sink=sink,
         )
         metrics.bind_node(self.node)
         node_uid = state.get_meta("nodeUID") or str(uuid.uuid4())
@@ -130,24 +141,6 @@ class Cluster:
             raise TypeError(f"resource table kinds without storage: {sorted(missing)}")
         self.stores = stores
 
-    def _registry(self, config: DaemonConfig, state: StateStore) -> RegistryBackend:
-        if config.oci is not None:
-            # discard: verified, counted and dropped, so nothing is worth an fsync
-            content = ContentStore(state.directory / "content", durable=config.oci.store == "keep")
-            clock = self.clock
-            self.oci = OciRegistry(config.oci, content, now=lambda: clock.epoch(clock.now_ns()))
-            return self.oci
-        spec = config.registry
-        return SimulatedRegistry(
-            spec.catalogue,
-            latency=spec.latency,
-            bandwidth=spec.bandwidth,
-            node_bandwidth=config.node_bandwidth,
-            faults=spec.faults,
-            rate_limit=spec.rate_limit,
-            seed=config.seed,
-        )
-
     @property
     def resource_version(self) -> int:
         """The collection resourceVersion of a list: the last version handed out."""
@@ -166,9 +159,7 @@ class Cluster:
         store = self.node.store
         first_start = not self.state.get_meta("initialized")
         # With a content store that keeps images, it is the truth about what is on the node.
-        kept = (
-            self.oci.content if self.oci is not None and self.oci.config.store == "keep" else None
-        )
+        kept = next((sink.content for _, sink in self.registries.oci.values() if sink.keep), None)
         for doc in self.state.images():
             if kept is not None and kept.get(doc["id"]) is None:
                 # Removed from the content store while we were down (`kubesim-images rmi`).
@@ -198,9 +189,7 @@ class Cluster:
         await self.node.stop()
         self.node_object.stop()
         self.pods.stop()
-        if self.oci is not None:
-            await self.oci.close()
-            self.oci.content.close()
+        await self.registries.close()
 
     # -- write-through hooks (the image store's listener, the back-off's) ------------------
     def image_changed(self, record: ImageRecord) -> None:

@@ -1,21 +1,24 @@
 """The OCI client behind the `RegistryBackend` interface the puller drives.
 
-Pulls go through the same queue, QPS limit, back-off and events as simulated ones; this adapter
-only turns a `PullRequest` into a real pull into the content store and the stored image into the
-node store's `ImageRecord`. Progress is the bytes fetched so far of each pull in flight.
+Pulls go through the same queue, QPS limit, back-off and events as simulated ones. `resolve`
+fetches the manifests (the index, then the platform's) and hands back the image as the node's
+store keeps it; `fetch` streams the config and the layers the puller asks for into the node's
+sink (`sink.ContentSink`, its content store), verified before they are committed. The backend
+owns one connection pool and knows no store. Progress is the bytes fetched so far of each pull
+in flight.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Self
 
-from kubesim_images.contentstore import ContentStore
+from kubesim_images.errors import RegistryError
 from kubesim_images.oci.client import RegistryClient
 from kubesim_images.oci.config import OciRegistryConfig
 from kubesim_images.oci.downlink import Downlink
-from kubesim_images.oci.pull import pull_image
-from kubesim_images.registry.base import PullRequest
+from kubesim_images.oci.pull import Resolved, fetch, resolve
+from kubesim_images.registry.base import LayerSink, Manifest, PullRequest
 from kubesim_images.store import ImageRecord, Layer
 
 
@@ -23,19 +26,11 @@ class OciRegistry:
     """A `RegistryBackend` owning one connection pool: opened by the first pull, or by
     `async with`; `close()` ends it."""
 
-    def __init__(
-        self,
-        config: OciRegistryConfig,
-        store: ContentStore,
-        now: Callable[[], float],
-        downlink: Downlink | None = None,
-    ) -> None:
+    def __init__(self, config: OciRegistryConfig, downlink: Downlink | None = None) -> None:
         self.config = config
         self.client = RegistryClient(config.client)
-        self.content = store
         self.downlink = downlink  # the node's bandwidth, enforced on the real downloads
         self.bytes_fetched = 0
-        self._now = now  # calendar seconds, for the records' last-used time
         self._progress: dict[int, tuple[float, int]] = {}
         self._open = False
 
@@ -56,35 +51,53 @@ class OciRegistry:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def pull(self, request: PullRequest) -> ImageRecord:
+    async def resolve(self, request: PullRequest) -> Manifest:
+        await self.open()
+        resolved = await resolve(
+            self.client, request.ref, credential=request.credential, platform=self.config.platform
+        )
+        manifest = resolved.manifest
+        ref = resolved.ref
+        return Manifest(
+            ImageRecord(
+                id=manifest.config.digest,
+                layers=tuple(Layer(d.digest, d.size) for d in manifest.layers),
+                repo_tags=[f"{ref.name}:{ref.tag}"] if ref.tag else [],
+                repo_digests=[resolved.repo_digest],
+            ),
+            resolved.platform,
+            resolved,
+        )
+
+    async def fetch(
+        self,
+        request: PullRequest,
+        manifest: Manifest,
+        layers: Sequence[Layer],
+        sink: LayerSink | None,
+    ) -> None:
+        resolved = manifest.detail
+        if sink is None or not isinstance(resolved, Resolved):
+            # A wiring bug, not a registry's answer: the factory gives OCI nodes a sink.
+            msg = "the OCI backend fetches into a content store: the node has none"
+            raise RegistryError(msg)
         await self.open()
 
         def progress(done: int, total: int) -> None:
             self._progress[request.pull_id] = (float(done), total)
 
         try:
-            result = await pull_image(
+            self.bytes_fetched += await fetch(
                 self.client,
-                self.content,
-                request.ref,
+                sink,
+                resolved,
                 credential=request.credential,
-                platform=self.config.platform,
-                now=self._now(),
                 progress=progress,
                 throttle=self.downlink.consume if self.downlink is not None else None,
+                layers={layer.digest for layer in layers},
             )
         finally:
             self._progress.pop(request.pull_id, None)
-        self.bytes_fetched += result.fetched_bytes
-        image = result.image
-        if self.config.store == "discard":
-            self.content.remove(image.id)  # verified and counted; the disk is not kept
-        return ImageRecord(
-            id=image.id,
-            layers=tuple(Layer(digest, size) for digest, size in image.layers),
-            repo_tags=list(image.repo_tags),
-            repo_digests=list(image.repo_digests),
-        )
 
     def progress(self, pull_id: int) -> tuple[float, int] | None:
         return self._progress.get(pull_id)

@@ -30,13 +30,14 @@ from typing import Self
 import aiohttp
 
 from kubesim_images import registryerrors
-from kubesim_images.contentstore import ContentError, Ingest
+from kubesim_images.contentstore import ContentError
 from kubesim_images.errors import RegistryError
 from kubesim_images.keyring import Credential
 from kubesim_images.logging import get_logger
 from kubesim_images.oci.auth import AuthError, Authorizer
 from kubesim_images.oci.media import ACCEPT, Descriptor
 from kubesim_images.reference import ImageReference
+from kubesim_images.registry.base import BlobWriter
 
 _MAX_MANIFEST_BYTES = 4 << 20  # containerd's limit: a manifest is metadata, not content
 _USER_AGENT = "kubesim-images (containerd-like OCI client)"
@@ -307,7 +308,7 @@ class RegistryClient:
         self,
         ref: ImageReference,
         descriptor: Descriptor,
-        ingest: Ingest,
+        ingest: BlobWriter,
         credential: Credential | None,
         endpoints: list[Endpoint],
         on_bytes: Callable[[int], None] = lambda _n: None,
@@ -361,7 +362,7 @@ class RegistryClient:
         ref: ImageReference,
         url: str,
         descriptor: Descriptor,
-        ingest: Ingest,
+        ingest: BlobWriter,
         credential: Credential | None,
         headers: Mapping[str, str],
         on_bytes: Callable[[int], None],

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
 from kubesim_images import registryerrors
 from kubesim_images.contentstore import ContentError, ContentStore, StoredImage
@@ -22,6 +24,19 @@ from kubesim_images.logging import get_logger
 from kubesim_images.oci import media
 from kubesim_images.oci.client import Endpoint, FetchedManifest, RegistryClient
 from kubesim_images.reference import DEFAULT_TAG, ImageReference
+from kubesim_images.registry.base import BlobWriter
+
+
+class BlobStore(Protocol):
+    """Where fetched blobs go: the content store itself (the CLI), or a node's sink (the
+    puller's, `registry.base.LayerSink`)."""
+
+    def has_blob(self, digest: str) -> bool: ...
+
+    def downloading(self, digest: str) -> AbstractAsyncContextManager[None]: ...
+
+    def open_ingest(self, digest: str, size: int) -> BlobWriter: ...
+
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes to fetch)
 Throttle = Callable[[int], Awaitable[None]]  # a node's downlink: awaited per chunk
@@ -84,18 +99,25 @@ async def resolve(
 
 async def fetch(
     client: RegistryClient,
-    store: ContentStore,
+    store: BlobStore,
     resolved: Resolved,
     *,
     credential: Credential | None = None,
     progress: Progress | None = None,
     throttle: Throttle | None = None,
+    layers: Collection[str] | None = None,
 ) -> int:
-    """Every blob of `resolved` the store lacks, verified and committed; returns bytes fetched."""
+    """The manifests, the config and the layers (all, or those in `layers`) the store lacks,
+    verified and committed; returns the bytes fetched over the network."""
     ref = resolved.ref
     for fetched in resolved.manifests:
         await _store_bytes(store, ref, fetched.digest, fetched.body)
-    missing = {d.digest: d for d in resolved.blobs if not store.has_blob(d.digest)}
+    wanted = [
+        d
+        for d in resolved.blobs
+        if layers is None or d is resolved.manifest.config or d.digest in layers
+    ]
+    missing = {d.digest: d for d in wanted if not store.has_blob(d.digest)}
     total = sum(d.size for d in missing.values())
     done = 0  # for the progress bar
     network = 0  # over the network, by this pull
@@ -142,8 +164,14 @@ async def fetch(
     return network
 
 
-async def record(store: ContentStore, resolved: Resolved, *, now: float) -> StoredImage:
-    """Name the image once all its blobs are committed (the last step: see the module doc)."""
+async def record(
+    store: ContentStore, resolved: Resolved, *, now: float, partial: bool = False
+) -> StoredImage:
+    """Name the image once all its blobs are committed (the last step: see the module doc).
+
+    `partial` names it with the blobs the store holds (a store that keeps nothing: the record
+    is dropped at once, with what this pull wrote, and layers it did not fetch are not there).
+    """
     ref, manifest = resolved.ref, resolved.manifest
     try:
         config = _config_platform(store.read_blob(manifest.config.digest))
@@ -163,6 +191,8 @@ async def record(store: ContentStore, resolved: Resolved, *, now: float) -> Stor
         layers=tuple((d.digest, d.size) for d in manifest.layers),
     )
     names = [m.digest for m in resolved.manifests] + [d.digest for d in resolved.blobs]
+    if partial:
+        names = [name for name in names if store.has_blob(name)]
     get_logger(image=str(ref)).debug("image_recording", id=image.id, blobs=len(names))
     try:
         return await asyncio.to_thread(store.commit_image, image, names)
@@ -197,7 +227,7 @@ def _parse(ref: ImageReference, fetched: FetchedManifest) -> media.Manifest | me
         raise registryerrors.content_failed(ref, str(exc)) from None
 
 
-async def _store_bytes(store: ContentStore, ref: ImageReference, digest: str, body: bytes) -> None:
+async def _store_bytes(store: BlobStore, ref: ImageReference, digest: str, body: bytes) -> None:
     if store.has_blob(digest):
         return
 
@@ -218,7 +248,7 @@ async def _store_bytes(store: ContentStore, ref: ImageReference, digest: str, bo
 
 async def _fetch(
     client: RegistryClient,
-    store: ContentStore,
+    store: BlobStore,
     ref: ImageReference,
     descriptor: media.Descriptor,
     credential: Credential | None,

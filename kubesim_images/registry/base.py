@@ -1,20 +1,25 @@
 """The small interface every registry backend implements, and the values crossing it.
 
-A backend resolves a reference, fetches what the node lacks, and returns the image record for
-the node's store. It never touches the store itself; the puller does, so backends stay
-swappable (the simulated registry in tests and scenarios, the OCI client for real pulls).
+A backend only speaks to registries: it resolves a reference (with a credential) to a manifest
+- config digest, layers and their sizes, platform - and fetches the layers it is given into a
+sink the puller hands it. It never sees the node's image store: deciding which layers the node
+lacks, sharing a layer another pull on the node is fetching, and committing what arrived all
+belong to the puller and the store (`pulling`), so a new backend is one package.
 Backends raise only `RegistryError`: transport and protocol errors are mapped at this boundary.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+from kubesim_images.errors import RegistryError
 from kubesim_images.keyring import Credential
 from kubesim_images.reference import ImageReference
-from kubesim_images.store import ImageRecord, ImageStore
+from kubesim_images.store import ImageRecord, Layer
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +27,77 @@ class PullRequest:
     pull_id: int
     node: str
     ref: ImageReference
-    store: ImageStore
     credential: Credential | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What a reference resolves to for the node's platform.
+
+    `record` is the image as the node's store keeps it (id = config digest, layers with their
+    sizes, the names the registry knows it by); the store copies it and nobody changes it, so a
+    backend may hand the same one to every pull of an image. `detail` is the backend's own, for
+    its `fetch` and its sink (the OCI backend keeps the fetched manifests there).
+    """
+
+    record: ImageRecord
+    platform: str = ""
+    detail: object = None
+
+    @property
+    def config_digest(self) -> str:
+        return self.record.id
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return self.record.layers
+
+
+class BlobWriter(Protocol):
+    """One blob being written into a sink; `commit` verifies it and makes it visible."""
+
+    offset: int  # bytes already there (a resumed download)
+
+    def restart(self) -> None: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LayerSink(Protocol):
+    """Where a backend writes the bytes it fetches for one node: that node's content store.
+
+    A sink shares a blob being written between concurrent pulls (`downloading`), as containerd's
+    content store does with its ingest locks. `commit` is the puller's, once a fetch is done:
+    the sink records the image whose blobs it now holds. The simulated registry moves no bytes
+    and writes into no sink.
+    """
+
+    def has_blob(self, digest: str) -> bool: ...
+
+    def downloading(self, digest: str) -> AbstractAsyncContextManager[None]: ...
+
+    def open_ingest(self, digest: str, size: int) -> BlobWriter: ...
+
+    async def commit(self, manifest: Manifest) -> None: ...
+
+
 class RegistryBackend(Protocol):
-    async def pull(self, request: PullRequest) -> ImageRecord:
-        """Resolve and download; raise `RegistryError` on failure."""
+    async def resolve(self, request: PullRequest) -> Manifest:
+        """Reference (+ credential) -> manifest; raise `RegistryError` on failure."""
+        ...
+
+    async def fetch(
+        self,
+        request: PullRequest,
+        manifest: Manifest,
+        layers: Sequence[Layer],
+        sink: LayerSink | None,
+    ) -> None:
+        """Download `layers` (those the node lacks) into `sink`; raise `RegistryError`."""
         ...
 
     def progress(self, pull_id: int) -> tuple[float, int] | None:
@@ -36,15 +105,31 @@ class RegistryBackend(Protocol):
         ...
 
 
-@runtime_checkable
-class RoundTripBackend(RegistryBackend, Protocol):
-    """A backend whose pull can be started from a callback: the pull queue starts it the moment
-    it hands a waiting pull its slot, so a queued pull suspends once (on `future`), not twice."""
+Outcome = Manifest | RegistryError
+"""What a callback-driven resolve ends with."""
 
-    def begin(self, request: PullRequest, future: asyncio.Future[Any]) -> None:
-        """Start the pull; its outcome settles `future` (only `finish` reads it)."""
+
+@runtime_checkable
+class CallbackBackend(RegistryBackend, Protocol):
+    """A backend whose steps can be started from callbacks: the pull queue starts a pull the
+    moment it hands it a slot, and the whole pull settles one future, so a queued pull suspends
+    once rather than once per step. The simulated registry is one; its timing is then that of
+    the coroutine steps exactly."""
+
+    def begin_resolve(self, request: PullRequest, done: Callable[[Outcome], None]) -> None:
+        """Start resolving; `done` is called (from the loop) with the manifest or the error."""
         ...
 
-    async def finish(self, request: PullRequest, future: asyncio.Future[Any]) -> ImageRecord:
-        """The pull `begin` started, to its record; raise `RegistryError` on failure."""
+    def begin_fetch(
+        self,
+        request: PullRequest,
+        layers: Sequence[Layer],
+        done: Callable[[], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """Start downloading `layers`; `done` is called once they have all arrived."""
+        ...
+
+    def cancel_fetch(self, request: PullRequest, loop: asyncio.AbstractEventLoop) -> None:
+        """Stop a download `begin_fetch` started (a cancelled pull); a no-op when none runs."""
         ...

@@ -1,11 +1,12 @@
 """The simulated registry: a real backend whose timing follows SPEC section 5 exactly.
 
 A pull is one resolve round trip (`latency`), then faults are judged, then one download flow of
-the layers the node lacks. Flows share bandwidth max-min fairly (`flows.FlowNetwork`) under
-per-node downlinks and the registry's egress; one loop timer tracks the earliest completion, so
-the cost per pull stays constant however many flows run. Faults and rate limits are
-deterministic from the seed. Error texts are containerd's (`registryerrors`, shared with the OCI
-backend), so events read like a real node's.
+the layers the puller asks for (those the node lacks: `pulling` decides that, not the registry).
+Flows share bandwidth max-min fairly (`flows.FlowNetwork`) under per-node downlinks and the
+registry's egress; one loop timer tracks the earliest completion, so the cost per pull stays
+constant however many flows run. Both steps can be started from callbacks (`CallbackBackend`).
+Faults and rate limits are deterministic from the seed. Error texts are containerd's
+(`registryerrors`, shared with the OCI backend), so events read like a real node's.
 """
 
 from __future__ import annotations
@@ -15,21 +16,18 @@ import math
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from kubesim_images.clock import LoopClock, call_at_ns, now_ns, to_ns
 from kubesim_images.errors import RegistryError
 from kubesim_images.flows import FlowNetwork
 from kubesim_images.reference import ImageReference
-from kubesim_images.registry.base import PullRequest
+from kubesim_images.registry.base import LayerSink, Manifest, Outcome, PullRequest
 from kubesim_images.registry.catalogue import Catalogue, SimImage
-from kubesim_images.registryerrors import failed_to_pull, registry_error
-from kubesim_images.store import ImageRecord, Layer, NoSpaceLeftError
+from kubesim_images.registryerrors import registry_error
+from kubesim_images.store import ImageRecord, Layer
 
-
-def no_space_error(exc: NoSpaceLeftError, ref: ImageReference) -> RegistryError:
-    """containerd's pull error when the content store cannot write a fetched layer."""
-    return RegistryError(failed_to_pull(ref, f"failed to copy: {exc}"), code=exc.code)
+# The simulated catalogue has one platform per image: the nodes'.
+_PLATFORM = "linux/amd64"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,48 +86,42 @@ class SimulatedRegistry:
         self._known_nodes: set[str] = set()
         # Per flow (keyed by pull id): what to do when its download completes.
         self._on_done: dict[int, Callable[[], None]] = {}
-        # Layers being downloaded per node, and by which pull (callback-driven pulls).
-        self._downloading: dict[tuple[str, str], asyncio.Future[None]] = {}
-        self._fetching: dict[int, tuple[str, list[Layer], asyncio.Future[None]]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = -1
         self.bytes_sent = 0
         self._clock = LoopClock()
-        self._records: dict[tuple[str, str | None, str | None], ImageRecord] = {}
+        self._manifests: dict[tuple[str, str | None, str | None], Manifest] = {}
 
     def set_node_bandwidth(self, node: str, bandwidth: float) -> None:
         self._known_nodes.add(node)
         self._network.set_node_bandwidth(node, bandwidth)
 
-    async def pull(self, request: PullRequest) -> ImageRecord:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.begin(request, future)
-        return await self.finish(request, future)
+    # -- resolve ----------------------------------------------------------------------------
+    async def resolve(self, request: PullRequest) -> Manifest:
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.begin_resolve(request, future.set_result)
+        outcome = await future
+        if isinstance(outcome, RegistryError):
+            raise outcome
+        return outcome
 
-    def begin(self, request: PullRequest, future: asyncio.Future[Any]) -> None:
-        """Start the round trip; its end and the download are driven by callbacks (`_arrived`,
-        `_downloaded`) that settle `future`, so a pull suspends once, on it. A pull cancelled
-        meanwhile leaves its round trip's timer to find the future done and do nothing."""
+    def begin_resolve(self, request: PullRequest, done: Callable[[Outcome], None]) -> None:
+        """One round trip (`latency`), then the registry's answer: from a timer, so a pull
+        suspends once. The answer is judged when the round trip ends, as a registry would."""
         if self._latency_ns > 0:
-            loop = future.get_loop()
-            call_at_ns(loop, self._clock.now() + self._latency_ns, self._arrived, request, future)
+            loop = asyncio.get_running_loop()
+            call_at_ns(loop, self._clock.now() + self._latency_ns, self._answer, request, done)
         else:
-            self._arrived(request, future)
+            self._answer(request, done)
 
-    async def finish(self, request: PullRequest, future: asyncio.Future[Any]) -> ImageRecord:
-        """The pull `begin` started, to its record. One that must wait for layers another pull
-        on the node is downloading falls back to `_fetch_layers`."""
+    def _answer(self, request: PullRequest, done: Callable[[Outcome], None]) -> None:
         try:
-            outcome: SimImage | ImageRecord = await future
-        except asyncio.CancelledError:
-            self._abandon(request.pull_id, future.get_loop())
-            raise
-        if isinstance(outcome, ImageRecord):
-            return outcome
-        await self._fetch_layers(request, outcome)
-        return self._record(outcome, request.ref)
+            outcome: Outcome = self._resolve(request)
+        except RegistryError as exc:
+            outcome = exc
+        done(outcome)
 
-    def _resolve(self, request: PullRequest) -> SimImage:
+    def _resolve(self, request: PullRequest) -> Manifest:
         """What the round trip learns: the image, or the registry's error."""
         ref = request.ref
         image = self.catalogue.resolve(ref)
@@ -140,133 +132,73 @@ class SimulatedRegistry:
             if credential is None or (credential.username, credential.password) != image.auth:
                 raise registry_error("unauthorized", ref)
         self._judge_faults(ref, request.node)
-        return image
+        return self._manifest(image, ref)
 
-    def _arrived(
-        self, request: PullRequest, future: asyncio.Future[SimImage | ImageRecord]
-    ) -> None:
-        """The round trip is over: judge it, then start the download of what the node lacks."""
-        if future.done():
-            return
-        try:
-            image = self._resolve(request)
-        except RegistryError as exc:
-            future.set_exception(exc)
-            return
-        node, store = request.node, request.store
-        missing = store.missing_layers(image.layers)
-        if not missing:
-            future.set_result(self._record(image, request.ref))
-            return
-        downloading = self._downloading
-        if any((node, layer.digest) in downloading for layer in missing):
-            future.set_result(image)  # shares a download in flight: the general path
-            return
-        size = sum(layer.size for layer in missing)
-        done: asyncio.Future[None] = future.get_loop().create_future()
-        for layer in missing:
-            downloading[(node, layer.digest)] = done
-        self._fetching[request.pull_id] = (node, missing, done)
-        if size <= 0:
-            self._downloaded(request, image, future)
-            return
-        self._start_flow(
-            request.pull_id,
-            node,
-            size,
-            lambda: self._downloaded(request, image, future, size),
-            future.get_loop(),
-        )
-
-    def _downloaded(
+    # -- fetch ------------------------------------------------------------------------------
+    async def fetch(
         self,
         request: PullRequest,
-        image: SimImage,
-        future: asyncio.Future[SimImage | ImageRecord],
-        size: int = 0,
+        manifest: Manifest,  # noqa: ARG002 - the layers say it all: no bytes, no sink
+        layers: Sequence[Layer],
+        sink: LayerSink | None,  # noqa: ARG002
     ) -> None:
-        self.bytes_sent += size
-        _, layers, _ = self._fetching[request.pull_id]
+        if not layers:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self.begin_fetch(request, layers, lambda: _resolve_future(future), loop)
         try:
-            request.store.add_layers(layers)
-        except NoSpaceLeftError as exc:
-            self._release(request.pull_id)
-            if not future.done():
-                future.set_exception(no_space_error(exc, request.ref))
-            return
-        self._release(request.pull_id)
-        if not future.done():
-            future.set_result(self._record(image, request.ref))
+            await future
+        except asyncio.CancelledError:
+            self.cancel_fetch(request, loop)
+            raise
 
-    def _release(self, pull_id: int) -> None:
-        """Layers no longer being downloaded by this pull; whoever waited on them looks again."""
-        entry = self._fetching.pop(pull_id, None)
-        if entry is None:
+    def begin_fetch(
+        self,
+        request: PullRequest,
+        layers: Sequence[Layer],
+        done: Callable[[], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """One download flow of `layers`, sharing bandwidth with the others in flight."""
+        size = sum(layer.size for layer in layers)
+        if size <= 0:
+            done()
             return
-        node, layers, done = entry
-        for layer in layers:
-            del self._downloading[(node, layer.digest)]
-        done.set_result(None)
+        node = request.node
+        if node not in self._known_nodes:
+            self.set_node_bandwidth(node, self._node_bandwidth)
 
-    def _abandon(self, pull_id: int, loop: asyncio.AbstractEventLoop) -> None:
-        """A cancelled pull stops its download and hands its layers back."""
-        if self._on_done.pop(pull_id, None) is not None:
-            self._network.cancel(pull_id, now_ns(loop))
+        def arrived() -> None:
+            self.bytes_sent += size
+            done()
+
+        self._on_done[request.pull_id] = arrived
+        self._network.start(request.pull_id, node, size, self._clock.now())
+        self._reschedule(loop)
+
+    def cancel_fetch(self, request: PullRequest, loop: asyncio.AbstractEventLoop) -> None:
+        if self._on_done.pop(request.pull_id, None) is not None:
+            self._network.cancel(request.pull_id, now_ns(loop))
             self._reschedule(loop)
-        self._release(pull_id)
 
-    async def _fetch_layers(self, request: PullRequest, image: SimImage) -> None:
-        """Download the layers the node lacks; wait for those another pull is downloading.
-
-        Like containerd's content store, a layer being written by one pull is not fetched again
-        by a concurrent pull on the same node: the second waits for it. Loops because a layer
-        whose download was cancelled must then be fetched by whoever still needs it.
-        """
-        node, store = request.node, request.store
-        while missing := store.missing_layers(image.layers):
-            own = [layer for layer in missing if (node, layer.digest) not in self._downloading]
-            waits = [
-                self._downloading[(node, layer.digest)]
-                for layer in missing
-                if (node, layer.digest) in self._downloading
-            ]
-            if own:
-                loop = asyncio.get_running_loop()
-                done: asyncio.Future[None] = loop.create_future()
-                for layer in own:
-                    self._downloading[(node, layer.digest)] = done
-                size = sum(layer.size for layer in own)
-                try:
-                    if size > 0:
-                        await self._transfer(request.pull_id, node, size)
-                        self.bytes_sent += size
-                    try:
-                        store.add_layers(own)
-                    except NoSpaceLeftError as exc:
-                        raise no_space_error(exc, request.ref) from None
-                finally:
-                    for layer in own:
-                        del self._downloading[(node, layer.digest)]
-                    done.set_result(None)
-            for waited in waits:
-                await asyncio.shield(waited)
-
-    def _record(self, image: SimImage, ref: ImageReference) -> ImageRecord:
-        # One record per (image, tag pulled), shared by every pull of it: the store copies the
+    def _manifest(self, image: SimImage, ref: ImageReference) -> Manifest:
+        # One manifest per (image, tag pulled), shared by every pull of it: the store copies the
         # names into its own record and never changes the one it is given.
         key = (image.config_digest, None if ref.digest else ref.name, ref.tag)
-        record = self._records.get(key)
-        if record is None:
+        manifest = self._manifests.get(key)
+        if manifest is None:
             tags = [f"{image.ref.name}:{image.ref.tag}"] if image.ref.tag else []
             if ref.tag and not ref.digest:
                 tags.append(f"{ref.name}:{ref.tag}")
-            record = self._records[key] = ImageRecord(
+            record = ImageRecord(
                 id=image.config_digest,
                 layers=image.layers,
                 repo_tags=list(dict.fromkeys(tags)),
                 repo_digests=[image.repo_digest],
             )
-        return record
+            manifest = self._manifests[key] = Manifest(record, _PLATFORM)
+        return manifest
 
     def _judge_faults(self, ref: ImageReference, node: str) -> None:
         for index, fault in enumerate(self._faults):
@@ -288,32 +220,6 @@ class SimulatedRegistry:
             if used >= limit.pulls:
                 raise registry_error("toomanyrequests", ref)
             self._window_counts[key] = used + 1
-
-    def _start_flow(
-        self,
-        pull_id: int,
-        node: str,
-        size: int,
-        on_done: Callable[[], None],
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        if node not in self._known_nodes:
-            self.set_node_bandwidth(node, self._node_bandwidth)
-        self._on_done[pull_id] = on_done
-        self._network.start(pull_id, node, size, self._clock.now())
-        self._reschedule(loop)
-
-    async def _transfer(self, pull_id: int, node: str, size: int) -> None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._start_flow(pull_id, node, size, lambda: _resolve_future(future), loop)
-        try:
-            await future
-        except asyncio.CancelledError:
-            if self._on_done.pop(pull_id, None) is not None:
-                self._network.cancel(pull_id, now_ns(loop))
-                self._reschedule(loop)
-            raise
 
     def _reschedule(self, loop: asyncio.AbstractEventLoop) -> None:
         upcoming = self._network.next_completion()

@@ -16,12 +16,13 @@ import contextlib
 import random
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubesim_images.clock import call_at_ns, now_ns, run_virtual, sleep_ns
+from kubesim_images import backends
+from kubesim_images.clock import WallClock, call_at_ns, now_ns, run_virtual, sleep_ns
 from kubesim_images.events import Event, EventLog
 from kubesim_images.keyring import Credential, Keyring, UnionKeyring
 from kubesim_images.manager import PullObserver
@@ -30,8 +31,7 @@ from kubesim_images.pod import Pod
 from kubesim_images.podworkers import CredentialLookup, PodStatus
 from kubesim_images.reasons import Reason
 from kubesim_images.reference import ImageReference
-from kubesim_images.registry.base import RegistryBackend
-from kubesim_images.registry.simulated import SimulatedRegistry, preload
+from kubesim_images.registry.simulated import preload
 from kubesim_images.scenario.model import Scenario, VariantSpec
 from kubesim_images.store import ImageStore
 from kubesim_images.tasks import create_guarded_task
@@ -200,39 +200,30 @@ def _credential_lookup(spec: VariantSpec) -> CredentialLookup | None:
 
 
 async def _simulate(spec: VariantSpec, workdir: Path | None) -> VariantResult:
-    if spec.oci is not None:
-        from kubesim_images.scenario.realtime import RealRegistries  # noqa: PLC0415
-
-        with contextlib.ExitStack() as stack:
-            if workdir is None:
-                workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kubesim-")))
-            real = RealRegistries(spec.oci, workdir, spec.node_bandwidth)
-            try:
-                result = await _run(spec, real.backend, lambda _name, _bw: None)
-            finally:
-                await real.close()
-            result.bytes_pulled = real.bytes_fetched
-            result.registry_stats = real.stats()
-            return result
-    registry = SimulatedRegistry(
-        spec.registry.catalogue,
-        latency=spec.registry.latency,
-        bandwidth=spec.registry.bandwidth,
-        node_bandwidth=spec.node_bandwidth,
-        faults=spec.registry.faults,
-        rate_limit=spec.registry.rate_limit,
-        seed=spec.seed,
-    )
-    result = await _run(spec, lambda _name: registry, registry.set_node_bandwidth)
-    result.bytes_pulled = registry.bytes_sent
-    return result
+    with contextlib.ExitStack() as stack:
+        if spec.oci is not None and workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kubesim-")))
+        root = workdir if workdir is not None else Path()
+        loop = asyncio.get_running_loop()
+        registries = backends.build(
+            spec.registry,
+            spec.oci,
+            seed=spec.seed,
+            node_bandwidth=spec.node_bandwidth,
+            content_root=lambda node: root / node,
+            now=lambda: WallClock(loop).epoch(now_ns(loop)),  # real pulls' records only
+        )
+        try:
+            result = await _run(spec, registries)
+        finally:
+            await registries.close()
+        result.bytes_pulled = registries.bytes_fetched
+        if spec.oci is not None:
+            result.registry_stats = registries.stats()
+        return result
 
 
-async def _run(
-    spec: VariantSpec,
-    backend_for: Callable[[str], RegistryBackend],
-    set_node_bandwidth: Callable[[str, float], None],
-) -> VariantResult:
+async def _run(spec: VariantSpec, registries: backends.Registries) -> VariantResult:
     loop = asyncio.get_running_loop()
     log = EventLog()
     tally = PullTally()
@@ -255,9 +246,10 @@ async def _run(
     nodes: list[Node] = []
     for index in range(spec.node_count):
         name = f"node-{index}"
+        backend, sink = registries.node(name, spec.node_bandwidth)
         node = Node(
             name,
-            backend_for(name),
+            backend,
             spec.kubelet,
             log,
             sync=spec.sync,
@@ -270,8 +262,8 @@ async def _run(
                 other_usage=spec.image_fs.other_usage,
                 pinned=[spec.sandbox_image],
             ),
+            sink=sink,
         )
-        set_node_bandwidth(node.name, spec.node_bandwidth)
         node.preload(preloaded, 0)
         node.start()
         nodes.append(node)

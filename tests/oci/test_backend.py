@@ -13,6 +13,8 @@ from kubesim_images.fields import Fields
 from kubesim_images.oci.backend import OciRegistry
 from kubesim_images.oci.config import parse_oci_registry
 from kubesim_images.oci.media import Platform
+from kubesim_images.oci.sink import ContentSink
+from kubesim_images.pulling import pull
 from kubesim_images.reference import parse_normalized
 from kubesim_images.registry.base import PullRequest
 from kubesim_images.store import ImageStore
@@ -73,7 +75,8 @@ class TestConfig:
 
 @pytest.mark.integration
 class TestBackend:
-    """The puller's interface over a real pull: an ImageRecord, progress while it runs."""
+    """The puller's interface over a real pull: resolve, fetch into the node's content store,
+    commit; the record the node's store keeps, progress while it runs."""
 
     @pytest.mark.parametrize("keep", ["keep", "discard"])
     async def test_pull_request_to_image_record(
@@ -83,10 +86,12 @@ class TestBackend:
             Fields("test"), {"type": "oci", "platform": "linux/amd64", "store": keep}
         )
         content = ContentStore(tmp_path / "content")
+        sink = ContentSink(content, keep=keep == "keep", now=lambda: 1.0e9)
+        store = ImageStore()
         seen: list[tuple[float, int] | None] = []
-        async with OciRegistry(config, content, now=lambda: 1.0e9) as backend:
+        async with OciRegistry(config) as backend:
             ref = parse_normalized(f"{seeded.open.host}/demo/big:v1")
-            request = PullRequest(pull_id=7, node="n", ref=ref, store=ImageStore())
+            request = PullRequest(pull_id=7, node="n", ref=ref)
             original = backend.client.fetch_blob
 
             async def spy(*args: object, **kwargs: object) -> None:
@@ -94,12 +99,19 @@ class TestBackend:
                 await original(*args, **kwargs)  # type: ignore[arg-type]
 
             backend.client.fetch_blob = spy  # type: ignore[method-assign]
-            record = await backend.pull(request)
+            record = await pull(backend, store, sink, request)
             assert backend.progress(7) is None
+            fetched, first = backend.bytes_fetched, list(seen)
+            # The node has every layer now: a second pull fetches none of them again.
+            again = await pull(backend, store, sink, PullRequest(8, "n", ref))
+            assert again.id == record.id
+            assert backend.bytes_fetched - fetched < seeded.big_layer["size"]
         assert record.repo_tags == [f"{seeded.open.host}/demo/big:v1"]
         assert [layer.digest for layer in record.layers][-1] == seeded.big_layer["digest"]
         assert record.size == sum(layer.size for layer in record.layers)
-        assert seen
-        assert all(p is not None and p[1] >= seeded.big_layer["size"] for p in seen)
+        assert store.bytes_used == record.size  # committed to the node's store by the puller
+        assert first
+        assert all(p is not None and p[1] >= seeded.big_layer["size"] for p in first)
         assert (content.get(record.id) is not None) == (keep == "keep")
+        assert content.has_blob(seeded.big_layer["digest"]) == (keep == "keep")
         content.close()

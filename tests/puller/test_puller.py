@@ -213,11 +213,16 @@ class TestImagePuller:
         calls = []
 
         class Picky:
-            async def pull(self, request):
+            """A coroutine-only backend (no callbacks) in front of the simulated registry."""
+
+            async def resolve(self, request):
                 calls.append(request.credential.source if request.credential else None)
                 if request.credential is None or request.credential.password != "right":
                     raise RegistryError("unauthorized", code="unauthorized")
-                return await real.pull(request)
+                return await real.resolve(request)
+
+            async def fetch(self, request, manifest, layers, sink):
+                await real.fetch(request, manifest, layers, sink)
 
             def progress(self, pull_id):
                 return None
@@ -254,8 +259,11 @@ class TestImagePuller:
             def __init__(self, errors):
                 self.errors = list(errors)
 
-            async def pull(self, request):
+            async def resolve(self, request):
                 raise self.errors.pop(0)
+
+            async def fetch(self, request, manifest, layers, sink):
+                raise AssertionError("a failed resolve fetches nothing")
 
             def progress(self, pull_id):
                 return None
