@@ -13,12 +13,13 @@ method call, not a chain of coroutines.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kubesim_images import reasons
 from kubesim_images.backoff import Backoff
 from kubesim_images.clock import LoopClock
+from kubesim_images.credentials import CredentialProvider
 from kubesim_images.errors import (
     ContainerError,
     ErrImageNeverPull,
@@ -31,15 +32,15 @@ from kubesim_images.errors import (
     RegistryUnavailable,
 )
 from kubesim_images.events import EventSink, container_event
-from kubesim_images.keyring import Credential
 from kubesim_images.pod import Container, Pod
 from kubesim_images.policy import Decision, PullPolicy, decide
 from kubesim_images.puller import ImagePuller
 from kubesim_images.reasons import EventType, Reason
 from kubesim_images.reference import ImageReference, parse_normalized
 
-# The credentials to try for an image, in order (pod secrets, then the node's config).
-ImageCredentials = Callable[[ImageReference], Sequence[Credential]]
+# The credentials to try for an image, in order (pod secrets, then the node's config), looked
+# up by the puller once the pull has its slot.
+ImageCredentials = CredentialProvider
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +217,7 @@ class ImageManager:
                 ref,
                 image=image,
                 pod=pod.key,
-                credentials=credentials(ref) if credentials is not None else (),
+                credentials=credentials,
             )
         except (RegistryError, PullQPSExceededError) as exc:
             now = self._clock.now()

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,11 +25,9 @@ from kubesim_images.clock import LoopClock, sleep_ns, to_ns
 from kubesim_images.errors import ContainerError
 from kubesim_images.events import EventSink, container_event
 from kubesim_images.fields import Fields
-from kubesim_images.keyring import Credential
 from kubesim_images.manager import ImageCredentials, ImageManager, PullNeeded
 from kubesim_images.pod import Container, Pod
 from kubesim_images.reasons import EventType, Reason
-from kubesim_images.reference import ImageReference
 from kubesim_images.tasks import create_guarded_task
 
 
@@ -96,7 +93,8 @@ def read_sync_settings(ctx: Fields, value: Any, path: str) -> SyncSettings:
     return settings
 
 
-CredentialLookup = Callable[[Pod, ImageReference], Sequence[Credential]]
+# A pod's credential providers (its pull secrets, then the node's config), or None: none.
+CredentialLookup = Callable[[Pod], ImageCredentials | None]
 
 
 class PodWorkers:
@@ -232,7 +230,7 @@ class PodWorkers:
         """One sync; True when every container has its image (the pod can run)."""
         status.syncs += 1
         lookup = self._credentials
-        credentials = functools.partial(lookup, status.pod) if lookup is not None else None
+        credentials = lookup(status.pod) if lookup is not None else None
         for cs in status.init_statuses:
             if cs.state is not State.WAITING:
                 continue

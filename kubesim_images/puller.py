@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubesim_images.clock import LoopClock, go_seconds
+from kubesim_images.credentials import CredentialProvider
 from kubesim_images.errors import PullQPSExceededError, RegistryError
 from kubesim_images.keyring import Credential
 from kubesim_images.kubeletconfig import KubeletConfig
@@ -156,6 +157,18 @@ def _as_cri_client_error(exc: RegistryError) -> RegistryError:
     )
 
 
+class _CredentialsChanged(Exception):
+    """The one-suspension path cannot try the credentials found once admitted (several, or
+    a provider that must be awaited): the pull goes on with the coroutine steps."""
+
+
+async def _lookup(provider: CredentialProvider | None, ref: ImageReference) -> Sequence[Credential]:
+    if provider is None:
+        return ()
+    found = provider.ready(ref)
+    return found if found is not None else await provider.provide(ref)
+
+
 class ImagePuller:
     def __init__(
         self,
@@ -195,17 +208,21 @@ class ImagePuller:
         *,
         image: str,
         pod: str,
-        credentials: Sequence[Credential] = (),
+        credentials: CredentialProvider | None = None,
     ) -> Coroutine[Any, Any, PullResult]:
-        """The pull, to await: queued, QPS-checked, tried with each credential. A plain method
-        returning the coroutine of the path taken, so a pull costs one coroutine less."""
+        """The pull, to await: queued, QPS-checked, then its credentials looked up and each
+        tried in turn. A plain method returning the coroutine of the path taken, so a pull
+        costs one coroutine less. The path is chosen by a peek at the credentials (one pull
+        suspends once with at most one); those used are looked up again once admitted."""
         entry = PullEntry(next(_pull_ids), image, ref, pod, self._clock.now())
-        if self._round_trip is not None and len(credentials) <= 1:
-            return self._pull_once(self._round_trip, entry, credentials[0] if credentials else None)
+        if self._round_trip is not None:
+            peek = credentials.ready(ref) if credentials is not None else ()
+            if peek is not None and len(peek) <= 1:
+                return self._pull_once(self._round_trip, entry, credentials)
         return self._pull_general(entry, credentials)
 
     async def _pull_general(
-        self, entry: PullEntry, credentials: Sequence[Credential]
+        self, entry: PullEntry, provider: CredentialProvider | None
     ) -> PullResult:
         now = self._clock.now
         if not self._gate.try_acquire():
@@ -219,6 +236,7 @@ class ImagePuller:
             if self._bucket is not None and not self._bucket.try_accept(started):
                 raise PullQPSExceededError
             self.in_flight[entry.pull_id] = entry
+            credentials = await _lookup(provider, entry.ref)
             if self._log_pulls:
                 self._log_started(entry, len(credentials))
             try:
@@ -235,22 +253,29 @@ class ImagePuller:
             self._gate.release()
 
     async def _pull_once(
-        self, backend: CallbackBackend, entry: PullEntry, credential: Credential | None
+        self, backend: CallbackBackend, entry: PullEntry, provider: CredentialProvider | None
     ) -> PullResult:
         """The pull with one suspension: started at once when a slot is free, else by the
         queue's callback when it hands this pull its slot; then awaited to its end."""
-        request = PullRequest(entry.pull_id, self.node, entry.ref, credential)
+        request = PullRequest(entry.pull_id, self.node, entry.ref)
         run = CallbackPull(backend, self.store, self.sink, request, asyncio.get_running_loop())
         admitted: Callable[[], None] | None = None
         if self._gate.try_acquire():
-            self._start(entry, run)
+            self._start(entry, run, provider)
         else:
             self.waiting[entry.pull_id] = entry
-            admitted = functools.partial(self._admitted, entry, run)
+            admitted = functools.partial(self._admitted, entry, run, provider)
             self._gate.enqueue(admitted)
         try:
             try:
-                record = await run.finish()
+                try:
+                    record = await run.finish()
+                except _CredentialsChanged:
+                    # More credentials by the time the slot came: each is tried in turn.
+                    credentials = await _lookup(provider, entry.ref)
+                    if self._log_pulls:
+                        self._log_started(entry, len(credentials))
+                    record = await self._pull_with_credentials(entry, credentials)
             except asyncio.CancelledError:
                 if admitted is not None and self._gate.discard(admitted):
                     del self.waiting[entry.pull_id]  # never admitted: no slot to give back
@@ -267,18 +292,29 @@ class ImagePuller:
                 self.in_flight.pop(entry.pull_id, None)
                 self._gate.release()
 
-    def _admitted(self, entry: PullEntry, run: CallbackPull) -> None:
+    def _admitted(
+        self, entry: PullEntry, run: CallbackPull, provider: CredentialProvider | None
+    ) -> None:
         del self.waiting[entry.pull_id]
         if run.future.done():  # cancelled while its slot was on the way
             self._gate.release()
             return
-        self._start(entry, run)
+        self._start(entry, run, provider)
 
-    def _start(self, entry: PullEntry, run: CallbackPull) -> None:
+    def _start(
+        self, entry: PullEntry, run: CallbackPull, provider: CredentialProvider | None
+    ) -> None:
         entry.started_at = self._clock.now()
         self.in_flight[entry.pull_id] = entry
+        # The credentials are looked up now the pull has its slot, as kuberuntime's PullImage.
+        credentials = provider.ready(entry.ref) if provider is not None else ()
+        if credentials is None or len(credentials) > 1:
+            run.future.set_exception(_CredentialsChanged())
+            return
+        if credentials:
+            run.request = PullRequest(entry.pull_id, self.node, entry.ref, credentials[0])
         if self._log_pulls:
-            self._log_started(entry, int(run.request.credential is not None))
+            self._log_started(entry, len(credentials))
         try:
             run.begin()
         except Exception as exc:  # noqa: BLE001 - a bug: raised in the pulling task, not lost

@@ -16,21 +16,20 @@ import contextlib
 import random
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kubesim_images import backends
 from kubesim_images.clock import WallClock, call_at_ns, now_ns, run_virtual, sleep_ns
+from kubesim_images.credentials import KeyringProvider, ProviderChain
 from kubesim_images.events import Event, EventLog
-from kubesim_images.keyring import Credential, Keyring, UnionKeyring
+from kubesim_images.keyring import Keyring
 from kubesim_images.manager import PullObserver
 from kubesim_images.node import Node
 from kubesim_images.pod import Pod
 from kubesim_images.podworkers import CredentialLookup, PodStatus
 from kubesim_images.reasons import Reason
-from kubesim_images.reference import ImageReference
 from kubesim_images.registry.simulated import preload
 from kubesim_images.scenario.model import Scenario, VariantSpec
 from kubesim_images.store import ImageStore
@@ -180,21 +179,21 @@ def _credential_lookup(spec: VariantSpec) -> CredentialLookup | None:
     """Pod pull secrets first, then the nodes' docker config, as the kubelet's union keyring."""
     if not spec.secrets and not spec.node_credentials:
         return None
-    node_keyring = Keyring(spec.node_credentials)
-    keyrings: dict[tuple[str, tuple[str, ...]], UnionKeyring] = {}
+    node = KeyringProvider(Keyring(spec.node_credentials))
+    chains: dict[tuple[str, tuple[str, ...]], ProviderChain] = {}
 
-    def lookup(pod: Pod, ref: ImageReference) -> Sequence[Credential]:
+    def lookup(pod: Pod) -> ProviderChain:
         key = (pod.namespace, pod.image_pull_secrets)
-        union = keyrings.get(key)
-        if union is None:
+        chain = chains.get(key)
+        if chain is None:
             # A secret the pod names but the scenario lacks is skipped, as the kubelet does.
             pod_keyring = Keyring(
                 entry
                 for name in pod.image_pull_secrets
                 for entry in spec.secrets.get((pod.namespace, name), ())
             )
-            union = keyrings[key] = UnionKeyring(pod_keyring, node_keyring)
-        return union.lookup(ref)
+            chain = chains[key] = ProviderChain(KeyringProvider(pod_keyring), node)
+        return chain
 
     return lookup
 

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from kubesim_images.clock import run_virtual
+from kubesim_images.credentials import StaticCredentials
 from kubesim_images.errors import PullQPSExceededError, RegistryError
 from kubesim_images.keyring import Credential
 from kubesim_images.kubeletconfig import KubeletConfig
@@ -238,7 +239,10 @@ class TestImagePuller:
                 Credential("u", "right", source="secret/b"),
             ]
             await puller.pull(
-                parse_normalized("example.com/a:v1"), image="a", pod="p", credentials=creds
+                parse_normalized("example.com/a:v1"),
+                image="a",
+                pod="p",
+                credentials=StaticCredentials(creds),
             )
             # utilerrors.NewAggregate prints one distinct message once, without brackets.
             with pytest.raises(RegistryError, match=r"^unauthorized$"):
@@ -246,7 +250,7 @@ class TestImagePuller:
                     parse_normalized("example.com/a:v1"),
                     image="a",
                     pod="p",
-                    credentials=creds[:1] * 2,
+                    credentials=StaticCredentials(creds[:1] * 2),
                 )
 
         run_virtual(main())
@@ -302,7 +306,7 @@ class TestImagePuller:
                         parse_normalized("example.com/a:v1"),
                         image="a",
                         pod="p",
-                        credentials=creds[: len(errors)],
+                        credentials=StaticCredentials(creds[: len(errors)]),
                     )
                 seen.append((str(caught.value), caught.value.unavailable))
             return seen
