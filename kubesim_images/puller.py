@@ -3,8 +3,10 @@
 Mirrors `throttled_puller.go` and `throttledImageService`: a pull waits for a slot first come
 first served (one slot with `serializeImagePulls`, N with `maxParallelImagePulls`, none without
 a limit), then takes a `registryPullQPS` token, failing at once with `pull QPS exceeded` when
-there is none, then tries each credential in turn until one pull succeeds. The pull duration the
-kubelet reports starts when the slot is won; the wait before it is "including waiting".
+there is none, then looks up the pod's credentials (`credentials`: pull secrets as they are
+now, then the node's config, as kuberuntime's `PullImage`) and tries each in turn until one pull
+succeeds; the pull itself is `pulling`'s. The pull duration the kubelet reports starts when the
+slot is won; the wait before it is "including waiting".
 """
 
 from __future__ import annotations

@@ -67,19 +67,20 @@ async def fetch_missing(
     """
     first = always
     while (missing := store.missing_layers(manifest.layers)) or first:
-        first = False
         own = [layer for layer in missing if store.fetching(layer.digest) is None]
         waits = [f for layer in missing if (f := store.fetching(layer.digest)) is not None]
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        store.claim(own, done)
-        try:
-            await backend.fetch(request, manifest, own, sink)
+        if own or first:
+            first = False
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            store.claim(own, done)
             try:
-                store.add_layers(own)
-            except NoSpaceLeftError as exc:
-                raise no_space_error(exc, request.ref) from None
-        finally:
-            store.release(own, done)
+                await backend.fetch(request, manifest, own, sink)
+                try:
+                    store.add_layers(own)
+                except NoSpaceLeftError as exc:
+                    raise no_space_error(exc, request.ref) from None
+            finally:
+                store.release(own, done)
         for waited in waits:
             await asyncio.shield(waited)
 
