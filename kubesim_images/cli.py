@@ -15,11 +15,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rich.console import Console
-
 from kubesim_images import __version__, imagecli
 from kubesim_images.errors import ConfigError
-from kubesim_images.explain import explain, render_text
 from kubesim_images.keyring import Keyring, load_docker_config
 from kubesim_images.logging import configure, get_logger
 from kubesim_images.policy import PullPolicy
@@ -158,6 +155,8 @@ def _fail(message: str) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    from kubesim_images.explain import explain, render_text  # noqa: PLC0415 - explain only
+
     keyring = None
     if args.docker_config:
         try:
@@ -191,6 +190,8 @@ def _scenario_run(args: argparse.Namespace) -> int:
             f"{args.file}: registry type oci pulls real images (variants: "
             f"{', '.join(needs_real_time)}): run it with --real-time"
         )
+    from rich.console import Console  # noqa: PLC0415 - the image verbs start without rich
+
     console = Console(stderr=True) if args.output == "json" else Console()
     with console.status(f"simulating {scenario.name}…"):
         result = run_scenario(scenario, variant=args.variant, real_time=args.real_time)

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from kubesim_images.errors import KubesimError
 
@@ -76,6 +76,21 @@ def hex_of(digest: str) -> str:
     ):
         raise ContentError(f"unsupported digest {digest!r}: only sha256 is stored")
     return encoded
+
+
+class BlobWriter(Protocol):
+    """One blob being written into a store; `commit` verifies it and makes it visible. What a
+    registry client writes into (`Ingest` here; a node's sink hands these out too)."""
+
+    offset: int  # bytes already there (a resumed download)
+
+    def restart(self) -> None: ...
+
+    def write(self, chunk: bytes, /) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Ingest:

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from kubesim_images.clock import WallClock
 from kubesim_images.contentstore import ContentError, ContentStore, StoredImage
@@ -28,6 +26,9 @@ from kubesim_images.reference import ImageReference, parse_normalized
 from kubesim_images.state import default_state_dir
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+
     from kubesim_images.oci.client import ClientConfig
     from kubesim_images.oci.media import Platform
     from kubesim_images.oci.pull import PullResult
@@ -178,21 +179,14 @@ async def _pull(
     from kubesim_images.oci.pull import pull_image  # noqa: PLC0415
 
     now = WallClock(asyncio.get_running_loop())
-    show = output == "text" and sys.stderr.isatty()
-    bar = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=not show,
+    bar, on_progress = (
+        _progress_bar(ref)
+        if output == "text" and sys.stderr.isatty()
+        else (
+            contextlib.nullcontext(),
+            None,
+        )
     )
-    task = bar.add_task(f"pulling {ref}", total=None)
-
-    def on_progress(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
-
     async with RegistryClient(config) as client:
         with bar:
             for index, credential in enumerate(credentials):
@@ -211,6 +205,34 @@ async def _pull(
                     if exc.code != "unauthorized" or index + 1 == len(credentials):
                         raise
     raise AssertionError("unreachable: credentials is never empty")  # pragma: no cover
+
+
+def _progress_bar(
+    ref: ImageReference,
+) -> tuple[AbstractContextManager[object], Callable[[int, int], None]]:
+    """rich's bar on a terminal; imported only then (a pull's start-up is part of its time)."""
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task(f"pulling {ref}", total=None)
+
+    def on_progress(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return bar, on_progress
 
 
 def _find(store: ContentStore, name: str) -> StoredImage | None:

@@ -2,6 +2,10 @@
 
 Every log line passes through `redact`, so a credential that slips into an event dict (a
 password, token, auth string or pull secret) is masked before it is rendered.
+
+structlog (and rich, which it imports) is loaded by the first logger asked for, not by
+`configure`: `kubesim-images pull` logs nothing unless something goes wrong, and its start-up is
+part of the time a pull takes. `enabled` answers whether a level would be written without it.
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ import io
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
-import structlog
+if TYPE_CHECKING:
+    import structlog
 
 _SECRET_KEYS = frozenset(
     {
@@ -52,17 +57,40 @@ class _Stderr(io.TextIOBase):
         sys.stderr.flush()
 
 
+# What `configure` asked for, applied when structlog is loaded (at once if it already is).
+_pending: tuple[str, str, TextIO | None] | None = None
+_level = logging.WARNING  # the level lines are written from; a library's default
+
+
 def configure(
     *, log_format: str = "json", level: str = "info", stream: TextIO | None = None
 ) -> None:
-    """Configure structlog for the process; call once from the CLI."""
+    """Configure logging for the process; call once from the CLI."""
+    global _pending, _level  # noqa: PLW0603 - the process's one logging configuration
+    if log_format not in {"console", "json"}:
+        raise ValueError(f"unknown log format {log_format!r} (json or console)")
+    _level = logging.getLevelNamesMapping()[level.upper()]
+    _pending = (log_format, level, stream)
+    if "structlog" in sys.modules:
+        _apply()
+
+
+def enabled(level: int) -> bool:
+    """Whether a line at `level` would be written, without loading structlog."""
+    return level >= _level
+
+
+def _apply() -> None:
+    global _pending  # noqa: PLW0603
+    import structlog  # noqa: PLC0415 - see the module's doc
+
+    log_format, level, stream = _pending or ("json", "warning", None)
+    _pending = None
     renderer: structlog.typing.Processor
     if log_format == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=False)
-    elif log_format == "json":
-        renderer = structlog.processors.JSONRenderer(sort_keys=False)
     else:
-        raise ValueError(f"unknown log format {log_format!r} (json or console)")
+        renderer = structlog.processors.JSONRenderer(sort_keys=False)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -82,7 +110,9 @@ def configure(
 
 def get_logger(**context: Any) -> structlog.typing.FilteringBoundLogger:
     """A logger with bound context; used as a library, the package logs warnings and worse."""
-    if not structlog.is_configured():
-        configure(level="warning")
+    import structlog  # noqa: PLC0415 - see the module's doc
+
+    if _pending is not None or not structlog.is_configured():
+        _apply()
     logger: structlog.typing.FilteringBoundLogger = structlog.get_logger()
     return logger.bind(**context) if context else logger

@@ -30,14 +30,13 @@ from typing import Self
 import aiohttp
 
 from kubesim_images import registryerrors
-from kubesim_images.contentstore import ContentError
+from kubesim_images.contentstore import BlobWriter, ContentError
 from kubesim_images.errors import RegistryError
 from kubesim_images.keyring import Credential
 from kubesim_images.logging import get_logger
 from kubesim_images.oci.auth import AuthError, Authorizer
 from kubesim_images.oci.media import ACCEPT, Descriptor
 from kubesim_images.reference import ImageReference
-from kubesim_images.registry.base import BlobWriter
 
 _MAX_MANIFEST_BYTES = 4 << 20  # containerd's limit: a manifest is metadata, not content
 _USER_AGENT = "kubesim-images (containerd-like OCI client)"

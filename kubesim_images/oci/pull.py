@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
 from kubesim_images import registryerrors
-from kubesim_images.contentstore import ContentError, ContentStore, StoredImage
+from kubesim_images.contentstore import BlobWriter, ContentError, ContentStore, StoredImage
 from kubesim_images.errors import RegistryError
 from kubesim_images.keyring import Credential
-from kubesim_images.logging import get_logger
+from kubesim_images.logging import enabled, get_logger
 from kubesim_images.oci import media
 from kubesim_images.oci.client import Endpoint, FetchedManifest, RegistryClient
 from kubesim_images.reference import DEFAULT_TAG, ImageReference
-from kubesim_images.registry.base import BlobWriter
 
 
 class BlobStore(Protocol):
@@ -193,7 +193,8 @@ async def record(
     names = [m.digest for m in resolved.manifests] + [d.digest for d in resolved.blobs]
     if partial:
         names = [name for name in names if store.has_blob(name)]
-    get_logger(image=str(ref)).debug("image_recording", id=image.id, blobs=len(names))
+    if enabled(logging.DEBUG):  # a pull's start-up is part of its time: no logger unless needed
+        get_logger(image=str(ref)).debug("image_recording", id=image.id, blobs=len(names))
     try:
         return await asyncio.to_thread(store.commit_image, image, names)
     except ContentError as exc:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
-from kubesim_images.contentstore import ContentStore
+from kubesim_images.contentstore import BlobWriter, ContentStore
 from kubesim_images.errors import RegistryError
 from kubesim_images.oci.pull import Resolved, record
-from kubesim_images.registry.base import BlobWriter, Manifest
+from kubesim_images.registry.base import Manifest
 
 
 class ContentSink:

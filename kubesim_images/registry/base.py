@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from kubesim_images.contentstore import BlobWriter
 from kubesim_images.errors import RegistryError
 from kubesim_images.keyring import Credential
 from kubesim_images.reference import ImageReference
@@ -51,20 +52,6 @@ class Manifest:
     @property
     def layers(self) -> tuple[Layer, ...]:
         return self.record.layers
-
-
-class BlobWriter(Protocol):
-    """One blob being written into a sink; `commit` verifies it and makes it visible."""
-
-    offset: int  # bytes already there (a resumed download)
-
-    def restart(self) -> None: ...
-
-    def write(self, data: bytes) -> None: ...
-
-    def commit(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class LayerSink(Protocol):

@@ -1,0 +1,48 @@
+"""`kubesim-images pull` starts lean: its start-up is part of the time a pull takes (bench/pull.py
+compares the whole process with skopeo's), so it loads neither structlog nor rich unless it
+must (a log line at the level asked, a progress bar on a terminal)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ocikit import Seeded
+
+pytestmark = pytest.mark.integration
+
+PROBE = """
+import json, sys
+from kubesim_images import cli
+code = cli.main(sys.argv[1:])
+print(json.dumps({"code": code, "loaded": [m for m in ("structlog", "rich") if m in sys.modules]}))
+"""
+
+
+def _pull(*args: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True
+    )
+    result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def test_a_pull_loads_no_logging_or_terminal_library(seeded: Seeded, tmp_path: Path) -> None:
+    image = f"{seeded.open.host}/demo/big:v1"
+    out = _pull("pull", image, "--platform", "linux/amd64", "--state-dir", str(tmp_path))
+    assert out == {"code": 0, "loaded": []}
+
+
+def test_logging_asked_for_still_logs(seeded: Seeded, tmp_path: Path) -> None:
+    image = f"{seeded.open.host}/demo/big:v1"
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "--log-level", "debug", "pull", image,
+         "--platform", "linux/amd64", "--state-dir", str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(done.stdout.splitlines()[-1])["loaded"] == ["structlog", "rich"]
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert any(line["event"] == "image_recording" for line in lines)
