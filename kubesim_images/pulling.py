@@ -69,6 +69,15 @@ async def fetch_missing(
     while (missing := store.missing_layers(manifest.layers)) or first:
         own = [layer for layer in missing if store.fetching(layer.digest) is None]
         waits = [f for layer in missing if (f := store.fetching(layer.digest)) is not None]
+        if first and sink is not None:
+            # Layers the store holds but the sink lost (removed behind the store's back): the
+            # sink's image record names every blob, so they are fetched again.
+            counted = {layer.digest for layer in missing}
+            own += [
+                layer
+                for layer in sink.lacks(manifest.layers)
+                if layer.digest not in counted and store.fetching(layer.digest) is None
+            ]
         if own or first:
             first = False
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -121,10 +130,14 @@ class CallbackPull:
         except asyncio.CancelledError:
             self._abandon()
             raise
-        if not self.complete:
-            await fetch_missing(self.backend, self.store, self.sink, self.request, manifest)
         if self.sink is None:
+            if not self.complete:
+                await fetch_missing(self.backend, self.store, self.sink, self.request, manifest)
             return manifest.record
+        # A sink has more to be written than the layers the store lacks: ask once more.
+        await fetch_missing(
+            self.backend, self.store, self.sink, self.request, manifest, always=True
+        )
         await self.sink.commit(manifest)
         return manifest.record
 

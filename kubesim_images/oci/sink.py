@@ -8,13 +8,14 @@ this pull wrote are dropped at once (verified and counted, the disk not kept).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from kubesim_images.contentstore import BlobWriter, ContentStore
 from kubesim_images.errors import RegistryError
 from kubesim_images.oci.pull import Resolved, record
 from kubesim_images.registry.base import Manifest
+from kubesim_images.store import Layer
 
 
 class ContentSink:
@@ -33,6 +34,12 @@ class ContentSink:
 
     def open_ingest(self, digest: str, size: int) -> BlobWriter:
         return self.content.open_ingest(digest, size)
+
+    def lacks(self, layers: Sequence[Layer]) -> list[Layer]:
+        if not self.keep:
+            return []
+        unique = {layer.digest: layer for layer in layers}
+        return [layer for digest, layer in unique.items() if not self.content.has_blob(digest)]
 
     async def commit(self, manifest: Manifest) -> None:
         resolved = manifest.detail

@@ -69,6 +69,12 @@ class LayerSink(Protocol):
 
     def open_ingest(self, digest: str, size: int) -> BlobWriter: ...
 
+    def lacks(self, layers: Sequence[Layer]) -> list[Layer]:
+        """Of `layers` (which the node's store holds), those the sink does not: removed behind
+        the store's back (`kubesim-images rmi` while the daemon runs). A sink that keeps
+        nothing lacks nothing."""
+        ...
+
     async def commit(self, manifest: Manifest) -> None: ...
 
 

@@ -115,3 +115,27 @@ class TestBackend:
         assert (content.get(record.id) is not None) == (keep == "keep")
         assert content.has_blob(seeded.big_layer["digest"]) == (keep == "keep")
         content.close()
+
+    async def test_blobs_removed_behind_the_stores_back_are_fetched_again(
+        self, seeded: Seeded, tmp_path: Path
+    ) -> None:
+        """`kubesim-images rmi` while the daemon runs: the node's store still holds the layers,
+        the content store no longer does; the next pull fetches them again and records the
+        image, rather than failing on blobs the record would name but the disk lacks."""
+        config = parse_oci_registry(Fields("test"), {"type": "oci", "platform": "linux/amd64"})
+        content = ContentStore(tmp_path / "content")
+        sink = ContentSink(content, keep=True, now=lambda: 1.0e9)
+        store = ImageStore()
+        ref = parse_normalized(f"{seeded.open.host}/demo/big:v1")
+        async with OciRegistry(config) as backend:
+            record = await pull(backend, store, sink, PullRequest(1, "n", ref))
+            content.remove(record.id)
+            assert not content.has_blob(seeded.big_layer["digest"])
+            fetched = backend.bytes_fetched
+            again = await pull(backend, store, sink, PullRequest(2, "n", ref))
+            assert backend.bytes_fetched - fetched >= seeded.big_layer["size"]
+        assert again.id == record.id
+        assert content.get(record.id) is not None
+        assert content.has_blob(seeded.big_layer["digest"])
+        assert store.bytes_used == record.size  # counted once, not twice
+        content.close()
