@@ -132,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run on the wall clock (needed by registry type oci: real pulls)",
     )
+    run.add_argument(
+        "--compare",
+        action="store_true",
+        help="with --real-time: also run the same file in virtual time and report the two side "
+        "by side (a real registry's images are resolved once to give the model its catalogue)",
+    )
     fp = commands.add_parser(
         "fault-proxy",
         parents=[logging_options],
@@ -190,11 +196,15 @@ def _scenario_run(args: argparse.Namespace) -> int:
             f"{args.file}: registry type oci pulls real images (variants: "
             f"{', '.join(needs_real_time)}): run it with --real-time"
         )
+    if args.compare and not args.real_time:
+        return _fail("--compare puts a virtual run beside a real-time one: add --real-time")
     from rich.console import Console  # noqa: PLC0415 - the image verbs start without rich
 
     console = Console(stderr=True) if args.output == "json" else Console()
     with console.status(f"simulating {scenario.name}…"):
-        result = run_scenario(scenario, variant=args.variant, real_time=args.real_time)
+        result = run_scenario(
+            scenario, variant=args.variant, real_time=args.real_time, compare=args.compare
+        )
     if args.report:
         from kubesim_images.scenario.plots import write_report  # noqa: PLC0415
 

@@ -40,6 +40,9 @@ from kubesim_images.reference import ImageReference
 
 _MAX_MANIFEST_BYTES = 4 << 20  # containerd's limit: a manifest is metadata, not content
 _USER_AGENT = "kubesim-images (containerd-like OCI client)"
+# A paced stream's turn on its node's link: 16 ms of a 2 MiB/s link, half the bucket's smallest
+# capacity (downlink.py). Smaller is fairer and costs a wake-up per chunk.
+_THROTTLED_CHUNK = 32 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,8 +399,16 @@ class RegistryClient:
                 )
             else:
                 raise await self._error(ref, "GET", url, response)
+            # Paced by a downlink, a stream takes at most a bounded chunk per turn: pulls
+            # sharing a node's link then alternate fairly (iter_any hands over all that is
+            # buffered, so a stream that waited longer would take more of the link).
+            chunks = (
+                response.content.iter_any()
+                if throttle is None
+                else response.content.iter_chunked(_THROTTLED_CHUNK)
+            )
             try:
-                async for chunk in response.content.iter_any():
+                async for chunk in chunks:
                     if throttle is not None:
                         await throttle(len(chunk))
                     ingest.write(chunk)

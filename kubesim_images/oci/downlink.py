@@ -2,7 +2,11 @@
 
 A token bucket on the event loop's clock, filled at the node's bandwidth and holding at most a
 quarter of a second of it, so several pulls on one node share the link and a burst after an
-idle spell stays short. Waiting is `asyncio.sleep`, never a busy loop.
+idle spell stays short. The bucket starts empty: a link stores nothing, and the capacity is
+there to make up for the process's own stalls (a reader that was not scheduled for a moment
+catches up), not to give a new node a head start the model's link (and a real one) does not
+have. So a node's first download is never faster than its link. Waiting is `asyncio.sleep`,
+never a busy loop.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ class Downlink:
             raise ValueError("a downlink needs a positive bandwidth")
         self.rate = bytes_per_second
         self._capacity = max(bytes_per_second * _BURST_SECONDS, 64 * 1024)
-        self._tokens = self._capacity
+        self._tokens = 0.0
         self._updated: float | None = None
         self._lock = asyncio.Lock()  # first come, first served: no pull starves another
 

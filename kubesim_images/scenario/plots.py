@@ -3,7 +3,8 @@
 Three figures, variants overlaid: the distribution of time-to-images-ready over pods (a CDF, so
 p50/p99 read straight off), pulls in flight over simulated time (from Pulling to Pulled or
 Failed), which shows queueing and back-off waves, and the first node's image filesystem usage,
-sampled every 5 minutes just before and after image GC (the saw teeth are GC runs).
+sampled every 5 minutes just before and after image GC (the saw teeth are GC runs). With
+`--compare` each variant's model is drawn over it in the same colour, dashed.
 """
 
 from __future__ import annotations
@@ -45,6 +46,18 @@ def pulls_in_flight(variant: VariantResult) -> tuple[list[float], list[int]]:
     return times, counts
 
 
+def series(result: ScenarioResult) -> list[tuple[str, VariantResult, dict[str, Any]]]:
+    """(legend, run, line style) of each run drawn: a model dashed, in its variant's colour."""
+    if result.virtual is None:
+        return [(v.name, v, {}) for v in result.variants]
+    out: list[tuple[str, VariantResult, dict[str, Any]]] = []
+    for index, (real, model) in enumerate(zip(result.variants, result.virtual, strict=True)):
+        colour = f"C{index % 10}"
+        out.append((f"{real.name} (real)", real, {"color": colour}))
+        out.append((f"{model.name} (virtual)", model, {"color": colour, "linestyle": "--"}))
+    return out
+
+
 def write_report(result: ScenarioResult, document: dict[str, Any], directory: Path) -> list[Path]:
     import matplotlib as mpl  # noqa: PLC0415 - heavy, and only reports need it
 
@@ -55,39 +68,40 @@ def write_report(result: ScenarioResult, document: dict[str, Any], directory: Pa
     written = [directory / "report.json"]
     written[0].write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
+    drawn = series(result)
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for variant in result.variants:
+    for label, variant, style in drawn:
         values = ready_seconds(variant)
         if values:
             fractions = [(i + 1) / len(variant.pods) for i in range(len(values))]
-            ax.step(values, fractions, where="post", label=variant.name)
+            ax.step(values, fractions, where="post", label=label, **style)
     ax.set_ylim(0, 1.02)
     written.append(
         _save(
             fig,
             ax,
-            ("time from pod creation to all images present (simulated s)", "fraction of pods"),
+            ("time from pod creation to all images present (s)", "fraction of pods"),
             f"{result.scenario.name}: images ready",
             directory / "images-ready-cdf.png",
         )
     )
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for variant in result.variants:
+    for label, variant, style in drawn:
         times, counts = pulls_in_flight(variant)
-        ax.step(times, counts, where="post", label=variant.name)
+        ax.step(times, counts, where="post", label=label, **style)
     written.append(
         _save(
             fig,
             ax,
-            ("simulated time (s)", "pulls in flight (incl. queued)"),
+            ("time from the start (s)", "pulls in flight (incl. queued)"),
             f"{result.scenario.name}: pulls over time",
             directory / "pulls-timeline.png",
         )
     )
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for variant in result.variants:
+    for label, variant, style in drawn:
         if not variant.nodes or not variant.nodes[0].disk:
             continue
         node = variant.nodes[0]
@@ -96,7 +110,7 @@ def write_report(result: ScenarioResult, document: dict[str, Any], directory: Pa
         for t, before, after in node.disk:
             hours += [t / 1e9 / 3600, t / 1e9 / 3600]
             percents += [100 * before / node.capacity, 100 * after / node.capacity]
-        ax.plot(hours, percents, label=variant.name)
+        ax.plot(hours, percents, label=label, **style)
     high = result.variants[0].spec.kubelet.image_gc_high_threshold_percent
     ax.axhline(high, linestyle="--", color="grey", label=f"GC high threshold ({high} %)")
     ax.set_ylim(0, 100)
@@ -104,7 +118,7 @@ def write_report(result: ScenarioResult, document: dict[str, Any], directory: Pa
         _save(
             fig,
             ax,
-            ("simulated time (h)", "image filesystem used (%)"),
+            ("time from the start (h)", "image filesystem used (%)"),
             f"{result.scenario.name}: disk usage of node-0, before and after each GC run",
             directory / "disk-usage.png",
         )

@@ -72,8 +72,18 @@ def summary(result: VariantResult) -> dict[str, Any]:
         "rePulls": sum(n.re_pulls for n in result.nodes),
     }
     if result.registry_stats is not None:  # real registries (SPEC section 10)
-        out["registry"] = result.registry_stats
+        out["registry"] = {**result.registry_stats, "pullSeconds": pull_seconds(result)}
     return out
+
+
+def pull_seconds(result: VariantResult) -> dict[str, float | None]:
+    """p50/p90/p99/max of the successful pulls' own durations (the `Pulled` event's first
+    figure: from leaving the queue to the image stored), nearest-rank; None without pulls."""
+    ordered = sorted(result.pull_seconds)
+    return {
+        key: (ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1] if ordered else None)
+        for key, pct in (*_PERCENTILES, ("max", 100))
+    }
 
 
 def _t_or_none(ns: int | None) -> float | None:
@@ -143,20 +153,55 @@ def to_json(result: ScenarioResult) -> dict[str, Any]:
         return _document(result)
 
 
-def _document(result: ScenarioResult) -> dict[str, Any]:
+def _variant_json(variant: VariantResult) -> dict[str, Any]:
+    head: dict[str, Any] = {"name": variant.name}
+    if variant.model is not None:
+        head["model"] = variant.model
     return {
-        "scenario": result.scenario.name,
-        "variants": [
-            {
-                "name": variant.name,
-                "summary": summary(variant),
-                "nodes": [node_json(n) for n in variant.nodes],
-                "pods": [pod_json(p) for p in variant.pods],
-                "events": [event_json(e) for e in variant.events],
-            }
-            for variant in result.variants
-        ],
+        **head,
+        "summary": summary(variant),
+        "nodes": [node_json(n) for n in variant.nodes],
+        "pods": [pod_json(p) for p in variant.pods],
+        "events": [event_json(e) for e in variant.events],
     }
+
+
+def _document(result: ScenarioResult) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "scenario": result.scenario.name,
+        "variants": [_variant_json(variant) for variant in result.variants],
+    }
+    if result.virtual is not None:
+        document["virtual"] = {"variants": [_variant_json(v) for v in result.virtual]}
+        document["comparison"] = comparison(result)
+    return document
+
+
+def _difference(real: float | None, virtual: float | None) -> dict[str, float | None]:
+    diff = None if real is None or virtual is None else round(real - virtual, 6)
+    return {"real": real, "virtual": virtual, "difference": diff}
+
+
+def comparison(result: ScenarioResult) -> list[dict[str, Any]]:
+    """`--compare`: per variant, each summary figure of the real-time run beside its model's
+    (`difference` is real minus virtual, in seconds for times)."""
+    out = []
+    for real, virtual in zip(result.variants, result.virtual or (), strict=True):
+        r, v = summary(real), summary(virtual)
+        out.append(
+            {
+                "name": real.name,
+                "imagesReady": {
+                    key: _difference(r["imagesReady"][key], v["imagesReady"][key])
+                    for key in ("p50", "p90", "p99", "max")
+                },
+                **{
+                    key: {"real": r[key], "virtual": v[key]}
+                    for key in ("podsReady", "pulls", "failedPulls", "backoffs", "bytesPulled")
+                },
+            }
+        )
+    return out
 
 
 def event_json(e: Event) -> dict[str, Any]:
@@ -180,27 +225,38 @@ def write_json(result: ScenarioResult, out: BinaryIO) -> None:
     dumps = orjson.dumps
     with _no_cyclic_gc():
         out.write(b'{\n  "scenario": ' + dumps(result.scenario.name) + b',\n  "variants": ')
-        if not result.variants:
-            out.write(b"[]\n}\n")
-            return
-        out.write(b"[")
-        for index, variant in enumerate(result.variants):
-            head = _indented(dumps(summary(variant), option=orjson.OPT_INDENT_2), 6)
-            out.write(
-                (b"," if index else b"")
-                + b'\n    {\n      "name": '
-                + dumps(variant.name)
-                + b',\n      "summary": '
-                + head
-                + b',\n      "nodes": '
-            )
-            _write_list(out, variant.nodes, node_json, 6)
-            out.write(b',\n      "pods": ')
-            _write_list(out, variant.pods, pod_json, 6)
-            out.write(b',\n      "events": ')
-            _write_list(out, variant.events, event_json, 6)
-            out.write(b"\n    }")
-        out.write(b"\n  ]\n}\n")
+        _write_variants(out, result.variants, 2)
+        if result.virtual is not None:
+            out.write(b',\n  "virtual": {\n    "variants": ')
+            _write_variants(out, result.virtual, 4)
+            comparison_text = dumps(comparison(result), option=orjson.OPT_INDENT_2)
+            out.write(b'\n  },\n  "comparison": ' + _indented(comparison_text, 2))
+        out.write(b"\n}\n")
+
+
+def _write_variants(out: BinaryIO, variants: Sequence[VariantResult], depth: int) -> None:
+    """A list of variants whose key sits `depth` spaces deep."""
+    dumps = orjson.dumps
+    if not variants:
+        out.write(b"[]")
+        return
+    item, key = b" " * (depth + 2), b" " * (depth + 4)
+    out.write(b"[")
+    for index, variant in enumerate(variants):
+        out.write((b"," if index else b"") + b"\n" + item + b"{\n" + key + b'"name": ')
+        out.write(dumps(variant.name))
+        if variant.model is not None:
+            model = _indented(dumps(variant.model, option=orjson.OPT_INDENT_2), depth + 4)
+            out.write(b",\n" + key + b'"model": ' + model)
+        head = _indented(dumps(summary(variant), option=orjson.OPT_INDENT_2), depth + 4)
+        out.write(b",\n" + key + b'"summary": ' + head + b",\n" + key + b'"nodes": ')
+        _write_list(out, variant.nodes, node_json, depth + 4)
+        out.write(b",\n" + key + b'"pods": ')
+        _write_list(out, variant.pods, pod_json, depth + 4)
+        out.write(b",\n" + key + b'"events": ')
+        _write_list(out, variant.events, event_json, depth + 4)
+        out.write(b"\n" + item + b"}")
+    out.write(b"\n" + b" " * depth + b"]")
 
 
 def _indented(text: bytes, depth: int) -> bytes:
@@ -232,13 +288,49 @@ def _seconds(value: float | None, missing: str = "-") -> str:
     return f"{int(value // 60)}m{value % 60:04.1f}s"
 
 
+def columns(result: ScenarioResult) -> list[tuple[str, VariantResult]]:
+    """The runs shown side by side: each variant, and with --compare its model right after it."""
+    if result.virtual is None:
+        return [(v.name, v) for v in result.variants]
+    return [
+        (f"{label} ({kind})", run)
+        for real, model in zip(result.variants, result.virtual, strict=True)
+        for label, kind, run in ((real.name, "real", real), (model.name, "virtual", model))
+    ]
+
+
+def _registry_rows(summaries: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """What real registries did; `-` in the columns of simulated runs."""
+    stats = [s.get("registry") for s in summaries]
+    if not any(stats):
+        return []
+
+    def row(label: str, cell: Callable[[dict[str, Any]], str]) -> tuple[str, list[str]]:
+        return label, [cell(r) if r else "-" for r in stats]
+
+    def codes(r: dict[str, Any]) -> str:
+        return ", ".join(f"{code}: {n}" for code, n in r["statusCodes"].items()) or "-"
+
+    return [
+        row("registry requests", lambda r: str(r["requests"])),
+        row("status codes", codes),
+        row("429s", lambda r: str(r["statusCodes"].get("429", 0))),
+        row("retries", lambda r: str(r["retries"])),
+        row("registry bytes", lambda r: format_size(r["bytes"])),
+        row("pull time p50", lambda r: _seconds(r["pullSeconds"]["p50"])),
+        row("pull time max", lambda r: _seconds(r["pullSeconds"]["max"])),
+    ]
+
+
 def render_table(result: ScenarioResult, console: Console) -> None:
-    """Variants side by side, then the pods of small runs, then what went wrong."""
+    """Variants side by side (each beside its model with --compare), then the pods of small
+    runs, then what went wrong."""
+    shown = columns(result)
     table = Table(title=f"scenario {result.scenario.name}", title_justify="left")
     table.add_column("")
-    for variant in result.variants:
-        table.add_column(variant.name, justify="right")
-    summaries = [summary(v) for v in result.variants]
+    for label, _run in shown:
+        table.add_column(label, justify="right")
+    summaries = [summary(run) for _label, run in shown]
     rows: list[tuple[str, list[str]]] = [
         ("pods ready", [f"{s['podsReady']}/{s['pods']}" for s in summaries]),
         *[
@@ -255,6 +347,7 @@ def render_table(result: ScenarioResult, console: Console) -> None:
         ("failed pulls", [str(s["failedPulls"]) for s in summaries]),
         ("back-offs", [str(s["backoffs"]) for s in summaries]),
         ("bytes pulled", [format_size(s["bytesPulled"]) for s in summaries]),
+        *_registry_rows(summaries),
         ("image GC runs", [str(s["gcRuns"]) for s in summaries]),
         ("images collected", [str(s["imagesGarbageCollected"]) for s in summaries]),
         ("bytes freed", [format_size(s["bytesFreed"]) for s in summaries]),
@@ -265,10 +358,10 @@ def render_table(result: ScenarioResult, console: Console) -> None:
     for label, cells in rows:
         table.add_row(label, *cells)
     console.print(table)
-    for variant in result.variants:
+    for label, variant in shown:
         if len(variant.pods) > 12:
             continue
-        pods = Table(title=f"pods ({variant.name})", title_justify="left")
+        pods = Table(title=f"pods ({label})", title_justify="left")
         for column in ("POD", "NODE", "CREATED", "IMAGES READY", "CONTAINERS"):
             pods.add_column(column)
         for status in variant.pods:

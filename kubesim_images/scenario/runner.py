@@ -103,16 +103,20 @@ class VariantResult:
     failed_pulls: int = 0
     registry_stats: dict[str, Any] | None = None  # real registries: requests, codes, bytes
     nodes: list[NodeReport] = field(default_factory=list)
+    # each successful pull's own duration (queue wait excluded), seconds to the millisecond
+    pull_seconds: list[float] = field(default_factory=list)
+    model: dict[str, Any] | None = None  # --compare of a real registry: how the model was made
 
 
 class PullTally(PullObserver):
     """Counts pull outcomes where they happen, not by reading event texts."""
 
-    __slots__ = ("failed", "started")
+    __slots__ = ("durations", "failed", "started")
 
     def __init__(self) -> None:
         self.started = 0
         self.failed = 0
+        self.durations: list[float] = []  # seconds, successful pulls (queue wait excluded)
 
     def pull_started(self, image: str) -> None:  # noqa: ARG002 - only counted
         self.started += 1
@@ -120,12 +124,14 @@ class PullTally(PullObserver):
     def pull_finished(
         self,
         image: str,  # noqa: ARG002 - only counted
-        seconds: float,  # noqa: ARG002
+        seconds: float,
         size: int,  # noqa: ARG002
         *,
         ok: bool,
     ) -> None:
-        if not ok:
+        if ok:
+            self.durations.append(seconds)
+        else:
             self.failed += 1
 
 
@@ -133,6 +139,8 @@ class PullTally(PullObserver):
 class ScenarioResult:
     scenario: Scenario
     variants: list[VariantResult]
+    # --compare: each variant run again in virtual time (its model), in the same order
+    virtual: list[VariantResult] | None = None
 
 
 def run_scenario(
@@ -140,20 +148,37 @@ def run_scenario(
     *,
     variant: str | None = None,
     real_time: bool = False,
+    compare: bool = False,
     workdir: Path | None = None,
 ) -> ScenarioResult:
     """`workdir`: where real pulls keep each node's content store (`<variant>/<node>`, kept
-    after the run, e.g. to verify it); a temporary directory by default."""
+    after the run, e.g. to verify it); a temporary directory by default. `compare` (with
+    `real_time`) also runs each variant's model in virtual time (scenario/modelof.py)."""
     chosen = [v for v in scenario.variants if variant is None or v.name == variant]
     if not chosen:
         names = ", ".join(v.name for v in scenario.variants)
         raise KeyError(f"no variant named {variant!r} in {scenario.source} (variants: {names})")
+    if compare and not real_time:
+        raise ValueError("--compare puts a virtual run beside a real-time one: use --real-time")
+    virtual = None
+    if compare:
+        # The models first, with a client of their own: their manifest requests are not
+        # counted in the real run's registry figures.
+        from kubesim_images.scenario.modelof import model_of  # noqa: PLC0415 - aiohttp
+
+        virtual = []
+        for spec in chosen:
+            model, info = model_of(spec, _credential_lookup(spec))
+            run = run_variant(model)
+            run.model = info
+            virtual.append(run)
     return ScenarioResult(
         scenario,
         [
             run_variant(spec, real_time=real_time, workdir=workdir / spec.name if workdir else None)
             for spec in chosen
         ],
+        virtual,
     )
 
 
@@ -320,4 +345,5 @@ async def _run(spec: VariantSpec, registries: backends.Registries) -> VariantRes
         pulls=tally.started,
         failed_pulls=tally.failed,
         nodes=[node_report(node) for node in nodes],
+        pull_seconds=tally.durations,
     )

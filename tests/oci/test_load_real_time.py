@@ -1,5 +1,6 @@
 """Load against the real registry: 50 simulated nodes in one process pulling for real, each
-with its own queue, QPS bucket, back-off and content store; and the model beside a real run.
+with its own queue, QPS bucket, back-off and content store (the model beside a real run is
+tests/oci/test_compare.py).
 
 Every node gets the same two pods at 0 s: a one-layer image of a few hundred bytes, then a
 two-layer 2 MiB one, with `registryPullQPS: 1`, `registryBurst: 1`, in two variants. Serial
@@ -164,42 +165,3 @@ def _backed_off(
     assert pod["containers"][0]["pullAttempts"] == 2
     # Back-off: no new attempt within 10 s of the failure (the kubelet's initial delay).
     assert pulling[1] >= failure["t"] + 10
-
-
-def test_the_model_and_a_real_run_agree_on_image_ready_times(
-    seeded: Seeded, tmp_path: Path
-) -> None:
-    """The same workload, nodes and downlink, once against the model and once for real.
-
-    With a 4 MiB/s downlink the 2 MiB image is paced by the node's link, as in the model; the
-    real run can beat the model only by the token bucket's burst (a quarter of a second of the
-    link) and is otherwise later by request round trips and scheduling. Only the bound the
-    bucket guarantees is asserted here; the measured difference, two-sided, is reported by
-    `make bench` (bench/loadtest.py), which is where wall-clock figures belong.
-    """
-    manifest = _manifest(seeded, "big")
-    image = f"{seeded.open.host}/demo/big:v1"
-    spec: dict[str, Any] = {
-        "duration": "60s",
-        "nodes": {"count": 2, "bandwidth": "4Mi"},
-        "kubelet": {"serializeImagePulls": True},
-        "workload": [_pod("web", image, 2)],
-    }
-    virtual = {**spec, "registry": {"latency": "0s", "images": [{
-        "name": image, "layers": [{"size": x["size"], "digest": x["digest"]}
-                                  for x in manifest["layers"]]}]}}  # fmt: skip
-    real = {**spec, "registry": {"type": "oci", "platform": "linux/amd64", "store": "discard"}}
-    runs = {}
-    for name, body in (("virtual", virtual), ("real", real)):
-        doc = {"apiVersion": "kubesim.io/v1alpha1", "kind": "Scenario",
-               "metadata": {"name": name}, "spec": body}  # fmt: skip
-        scenario = load_document(doc, source=f"{name}.yaml")
-        [variant] = to_json(run_scenario(scenario, real_time=name == "real"))["variants"]
-        runs[name] = {p["name"]: p["imagesReadyAt"] - p["createdAt"] for p in variant["pods"]}
-    layers = sum(int(x["size"]) for x in manifest["layers"])
-    # JSON times are rounded to the microsecond.
-    expected = pytest.approx(layers / (4 << 20), abs=1e-6)
-    assert runs["virtual"] == {"web-0": expected, "web-1": expected}
-    burst = 0.25  # seconds of the link the real downlink lets through at once
-    for pod, seconds in runs["real"].items():
-        assert seconds >= runs["virtual"][pod] - burst, runs

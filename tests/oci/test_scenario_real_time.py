@@ -20,17 +20,21 @@ MI = 1 << 20
 
 
 def test_downlink_paces_bytes_at_its_rate() -> None:
-    """1 MiB/s with a 0.25 s burst: 1 MiB, then 0.5 MiB, take 0.75 s and 0.5 s more."""
+    """1 MiB/s, starting empty: 1 MiB, then 0.5 MiB, take 1 s and 0.5 s more; after an idle
+    second the bucket holds a quarter of a second of the link (its cap), no more."""
 
     async def main_() -> list[float]:
         link = Downlink(MI)
         loop = asyncio.get_running_loop()
-        await link.consume(MI)  # 0.25 MiB from the burst, 0.75 MiB at 1 MiB/s
+        await link.consume(MI)  # all of it at 1 MiB/s: a new link has no burst
         first = loop.time()
         await link.consume(MI // 2)
-        return [first, loop.time()]
+        second = loop.time()
+        await asyncio.sleep(1)  # idle: the bucket refills to its cap, 0.25 MiB
+        await link.consume(MI // 2)  # 0.25 MiB from the bucket, 0.25 MiB at 1 MiB/s
+        return [first, second, loop.time()]
 
-    assert run_virtual(main_()) == [0.75, 1.25]
+    assert run_virtual(main_()) == [1.0, 1.5, 2.75]
 
 
 def _scenario(tmp_path: Path, host: str) -> Path:
