@@ -2,13 +2,15 @@
 
 `registry.type: simulated` gives one `SimulatedRegistry` shared by every node (they share its
 egress, and its faults and rate limits count across nodes) and no sinks: simulated layers have
-no bytes. `registry.type: oci` gives each node its own OCI client, content store (nodes do not
-share disks, so each pulls what it lacks) and, with a finite `nodes.bandwidth`, a `Downlink`
-enforced on its real downloads. The OCI package, and aiohttp with it, is imported only then.
+no bytes. `registry.type: oci` gives each node its own OCI client pulling its pool's platform,
+content store (nodes do not share disks, so each pulls what it lacks) and, with a finite pool
+bandwidth, a `Downlink` enforced on its real downloads. The OCI package, and aiohttp with it,
+is imported only then.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from kubesim_images.registry.spec import RegistrySpec
 if TYPE_CHECKING:
     from kubesim_images.oci.backend import OciRegistry
     from kubesim_images.oci.config import OciRegistryConfig
+    from kubesim_images.oci.media import Platform
     from kubesim_images.oci.sink import ContentSink
 
 
@@ -31,19 +34,23 @@ class Registries:
     def __init__(
         self,
         simulated: SimulatedRegistry | None,
-        make_oci: Callable[[str], tuple[OciRegistry, ContentSink]] | None = None,
+        make_oci: Callable[[str, float, Platform | None], tuple[OciRegistry, ContentSink]]
+        | None = None,
     ) -> None:
         self.simulated = simulated
         self.oci: dict[str, tuple[OciRegistry, ContentSink]] = {}
         self._make_oci = make_oci
 
-    def node(self, name: str, bandwidth: float) -> tuple[RegistryBackend, LayerSink | None]:
-        """The backend and sink for node `name`, whose downlink is `bandwidth` bytes/s."""
+    def node(
+        self, name: str, bandwidth: float, platform: Platform | None = None
+    ) -> tuple[RegistryBackend, LayerSink | None]:
+        """The backend and sink for node `name`, whose downlink is `bandwidth` bytes/s and
+        which pulls `platform` (its pool's; None: the registry config's, else the host's)."""
         if self.simulated is not None:
             self.simulated.set_node_bandwidth(name, bandwidth)
             return self.simulated, None
         assert self._make_oci is not None  # noqa: S101 - set by `build` when not simulated
-        backend, sink = self.oci[name] = self._make_oci(name)
+        backend, sink = self.oci[name] = self._make_oci(name, bandwidth, platform)
         return backend, sink
 
     @property
@@ -80,8 +87,9 @@ def build(
     content_root: Callable[[str], Path],
     now: Callable[[], float],
 ) -> Registries:
-    """The registries a run pulls through. `content_root(node)` is where a node's content store
-    lives (real pulls); `now` the calendar seconds its records are stamped with."""
+    """The registries a run pulls through. `node_bandwidth` is the simulated registry's default
+    downlink (`Registries.node` sets each node's); `content_root(node)` is where a node's content
+    store lives (real pulls); `now` the calendar seconds its records are stamped with."""
     if oci is None:
         return Registries(
             SimulatedRegistry(
@@ -101,10 +109,13 @@ def build(
 
     keep = oci.store == "keep"
 
-    def make(node: str) -> tuple[OciRegistry, ContentSink]:
-        downlink = None if math.isinf(node_bandwidth) else Downlink(node_bandwidth)
+    def make(
+        node: str, bandwidth: float, platform: Platform | None
+    ) -> tuple[OciRegistry, ContentSink]:
+        downlink = None if math.isinf(bandwidth) else Downlink(bandwidth)
+        config = oci if platform is None else dataclasses.replace(oci, platform=platform)
         # discard: verified, counted and dropped, so nothing is worth an fsync
         content = ContentStore(content_root(node), durable=keep)
-        return OciRegistry(oci, downlink), ContentSink(content, keep=keep, now=now)
+        return OciRegistry(config, downlink), ContentSink(content, keep=keep, now=now)
 
     return Registries(None, make)

@@ -25,6 +25,7 @@ class Event:
     reason: Reason
     message: str
     kind: str = "Pod"  # the involved object's kind: "Pod", or "Node" for node events
+    source: str = "kubelet"  # the reporting component: "default-scheduler" for placement
 
     @property
     def about_node(self) -> bool:
@@ -44,6 +45,22 @@ def node_event(t: int, node: str, kind: EventType, reason: Reason, message: str)
         reason=reason,
         message=message,
         kind="Node",
+    )
+
+
+def scheduler_event(t: int, pod: Pod, message: str) -> Event:
+    """The scheduler's Warning `FailedScheduling` about a pod no node can take (no node yet)."""
+    return Event(
+        t,
+        "",
+        pod.namespace,
+        pod.name,
+        pod.uid,
+        "",
+        EventType.WARNING,
+        Reason.FAILED_SCHEDULING,
+        message,
+        source="default-scheduler",
     )
 
 

@@ -79,6 +79,8 @@ class Pod:
     image_pull_secrets: tuple[str, ...] = ()
     service_account: str = "default"
     labels: Mapping[str, str] = field(default_factory=dict)
+    node_name: str = ""  # spec.nodeName as created: bound to that node, no scheduling
+    node_selector: Mapping[str, str] = field(default_factory=dict)  # spec.nodeSelector
 
     @property
     def key(self) -> str:
@@ -273,6 +275,7 @@ def pod_from_manifest(
     if errors:
         raise PodInvalidError(name, errors)
     labels = meta.get("labels") or {}
+    selector = spec.get("nodeSelector") or {}
     return Pod(
         namespace=ns,
         name=name,
@@ -282,4 +285,8 @@ def pod_from_manifest(
         image_pull_secrets=tuple(secrets),
         service_account=_str(spec.get("serviceAccountName")) or "default",
         labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {},
+        node_name=_str(spec.get("nodeName")) or "",
+        node_selector=(
+            {str(k): str(v) for k, v in selector.items()} if isinstance(selector, Mapping) else {}
+        ),
     )

@@ -30,6 +30,8 @@ class Reason(enum.StrEnum):
     FREE_DISK_SPACE_FAILED = "FreeDiskSpaceFailed"
     IMAGE_GC_FAILED = "ImageGCFailed"
     INVALID_DISK_CAPACITY = "InvalidDiskCapacity"
+    # The scheduler's, for a pod no node can take (several nodes: placement.py).
+    FAILED_SCHEDULING = "FailedScheduling"
 
 
 _GO_ESCAPES = {

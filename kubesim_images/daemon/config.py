@@ -3,9 +3,11 @@
 ```yaml
 apiVersion: kubesim.io/v1alpha1
 kind: DaemonConfig
-node: {name: kubesim-node, bandwidth: 1Gbps, dockerConfig: ~/.docker/config.json,
-       preloadedImages: [registry.k8s.io/pause:3.10], imageFs: {capacity: 100Gi, otherUsage: 0},
-       sandboxImage: registry.k8s.io/pause:3.10}
+node: {name: kubesim-node, count: 1, bandwidth: 1Gbps, labels: {pool: default},
+       dockerConfig: ~/.docker/config.json, preloadedImages: [registry.k8s.io/pause:3.10],
+       imageFs: {capacity: 100Gi, otherUsage: 0}, sandboxImage: registry.k8s.io/pause:3.10,
+       kubelet: {}}                   # one pool; or, instead, several:
+# nodePools: [{name: big, count: 10, bandwidth: 10Gbps, platform: linux/arm64, ...}, ...]
 kubeletConfigFile: /var/lib/kubelet/config.yaml   # a real KubeletConfiguration, or inline:
 kubelet: {serializeImagePulls: false, maxParallelImagePulls: 3}
 admission: {alwaysPullImages: false}
@@ -15,7 +17,10 @@ api: {maxBodyBytes: 3Mi, maxConnections: 1000, headerTimeout: 10s, bodyTimeout: 
       keepAliveTimeout: 60s}
 ```
 Paths are relative to the config file. Invalid settings are refused at start-up with the
-kubelet's own texts, and the daemon exits non-zero.
+kubelet's own texts, and the daemon exits non-zero. `node` and each of `nodePools` are read by
+`nodepool.read_pool`, the reader of scenario files' pools: a pool's `kubelet` is merged over the
+top-level one; `node` of count 1 is the node `kubesim-node`, of count N the nodes
+`kubesim-node-0` .. `-<N-1>`; a pool's nodes are `<pool>-<i>`.
 """
 
 from __future__ import annotations
@@ -30,14 +35,14 @@ import yaml
 from kubesim_images.daemon.catalogue import bundled_images
 from kubesim_images.errors import ConfigError
 from kubesim_images.fields import Fields
-from kubesim_images.image_gc import DEFAULT_SANDBOX_IMAGE
 from kubesim_images.keyring import Credential, load_docker_config
 from kubesim_images.kubeletconfig import KubeletConfig, load_kubelet_config
+from kubesim_images.nodepool import NodePool, PoolDefaults, read_pools
 from kubesim_images.oci.config import OciRegistryConfig, parse_oci_registry
 from kubesim_images.podworkers import SyncSettings, read_sync_settings
 from kubesim_images.registry.catalogue import Catalogue, SimImage
-from kubesim_images.registry.spec import REGISTRY_FIELDS, RegistrySpec, parse_ref, parse_registry
-from kubesim_images.store import ImageFsSpec, parse_image_fs, pinned_name
+from kubesim_images.registry.spec import REGISTRY_FIELDS, RegistrySpec, parse_registry
+from kubesim_images.store import ImageFsSpec
 
 API_VERSION = "kubesim.io/v1alpha1"
 KIND = "DaemonConfig"
@@ -45,6 +50,7 @@ _TOP = {
     "apiVersion",
     "kind",
     "node",
+    "nodePools",
     "kubelet",
     "kubeletConfigFile",
     "admission",
@@ -64,13 +70,15 @@ class ConnectionLimits:
     keep_alive_timeout: float = 60.0  # an idle connection between requests
 
 
+# A node costs a pull queue, a store, a worker per pod and an image GC timer: the daemon answers
+# `kubectl get nodes` from memory, so its node count is bounded well below a scenario's.
+MAX_DAEMON_NODES = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
-    node_name: str
-    node_bandwidth: float
-    preloaded: tuple[SimImage, ...]
-    node_credentials: tuple[tuple[str, Credential], ...]
-    kubelet: KubeletConfig
+    pools: tuple[NodePool, ...]
+    kubelet: KubeletConfig  # the file's; each pool's (merged over it) is its nodes'
     always_pull_images: bool
     sync: SyncSettings
     registry: RegistrySpec
@@ -79,8 +87,35 @@ class DaemonConfig:
     source: str
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     oci: OciRegistryConfig | None = None  # registry.type oci: real pulls, SPEC section 10
-    image_fs: ImageFsSpec = field(default_factory=ImageFsSpec)
-    sandbox_image: str = DEFAULT_SANDBOX_IMAGE  # pinned: image GC never removes it
+
+    # The first node's settings: what a one-node config (every config before pools) says.
+    @property
+    def node_name(self) -> str:
+        return self.pools[0].node_names()[0]
+
+    @property
+    def node_bandwidth(self) -> float:
+        return self.pools[0].bandwidth
+
+    @property
+    def preloaded(self) -> tuple[SimImage, ...]:
+        return self.pools[0].preloaded
+
+    @property
+    def node_credentials(self) -> tuple[tuple[str, Credential], ...]:
+        return self.pools[0].credentials
+
+    @property
+    def image_fs(self) -> ImageFsSpec:
+        return self.pools[0].image_fs
+
+    @property
+    def sandbox_image(self) -> str:
+        return self.pools[0].sandbox_image  # pinned: image GC never removes it
+
+    @property
+    def node_count(self) -> int:
+        return sum(pool.count for pool in self.pools)
 
 
 def load_config(path: str | Path | None) -> DaemonConfig:
@@ -156,31 +191,24 @@ def parse_config(document: Any, *, source: str, base: Path | None = None) -> Dae
     if "latency" not in raw_registry:
         spec = RegistrySpec(spec.catalogue, 0.2, spec.bandwidth, spec.faults, spec.rate_limit)
 
-    node = ctx.mapping(
+    pools = read_pools(
+        ctx,
         root.get("node"),
-        "node",
-        {"name", "bandwidth", "dockerConfig", "preloadedImages", "imageFs", "sandboxImage"},
+        root.get("nodePools"),
+        ("node", "nodePools"),
+        defaults=PoolDefaults(
+            name="kubesim-node",
+            bandwidth="1Gbps",
+            # A real registry: nothing preloaded that was not pulled for real.
+            preloaded=() if oci is not None else ("registry.k8s.io/pause:3.10",),
+            bare_name=True,
+        ),
+        kubelet=(kubelet_doc, kubelet),
+        catalogue=spec.catalogue,
+        real_registry=oci is not None,
+        read_credentials=lambda raw, _path: tuple(load_docker_config(_resolve(base, raw))),
+        max_nodes=MAX_DAEMON_NODES,
     )
-    image_fs = parse_image_fs(ctx, node.get("imageFs"), "node.imageFs")
-    sandbox = parse_ref(ctx, node.get("sandboxImage", DEFAULT_SANDBOX_IMAGE), "node.sandboxImage")
-    name = node.get("name", "kubesim-node")
-    if not isinstance(name, str) or not name:
-        raise ctx.fail("node.name", "must be a non-empty string")
-    preloaded: list[SimImage] = []
-    default_preloaded = [] if oci is not None else ["registry.k8s.io/pause:3.10"]
-    for index, image in enumerate(
-        ctx.sequence(node.get("preloadedImages", default_preloaded), "node.preloadedImages")
-    ):
-        ref = parse_ref(ctx, image, f"node.preloadedImages[{index}]")
-        found = spec.catalogue.resolve(ref.with_default_tag())
-        if found is None:
-            raise ctx.fail(
-                f"node.preloadedImages[{index}]", f"{image!r} is not in the registry's catalogue"
-            )
-        preloaded.append(found)
-    credentials: tuple[tuple[str, Credential], ...] = ()
-    if node.get("dockerConfig"):
-        credentials = tuple(load_docker_config(_resolve(base, node["dockerConfig"])))
 
     admission = ctx.mapping(root.get("admission"), "admission", {"alwaysPullImages"})
     always_pull = admission.get("alwaysPullImages", False)
@@ -202,12 +230,7 @@ def parse_config(document: Any, *, source: str, base: Path | None = None) -> Dae
         ),
     )
     return DaemonConfig(
-        image_fs=image_fs,
-        sandbox_image=pinned_name(sandbox),
-        node_name=name,
-        node_bandwidth=ctx.bandwidth(node.get("bandwidth", "1Gbps"), "node.bandwidth"),
-        preloaded=tuple(preloaded),
-        node_credentials=credentials,
+        pools=pools,
         kubelet=kubelet,
         always_pull_images=always_pull,
         sync=read_sync_settings(ctx, root.get("sync"), "sync"),

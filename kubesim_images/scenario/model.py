@@ -9,7 +9,6 @@ such as `serialiseImagePulls` would otherwise silently test the default.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -22,16 +21,16 @@ import yaml
 from kubesim_images.clock import to_ns
 from kubesim_images.errors import ConfigError
 from kubesim_images.fields import Fields
-from kubesim_images.image_gc import DEFAULT_SANDBOX_IMAGE
 from kubesim_images.keyring import Credential, parse_docker_config
 from kubesim_images.kubeletconfig import KubeletConfig, load_kubelet_config
+from kubesim_images.nodepool import NodePool, PoolDefaults, read_pools
 from kubesim_images.oci.config import OciRegistryConfig, parse_oci_registry
 from kubesim_images.oci.media import Platform
 from kubesim_images.pod import Pod, PodInvalidError, pod_from_manifest
 from kubesim_images.podworkers import SyncSettings, read_sync_settings
 from kubesim_images.registry.catalogue import SimImage
-from kubesim_images.registry.spec import REGISTRY_FIELDS, RegistrySpec, parse_ref, parse_registry
-from kubesim_images.store import ImageFsSpec, parse_image_fs, pinned_name
+from kubesim_images.registry.spec import REGISTRY_FIELDS, RegistrySpec, parse_registry
+from kubesim_images.store import ImageFsSpec
 
 API_VERSION = "kubesim.io/v1alpha1"
 KIND = "Scenario"
@@ -46,6 +45,7 @@ _SPEC_FIELDS = {
     "variants",
     "admission",
     "secrets",
+    "nodePools",
 }
 
 # (config key as written, credential) pairs, as keyring.parse_docker_config returns them.
@@ -75,21 +75,45 @@ class VariantSpec:
     name: str
     seed: int
     duration: int  # ns
-    kubelet: KubeletConfig
+    kubelet: KubeletConfig  # the file's; each pool's own (merged over it) is the pool's
     sync: SyncSettings
-    node_count: int
-    node_bandwidth: float
-    preloaded: tuple[SimImage, ...]
+    pools: tuple[NodePool, ...]  # `nodes` (one pool, nodes node-<i>) or `nodePools`
     registry: RegistrySpec
     workload: tuple[WorkloadEntry, ...]
     always_pull_images: bool = False
     pods: tuple[tuple[int, Pod], ...] = field(default=())
     secrets: Mapping[tuple[str, str], DockerEntries] = field(default_factory=dict)
-    node_credentials: DockerEntries = ()
     oci: OciRegistryConfig | None = None  # registry.type oci: real pulls, on the wall clock
-    image_fs: ImageFsSpec = field(default_factory=ImageFsSpec)
-    sandbox_image: str = DEFAULT_SANDBOX_IMAGE  # normalized "name:tag" (or "name@digest")
     pod_lifetimes: Mapping[str, int] = field(default_factory=dict)  # pod uid -> ns
+
+    # The first pool's settings, for files with one pool (as every file had before pools).
+    @property
+    def node_count(self) -> int:
+        return sum(pool.count for pool in self.pools)
+
+    @property
+    def node_bandwidth(self) -> float:
+        return self.pools[0].bandwidth
+
+    @property
+    def preloaded(self) -> tuple[SimImage, ...]:
+        return self.pools[0].preloaded
+
+    @property
+    def node_credentials(self) -> DockerEntries:
+        return self.pools[0].credentials
+
+    @property
+    def image_fs(self) -> ImageFsSpec:
+        return self.pools[0].image_fs
+
+    @property
+    def sandbox_image(self) -> str:
+        return self.pools[0].sandbox_image
+
+    def platform(self, pool: NodePool) -> Platform | None:
+        """What a pool's nodes pull: the pool's platform, else the registry's (else the host's)."""
+        return pool.platform or (self.oci.platform if self.oci is not None else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +193,9 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
     duration = to_ns(ctx.duration(spec.get("duration", "1h"), f"{where}.duration"))
     if duration <= 0:
         raise ctx.fail(f"{where}.duration", "must be positive")
+    kubelet_doc = ctx.mapping(spec.get("kubelet"), f"{where}.kubelet")
     try:
-        kubelet = load_kubelet_config(
-            ctx.mapping(spec.get("kubelet"), f"{where}.kubelet"), path=f"{where}.kubelet"
-        )
+        kubelet = load_kubelet_config(kubelet_doc, path=f"{where}.kubelet")
     except ConfigError as exc:
         raise ConfigError(exc.message, path=exc.path, source=ctx.source) from None
     sync = read_sync_settings(ctx, spec.get("sync"), f"{where}.sync")
@@ -196,53 +219,21 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
         ctx.mapping(raw_registry, f"{where}.registry", REGISTRY_FIELDS),
         f"{where}.registry",
     )
-    nodes = ctx.mapping(
-        spec.get("nodes"),
-        f"{where}.nodes",
-        {
-            "count",
-            "bandwidth",
-            "preloadedImages",
-            "dockerConfig",
-            "platform",
-            "imageFs",
-            "sandboxImage",
-        },
-    )
-    image_fs = parse_image_fs(ctx, nodes.get("imageFs"), f"{where}.nodes.imageFs")
-    sandbox = parse_ref(
-        ctx, nodes.get("sandboxImage", DEFAULT_SANDBOX_IMAGE), f"{where}.nodes.sandboxImage"
-    )
-    sandbox_image = pinned_name(sandbox)
-    if nodes.get("platform") is not None:
-        if oci is None:
-            raise ctx.fail(f"{where}.nodes.platform", "only with registry type oci")
-        # The pool's platform wins over the registry's default (SPEC section 10).
-        try:
-            platform = Platform.parse(str(nodes["platform"]))
-        except ValueError as exc:
-            raise ctx.fail(f"{where}.nodes.platform", str(exc)) from None
-        oci = dataclasses.replace(oci, platform=platform)
-    node_credentials: DockerEntries = ()
-    if nodes.get("dockerConfig") is not None:
-        node_credentials = _docker_config(
-            ctx, nodes["dockerConfig"], f"{where}.nodes.dockerConfig", "node docker config"
-        )
     secrets = _secrets(ctx, spec.get("secrets"), f"{where}.secrets")
-    count = ctx.integer(nodes.get("count", 1), f"{where}.nodes.count", minimum=1, maximum=MAX_NODES)
-    node_bw = ctx.bandwidth(nodes.get("bandwidth", "unlimited"), f"{where}.nodes.bandwidth")
-    preloaded: list[SimImage] = []
-    for index, image in enumerate(
-        ctx.sequence(nodes.get("preloadedImages"), f"{where}.nodes.preloadedImages")
-    ):
-        path = f"{where}.nodes.preloadedImages[{index}]"
-        ref = parse_ref(ctx, image, path)
-        found = registry.catalogue.resolve(ref.with_default_tag())
-        if found is None:
-            raise ctx.fail(
-                path, f"{image!r} is not in the registry's catalogue (spec.registry.images)"
-            )
-        preloaded.append(found)
+    pools = read_pools(
+        ctx,
+        spec.get("nodes", {}) if spec.get("nodePools") is None else spec.get("nodes"),
+        spec.get("nodePools"),
+        (f"{where}.nodes", f"{where}.nodePools"),
+        defaults=PoolDefaults(
+            name="node", bandwidth="unlimited", catalogue_hint=" (spec.registry.images)"
+        ),
+        kubelet=(kubelet_doc, kubelet),
+        catalogue=registry.catalogue,
+        real_registry=oci is not None,
+        read_credentials=lambda raw, path: _docker_config(ctx, raw, path, "node docker config"),
+        max_nodes=MAX_NODES,
+    )
     workload, pods, lifetimes = _workload(
         ctx, spec.get("workload"), f"{where}.workload", always_pull
     )
@@ -252,18 +243,13 @@ def _variant(ctx: Fields, name: str, spec: Mapping[str, Any], where: str) -> Var
         duration=duration,
         kubelet=kubelet,
         sync=sync,
-        node_count=count,
-        node_bandwidth=node_bw,
-        preloaded=tuple(preloaded),
+        pools=pools,
         registry=registry,
         workload=workload,
         always_pull_images=always_pull,
         pods=pods,
         secrets=secrets,
-        node_credentials=node_credentials,
         oci=oci,
-        image_fs=image_fs,
-        sandbox_image=sandbox_image,
         pod_lifetimes=lifetimes,
     )
 
@@ -372,6 +358,8 @@ def _workload(
                     image_pull_secrets=template.image_pull_secrets,
                     service_account=template.service_account,
                     labels=template.labels,
+                    node_name=template.node_name,
+                    node_selector=template.node_selector,
                 )
             )
             pods.append((item.at, created))

@@ -66,7 +66,8 @@ async def _model(
     unresolved: list[dict[str, Any]] = []
     round_trips: list[float] = []
     seen: set[str] = set()
-    platform = oci.platform
+    # One catalogue serves every pool in the model: the first pool's platform describes it.
+    platform = spec.platform(spec.pools[0])
     async with RegistryClient(oci.client) as client:
         for image, pod in _images(spec).items():
             try:

@@ -120,7 +120,7 @@ def pod_json(status: PodStatus) -> dict[str, Any]:
     return {
         "namespace": status.pod.namespace,
         "name": status.pod.name,
-        "node": status.node,
+        "node": status.node or None,  # None: Pending, no node could take it
         "createdAt": _t(status.created_at),
         "imagesReadyAt": None if status.images_ready_at is None else _t(status.images_ready_at),
         "containers": [
@@ -209,7 +209,7 @@ def event_json(e: Event) -> dict[str, Any]:
     # more than building the rest of the event.
     return {
         "t": round(e.t / 1e9, 6),
-        "node": e.node,
+        "node": e.node or None,  # the scheduler's events have no node
         "namespace": e.namespace,
         "pod": e.pod or None,  # node events have no pod
         "type": e.type,

@@ -1,9 +1,11 @@
 """Runs a scenario's variants, each on its own virtual-time loop, and collects the results.
 
-A variant builds its nodes and simulated registry, preloads images, starts the nodes (image GC
-runs every 5 minutes from there), creates the workload's pods at their `at` times round-robin
-over the nodes, deletes those with a `lifetime` when it ends, and stops when every pod has its
-images (or was deleted first) or the `duration` cap is reached, whichever comes first. The
+A variant builds its node pools and simulated registry, preloads images, starts the nodes (image
+GC runs every 5 minutes from there), creates the workload's pods at their `at` times on the node
+`placement.Placer` picks (`spec.nodeName`, a `nodeSelector` on the pools' labels, else spread
+evenly, which is round-robin in workload order; no node: Pending with `FailedScheduling`),
+deletes those with a `lifetime` when it ends, and stops when every pod has its images (or was
+deleted first) or the `duration` cap is reached, whichever comes first. The
 nodes' disks and images at the end are kept for the report. Nothing here reads the wall clock
 except to report how long the run took (`wallSeconds`), which is the only field allowed to
 differ between two runs of the same file.
@@ -23,10 +25,11 @@ from typing import Any
 from kubesim_images import backends
 from kubesim_images.clock import WallClock, call_at_ns, now_ns, run_virtual, sleep_ns
 from kubesim_images.credentials import KeyringProvider, ProviderChain
-from kubesim_images.events import Event, EventLog
+from kubesim_images.events import Event, EventLog, scheduler_event
 from kubesim_images.keyring import Keyring
 from kubesim_images.manager import PullObserver
 from kubesim_images.node import Node
+from kubesim_images.placement import Placer, Unschedulable
 from kubesim_images.pod import Pod
 from kubesim_images.podworkers import CredentialLookup, PodStatus
 from kubesim_images.reasons import Reason
@@ -265,32 +268,35 @@ async def _run(spec: VariantSpec, registries: backends.Registries) -> VariantRes
     def on_ready(_status: PodStatus) -> None:
         settle()
 
-    preloaded = preload(spec.preloaded)
     credentials = _credential_lookup(spec)
-    nodes: list[Node] = []
-    for index in range(spec.node_count):
-        name = f"node-{index}"
-        backend, sink = registries.node(name, spec.node_bandwidth)
-        node = Node(
-            name,
-            backend,
-            spec.kubelet,
-            log,
-            sync=spec.sync,
-            rng=rng,
-            on_ready=on_ready,
-            credentials=credentials,
-            observer=tally,
-            store=ImageStore(
-                capacity=spec.image_fs.capacity,
-                other_usage=spec.image_fs.other_usage,
-                pinned=[spec.sandbox_image],
-            ),
-            sink=sink,
-        )
-        node.preload(preloaded, 0)
-        node.start()
-        nodes.append(node)
+    nodes: dict[str, Node] = {}
+    for pool in spec.pools:
+        preloaded = preload(pool.preloaded)
+        for name in pool.node_names():
+            backend, sink = registries.node(name, pool.bandwidth, spec.platform(pool))
+            node = Node(
+                name,
+                backend,
+                pool.kubelet,
+                log,
+                sync=spec.sync,
+                rng=rng,
+                on_ready=on_ready,
+                credentials=credentials,
+                observer=tally,
+                store=ImageStore(
+                    capacity=pool.image_fs.capacity,
+                    other_usage=pool.image_fs.other_usage,
+                    pinned=[pool.sandbox_image],
+                ),
+                sink=sink,
+            )
+            node.preload(preloaded, 0)
+            node.start()
+            nodes[name] = node
+    # Pods already placed count, deleted or not: with no node selectors this is exactly the
+    # round-robin over nodes in workload order that scenario files promise (SPEC section 8).
+    placer = Placer([(name, pool.labels) for pool in spec.pools for name in pool.node_names()])
 
     statuses: list[PodStatus] = []
     deletions: set[asyncio.Task[None]] = set()
@@ -306,10 +312,17 @@ async def _run(spec: VariantSpec, registries: backends.Registries) -> VariantRes
         task.add_done_callback(deletions.discard)
 
     async def create_pods() -> None:
-        for index, (at, pod) in enumerate(spec.pods):
+        for at, pod in spec.pods:
             if at > now_ns(loop):
                 await sleep_ns(at - now_ns(loop))
-            node = nodes[index % len(nodes)]
+            target = placer.place(pod.node_name or None, pod.node_selector)
+            if isinstance(target, Unschedulable):
+                # Pending for good: no node takes it, so it never settles the run either.
+                statuses.append(PodStatus(pod, "", now_ns(loop)))
+                if target.message is not None:
+                    log.emit(scheduler_event(now_ns(loop), pod, target.message))
+                continue
+            node = nodes[target]
             statuses.append(node.add_pod(pod))
             lifetime = spec.pod_lifetimes.get(pod.uid)
             if lifetime is not None:
@@ -331,7 +344,7 @@ async def _run(spec: VariantSpec, registries: backends.Registries) -> VariantRes
         for task in list(deletions):
             task.cancel()
         await asyncio.gather(*deletions, return_exceptions=True)
-        for node in nodes:
+        for node in nodes.values():
             await node.stop()
     return VariantResult(
         name=spec.name,
@@ -344,6 +357,6 @@ async def _run(spec: VariantSpec, registries: backends.Registries) -> VariantRes
         counts=dict(log.counts),
         pulls=tally.started,
         failed_pulls=tally.failed,
-        nodes=[node_report(node) for node in nodes],
+        nodes=[node_report(node) for node in nodes.values()],
         pull_seconds=tally.durations,
     )

@@ -117,7 +117,8 @@ def test_node_pool_platform(
     }
     [variant] = load_document(doc, source="p.yaml").variants
     assert variant.oci is not None
-    assert (str(variant.oci.platform) if variant.oci.platform else None) == expected
+    platform = variant.platform(variant.pools[0])  # the pool's, else the registry's
+    assert (str(platform) if platform else None) == expected
 
 
 def test_node_platform_needs_a_real_registry() -> None:

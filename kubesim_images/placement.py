@@ -1,0 +1,99 @@
+"""Which node runs a pod: the part of scheduling the image manager's questions depend on.
+
+Sans-I/O: the caller keeps the nodes' labels and says when a pod is bound or gone. The rules:
+- `spec.nodeName` set: the pod is that node's, as when a pod is created already bound (the
+  scheduler never sees it). A name no node has leaves the pod Pending with no event, as no
+  kubelet ever picks it up.
+- otherwise the nodes whose labels hold every `nodeSelector` pair are feasible, and the pod goes
+  to the feasible node with the fewest pods, the first listed among equals: pods spread evenly
+  and, created one by one on empty nodes, round-robin (which scenario files promise).
+- no feasible node: Pending, with the scheduler's `FailedScheduling` text (v1.32, no preemption
+  victims because the simulation has no priorities).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Unschedulable:
+    """No node fits: the pod stays Pending; `message` is None when no event is due."""
+
+    message: str | None
+
+
+def failed_scheduling(total: int, mismatched: int) -> str:
+    """The scheduler's FitError text for nodes that all fail the node selector."""
+    return (
+        f"0/{total} nodes are available: {mismatched} node(s) didn't match Pod's node "
+        f"affinity/selector. preemption: 0/{total} nodes are available: {total} Preemption is "
+        "not helpful for scheduling."
+    )
+
+
+class Placer:
+    """Pods per node, and the choice for the next one. With no selector (the common case at
+    scale) the choice is a heap pop: O(log N) per pod for a million nodes."""
+
+    __slots__ = ("_heap", "_index", "_labels", "_names", "_pods")
+
+    def __init__(self, nodes: Sequence[tuple[str, Mapping[str, str]]]) -> None:
+        self._names = [name for name, _ in nodes]
+        self._labels = [labels for _, labels in nodes]
+        self._index = {name: i for i, name in enumerate(self._names)}
+        self._pods = [0] * len(nodes)
+        # (pods, index) per node; entries go stale when counts change and are skipped on pop.
+        self._heap = [(0, i) for i in range(len(nodes))]
+
+    @property
+    def nodes(self) -> list[str]:
+        return list(self._names)
+
+    def pods_on(self, node: str) -> int:
+        return self._pods[self._index[node]]
+
+    def place(self, node_name: str | None, selector: Mapping[str, str]) -> str | Unschedulable:
+        """The node the pod is bound to (counted as holding it), or why it stays Pending."""
+        if node_name:
+            index = self._index.get(node_name)
+            if index is None:
+                return Unschedulable(None)
+        elif selector:
+            feasible = [
+                i
+                for i, labels in enumerate(self._labels)
+                if all(labels.get(k) == v for k, v in selector.items())
+            ]
+            if not feasible:
+                total = len(self._names)
+                return Unschedulable(failed_scheduling(total, total))
+            index = min(feasible, key=lambda i: (self._pods[i], i))
+        else:
+            if not self._names:
+                return Unschedulable(failed_scheduling(0, 0))
+            index = self._least_loaded()
+        self._add(index, 1)
+        return self._names[index]
+
+    def release(self, node: str) -> None:
+        """A pod bound to `node` is gone."""
+        self._add(self._index[node], -1)
+
+    def _least_loaded(self) -> int:
+        heap = self._heap
+        while True:
+            pods, index = heap[0]
+            if pods == self._pods[index]:
+                return index
+            heapq.heappop(heap)  # stale: the node's count changed since this entry
+
+    def _add(self, index: int, delta: int) -> None:
+        self._pods[index] += delta
+        heapq.heappush(self._heap, (self._pods[index], index))
+        if len(self._heap) > 2 * len(self._pods) + 64:
+            # Churn (pods created and deleted for days) would otherwise grow it without bound.
+            self._heap = [(pods, i) for i, pods in enumerate(self._pods)]
+            heapq.heapify(self._heap)
