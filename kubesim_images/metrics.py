@@ -12,7 +12,8 @@ bounded enums only: no image, pod or secret names.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -86,7 +87,9 @@ def _tristate(value: bool | None) -> str:
 
 
 class _NodeCollector:
-    """Gauges computed from a node's live objects on every scrape (no copies to go stale).
+    """Gauges computed from the nodes' live objects on every scrape (no copies to go stale),
+    summed over the nodes of a daemon that simulates several: one scrape target, as one kubelet
+    per node would be one per node, with the same metric names.
 
     Reads plain dicts of objects owned by the event loop, so it must be collected on the loop's
     thread (the daemon's aiohttp handler is).
@@ -109,20 +112,25 @@ class _NodeCollector:
     )
     _GC_TOTAL = "kubelet_image_garbage_collected"  # exposed with the `_total` suffix
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, nodes: Sequence[Node]) -> None:
+        self.nodes = tuple(nodes)
 
     def _values(self) -> tuple[float, ...]:
-        node = self.node
-        return (
-            len(node.puller.waiting),
-            len(node.puller.in_flight),
-            len(node.backoff),
-            len(node.store),
-            node.store.bytes_used,
-            node.store.image_fs_stats().capacity,
-            node.store.usage,
-        )
+        totals = [0.0] * len(self._GAUGES)
+        for node in self.nodes:
+            for index, value in enumerate(
+                (
+                    len(node.puller.waiting),
+                    len(node.puller.in_flight),
+                    len(node.backoff),
+                    len(node.store),
+                    node.store.bytes_used,
+                    node.store.image_fs_stats().capacity,
+                    node.store.usage,
+                )
+            ):
+                totals[index] += value
+        return tuple(totals)
 
     def describe(self) -> Iterator[Metric]:
         # Lets the registry detect name clashes without reading the node at registration.
@@ -139,9 +147,8 @@ class _NodeCollector:
         yield CounterMetricFamily(
             "kubesim_image_bytes_downloaded",
             "Layer bytes the node downloaded from registries (layers it had are not counted).",
-            value=self.node.store.bytes_downloaded,
+            value=sum(node.store.bytes_downloaded for node in self.nodes),
         )
-        gc = self.node.gc
         collected = CounterMetricFamily(
             self._GC_TOTAL,
             f"{_ALPHA}Total number of images garbage collected by the kubelet, whether through "
@@ -149,17 +156,23 @@ class _NodeCollector:
             labels=("reason",),
         )
         # A CounterVec: a reason appears once an image has been collected for it.
-        for reason, count in sorted(gc.manager.collected_total.items()):
+        by_reason: dict[Any, int] = {}
+        for node in self.nodes:
+            for reason, count in node.gc.manager.collected_total.items():
+                by_reason[reason] = by_reason.get(reason, 0) + count
+        for reason, count in sorted(by_reason.items()):
             collected.add_metric((reason.value,), count)
         yield collected
         yield CounterMetricFamily(
-            "kubesim_image_gc_runs", "Image GC runs on the node (every 5 minutes).", value=gc.runs
+            "kubesim_image_gc_runs",
+            "Image GC runs on the node (every 5 minutes).",
+            value=sum(node.gc.runs for node in self.nodes),
         )
         yield CounterMetricFamily(
             "kubesim_image_gc_bytes_freed",
             "Bytes image GC gave back to the image filesystem (layers shared with a kept image "
             "stay).",
-            value=gc.bytes_freed,
+            value=sum(node.gc.bytes_freed for node in self.nodes),
         )
 
 
@@ -169,7 +182,7 @@ class Metrics(PullObserver):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         # Never the process-global REGISTRY: two Metrics must be able to coexist.
         self.registry = registry if registry is not None else CollectorRegistry()
-        self._node: Node | None = None
+        self._nodes: tuple[Node, ...] = ()
         self._node_collector: _NodeCollector | None = None
 
         self.image_pull_duration = Histogram(
@@ -265,13 +278,17 @@ class Metrics(PullObserver):
 
     def bind_node(self, node: Node) -> None:
         """Expose the node's queue, back-off and store gauges; one node per Metrics."""
-        if self._node is node:
+        self.bind_nodes([node])
+
+    def bind_nodes(self, nodes: Sequence[Node]) -> None:
+        """Expose the gauges of a daemon's nodes, summed; bound once per Metrics."""
+        if self._nodes == tuple(nodes):
             return
-        if self._node is not None:
-            raise ValueError(f"metrics are already bound to node {self._node.name!r}")
-        collector = _NodeCollector(node)
+        if self._nodes:
+            raise ValueError(f"metrics are already bound to node {self._nodes[0].name!r}")
+        collector = _NodeCollector(nodes)
         self.registry.register(collector)
-        self._node, self._node_collector = node, collector
+        self._nodes, self._node_collector = tuple(nodes), collector
 
     # Exposition.
 

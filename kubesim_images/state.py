@@ -2,7 +2,7 @@
 
 Everything a restart must find again is written through as it changes, in WAL mode, so a
 `kill -9` at any instant loses at most the change being made: API objects (pods as created and
-defaulted, secrets, service accounts), each pod's container statuses, the node's images,
+defaulted, secrets, service accounts), each pod's container statuses, each node's images,
 back-off entries and events. An API write is one `transaction()`: its statements commit
 together or not at all, and the caller changes its memory only after the commit, so a write the
 API acknowledged is on disk and a write that failed left nothing behind. Objects are deleted by
@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS objects (
     uid TEXT, PRIMARY KEY (kind, namespace, name));
 CREATE TABLE IF NOT EXISTS pod_status (uid TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS node_images (
+    node TEXT NOT NULL, id TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (node, id));
 CREATE TABLE IF NOT EXISTS backoff (
     key TEXT PRIMARY KEY, backoff REAL NOT NULL, last_update REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
@@ -135,17 +137,29 @@ class StateStore:
         rows = self._execute("SELECT uid, doc FROM pod_status")
         return {uid: json.loads(doc) for uid, doc in rows}
 
-    # -- the node's images -------------------------------------------------------------------
-    def put_image(self, image_id: str, doc: Any) -> None:
+    # -- each node's images ------------------------------------------------------------------
+    def put_image(self, node: str, image_id: str, doc: Any) -> None:
         self._execute(
-            "INSERT OR REPLACE INTO images (id, doc) VALUES (?, ?)", (image_id, _dumps(doc))
+            "INSERT OR REPLACE INTO node_images (node, id, doc) VALUES (?, ?, ?)",
+            (node, image_id, _dumps(doc)),
         )
 
-    def delete_image(self, image_id: str) -> None:
-        self._execute("DELETE FROM images WHERE id = ?", (image_id,))
+    def delete_image(self, node: str, image_id: str) -> None:
+        self._execute("DELETE FROM node_images WHERE node = ? AND id = ?", (node, image_id))
 
-    def images(self) -> list[Any]:
-        return [json.loads(doc) for (doc,) in self._execute("SELECT doc FROM images")]
+    def images(self, node: str) -> list[Any]:
+        rows = self._execute("SELECT doc FROM node_images WHERE node = ? ORDER BY id", (node,))
+        return [json.loads(doc) for (doc,) in rows]
+
+    def adopt_images(self, node: str) -> None:
+        """A state directory from before the daemon had several nodes kept one node's images
+        in `images`: they are that (first) node's. Moved once, in one transaction."""
+        with self.transaction():
+            self._execute(
+                "INSERT OR IGNORE INTO node_images (node, id, doc) SELECT ?, id, doc FROM images",
+                (node,),
+            )
+            self._execute("DELETE FROM images")
 
     # -- back-off ----------------------------------------------------------------------------
     def put_backoff(self, key: str, backoff: float, last_update_epoch: float) -> None:

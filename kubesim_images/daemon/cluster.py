@@ -160,16 +160,17 @@ class Cluster:
         first_start = not self.state.get_meta("initialized")
         # With a content store that keeps images, it is the truth about what is on the node.
         kept = next((sink.content for _, sink in self.registries.oci.values() if sink.keep), None)
-        for doc in self.state.images():
+        self.state.adopt_images(self.node.name)
+        for doc in self.state.images(self.node.name):
             if kept is not None and kept.get(doc["id"]) is None:
                 # Removed from the content store while we were down (`kubesim-images rmi`).
-                self.state.delete_image(doc["id"])
+                self.state.delete_image(self.node.name, doc["id"])
                 continue
             store.add(image_from_json(doc), None, self.clock.loop_time(doc["lastUsed"]))
         if first_start:
             self.node.preload(preload(self.config.preloaded), self.clock.now_ns())
             for record in store.images():
-                self.state.put_image(record.id, image_json(record, self.clock))
+                self.state.put_image(self.node.name, record.id, image_json(record, self.clock))
             self.state.put_meta("initialized", "1")
             self.state.put_meta("nodeUID", self.node_object.uid)
             self.state.put_meta("nodeCreated", str(self.node_object.created_epoch))
@@ -193,12 +194,12 @@ class Cluster:
 
     # -- write-through hooks (the image store's listener, the back-off's) ------------------
     def image_changed(self, record: ImageRecord) -> None:
-        self.state.put_image(record.id, image_json(record, self.clock))
+        self.state.put_image(self.node.name, record.id, image_json(record, self.clock))
         self.pods.forget_renders()
         self.node_object.changed()
 
     def image_removed(self, image_id: str) -> None:
-        self.state.delete_image(image_id)
+        self.state.delete_image(self.node.name, image_id)
         self.pods.forget_renders()
         self.node_object.changed()
 

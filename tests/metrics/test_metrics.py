@@ -416,6 +416,25 @@ class TestNodeGauges:
         with pytest.raises(ValueError, match="n1"):
             metrics.bind_node(second)
 
+    def test_a_daemons_nodes_are_summed(self):
+        """Several simulated nodes, one scrape target: each gauge is the sum over the nodes."""
+        metrics = Metrics()
+        config = KubeletConfig(registry_pull_qps=0)
+        nodes = [
+            Node(
+                name, SimulatedRegistry(Catalogue()), config, metrics, store=ImageStore(capacity=c)
+            )
+            for name, c in (("n1", 10 * MI), ("n2", 30 * MI))
+        ]
+        for index, node in enumerate(nodes):
+            layer = Layer(f"sha256:{index:064x}", (index + 1) * MI)
+            node.preload([ImageRecord(f"sha256:{index + 10:064x}", (layer,))])
+        metrics.bind_nodes(nodes)
+        samples = scrape(metrics)
+        assert sample(samples, "kubesim_image_fs_capacity_bytes") == 40 * MI
+        assert sample(samples, "kubesim_images_on_node") == 2
+        assert sample(samples, "kubesim_image_fs_used_bytes") == 3 * MI
+
 
 class TestImageGC:
     """Image GC as the kubelet counts it, and the image filesystem it watches."""
