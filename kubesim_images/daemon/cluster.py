@@ -1,18 +1,18 @@
-"""The composition root: the daemon's node, its registry, and the storage of every kind.
+"""The composition root: the daemon's nodes, their registries, and the storage of every kind.
 
-Builds, from the config and the state store, the registry backend, the node (image manager,
-puller, pod workers, GC), the change feed, and one `Storage` per kind of the resource table
-(`resources.py`): `ObjectStorage` for the kinds the daemon only stores, and the kinds with a life
-of their own (pods and their status manager in `pods.py`, the node in `nodestatus.py`, events,
-namespaces). `restore` loads everything saved and then writes changes through, so a restart,
-even after `kill -9`, finds the same pods, images and back-off and resumes the syncs under way.
+Builds, from the config and the state store, each node's backend and sink (`backends.build`,
+as scenarios do), the nodes of every pool (image manager, puller, pod workers, GC), the change
+feed, and one `Storage` per kind of the resource table (`resources.py`): `ObjectStorage` for the
+kinds the daemon only stores, and the kinds with a life of their own (pods and their status
+manager in `pods.py`, the nodes in `nodestatus.py`, events, namespaces). `restore` loads
+everything saved and then writes changes through, so a restart, even after `kill -9`, finds the
+same pods, images and back-off and resumes the syncs under way.
 The jobs themselves live in their modules; this one only wires them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import uuid
 
@@ -24,7 +24,7 @@ from kubesim_images.daemon.config import DaemonConfig
 from kubesim_images.daemon.credentials import PullCredentials
 from kubesim_images.daemon.eventstore import EventStore
 from kubesim_images.daemon.namespaces import Namespaces
-from kubesim_images.daemon.nodestatus import NodeObject
+from kubesim_images.daemon.nodestatus import NodeObject, NodeObjects
 from kubesim_images.daemon.objects import ObjectTable
 from kubesim_images.daemon.podcodec import image_from_json, image_json
 from kubesim_images.daemon.pods import PodStore
@@ -34,7 +34,8 @@ from kubesim_images.events import FanOut
 from kubesim_images.keyring import Keyring
 from kubesim_images.metrics import Metrics
 from kubesim_images.node import Node
-from kubesim_images.registry.base import RegistryBackend
+from kubesim_images.nodepool import NodePool
+from kubesim_images.placement import Placer
 from kubesim_images.registry.simulated import preload
 from kubesim_images.state import StateStore
 from kubesim_images.store import ImageRecord, ImageStore
@@ -66,18 +67,6 @@ class Cluster:
             self.feed.next_version,
             lambda change, doc: self.feed.publish("Event", change, doc),
         )
-        self.registries = backends.build(
-            config.registry,
-            config.oci,
-            seed=config.seed,
-            node_bandwidth=config.node_bandwidth,
-            content_root=lambda _node: state.directory / "content",
-            now=lambda: self.clock.epoch(now_ns(loop)),
-        )
-        # The daemon's real pulls run at the network's speed: downlinks are a scenario's model.
-        bandwidth = config.node_bandwidth if config.oci is None else math.inf
-        self.registry: RegistryBackend
-        self.registry, sink = self.registries.node(config.node_name, bandwidth)
         # The kinds the daemon only stores, one table each (secrets and service accounts are
         # also read by pull credentials and pod admission).
         self.tables = {
@@ -87,44 +76,76 @@ class Cluster:
         }
         self.secrets = self.tables["Secret"]
         self.service_accounts = self.tables["ServiceAccount"]
-        self.credentials = PullCredentials(self.secrets, Keyring(config.node_credentials))
-        self.node = Node(
-            config.node_name,
-            self.registry,
-            config.kubelet,
-            FanOut(self.events, metrics),
-            sync=config.sync,
-            rng=random.Random(config.seed),
-            credentials=self.credentials,
-            observer=metrics,
-            # self.pods is built below, from this node: looked up at call time.
-            on_change=lambda status: self.pods.status_changed(status),  # noqa: PLW0108
-            store=ImageStore(
-                capacity=config.image_fs.capacity,
-                other_usage=config.image_fs.other_usage,
-                pinned=[config.sandbox_image],
+        # Every node of every pool: its own queue, QPS bucket, back-off, store and, from
+        # `backends.build`, its registry client, content store and downlink at its pool's
+        # bandwidth (a simulated registry is one, shared, with a downlink per node). The first
+        # node keeps the one-node layout (`content`); the others a store of their own.
+        first = config.node_name
+        self.registries = backends.build(
+            config.registry,
+            config.oci,
+            seed=config.seed,
+            node_bandwidth=config.node_bandwidth,
+            content_root=lambda node: (
+                state.directory / "content"
+                if node == first
+                else state.directory / "nodes" / node / "content"
             ),
-            sink=sink,
+            now=lambda: self.clock.epoch(now_ns(loop)),
         )
-        metrics.bind_node(self.node)
-        node_uid = state.get_meta("nodeUID") or str(uuid.uuid4())
-        node_created = float(state.get_meta("nodeCreated") or self.clock.epoch(now_ns(loop)))
-        self.node_object = NodeObject(self.node, self.clock, self.feed, node_uid, node_created)
+        rng = random.Random(config.seed)
+        self.nodes: dict[str, Node] = {}
+        objects: list[NodeObject] = []
+        labels: list[tuple[str, dict[str, str]]] = []
+        for pool in config.pools:
+            credentials = PullCredentials(self.secrets, Keyring(pool.credentials))
+            for name in pool.node_names():
+                backend, sink = self.registries.node(name, pool.bandwidth, pool.platform)
+                node = Node(
+                    name,
+                    backend,
+                    pool.kubelet,
+                    FanOut(self.events, metrics),
+                    sync=config.sync,
+                    rng=rng,
+                    credentials=credentials,
+                    observer=metrics,
+                    # self.pods is built below, from these nodes: looked up at call time.
+                    on_change=lambda status: self.pods.status_changed(status),  # noqa: PLW0108
+                    store=ImageStore(
+                        capacity=pool.image_fs.capacity,
+                        other_usage=pool.image_fs.other_usage,
+                        pinned=[pool.sandbox_image],
+                    ),
+                    sink=sink,
+                )
+                self.nodes[name] = node
+                objects.append(self._node_object(node, pool, loop))
+                labels.append((name, {**objects[-1].render()["metadata"]["labels"]}))
+        self.node = next(iter(self.nodes.values()))  # the first: what /debug shows by default
+        self.node_objects = NodeObjects(objects)
+        metrics.bind_nodes(list(self.nodes.values()))
         self.pods = PodStore(
-            self.node,
+            self.nodes,
+            Placer(labels),
             state,
             self.feed,
             self.clock,
             self.service_accounts,
+            self.events,
             always_pull_images=config.always_pull_images,
         )
         self.namespaces = Namespaces(
-            state, self.feed, self.clock, lambda: node_created, self._namespaces_in_use
+            state,
+            self.feed,
+            self.clock,
+            lambda: objects[0].created_epoch,
+            self._namespaces_in_use,
         )
         stores: dict[str, Storage] = {
             "Pod": self.pods,
             "Event": self.events,
-            "Node": self.node_object,
+            "Node": self.node_objects,
             "Namespace": self.namespaces,
         }
         for res in resources:
@@ -141,6 +162,29 @@ class Cluster:
             raise TypeError(f"resource table kinds without storage: {sorted(missing)}")
         self.stores = stores
 
+    def _node_object(
+        self, node: Node, pool: NodePool, loop: asyncio.AbstractEventLoop
+    ) -> NodeObject:
+        """The Node object of `node`: UID and creation time kept across restarts (the first
+        node's under the keys a one-node state directory used)."""
+        suffix = "" if node is next(iter(self.nodes.values())) else f"/{node.name}"
+        uid = self.state.get_meta(f"nodeUID{suffix}") or str(uuid.uuid4())
+        created = float(
+            self.state.get_meta(f"nodeCreated{suffix}") or self.clock.epoch(now_ns(loop))
+        )
+        platform = pool.platform or (
+            self.config.oci.platform if self.config.oci is not None else None
+        )
+        return NodeObject(
+            node,
+            self.clock,
+            self.feed,
+            uid,
+            created,
+            labels=pool.labels,
+            arch=platform.architecture if platform is not None else "amd64",
+        )
+
     @property
     def resource_version(self) -> int:
         """The collection resourceVersion of a list: the last version handed out."""
@@ -156,55 +200,94 @@ class Cluster:
     # -- restore and shutdown ----------------------------------------------------------------
     def restore(self) -> None:
         """Load everything saved, then start writing changes through."""
-        store = self.node.store
-        first_start = not self.state.get_meta("initialized")
-        # With a content store that keeps images, it is the truth about what is on the node.
-        kept = next((sink.content for _, sink in self.registries.oci.values() if sink.keep), None)
         self.state.adopt_images(self.node.name)
-        for doc in self.state.images(self.node.name):
-            if kept is not None and kept.get(doc["id"]) is None:
-                # Removed from the content store while we were down (`kubesim-images rmi`).
-                self.state.delete_image(self.node.name, doc["id"])
-                continue
-            store.add(image_from_json(doc), None, self.clock.loop_time(doc["lastUsed"]))
-        if first_start:
-            self.node.preload(preload(self.config.preloaded), self.clock.now_ns())
-            for record in store.images():
-                self.state.put_image(self.node.name, record.id, image_json(record, self.clock))
-            self.state.put_meta("initialized", "1")
-            self.state.put_meta("nodeUID", self.node_object.uid)
-            self.state.put_meta("nodeCreated", str(self.node_object.created_epoch))
+        for node in self.nodes.values():
+            self._restore_images(node)
+        # Back-off entries are keyed by pod UID: each goes to the node its pod is bound to.
+        bound = {
+            doc["metadata"]["uid"]: (doc.get("spec") or {}).get("nodeName")
+            for doc in self.state.objects("Pod")
+        }
         for key, (backoff, last_update) in self.state.backoffs().items():
-            self.node.backoff.restore(key, to_ns(backoff), self.clock.loop_time(last_update))
+            owner = self.nodes.get(bound.get(key.partition("_")[0]) or "")
+            if owner is None:  # its pod is gone, or bound to a node no longer configured
+                self.state.delete_backoff(key)
+                continue
+            owner.backoff.restore(key, to_ns(backoff), self.clock.loop_time(last_update))
         for table in self.tables.values():
             table.restore()
         if ("default", "default") not in self.service_accounts:
             self.stores["ServiceAccount"].create("default", {"metadata": {"name": "default"}})
         self.pods.restore()
         self.events.restore()
-        store.listener = self
-        self.node.backoff.on_change = self._backoff_changed
-        self.node.start()  # image GC: a sweep now, a run every 5 minutes
+        for node in self.nodes.values():
+            node.store.listener = _ImagesOf(self, node.name)
+            node.backoff.on_change = self._backoff_changed
+            node.start()  # image GC: a sweep now, a run every 5 minutes
+
+    def _meta_key(self, key: str, node: str) -> str:
+        """A node's meta key: the first node's is the one a one-node state directory used."""
+        return key if node == self.node.name else f"{key}/{node}"
+
+    def _restore_images(self, node: Node) -> None:
+        store = node.store
+        real = self.registries.oci.get(node.name)
+        # With a content store that keeps images, it is the truth about what is on the node.
+        kept = real[1].content if real is not None and real[1].keep else None
+        for doc in self.state.images(node.name):
+            if kept is not None and kept.get(doc["id"]) is None:
+                # Removed from the content store while we were down (`kubesim-images rmi`).
+                self.state.delete_image(node.name, doc["id"])
+                continue
+            store.add(image_from_json(doc), None, self.clock.loop_time(doc["lastUsed"]))
+        if self.state.get_meta(self._meta_key("initialized", node.name)):
+            return
+        pool = next(p for p in self.config.pools if node.name in p.node_names())
+        node.preload(preload(pool.preloaded), self.clock.now_ns())
+        obj = self.node_objects.by_name[node.name]
+        with self.state.transaction():
+            for record in store.images():
+                self.state.put_image(node.name, record.id, image_json(record, self.clock))
+            self.state.put_meta(self._meta_key("initialized", node.name), "1")
+            self.state.put_meta(self._meta_key("nodeUID", node.name), obj.uid)
+            self.state.put_meta(self._meta_key("nodeCreated", node.name), str(obj.created_epoch))
 
     async def stop(self) -> None:
-        await self.node.stop()
-        self.node_object.stop()
+        for node in self.nodes.values():
+            await node.stop()
+        self.node_objects.stop()
         self.pods.stop()
         await self.registries.close()
 
-    # -- write-through hooks (the image store's listener, the back-off's) ------------------
-    def image_changed(self, record: ImageRecord) -> None:
-        self.state.put_image(self.node.name, record.id, image_json(record, self.clock))
-        self.pods.forget_renders()
-        self.node_object.changed()
+    # -- write-through hooks (each image store's listener, the back-off's) -----------------
+    def image_changed(self, node: str, record: ImageRecord) -> None:
+        self.state.put_image(node, record.id, image_json(record, self.clock))
+        self.pods.forget_renders(node)
+        self.node_objects.by_name[node].changed()
 
-    def image_removed(self, image_id: str) -> None:
-        self.state.delete_image(self.node.name, image_id)
-        self.pods.forget_renders()
-        self.node_object.changed()
+    def image_removed(self, node: str, image_id: str) -> None:
+        self.state.delete_image(node, image_id)
+        self.pods.forget_renders(node)
+        self.node_objects.by_name[node].changed()
 
     def _backoff_changed(self, key: str, entry: BackoffEntry | None) -> None:
         if entry is None:
             self.state.delete_backoff(key)
         else:
             self.state.put_backoff(key, entry.backoff / 1e9, self.clock.epoch(entry.last_update))
+
+
+class _ImagesOf:
+    """One node's image store listener: the cluster's hooks, told which node."""
+
+    __slots__ = ("_cluster", "_node")
+
+    def __init__(self, cluster: Cluster, node: str) -> None:
+        self._cluster = cluster
+        self._node = node
+
+    def image_changed(self, record: ImageRecord) -> None:
+        self._cluster.image_changed(self._node, record)
+
+    def image_removed(self, image_id: str) -> None:
+        self._cluster.image_removed(self._node, image_id)

@@ -99,14 +99,19 @@ class EventStore(ReadOnly):
                 "involvedObject": _involved(event),
                 "reason": event.reason.value,
                 "message": event.message,
-                "source": {"component": "kubelet", "host": event.node},
+                # The kubelet reports from its node; the scheduler's events have no host.
+                "source": (
+                    {"component": event.source, "host": event.node}
+                    if event.node
+                    else {"component": event.source}
+                ),
                 "firstTimestamp": stamp,
                 "lastTimestamp": stamp,
                 "count": 1,
                 "type": event.type.value,
                 "eventTime": None,
-                "reportingComponent": "kubelet",
-                "reportingInstance": event.node,
+                "reportingComponent": event.source,
+                "reportingInstance": event.node or event.source,
             }
             self._index[key] = name
         self._events[name] = doc
@@ -146,5 +151,6 @@ def _involved(event: Event) -> dict[str, Any]:
         "name": event.pod,
         "uid": event.pod_uid,
         "apiVersion": "v1",
-        "fieldPath": event.field_path,
+        # A container's events name it; the scheduler's are about the whole pod.
+        **({"fieldPath": event.field_path} if event.field_path else {}),
     }

@@ -6,7 +6,8 @@
 allocatable part what the default hard eviction threshold `nodefs.available<10%` leaves, and
 `DiskPressure` is the eviction manager's verdict on the default `imagefs.available<15%`.
 
-`NodeObject` is the kind's storage: the node's resourceVersion is that of its last status
+`NodeObject` is one node's storage, `NodeObjects` the kind's (the daemon may simulate many, each
+with its pool's labels and platform): a node's resourceVersion is that of its last status
 change, one per loop turn in which its images changed (a pull commits its image and the GC
 removes others in the same turn), each published once on the change feed.
 """
@@ -14,6 +15,7 @@ removes others in the same turn), each published once on the change feed.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubesim_images.clock import WallClock
@@ -28,9 +30,17 @@ _IMAGEFS_AVAILABLE_PERCENT = 15
 
 
 def render_node(
-    node: Node, clock: WallClock, uid: str, created_epoch: float, resource_version: int
+    node: Node,
+    clock: WallClock,
+    uid: str,
+    created_epoch: float,
+    resource_version: int,
+    *,
+    labels: Mapping[str, str] | None = None,
+    arch: str = "amd64",
 ) -> dict[str, Any]:
-    """The Node object: conditions, addresses, capacity, and `status.images` like a kubelet."""
+    """The Node object: conditions, addresses, capacity, and `status.images` like a kubelet;
+    `labels` are its pool's, over the kubelet's own well-known ones."""
     name = node.name
     images = sorted(node.store.images(), key=lambda r: (-r.size, r.id))[:50]
     fs = node.store.image_fs_stats()
@@ -60,10 +70,11 @@ def render_node(
             "labels": {
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/arch": arch,
                 "beta.kubernetes.io/os": "linux",
-                "beta.kubernetes.io/arch": "amd64",
+                "beta.kubernetes.io/arch": arch,
                 "node.kubernetes.io/instance-type": "kubesim",
+                **(labels or {}),
             },
             "annotations": {"kubesim.io/simulated": "true"},
         },
@@ -116,7 +127,7 @@ def render_node(
                 "kernelVersion": "6.1.0-kubesim",
                 "osImage": "kubesim-images simulated node",
                 "operatingSystem": "linux",
-                "architecture": "amd64",
+                "architecture": arch,
                 "containerRuntimeVersion": "containerd://1.7.22",
                 "kubeletVersion": "v1.32.4",
                 "kubeProxyVersion": "v1.32.4",
@@ -138,16 +149,26 @@ def _quantity(size: int) -> str:
 
 
 class NodeObject(ReadOnly):
-    """`Storage` for the one Node, and the publisher of its status changes."""
+    """`Storage` for one Node, and the publisher of its status changes."""
 
     def __init__(
-        self, node: Node, clock: WallClock, feed: ChangeFeed, uid: str, created_epoch: float
+        self,
+        node: Node,
+        clock: WallClock,
+        feed: ChangeFeed,
+        uid: str,
+        created_epoch: float,
+        *,
+        labels: Mapping[str, str] | None = None,
+        arch: str = "amd64",
     ) -> None:
         self._node = node
         self._clock = clock
         self._feed = feed
         self.uid = uid
         self.created_epoch = created_epoch
+        self.labels = dict(labels or {})
+        self._arch = arch
         self._version = feed.version
         self._flush: asyncio.Handle | None = None
 
@@ -167,8 +188,20 @@ class NodeObject(ReadOnly):
             self._flush.cancel()
             self._flush = None
 
+    @property
+    def name(self) -> str:
+        return self._node.name
+
     def render(self) -> dict[str, Any]:
-        return render_node(self._node, self._clock, self.uid, self.created_epoch, self._version)
+        return render_node(
+            self._node,
+            self._clock,
+            self.uid,
+            self.created_epoch,
+            self._version,
+            labels=self.labels,
+            arch=self._arch,
+        )
 
     def list(self, namespace: str | None) -> list[dict[str, Any]]:
         del namespace
@@ -179,3 +212,25 @@ class NodeObject(ReadOnly):
         if name != self._node.name:
             raise not_found("nodes", name)
         return self.render()
+
+
+class NodeObjects(ReadOnly):
+    """`Storage` for the daemon's nodes, in the order the config lists them."""
+
+    def __init__(self, nodes: Sequence[NodeObject]) -> None:
+        self.by_name = {node.name: node for node in nodes}
+
+    def list(self, namespace: str | None) -> list[dict[str, Any]]:
+        del namespace
+        return [node.render() for node in self.by_name.values()]
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        del namespace
+        node = self.by_name.get(name)
+        if node is None:
+            raise not_found("nodes", name)
+        return node.render()
+
+    def stop(self) -> None:
+        for node in self.by_name.values():
+            node.stop()

@@ -1,7 +1,10 @@
 """Pods: their storage and admission on the API side, and the kubelet's status manager.
 
 A pod is validated and defaulted once at creation (pull policy, AlwaysPullImages, the service
-account's imagePullSecrets), then handed to the node's pod workers. What the workers report is
+account's imagePullSecrets), bound to a node as the scheduler would (`placement.Placer`:
+`spec.nodeName`, a `nodeSelector` on the nodes' labels, else the node with the fewest pods), then
+handed to that node's pod workers. A pod no node takes stays Pending, unscheduled, with the
+scheduler's `FailedScheduling` event. What the workers report is
 the status manager's business here: changes are gathered per loop turn (a sync reports each
 container as it becomes ready), then each changed pod is saved, takes the next resourceVersion
 and is published once on the change feed, as the kubelet's status manager writes a pod's status
@@ -47,8 +50,10 @@ from kubesim_images.daemon.validation import (
     namespace_causes,
     require_valid,
 )
+from kubesim_images.events import EventSink, scheduler_event
 from kubesim_images.logging import get_logger
 from kubesim_images.node import Node
+from kubesim_images.placement import Placer, Unschedulable
 from kubesim_images.pod import FieldError, Pod, PodInvalidError, pod_from_manifest
 from kubesim_images.podworkers import (
     ContainerStatus,
@@ -65,26 +70,31 @@ _log = get_logger()
 @dataclass(slots=True)
 class PodRecord:
     manifest: dict[str, Any]
-    status: PodStatus
+    status: PodStatus  # `node` is "" while no node has taken the pod
     # The pod as the API shows it, rendered once per change: every GET, LIST and watch shares
     # it, so nothing may modify it. Cleared by every change of the manifest or the status.
     rendered: dict[str, Any] | None = None
+    unschedulable: str | None = None  # the scheduler's reason no node takes it
 
 
 class PodStore:
-    """The pods of the node: the API's storage for the kind, and the status manager."""
+    """The pods of the nodes: the API's storage for the kind, and the status manager."""
 
     def __init__(
         self,
-        node: Node,
+        nodes: Mapping[str, Node],
+        placer: Placer,
         state: StateStore,
         feed: ChangeFeed,
         clock: WallClock,
         service_accounts: ObjectTable,
+        events: EventSink,
         *,
         always_pull_images: bool,
     ) -> None:
-        self._node = node
+        self._nodes = nodes
+        self._placer = placer
+        self._events = events
         self._state = state
         self._feed = feed
         self._clock = clock
@@ -96,14 +106,28 @@ class PodStore:
         self._flush: asyncio.Handle | None = None
 
     def restore(self) -> None:
-        """Load the saved pods with their statuses and start their workers."""
+        """Load the saved pods with their statuses and start their workers, each on the node it
+        is bound to; a pod no node took is offered to the nodes again (the config may have
+        changed), and one bound to a node no longer configured stays Pending."""
         statuses = self._state.pod_statuses()
-        for doc in self._state.objects("Pod"):
-            pod = self._pod_from_stored(doc)
-            status = status_from_json(pod, statuses.get(pod.uid), self._clock, self._node.name)
-            self.records[pod.uid] = PodRecord(doc, status)
+        for saved in self._state.objects("Pod"):
+            pod = self._pod_from_stored(saved)
+            bound = (saved.get("spec") or {}).get("nodeName") or None
+            target = self._placer.place(bound, pod.node_selector)
+            doc = saved
+            if bound is None and isinstance(target, str):
+                doc = {**saved, "spec": {**saved["spec"], "nodeName": target}}
+                with self._state.transaction():
+                    self._state.put_object("Pod", pod.namespace, pod.name, doc)
+            node = target if isinstance(target, str) else ""
+            status = status_from_json(pod, statuses.get(pod.uid), self._clock, node)
+            record = PodRecord(doc, status)
+            if isinstance(target, Unschedulable):
+                record.unschedulable = target.message
+            self.records[pod.uid] = record
             self._keys[(pod.namespace, pod.name)] = pod.uid
-            self._node.workers.start(status)
+            if node:
+                self._nodes[node].workers.start(status)
         for uid in statuses.keys() - self.records.keys():  # left by a delete before UID keying
             self._state.delete_pod_status(uid)
 
@@ -116,10 +140,12 @@ class PodStore:
     def namespaces(self) -> set[str]:
         return {r.status.pod.namespace for r in self.records.values()}
 
-    def forget_renders(self) -> None:
-        """A pod's imageID shows the image's digest: a changed store re-renders every pod."""
+    def forget_renders(self, node: str | None = None) -> None:
+        """A pod's imageID shows the image's digest: a node's changed store re-renders its
+        pods (every pod when `node` is None)."""
         for record in self.records.values():
-            record.rendered = None
+            if node is None or record.status.node == node:
+                record.rendered = None
 
     def _now_stamp(self) -> str:
         return self._clock.rfc3339(self._clock.now_ns())
@@ -220,33 +246,54 @@ class PodStore:
             raise invalid("Pod", exc.name, exc.causes) from None
         if (namespace, pod.name) in self._keys:
             raise already_exists("pods", pod.name)
-        stored = self._stored_pod(pod, manifest, sa_name, dry_run=dry_run)
-        if dry_run:  # what the API server would store: no node has reported on it yet
+        if dry_run:  # what the API server would store: not yet scheduled, no node reported
+            stored = self._stored_pod(pod, manifest, sa_name, None, dry_run=True)
             return {**stored, "status": {"phase": "Pending", "qosClass": "BestEffort"}}
-        status = status_from_json(pod, None, self._clock, self._node.name)
-        with self._state.transaction():  # saved first: a refused write leaves memory untouched
-            self._state.put_object("Pod", namespace, pod.name, stored)
-            self._state.put_pod_status(pod.uid, status_json(status, self._clock))
+        target = self._placer.place(pod.node_name or None, pod.node_selector)
+        node = target if isinstance(target, str) else ""
+        stored = self._stored_pod(pod, manifest, sa_name, node or None)
+        status = status_from_json(pod, None, self._clock, node)
+        try:
+            with self._state.transaction():  # saved first: a refused write leaves memory as is
+                self._state.put_object("Pod", namespace, pod.name, stored)
+                self._state.put_pod_status(pod.uid, status_json(status, self._clock))
+        except BaseException:
+            if node:
+                self._placer.release(node)
+            raise
         record = PodRecord(stored, status)
         self.records[pod.uid] = record
         self._keys[(namespace, pod.name)] = pod.uid
-        self._node.workers.start(status)
+        if node:
+            self._nodes[node].workers.start(status)
+        elif isinstance(target, Unschedulable):
+            record.unschedulable = target.message
+            if target.message is not None:
+                self._events.emit(scheduler_event(self._clock.now_ns(), pod, target.message))
         rendered = self.render(record)
         self._feed.publish("Pod", ADDED, rendered)
-        _log.info("pod_created", pod=f"{namespace}/{pod.name}")
+        _log.info("pod_created", pod=f"{namespace}/{pod.name}", node=node or None)
         return rendered
 
     def _stored_pod(
-        self, pod: Pod, manifest: Mapping[str, Any], sa_name: str, *, dry_run: bool = False
+        self,
+        pod: Pod,
+        manifest: Mapping[str, Any],
+        sa_name: str,
+        node: str | None,
+        *,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
-        """The object as the API server stores it after defaulting and admission."""
+        """The object as the API server stores it after defaulting, admission and binding
+        (`node` None: not bound, `spec.nodeName` as written)."""
         spec = copy.deepcopy(dict(manifest.get("spec") or {}))
         default_spec(spec, pod)
         if pod.image_pull_secrets:
             spec["imagePullSecrets"] = [{"name": n} for n in pod.image_pull_secrets]
         spec["serviceAccountName"] = sa_name
         spec["serviceAccount"] = sa_name
-        spec["nodeName"] = self._node.name
+        if node is not None:
+            spec["nodeName"] = node
         meta = dict(manifest.get("metadata") or {})
         meta.update(name=pod.name, namespace=pod.namespace, uid=pod.uid)
         if not dry_run:
@@ -302,7 +349,10 @@ class PodStore:
             },
         )
         _log.info("pod_deleted", pod=f"{namespace}/{name}")
-        await self._node.workers.remove(uid)
+        node = self._nodes.get(record.status.node)
+        if node is not None:
+            self._placer.release(node.name)
+            await node.workers.remove(uid)
         return rendered
 
     def _deleted_view(self, record: PodRecord) -> dict[str, Any]:
@@ -383,8 +433,9 @@ class PodStore:
             self._state.put_object("Pod", namespace, name, patched)
         record.manifest = patched
         record.rendered = None
-        if new_pod is not None and new_pod != record.status.pod:
-            self._node.workers.update(record.status, new_pod)
+        node = self._nodes.get(record.status.node)
+        if new_pod is not None and new_pod != record.status.pod and node is not None:
+            node.workers.update(record.status, new_pod)
         rendered = self.render(record)
         self._feed.publish("Pod", MODIFIED, rendered)
         return rendered
@@ -432,6 +483,9 @@ class PodStore:
     def _render_pod(self, record: PodRecord) -> dict[str, Any]:
         status = record.status
         doc = copy.deepcopy(record.manifest)
+        if not status.node:
+            doc["status"] = _pending_status(record, doc["metadata"]["creationTimestamp"])
+            return doc
         stamp = self._clock.rfc3339
         initialized, init_message = initialized_condition(status)
         ready, ready_message = containers_ready_condition(status)
@@ -479,7 +533,7 @@ class PodStore:
     def _container_json(self, status: PodStatus, cs: ContainerStatus) -> dict[str, Any]:
         image_id = ""
         if cs.image_id:
-            record = self._node.store.get(cs.image_id)
+            record = self._nodes[status.node].store.get(cs.image_id)
             image_id = record.repo_digests[0] if record and record.repo_digests else cs.image_id
         out: dict[str, Any] = {
             "name": cs.container.name,
@@ -510,3 +564,21 @@ class PodStore:
             digest = hashlib.sha256(f"{status.pod.uid}/{cs.container.name}".encode()).hexdigest()
             out["containerID"] = f"containerd://{digest}"
         return out
+
+
+def _pending_status(record: PodRecord, created: str) -> dict[str, Any]:
+    """A pod no kubelet runs: unschedulable (the scheduler's condition), or bound to a node the
+    daemon does not have (no kubelet ever reports, so no conditions at all)."""
+    status: dict[str, Any] = {"phase": "Pending", "qosClass": "BestEffort"}
+    if record.unschedulable is not None:
+        status["conditions"] = [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "lastProbeTime": None,
+                "lastTransitionTime": created,
+                "reason": "Unschedulable",
+                "message": record.unschedulable,
+            }
+        ]
+    return status
