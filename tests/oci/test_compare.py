@@ -16,10 +16,13 @@ time, sorted: the empirical CDFs the report plots), rank by rank, never a wall-c
   the real run can run ahead: the model starts both pulls' flows together and shares the link
   exactly, while for real one pull's first layer request can go out a few round trips before the
   other's and have the link alone meanwhile, and streams alternate 32 KiB (16 ms) at a time.
-- **Not slower than the model by more than `LATE`.** The real run adds what the model leaves out:
-  three or four sequential requests per pull (manifest, config, layers) and the event loop's
-  scheduling on a shared machine. A stall shorter than a quarter second is made up by the bucket
-  (it refills while the reader waits), so only round trips and longer stalls count.
+- **Not slower than the model by more than `LATE`, plus the time the machine kept this process
+  from a CPU.** The real run adds what the model leaves out: three or four sequential requests
+  per pull (manifest, config, layers) and the event loop's scheduling. A stall shorter than a
+  quarter second is made up by the bucket (it refills while the reader waits), so only round
+  trips and longer stalls count; a stall because other work held both cores is not the model's
+  error, so the seconds the event loop's thread spent runnable but not running (the kernel's
+  schedstat) are added to the bound. A real difference from the model shows with the CPU free.
 
 Measured: 40 runs of this test on a 2-core VM loaded by other work (load average 3.6-7.3), 240
 ranks per variant: serial real - virtual from +0.005 to +0.172 s (medians of the two batches of
@@ -99,6 +102,16 @@ def _scenario(tmp_path: Path, big: str, half: str) -> Path:
     return path
 
 
+def _runqueue_seconds() -> float:
+    """Seconds this thread has spent runnable, waiting for a CPU (0 where the kernel does not
+    say): the part of a real run's lateness that is the machine's, not the model's."""
+    try:
+        fields = Path("/proc/thread-self/schedstat").read_text().split()
+    except OSError:
+        return 0.0
+    return int(fields[1]) / 1e9
+
+
 def _ready(variant: dict[str, Any]) -> list[float]:
     """Each pod's creation-to-images-ready seconds, sorted (every pod must have got there)."""
     times = [p["imagesReadyAt"] for p in variant["pods"]]
@@ -113,7 +126,9 @@ def test_a_real_run_beside_its_model_agrees_within_the_stated_tolerance(
     path = _scenario(tmp_path, big, half)
     report = tmp_path / "report"
     argv = ["scenario", "run", str(path), "--real-time", "--compare", "-o", "json"]
+    waited = _runqueue_seconds()
     assert main([*argv, "--report", str(report)]) == 0
+    waited = _runqueue_seconds() - waited
     document = json.loads(capsys.readouterr().out)
 
     real = {v["name"]: v for v in document["variants"]}
@@ -150,7 +165,12 @@ def test_a_real_run_beside_its_model_agrees_within_the_stated_tolerance(
     for name, ran in real.items():
         real_times, model_times = _ready(ran), _ready(virtual[name])
         differences = [r - v for r, v in zip(real_times, model_times, strict=True)]
-        assert all(-EARLY <= d <= LATE for d in differences), (name, real_times, model_times)
+        assert all(-EARLY <= d <= LATE + waited for d in differences), (
+            name,
+            real_times,
+            model_times,
+            f"waited {waited:.3f} s for a CPU",
+        )
 
     # The comparison block says the same, per percentile.
     comparison = {c["name"]: c for c in document["comparison"]}
