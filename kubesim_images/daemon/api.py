@@ -276,11 +276,11 @@ async def debug_catalogue(request: web.Request) -> web.Response:
 
 
 async def debug_pulls(request: web.Request) -> web.Response:
-    return _json(debug.pulls(request.app[CLUSTER]))
+    return _json(debug.pulls(request.app[CLUSTER], request.query.get("node")))
 
 
 async def debug_gc(request: web.Request) -> web.Response:
-    return _json(debug.gc(request.app[CLUSTER]))
+    return _json(debug.gc(request.app[CLUSTER], request.query.get("node")))
 
 
 async def watch(

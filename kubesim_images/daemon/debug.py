@@ -1,6 +1,7 @@
 """The daemon's /debug documents: the pull queue and image GC as they are now.
 
-Plain dicts from the node's state, for operators (`curl /debug/pulls`); no kind of the API.
+Plain dicts from a node's state, for operators (`curl /debug/pulls`); no kind of the API.
+`?node=NAME` picks one of several simulated nodes (default: the first).
 """
 
 from __future__ import annotations
@@ -8,12 +9,23 @@ from __future__ import annotations
 from typing import Any
 
 from kubesim_images.daemon.cluster import Cluster
+from kubesim_images.daemon.kube import not_found
+from kubesim_images.node import Node
 from kubesim_images.units import format_duration_ns
 
 
-def pulls(cluster: Cluster) -> dict[str, Any]:
+def _node(cluster: Cluster, name: str | None) -> Node:
+    if name is None:
+        return cluster.node
+    node = cluster.nodes.get(name)
+    if node is None:
+        raise not_found("nodes", name)
+    return node
+
+
+def pulls(cluster: Cluster, name: str | None = None) -> dict[str, Any]:
     """The pull queue: in flight with progress, waiting, and the back-off entries."""
-    node = cluster.node
+    node = _node(cluster, name)
     now = cluster.clock.now_ns()
     puller = node.puller
 
@@ -61,14 +73,15 @@ def pulls(cluster: Cluster) -> dict[str, Any]:
     }
 
 
-def gc(cluster: Cluster) -> dict[str, Any]:
+def gc(cluster: Cluster, name: str | None = None) -> dict[str, Any]:
     """Image GC: the policy, the image filesystem now, totals and the last runs."""
-    image_gc = cluster.node.gc
-    store = cluster.node.store
+    node = _node(cluster, name)
+    image_gc = node.gc
+    store = node.store
     fs = store.image_fs_stats()
     policy = image_gc.policy
     return {
-        "node": cluster.node.name,
+        "node": node.name,
         "policy": {
             "imageGCHighThresholdPercent": policy.high_threshold_percent,
             "imageGCLowThresholdPercent": policy.low_threshold_percent,

@@ -130,6 +130,12 @@ def test_nodes_pools_placement_and_an_unschedulable_pod(
     # small-0 pulled busybox for its own pods; big-0 had it from the start.
     assert any("busybox" in " ".join(i["names"]) for i in small["status"]["images"])
 
+    # /debug shows the first node, or the one asked for.
+    assert daemon.api("GET", "/debug/pulls")["node"] == "small-0"
+    assert daemon.api("GET", "/debug/gc?node=big-0")["node"] == "big-0"
+    status, body = daemon.request("GET", "/debug/pulls?node=nope")
+    assert (status, body["reason"]) == (404, "NotFound")
+
     # A restart finds each pod on its node, and the pending one still pending.
     assert daemon.terminate() == 0
     again = daemon_factory(_config(), state_dir=daemon.state_dir)
