@@ -13,6 +13,14 @@ Blobs are shared between images and counted by reference (`image_blobs`). Downlo
 blob in one process are deduplicated with a per-digest lock (a second pull waits and then finds
 the blob committed); across processes an `flock` on the ingest file keeps two writers apart,
 the loser writing to a private ingest name instead.
+
+It is also the container runtime image GC talks to on a node whose images are real
+(`image_gc.ImageRuntime`): it lists images with their size, pinned flag (named by a pinned
+reference, the sandbox image), first detection and last use; removes one with the same
+record-first, blobs-after order (a blob goes only when no remaining image holds it) and says
+how many bytes the disk got back; and reports the image filesystem, either a configured
+capacity (`other_usage` plus the bytes under the store) or the free space of the filesystem the
+store lives on, as cadvisor reports containerd's.
 """
 
 from __future__ import annotations
@@ -31,12 +39,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from kubesim_images.errors import KubesimError
+from kubesim_images.errors import ImageFsStatsError, ImageRemoveError, KubesimError
+from kubesim_images.image_gc import FsStats
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
     id TEXT PRIMARY KEY, size INTEGER NOT NULL, last_used REAL NOT NULL,
-    pinned INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL);
+    pinned INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL, first_detected REAL);
 CREATE TABLE IF NOT EXISTS names (
     name TEXT PRIMARY KEY, kind TEXT NOT NULL, image_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS image_blobs (
@@ -65,6 +74,18 @@ class StoredImage:
     platform: str
     config: str  # the config blob's digest (== id)
     layers: tuple[tuple[str, int], ...]  # (digest, size) in manifest order
+    first_detected: float = 0.0  # calendar seconds: when this store first recorded the image
+
+
+@dataclass(frozen=True, slots=True)
+class ContentImage:
+    """One image as image GC lists it (`image_gc.ListedImage`), times in calendar seconds."""
+
+    id: str
+    size: int
+    pinned: bool
+    first_detected: float
+    last_used: float
 
 
 def hex_of(digest: str) -> str:
@@ -123,9 +144,11 @@ class Ingest:
         self._file.write(chunk)
         self._hasher.update(chunk)
         self.offset += len(chunk)
+        self._store.account(len(chunk))
 
     def restart(self) -> None:
         """The server ignored our Range: start the blob again from byte 0."""
+        self._store.account(-self.offset)
         self._file.seek(0)
         self._file.truncate()
         self._hasher = hashlib.sha256()
@@ -151,7 +174,11 @@ class Ingest:
             if self._store.durable:
                 os.fsync(self._file.fileno())
             self._file.close()
-            self.path.replace(self._store.blob_path(self.digest))
+            blob = self._store.blob_path(self.digest)
+            with contextlib.suppress(FileNotFoundError):
+                # Another writer landed the same blob first: ours replaces its bytes.
+                self._store.account(-blob.stat().st_size)
+            self.path.replace(blob)
             if self._store.durable:
                 self._store.sync_dir(self._store.blobs_dir)
         finally:
@@ -166,16 +193,32 @@ class Ingest:
         self.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+            self._store.account(-self.offset)
 
 
 class ContentStore:
     """Blobs and image records under one directory; methods are short and synchronous."""
 
-    def __init__(self, root: Path, *, durable: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        durable: bool = True,
+        capacity: int | None = None,
+        other_usage: int = 0,
+        pinned: Iterable[str] = (),
+    ) -> None:
         """`durable=False` skips every fsync (content verified and counted, then dropped, as
-        `store: discard` does): a crash may then lose what was written, nothing else."""
+        `store: discard` does): a crash may then lose what was written, nothing else.
+
+        `capacity` (bytes) makes the image filesystem a configured one holding `other_usage`
+        besides this store; None measures the filesystem `root` is on. Images named by a
+        `pinned` reference (`repo:tag` or `repo@digest`) are never garbage collected."""
         self.root = root
         self.durable = durable
+        self.capacity = capacity
+        self.other_usage = other_usage
+        self.pinned_names = frozenset(pinned)
         self.blobs_dir = root / "blobs" / "sha256"
         self.ingest_dir = root / "ingest"
         try:
@@ -187,6 +230,9 @@ class ContentStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(images)")}
+            if "first_detected" not in columns:  # a store written before image GC used it
+                self._db.execute("ALTER TABLE images ADD COLUMN first_detected REAL")
         except (OSError, sqlite3.Error) as exc:
             raise ContentError(f"cannot open the content store in {root}: {exc}") from None
         # Commits run in worker threads (asyncio.to_thread) and two pulls may commit at once:
@@ -194,6 +240,14 @@ class ContentStore:
         self._lock = threading.RLock()
         # digest -> (lock, pulls holding or waiting for it); dropped when the last one leaves
         self._downloading: dict[str, tuple[asyncio.Lock, int]] = {}
+        # Bytes of blobs and partial downloads, counted as this process writes and removes
+        # them (from worker threads, hence the lock), so measuring the disk is O(1); `rescan`
+        # walks the directories again for what other processes did.
+        self._bytes_lock = threading.Lock()
+        try:
+            self._disk_bytes = self._scan_bytes()
+        except OSError as exc:
+            raise ContentError(f"cannot open the content store in {root}: {exc}") from None
 
     def close(self) -> None:
         with self._lock:  # never under a commit running in a worker thread
@@ -245,6 +299,7 @@ class ContentStore:
             offset += len(chunk)
         if offset > size:
             file.truncate(0)
+            self.account(-offset)
             hasher, offset = hashlib.sha256(), 0
         file.seek(offset)
         return Ingest(self, digest, size, path, file, hasher, offset)
@@ -270,12 +325,23 @@ class ContentStore:
             missing = [d for d in blob_list if not self.has_blob(d)]
             if missing:
                 raise ContentError(f"cannot record image {image.id}: blobs missing: {missing}")
-            row = db.execute("SELECT pinned FROM images WHERE id = ?", (image.id,)).fetchone()
+            row = db.execute(
+                "SELECT pinned, first_detected FROM images WHERE id = ?", (image.id,)
+            ).fetchone()
             pinned = image.pinned or bool(row and row[0])
+            # A pull of an image already here keeps when it was first detected.
+            first = row[1] if row is not None and row[1] is not None else image.last_used
             db.execute(
-                "INSERT OR REPLACE INTO images (id, size, last_used, pinned, doc) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (image.id, image.size, image.last_used, int(pinned), json.dumps(_doc(image))),
+                "INSERT OR REPLACE INTO images (id, size, last_used, pinned, doc, first_detected) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    image.id,
+                    image.size,
+                    image.last_used,
+                    int(pinned),
+                    json.dumps(_doc(image)),
+                    first,
+                ),
             )
             for name in image.repo_tags:
                 db.execute("INSERT OR REPLACE INTO names VALUES (?, 'tag', ?)", (name, image.id))
@@ -295,7 +361,8 @@ class ContentStore:
 
     def _get(self, image_id: str) -> StoredImage | None:
         row = self._db.execute(
-            "SELECT id, size, last_used, pinned, doc FROM images WHERE id = ?", (image_id,)
+            "SELECT id, size, last_used, pinned, doc, first_detected FROM images WHERE id = ?",
+            (image_id,),
         ).fetchone()
         if row is None:
             return None
@@ -334,6 +401,9 @@ class ContentStore:
 
     def remove(self, image_id: str) -> list[str]:
         """Delete the record first, then the blobs no other image holds; returns those digests."""
+        return [digest for digest, _ in self._remove(image_id)]
+
+    def _remove(self, image_id: str) -> list[tuple[str, int]]:
         with self._transaction() as db:
             blobs = [
                 r[0]
@@ -355,18 +425,102 @@ class ContentStore:
 
     def prune_blobs(self) -> list[str]:
         """Delete every blob no image references (leftovers of a crash between the two steps)."""
-        return self._sweep(["sha256:" + p.name for p in self.blobs_dir.iterdir()])
+        swept = self._sweep(["sha256:" + p.name for p in self.blobs_dir.iterdir()])
+        return [digest for digest, _ in swept]
 
-    def _sweep(self, digests: Iterable[str]) -> list[str]:
+    def _sweep(self, digests: Iterable[str]) -> list[tuple[str, int]]:
+        """Unlink the blobs no image references; (digest, bytes) of each one unlinked."""
         removed = []
         with self._transaction() as db:
             for digest in digests:
                 row = db.execute("SELECT 1 FROM image_blobs WHERE digest = ?", (digest,))
                 if row.fetchone() is None:
+                    path = self.blob_path(digest)
                     with contextlib.suppress(FileNotFoundError):
-                        self.blob_path(digest).unlink()
-                        removed.append(digest)
+                        size = path.stat().st_size
+                        path.unlink()
+                        self.account(-size)
+                        removed.append((digest, size))
         return removed
+
+    # -- the runtime image GC talks to (`image_gc.ImageRuntime`) --------------------------------
+    def list_images(self) -> list[ContentImage]:
+        """Every image with what image GC orders and counts by: one query, no documents."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, size, pinned, first_detected, last_used FROM images ORDER BY id"
+            ).fetchall()
+            pinned = self._pinned_ids()
+        return [
+            ContentImage(
+                image_id,
+                int(size),
+                bool(flag) or image_id in pinned,
+                float(last_used if first is None else first),
+                float(last_used),
+            )
+            for image_id, size, flag, first, last_used in rows
+        ]
+
+    def _pinned_ids(self) -> set[str]:
+        if not self.pinned_names:
+            return set()
+        marks = ",".join("?" * len(self.pinned_names))
+        query = f"SELECT image_id FROM names WHERE name IN ({marks})"  # noqa: S608 - only ?s
+        return {row[0] for row in self._db.execute(query, sorted(self.pinned_names))}
+
+    def remove_image(self, image_id: str) -> int:
+        """Remove an image for GC; the bytes of the blobs no remaining image held.
+
+        An image already gone frees nothing (containerd's NotFound, which GC does not count
+        as a failure); a database or disk that refuses is an `ImageRemoveError`, and what was
+        committed before it stays consistent (the record goes before its blobs).
+        """
+        try:
+            return sum(size for _, size in self._remove(image_id))
+        except (OSError, sqlite3.Error) as exc:
+            raise ImageRemoveError(f"failed to remove image {image_id!r}: {exc}") from None
+
+    def image_fs_stats(self) -> FsStats:
+        """The configured capacity less what is used, or the store's filesystem as it is."""
+        if self.capacity is not None:
+            try:
+                used = self.other_usage + self.bytes_on_disk()
+            except OSError as exc:
+                raise ImageFsStatsError(f"failed to get imageFs info: {exc}") from None
+            return FsStats(self.capacity, max(0, self.capacity - used))
+        try:
+            stats = os.statvfs(self.root)
+        except OSError as exc:
+            raise ImageFsStatsError(f"failed to get imageFs info: {exc}") from None
+        return FsStats(stats.f_blocks * stats.f_frsize, stats.f_bavail * stats.f_frsize)
+
+    def bytes_on_disk(self) -> int:
+        """Bytes of the committed blobs and the partial downloads (both take room on disk), as
+        counted since the last scan."""
+        return self._disk_bytes
+
+    def account(self, delta: int) -> None:
+        """`delta` bytes more (or fewer) under the store, written or removed by this process."""
+        with self._bytes_lock:
+            self._disk_bytes += delta
+
+    def rescan(self) -> int:
+        """Walk the blobs and partial downloads again (O(files)): what other processes wrote
+        or removed is counted from now on. Blocking: image GC does it in its worker thread."""
+        total = self._scan_bytes()
+        with self._bytes_lock:
+            self._disk_bytes = total
+        return total
+
+    def _scan_bytes(self) -> int:
+        total = 0
+        for directory in (self.blobs_dir, self.ingest_dir):
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    with contextlib.suppress(FileNotFoundError):  # removed as we look
+                        total += entry.stat().st_size
+        return total
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -404,4 +558,5 @@ def _image(row: tuple[Any, ...], names: list[tuple[str, str]]) -> StoredImage:
         platform=doc["platform"],
         config=doc["config"],
         layers=tuple((d, int(s)) for d, s in doc["layers"]),
+        first_detected=float(row[2] if row[5] is None else row[5]),
     )

@@ -101,6 +101,10 @@ class ImageRemoveError(KubesimError):
     """The runtime refused to remove an image; image GC goes on with the next one."""
 
 
+class ImageFsStatsError(KubesimError):
+    """The image filesystem could not be measured; that GC run ends with this error."""
+
+
 class PullQPSExceededError(KubesimError):
     """`registryPullQPS` found no token when the pull was about to start."""
 

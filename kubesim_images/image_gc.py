@@ -23,10 +23,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from kubesim_images.clock import NS_PER_SECOND, to_ns
-from kubesim_images.errors import ImageRemoveError, InvalidValueError
+from kubesim_images.errors import ImageFsStatsError, ImageRemoveError, InvalidValueError
 from kubesim_images.reasons import EventType, Reason
 from kubesim_images.units import format_duration_ns
 
@@ -109,7 +109,24 @@ class ImageRuntime(Protocol):
         """Remove the image; return the bytes really released (shared layers stay)."""
         ...
 
-    def image_fs_stats(self) -> FsStats: ...
+    def image_fs_stats(self) -> FsStats:
+        """The filesystem now; raise `ImageFsStatsError` when it cannot be measured."""
+        ...
+
+
+@runtime_checkable
+class BlockingRuntime(ImageRuntime, Protocol):
+    """A runtime whose calls block on a disk (a real content store): its GC runs in a worker
+    thread, which must touch nothing the event loop owns. What a removal means for the loop's
+    side (the node's in-memory store) is queued and applied by `settle`, on the loop."""
+
+    def refresh(self) -> None:
+        """In the worker thread, before a run: measure again what may have drifted."""
+        ...
+
+    def settle(self) -> None:
+        """On the loop, after a run: apply what the run removed to the loop's side."""
+        ...
 
 
 @dataclass(slots=True)
@@ -210,6 +227,11 @@ class ImageGCManager:
         if len(current) != len(records):
             for image_id in [i for i in records if i not in current]:
                 del records[image_id]
+
+    def restore(self, image_id: str, first_detected: int, last_used: int | None) -> None:
+        """Seed an image's record from a runtime that kept it across a restart, so the minimum
+        age and the order of eviction survive; the next sweep fills in size and pinned."""
+        self.records[image_id] = ImageUsage(first_detected, last_used, 0, pinned=False)
 
     def images_in_eviction_order(
         self, now: int, in_use: Collection[str]
@@ -316,7 +338,10 @@ class ImageGCManager:
         images = self.images_in_eviction_order(now, in_use)
         images, by_age = self.free_old_images(images, now)
         run.removed.extend(by_age)
-        stats = self.runtime.image_fs_stats()
+        try:
+            stats = self.runtime.image_fs_stats()
+        except ImageFsStatsError as exc:
+            raise _GCError(str(exc)) from None
         capacity, available = stats.capacity, min(stats.available, stats.capacity)
         if capacity == 0:
             message = "invalid capacity 0 on image filesystem"

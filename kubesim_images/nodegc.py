@@ -8,7 +8,14 @@ from the node's start in virtual time. A timer rather than a task: a 100,000-nod
 carries 100,000 timer handles, not 100,000 suspended coroutines. Its callback is guarded like a
 task: a crash is logged at once (`task_crashed`) and ends the loop. A run's node events
 (`FreeDiskSpaceFailed`, `ImageGCFailed`) go to the node's event sink; its history (bounded),
-totals and disk samples are what reports, metrics and debug endpoints read.
+totals and disk samples are what the node's snapshot carries to reports, metrics and debug
+endpoints.
+
+A real content store blocks on its disk (SQLite commits, unlinks, a walk of its files), so
+with such a runtime (`BlockingRuntime`) the timer starts a guarded task instead, which does the
+runtime's part of the run in a worker thread and the bookkeeping back on the loop; the daemon
+keeps serving while its disk is cleaned. Runs never overlap (on-demand runs wait their turn),
+and stopping waits for a run under way rather than abandoning its thread mid-removal.
 """
 
 from __future__ import annotations
@@ -18,10 +25,18 @@ import logging
 from collections.abc import Callable, Collection
 
 from kubesim_images.clock import call_at_ns, now_ns
+from kubesim_images.errors import ImageFsStatsError
 from kubesim_images.events import EventSink, node_event
-from kubesim_images.image_gc import GC_PERIOD_NS, GCPolicy, GCRun, ImageGCManager
+from kubesim_images.image_gc import (
+    GC_PERIOD_NS,
+    BlockingRuntime,
+    GCPolicy,
+    GCRun,
+    ImageGCManager,
+    ImageRuntime,
+)
 from kubesim_images.logging import get_logger
-from kubesim_images.store import ImageStore
+from kubesim_images.tasks import create_guarded_task
 
 InUse = Callable[[], Collection[str]]
 
@@ -36,6 +51,9 @@ class NodeImageGC:
         "_due",
         "_events",
         "_in_use",
+        "_lock",
+        "_offload",
+        "_running",
         "_started",
         "_timer",
         "bytes_freed",
@@ -45,20 +63,20 @@ class NodeImageGC:
         "manager",
         "node",
         "runs",
-        "store",
+        "runtime",
     )
 
     def __init__(
         self,
         node: str,
-        store: ImageStore,
+        runtime: ImageRuntime,
         policy: GCPolicy,
         events: EventSink,
         in_use: InUse,
     ) -> None:
         self.node = node
-        self.store = store
-        self.manager = ImageGCManager(policy, store)
+        self.runtime = runtime  # the node's store, or a real content store behind it
+        self.manager = ImageGCManager(policy, runtime)
         self.history: list[GCRun] = []  # the last runs, oldest first
         self.runs = 0
         self.images_collected = 0
@@ -69,6 +87,12 @@ class NodeImageGC:
         self._timer: asyncio.TimerHandle | None = None
         self._started = False
         self._due = 0
+        # A runtime that blocks on a disk (a real content store, a `BlockingRuntime`) is
+        # worked in a thread. hasattr, not isinstance: a protocol check costs microseconds,
+        # and a large scenario builds 100,000 of these.
+        self._offload = hasattr(runtime, "settle")
+        self._running: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock() if self._offload else None
 
     @property
     def policy(self) -> GCPolicy:
@@ -86,9 +110,14 @@ class NodeImageGC:
         self._arm(loop)
 
     async def stop(self) -> None:
+        """No further run; a run under way in a worker thread is waited for, not abandoned:
+        the thread cannot be stopped, and the store it works on is closed after us."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._started = False
+        if self._running is not None:
+            await asyncio.shield(self._running)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         self._due += GC_PERIOD_NS
@@ -96,6 +125,11 @@ class NodeImageGC:
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
+        if self._offload:
+            self._running = create_guarded_task(
+                self._periodic_off_loop(loop), name=f"image-gc:{self.node}", node=self.node
+            )
+            return
         try:
             self.collect(now_ns(loop))
         except Exception:  # noqa: BLE001 - the guard: any crash is logged, never silent
@@ -103,16 +137,56 @@ class NodeImageGC:
             return
         self._arm(loop)
 
+    async def _periodic_off_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        await self.collect_now()
+        if self._started:
+            self._arm(loop)
+
     def collect(self, now: int) -> GCRun | None:
-        """One period: a GC run, or only a sweep when GC is off (high threshold 100)."""
-        in_use = self._in_use()
-        before = self.store.usage
+        """One period on the loop: a GC run, or only a sweep when GC is off (threshold 100)."""
+        before, run, after = self._collect(now, self._in_use())
+        return self._record(now, before, run, after)
+
+    async def collect_now(self) -> GCRun | None:
+        """One run now, on demand or from the loop's timer. With a runtime that blocks on a
+        disk, its work runs in a worker thread and only the bookkeeping on the loop; runs never
+        overlap (one asked for during another waits for it, then runs)."""
+        loop = asyncio.get_running_loop()
+        if not self._offload:
+            return self.collect(now_ns(loop))
+        assert self._lock is not None  # noqa: S101 - made with _offload
+        runtime = self.runtime
+        assert isinstance(runtime, BlockingRuntime)  # noqa: S101 - what _offload means
+        async with self._lock:
+            now = now_ns(loop)
+            in_use = self._in_use()
+
+            def work() -> tuple[int | None, GCRun | None, int | None]:
+                runtime.refresh()
+                return self._collect(now, in_use)
+
+            before, run, after = await asyncio.to_thread(work)
+            runtime.settle()
+            return self._record(now, before, run, after)
+
+    def _collect(
+        self, now: int, in_use: Collection[str]
+    ) -> tuple[int | None, GCRun | None, int | None]:
+        """The runtime's part of a period (blocking for a real store): used, run, used."""
+        before = self.used()
         if not self.policy.enabled:
             self.manager.detect(now, in_use)
-            self._sample(now, before, before)
-            return None
+            return before, None, before
         run = self.manager.periodic(now, in_use)
-        self._sample(now, before, self.store.usage)
+        return before, run, self.used()
+
+    def _record(
+        self, now: int, before: int | None, run: GCRun | None, after: int | None
+    ) -> GCRun | None:
+        """The loop's part: disk sample, history, totals, node events and the log line."""
+        self._sample(now, before, after)
+        if run is None:
+            return None
         self.history.append(run)
         if len(self.history) > _HISTORY:
             del self.history[0]
@@ -133,6 +207,15 @@ class NodeImageGC:
             )
         return run
 
-    def _sample(self, now: int, before: int, after: int) -> None:
-        if len(self.disk) < _DISK_SAMPLES:
+    def used(self) -> int | None:
+        """Bytes used on the image filesystem, as the runtime reports it (None: unmeasurable,
+        which the GC run itself reports as its error)."""
+        try:
+            stats = self.runtime.image_fs_stats()
+        except ImageFsStatsError:
+            return None
+        return stats.capacity - stats.available
+
+    def _sample(self, now: int, before: int | None, after: int | None) -> None:
+        if before is not None and after is not None and len(self.disk) < _DISK_SAMPLES:
             self.disk.append((now, before, after))

@@ -191,6 +191,19 @@ class TestFreeSpace:
         assert free_space(manager, 1024, T0 + MINUTE, in_use) == 1024
         assert ids(store) == [image_id(1)]
 
+    def test_restored_first_detection_counts_for_min_age_and_order(self):
+        """A runtime that kept first detections across a restart: the minimum age runs from
+        then, and the restored image goes before one detected after the restart."""
+        store = store_with(record(1, 1024), record(2, 1024))
+        manager = ImageGCManager(policy(min_age=MINUTE), store)
+        manager.restore(image_id(2), T0 - MINUTE, None)
+        manager.detect(T0, set())
+        assert manager.records[image_id(1)].first_detected == T0
+        assert manager.records[image_id(2)].first_detected == T0 - MINUTE
+        assert manager.records[image_id(2)].size == 1024
+        assert free_space(manager, 1, T0 + S) == 1024
+        assert ids(store) == [image_id(1)]
+
 
 class TestPinned:
     """Pinned images (the sandbox image) are never collected."""
