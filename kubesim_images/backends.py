@@ -6,6 +6,8 @@ no bytes. `registry.type: oci` gives each node its own OCI client pulling its po
 content store (nodes do not share disks, so each pulls what it lacks) and, with a finite pool
 bandwidth, a `Downlink` enforced on its real downloads. The OCI package, and aiohttp with it,
 is imported only then.
+A node whose content store keeps what it pulls has its image GC work on that store
+(`runtime`): the same GC code, removing blobs from disk.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kubesim_images.image_gc import ImageRuntime
 from kubesim_images.registry.base import LayerSink, RegistryBackend
 from kubesim_images.registry.simulated import SimulatedRegistry
 from kubesim_images.registry.spec import RegistrySpec
+from kubesim_images.store import ImageStore
 
 if TYPE_CHECKING:
     from kubesim_images.oci.backend import OciRegistry
@@ -71,6 +75,29 @@ class Registries:
             "bytes": self.bytes_fetched,
             "retries": sum(c.retries for c in clients),
         }
+
+    def runtime(
+        self,
+        name: str,
+        store: ImageStore,
+        *,
+        capacity: int | None,
+        other_usage: int,
+        pinned: Collection[str],
+    ) -> ImageRuntime:
+        """What image GC on node `name` works through: its content store when it keeps what
+        it pulls (blobs removed from disk, the node's `store` kept in step), else `store`. The
+        content store's image filesystem is then `capacity` bytes holding `other_usage` besides
+        it (None: the disk it is on, measured); images named by a `pinned` reference stay."""
+        found = self.oci.get(name)
+        if found is None or not found[1].keep:
+            return store
+        from kubesim_images.runtime import ContentRuntime  # noqa: PLC0415 - real pulls only
+
+        content = found[1].content
+        content.capacity, content.other_usage = capacity, other_usage
+        content.pinned_names = frozenset(pinned)
+        return ContentRuntime(content, store)
 
     async def close(self) -> None:
         for backend, sink in self.oci.values():

@@ -5,9 +5,9 @@ kubelet has them (`kubelet_image_pull_duration_seconds` with `GetImageSizeBucket
 kubelet's duration buckets, `kubelet_image_manager_ensure_image_requests_total`), so dashboards
 and alerts written for real nodes work unchanged, and `kubesim_`-prefixed series for what only
 the simulation can see (queue depth, back-off entries, events). It is the image manager's
-`PullObserver` and an `EventSink`; node state is read at scrape time, never copied. Each instance
-has its own registry so tests and several daemons in one process never collide. Labels are
-bounded enums only: no image, pod or secret names.
+`PullObserver` and an `EventSink`; node state is read through snapshots at scrape time. Each
+instance has its own registry so tests and several daemons in one process never collide. Labels
+are bounded enums only: no image, pod or secret names.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from kubesim_images.manager import PullObserver
 from kubesim_images.node import Node
 from kubesim_images.policy import PullPolicy
 from kubesim_images.reasons import truncate_ms
+from kubesim_images.snapshot import NodeSnapshot
 
 # The kubelet's Go client exposes no `_created` series: neither do we, so a scrape reads as a
 # kubelet's. (A process-wide switch of prometheus-client; this module is its only user here.)
@@ -87,9 +88,9 @@ def _tristate(value: bool | None) -> str:
 
 
 class _NodeCollector:
-    """Gauges computed from the nodes' live objects on every scrape (no copies to go stale),
-    summed over the nodes of a daemon that simulates several: one scrape target, as one kubelet
-    per node would be one per node, with the same metric names.
+    """Gauges and counters read from snapshots of the nodes taken at every scrape (nothing
+    copied ahead to go stale), summed over the nodes of a daemon that simulates several: one
+    scrape target, as one kubelet per node would be one per node, with the same metric names.
 
     Reads plain dicts of objects owned by the event loop, so it must be collected on the loop's
     thread (the daemon's aiohttp handler is).
@@ -115,18 +116,19 @@ class _NodeCollector:
     def __init__(self, nodes: Sequence[Node]) -> None:
         self.nodes = tuple(nodes)
 
-    def _values(self) -> tuple[float, ...]:
-        totals = [0.0] * len(self._GAUGES)
-        for node in self.nodes:
+    @staticmethod
+    def _values(snapshots: Sequence[NodeSnapshot]) -> tuple[float, ...]:
+        totals = [0.0] * len(_NodeCollector._GAUGES)
+        for snapshot in snapshots:
             for index, value in enumerate(
                 (
-                    len(node.puller.waiting),
-                    len(node.puller.in_flight),
-                    len(node.backoff),
-                    len(node.store),
-                    node.store.bytes_used,
-                    node.store.image_fs_stats().capacity,
-                    node.store.usage,
+                    len(snapshot.waiting),
+                    len(snapshot.in_flight),
+                    len(snapshot.backoff),
+                    len(snapshot.images),
+                    snapshot.disk.layer_bytes,
+                    snapshot.disk.capacity,
+                    snapshot.disk.used,
                 )
             ):
                 totals[index] += value
@@ -142,12 +144,13 @@ class _NodeCollector:
         yield CounterMetricFamily("kubesim_image_gc_bytes_freed", "")
 
     def collect(self) -> Iterator[Metric]:
-        for (name, documentation), value in zip(self._GAUGES, self._values(), strict=True):
+        snapshots = [node.snapshot() for node in self.nodes]
+        for (name, documentation), value in zip(self._GAUGES, self._values(snapshots), strict=True):
             yield GaugeMetricFamily(name, documentation, value=value)
         yield CounterMetricFamily(
             "kubesim_image_bytes_downloaded",
             "Layer bytes the node downloaded from registries (layers it had are not counted).",
-            value=sum(node.store.bytes_downloaded for node in self.nodes),
+            value=sum(s.disk.bytes_downloaded for s in snapshots),
         )
         collected = CounterMetricFamily(
             self._GC_TOTAL,
@@ -157,8 +160,8 @@ class _NodeCollector:
         )
         # A CounterVec: a reason appears once an image has been collected for it.
         by_reason: dict[Any, int] = {}
-        for node in self.nodes:
-            for reason, count in node.gc.manager.collected_total.items():
+        for snapshot in snapshots:
+            for reason, count in snapshot.gc.collected_total:
                 by_reason[reason] = by_reason.get(reason, 0) + count
         for reason, count in sorted(by_reason.items()):
             collected.add_metric((reason.value,), count)
@@ -166,13 +169,13 @@ class _NodeCollector:
         yield CounterMetricFamily(
             "kubesim_image_gc_runs",
             "Image GC runs on the node (every 5 minutes).",
-            value=sum(node.gc.runs for node in self.nodes),
+            value=sum(s.gc.runs for s in snapshots),
         )
         yield CounterMetricFamily(
             "kubesim_image_gc_bytes_freed",
             "Bytes image GC gave back to the image filesystem (layers shared with a kept image "
             "stay).",
-            value=sum(node.gc.bytes_freed for node in self.nodes),
+            value=sum(s.gc.bytes_freed for s in snapshots),
         )
 
 

@@ -144,7 +144,10 @@ class PodWorkers:
         # Guarded: a worker that raises logs `task_crashed` at once instead of leaving its pod
         # Pending with nothing said until shutdown awaits it.
         self._tasks[status.pod.uid] = create_guarded_task(
-            self._work(status), name=f"pod-worker:{status.pod.key}", pod=status.pod.key
+            self._work(status),
+            name=f"pod-worker:{status.pod.key}",
+            node=self.manager.node,
+            pod=status.pod.key,
         )
 
     def update(self, status: PodStatus, pod: Pod) -> list[Container]:

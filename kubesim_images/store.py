@@ -39,6 +39,9 @@ class ImageFsSpec:
 
     capacity: int = 100 * 2**30
     other_usage: int = 0
+    # Written in the file: a real content store is measured against it; not written, against
+    # the free space of the disk it is on.
+    capacity_set: bool = field(default=False, compare=False)
 
 
 def parse_image_fs(ctx: Fields, raw: Any, path: str) -> ImageFsSpec:
@@ -51,7 +54,7 @@ def parse_image_fs(ctx: Fields, raw: Any, path: str) -> ImageFsSpec:
     other = ctx.size(fs.get("otherUsage", default.other_usage), f"{path}.otherUsage")
     if other > capacity:
         raise ctx.fail(f"{path}.otherUsage", f"must not exceed the capacity ({capacity} bytes)")
-    return ImageFsSpec(capacity, other)
+    return ImageFsSpec(capacity, other, capacity_set="capacity" in fs)
 
 
 def pinned_name(ref: ImageReference) -> str:

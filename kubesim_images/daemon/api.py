@@ -283,6 +283,10 @@ async def debug_gc(request: web.Request) -> web.Response:
     return _json(debug.gc(request.app[CLUSTER], request.query.get("node")))
 
 
+async def run_gc(request: web.Request) -> web.Response:
+    return _json(await debug.run_gc(request.app[CLUSTER], request.query.get("node")))
+
+
 async def watch(
     request: web.Request, kind: Resource, initial: list[dict[str, Any]]
 ) -> web.StreamResponse:
@@ -529,6 +533,7 @@ def make_app(
     app.router.add_get("/debug/pulls", debug_pulls)
     app.router.add_get("/debug/catalogue", debug_catalogue)
     app.router.add_get("/debug/gc", debug_gc)
+    app.router.add_post("/debug/gc", run_gc)
     # Discovery and routes of the cluster's resource table.
     for path, resource_list in resource_lists(cluster.resources).items():
         app.router.add_get(path, _constant(resource_list))

@@ -36,6 +36,7 @@ from kubesim_images.metrics import Metrics
 from kubesim_images.node import Node
 from kubesim_images.nodepool import NodePool
 from kubesim_images.placement import Placer
+from kubesim_images.podworkers import PodStatus
 from kubesim_images.registry.simulated import preload
 from kubesim_images.state import StateStore
 from kubesim_images.store import ImageRecord, ImageStore
@@ -101,6 +102,11 @@ class Cluster:
             credentials = PullCredentials(self.secrets, Keyring(pool.credentials))
             for name in pool.node_names():
                 backend, sink = self.registries.node(name, pool.bandwidth, pool.platform)
+                store = ImageStore(
+                    capacity=pool.image_fs.capacity,
+                    other_usage=pool.image_fs.other_usage,
+                    pinned=[pool.sandbox_image],
+                )
                 node = Node(
                     name,
                     backend,
@@ -110,14 +116,19 @@ class Cluster:
                     rng=rng,
                     credentials=credentials,
                     observer=metrics,
-                    # self.pods is built below, from these nodes: looked up at call time.
-                    on_change=lambda status: self.pods.status_changed(status),  # noqa: PLW0108
-                    store=ImageStore(
-                        capacity=pool.image_fs.capacity,
+                    store=store,
+                    # Image GC works on the disk when a real content store keeps the images:
+                    # against a configured capacity, or the free space of the state dir's disk.
+                    runtime=self.registries.runtime(
+                        name,
+                        store,
+                        capacity=pool.image_fs.capacity if pool.image_fs.capacity_set else None,
                         other_usage=pool.image_fs.other_usage,
                         pinned=[pool.sandbox_image],
                     ),
                     sink=sink,
+                    # Told of changes once the node starts, after `restore`.
+                    listener=_ListenerOf(self, name),
                 )
                 self.nodes[name] = node
                 objects.append(self._node_object(node, pool, loop))
@@ -213,7 +224,7 @@ class Cluster:
             if owner is None:  # its pod is gone, or bound to a node no longer configured
                 self.state.delete_backoff(key)
                 continue
-            owner.backoff.restore(key, to_ns(backoff), self.clock.loop_time(last_update))
+            owner.restore_backoff(key, to_ns(backoff), self.clock.loop_time(last_update))
         for table in self.tables.values():
             table.restore()
         if ("default", "default") not in self.service_accounts:
@@ -221,9 +232,7 @@ class Cluster:
         self.pods.restore()
         self.events.restore()
         for node in self.nodes.values():
-            node.store.listener = _ImagesOf(self, node.name)
-            node.backoff.on_change = self._backoff_changed
-            node.start()  # image GC: a sweep now, a run every 5 minutes
+            node.start()  # changes written through from now on; image GC begins
 
     def _meta_key(self, key: str, node: str) -> str:
         """A node's meta key: the first node's is the one a one-node state directory used."""
@@ -236,10 +245,17 @@ class Cluster:
         kept = real[1].content if real is not None and real[1].keep else None
         for doc in self.state.images(node.name):
             if kept is not None and kept.get(doc["id"]) is None:
-                # Removed from the content store while we were down (`kubesim-images rmi`).
+                # Removed from the content store while we were down (`kubesim-images rmi`, or
+                # image GC killed between the content store and this database).
                 self.state.delete_image(node.name, doc["id"])
                 continue
             store.add(image_from_json(doc), None, self.clock.loop_time(doc["lastUsed"]))
+        if kept is not None:
+            # The content store remembers when it first held each image: the minimum GC age
+            # and the order of eviction survive a restart.
+            for image in kept.list_images():
+                first = self.clock.loop_time(image.first_detected)
+                node.restore_first_detected(image.id, first)
         if self.state.get_meta(self._meta_key("initialized", node.name)):
             return
         pool = next(p for p in self.config.pools if node.name in p.node_names())
@@ -259,7 +275,7 @@ class Cluster:
         self.pods.stop()
         await self.registries.close()
 
-    # -- write-through hooks (each image store's listener, the back-off's) -----------------
+    # -- write-through hooks (each node's listener) -------------------------------------------
     def image_changed(self, node: str, record: ImageRecord) -> None:
         self.state.put_image(node, record.id, image_json(record, self.clock))
         self.pods.forget_renders(node)
@@ -270,15 +286,15 @@ class Cluster:
         self.pods.forget_renders(node)
         self.node_objects.by_name[node].changed()
 
-    def _backoff_changed(self, key: str, entry: BackoffEntry | None) -> None:
+    def backoff_changed(self, key: str, entry: BackoffEntry | None) -> None:
         if entry is None:
             self.state.delete_backoff(key)
         else:
             self.state.put_backoff(key, entry.backoff / 1e9, self.clock.epoch(entry.last_update))
 
 
-class _ImagesOf:
-    """One node's image store listener: the cluster's hooks, told which node."""
+class _ListenerOf:
+    """One node's `NodeListener`: the cluster's hooks, told which node."""
 
     __slots__ = ("_cluster", "_node")
 
@@ -291,3 +307,10 @@ class _ImagesOf:
 
     def image_removed(self, image_id: str) -> None:
         self._cluster.image_removed(self._node, image_id)
+
+    def backoff_changed(self, key: str, entry: BackoffEntry | None) -> None:
+        self._cluster.backoff_changed(key, entry)
+
+    def pod_changed(self, status: PodStatus) -> None:
+        # The cluster's pods are built after its nodes: looked up at call time.
+        self._cluster.pods.status_changed(status)

@@ -1,6 +1,6 @@
 """The daemon's /debug documents: the pull queue and image GC as they are now.
 
-Plain dicts from a node's state, for operators (`curl /debug/pulls`); no kind of the API.
+Plain dicts from a node's snapshot, for operators (`curl /debug/pulls`); no kind of the API.
 `?node=NAME` picks one of several simulated nodes (default: the first).
 """
 
@@ -11,6 +11,7 @@ from typing import Any
 from kubesim_images.daemon.cluster import Cluster
 from kubesim_images.daemon.kube import not_found
 from kubesim_images.node import Node
+from kubesim_images.snapshot import PullView
 from kubesim_images.units import format_duration_ns
 
 
@@ -25,39 +26,38 @@ def _node(cluster: Cluster, name: str | None) -> Node:
 
 def pulls(cluster: Cluster, name: str | None = None) -> dict[str, Any]:
     """The pull queue: in flight with progress, waiting, and the back-off entries."""
-    node = _node(cluster, name)
     now = cluster.clock.now_ns()
-    puller = node.puller
+    snapshot = _node(cluster, name).snapshot(now)
 
-    def entry(e: Any) -> dict[str, Any]:
+    def entry(pull: PullView) -> dict[str, Any]:
+        started = pull.started_at
+        queued = (now if started is None else started) - pull.enqueued_at
         doc: dict[str, Any] = {
-            "pullId": e.pull_id,
-            "image": e.image,
-            "pod": e.pod,
-            "reference": e.ref.pull_ref,
-            "queuedSeconds": round(((e.started_at or now) - e.enqueued_at) / 1e9, 3),
+            "pullId": pull.pull_id,
+            "image": pull.image,
+            "pod": pull.pod,
+            "reference": pull.reference,
+            "queuedSeconds": round(queued / 1e9, 3),
         }
-        if e.started_at is not None:
-            doc["runningSeconds"] = round((now - e.started_at) / 1e9, 3)
-            progress = puller.progress(e.pull_id)
-            if progress is not None:
-                done, total = progress
+        if started is not None:
+            doc["runningSeconds"] = round((now - started) / 1e9, 3)
+            done, total = pull.bytes_done, pull.bytes_total
+            if done is not None and total is not None:
                 doc.update(
-                    bytesDone=int(done),
+                    bytesDone=done,
                     bytesTotal=total,
                     percent=round(100 * done / total, 1) if total else 100.0,
                 )
         return doc
 
     backoff = []
-    for key, item in sorted(node.backoff.entries().items()):
-        remaining = item.backoff - (now - item.last_update)
-        uid, _, image = key.partition("_")
+    for item in snapshot.backoff:
+        remaining = item.remaining(now)
         backoff.append(
             {
-                "key": key,
-                "podUID": uid,
-                "image": image,
+                "key": item.key,
+                "podUID": item.pod_uid,
+                "image": item.image,
                 "backoffSeconds": item.backoff / 1e9,
                 "lastUpdate": cluster.clock.rfc3339(item.last_update),
                 "inBackOff": remaining > 0,
@@ -65,23 +65,21 @@ def pulls(cluster: Cluster, name: str | None = None) -> dict[str, Any]:
             }
         )
     return {
-        "node": node.name,
-        "concurrency": node.kubelet.pull_concurrency,
-        "inFlight": [entry(e) for e in puller.in_flight.values()],
-        "waiting": [entry(e) for e in puller.waiting.values()],
+        "node": snapshot.node,
+        "concurrency": snapshot.pull_concurrency,
+        "inFlight": [entry(p) for p in snapshot.in_flight],
+        "waiting": [entry(p) for p in snapshot.waiting],
         "backoff": backoff,
     }
 
 
 def gc(cluster: Cluster, name: str | None = None) -> dict[str, Any]:
     """Image GC: the policy, the image filesystem now, totals and the last runs."""
-    node = _node(cluster, name)
-    image_gc = node.gc
-    store = node.store
-    fs = store.image_fs_stats()
+    snapshot = _node(cluster, name).snapshot()
+    image_gc, disk = snapshot.gc, snapshot.disk
     policy = image_gc.policy
     return {
-        "node": node.name,
+        "node": snapshot.node,
         "policy": {
             "imageGCHighThresholdPercent": policy.high_threshold_percent,
             "imageGCLowThresholdPercent": policy.low_threshold_percent,
@@ -89,11 +87,11 @@ def gc(cluster: Cluster, name: str | None = None) -> dict[str, Any]:
             "imageMaximumGCAge": format_duration_ns(policy.max_age),
             "enabled": policy.enabled,
         },
-        "imageFs": {"capacity": fs.capacity, "used": store.usage, "available": fs.available},
+        "imageFs": {"capacity": disk.capacity, "used": disk.used, "available": disk.available},
         "runs": image_gc.runs,
         "imagesGarbageCollected": image_gc.images_collected,
         "bytesFreed": image_gc.bytes_freed,
-        "rePulls": store.re_pulls,
+        "rePulls": image_gc.re_pulls,
         "lastRuns": [
             {
                 "at": cluster.clock.rfc3339(run.at),
@@ -110,3 +108,10 @@ def gc(cluster: Cluster, name: str | None = None) -> dict[str, Any]:
             for run in reversed(image_gc.history)
         ],
     }
+
+
+async def run_gc(cluster: Cluster, name: str | None = None) -> dict[str, Any]:
+    """Run image GC now, as its 5-minute loop would (the loop keeps its own schedule); the
+    document `gc` answers, the new run first."""
+    await _node(cluster, name).gc.collect_now()
+    return gc(cluster, name)

@@ -23,6 +23,7 @@ from kubesim_images.daemon.changefeed import MODIFIED, ChangeFeed
 from kubesim_images.daemon.kube import not_found
 from kubesim_images.daemon.storage import ReadOnly
 from kubesim_images.node import Node
+from kubesim_images.snapshot import NodeSnapshot
 
 # The kubelet's default hard eviction thresholds (evictionHard) for the two filesystems.
 _NODEFS_AVAILABLE_PERCENT = 10
@@ -30,7 +31,7 @@ _IMAGEFS_AVAILABLE_PERCENT = 15
 
 
 def render_node(
-    node: Node,
+    node: NodeSnapshot,
     clock: WallClock,
     uid: str,
     created_epoch: float,
@@ -41,9 +42,9 @@ def render_node(
 ) -> dict[str, Any]:
     """The Node object: conditions, addresses, capacity, and `status.images` like a kubelet;
     `labels` are its pool's, over the kubelet's own well-known ones."""
-    name = node.name
-    images = sorted(node.store.images(), key=lambda r: (-r.size, r.id))[:50]
-    fs = node.store.image_fs_stats()
+    name = node.node
+    images = sorted(node.images, key=lambda r: (-r.size, r.id))[:50]
+    fs = node.disk
     # The eviction manager compares with `<`: pressure once less than 15 % is available.
     pressure = fs.available * 100 < fs.capacity * _IMAGEFS_AVAILABLE_PERCENT
     created = clock.rfc3339(clock.loop_time(created_epoch))
@@ -133,7 +134,8 @@ def render_node(
                 "kubeProxyVersion": "v1.32.4",
             },
             "images": [
-                {"names": (r.repo_digests + r.repo_tags)[:5], "sizeBytes": r.size} for r in images
+                {"names": list((r.repo_digests + r.repo_tags)[:5]), "sizeBytes": r.size}
+                for r in images
             ],
         },
     }
@@ -194,7 +196,7 @@ class NodeObject(ReadOnly):
 
     def render(self) -> dict[str, Any]:
         return render_node(
-            self._node,
+            self._node.snapshot(),
             self._clock,
             self.uid,
             self.created_epoch,

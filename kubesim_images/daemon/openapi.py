@@ -315,7 +315,10 @@ def daemon_document() -> dict[str, Any]:
         "/readyz": {"get": _op("Readiness: ok once state is restored", content=_TEXT)},
         "/metrics": {"get": _op("Prometheus metrics (kubelet names)", content=_TEXT)},
         "/debug/pulls": {"get": _op("Pull queue: in flight with progress, waiting, back-off")},
-        "/debug/gc": {"get": _op("Image GC: policy, image filesystem, totals, the last runs")},
+        "/debug/gc": {
+            "get": _op("Image GC: policy, image filesystem, totals, the last runs"),
+            "post": _op("Run image GC now; answers as GET does, the new run first"),
+        },
         "/debug/catalogue": {
             "get": _op("The simulated registry's images, as `kubesim-images catalogue -o json`")
         },

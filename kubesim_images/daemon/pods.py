@@ -127,7 +127,7 @@ class PodStore:
             self.records[pod.uid] = record
             self._keys[(pod.namespace, pod.name)] = pod.uid
             if node:
-                self._nodes[node].workers.start(status)
+                self._nodes[node].resume_pod(status)
         for uid in statuses.keys() - self.records.keys():  # left by a delete before UID keying
             self._state.delete_pod_status(uid)
 
@@ -265,7 +265,7 @@ class PodStore:
         self.records[pod.uid] = record
         self._keys[(namespace, pod.name)] = pod.uid
         if node:
-            self._nodes[node].workers.start(status)
+            self._nodes[node].resume_pod(status)
         elif isinstance(target, Unschedulable):
             record.unschedulable = target.message
             if target.message is not None:
@@ -352,7 +352,7 @@ class PodStore:
         node = self._nodes.get(record.status.node)
         if node is not None:
             self._placer.release(node.name)
-            await node.workers.remove(uid)
+            await node.remove_pod(uid)
         return rendered
 
     def _deleted_view(self, record: PodRecord) -> dict[str, Any]:
@@ -435,7 +435,7 @@ class PodStore:
         record.rendered = None
         node = self._nodes.get(record.status.node)
         if new_pod is not None and new_pod != record.status.pod and node is not None:
-            node.workers.update(record.status, new_pod)
+            node.update_pod(record.status, new_pod)
         rendered = self.render(record)
         self._feed.publish("Pod", MODIFIED, rendered)
         return rendered

@@ -64,31 +64,29 @@ class NodeReport:
 
 
 def node_report(node: Node) -> NodeReport:
-    records = node.gc.manager.records
-    images = []
-    for image in node.store.images():
-        usage = records.get(image.id)
-        name = (image.repo_tags or image.repo_digests or [image.id])[0]
-        images.append(
-            ImageReport(
-                name,
-                image.id,
-                image.size,
-                None if usage is None else usage.last_used,
-                None if usage is None else usage.first_detected,
-            )
+    snapshot = node.snapshot()
+    images = [
+        ImageReport(
+            (image.repo_tags or image.repo_digests or (image.id,))[0],
+            image.id,
+            image.size,
+            image.last_used,
+            image.first_detected,
         )
+        for image in snapshot.images
+    ]
     images.sort(key=lambda i: (i.name, i.id))
+    gc = snapshot.gc
     return NodeReport(
-        name=node.name,
-        capacity=node.store.image_fs_stats().capacity,
-        used=node.store.usage,
+        name=snapshot.node,
+        capacity=snapshot.disk.capacity,
+        used=snapshot.disk.used,
         images=tuple(images),
-        gc_runs=node.gc.runs,
-        images_collected=node.gc.images_collected,
-        bytes_freed=node.gc.bytes_freed,
-        re_pulls=node.store.re_pulls,
-        disk=tuple(node.gc.disk),
+        gc_runs=gc.runs,
+        images_collected=gc.images_collected,
+        bytes_freed=gc.bytes_freed,
+        re_pulls=gc.re_pulls,
+        disk=gc.disk,
     )
 
 
@@ -274,6 +272,11 @@ async def _run(spec: VariantSpec, registries: backends.Registries) -> VariantRes
         preloaded = preload(pool.preloaded)
         for name in pool.node_names():
             backend, sink = registries.node(name, pool.bandwidth, spec.platform(pool))
+            store = ImageStore(
+                capacity=pool.image_fs.capacity,
+                other_usage=pool.image_fs.other_usage,
+                pinned=[pool.sandbox_image],
+            )
             node = Node(
                 name,
                 backend,
@@ -284,7 +287,11 @@ async def _run(spec: VariantSpec, registries: backends.Registries) -> VariantRes
                 on_ready=on_ready,
                 credentials=credentials,
                 observer=tally,
-                store=ImageStore(
+                store=store,
+                # With --real-time and store: keep, image GC works on the node's content store.
+                runtime=registries.runtime(
+                    name,
+                    store,
                     capacity=pool.image_fs.capacity,
                     other_usage=pool.image_fs.other_usage,
                     pinned=[pool.sandbox_image],

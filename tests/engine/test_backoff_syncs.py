@@ -18,6 +18,7 @@ from kubesim_images.pod import pod_from_manifest
 from kubesim_images.reference import parse_normalized
 from kubesim_images.registry.catalogue import Catalogue, make_image
 from kubesim_images.registry.simulated import Fault, SimulatedRegistry
+from kubesim_images.store import ImageStore
 
 BROKEN = "example.com/broken:v1"
 S = 1_000_000_000  # one second in the engine's nanoseconds
@@ -125,7 +126,7 @@ def _run_manager(script):
             faults=[Fault(error="unauthorized", image=ref, fail_first=100)],
         )
         log = EventLog()
-        node = Node("n", registry, KubeletConfig(registry_pull_qps=0), log)
+        node = Node("n", registry, KubeletConfig(registry_pull_qps=0), log, store=ImageStore())
         the_pod = pod_from_manifest(pod("p", BROKEN), uid="uid-1")
         return await script(node, the_pod, log)
 

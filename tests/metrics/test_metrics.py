@@ -310,6 +310,7 @@ def _node(metrics, *, images=("example.com/a:v1",), size=100 * MI, fail=None):
         registry,
         KubeletConfig(registry_pull_qps=0),  # serial pulls
         FanOut(EventLog(), metrics),
+        store=ImageStore(),
         sync=SyncSettings(error_requeue_ns=10_000_000_000, jitter_factor=0.0),
         observer=metrics,
     )
@@ -400,6 +401,7 @@ class TestNodeGauges:
             SimulatedRegistry(Catalogue()),
             KubeletConfig(registry_pull_qps=0),
             metrics,
+            store=ImageStore(),
             observer=metrics,
         )
         metrics.bind_node(node)
@@ -409,8 +411,8 @@ class TestNodeGauges:
     def test_one_node_per_metrics(self):
         metrics = Metrics()
         config = KubeletConfig(registry_pull_qps=0)
-        first = Node("n1", SimulatedRegistry(Catalogue()), config, metrics)
-        second = Node("n2", SimulatedRegistry(Catalogue()), config, metrics)
+        first = Node("n1", SimulatedRegistry(Catalogue()), config, metrics, store=ImageStore())
+        second = Node("n2", SimulatedRegistry(Catalogue()), config, metrics, store=ImageStore())
         metrics.bind_node(first)
         metrics.bind_node(first)  # binding the same node again is harmless
         with pytest.raises(ValueError, match="n1"):
@@ -514,6 +516,7 @@ def test_bytes_downloaded_counts_only_layers_fetched():
             SimulatedRegistry(catalogue),
             KubeletConfig(registry_pull_qps=0),
             EventLog(),
+            store=ImageStore(),
             observer=metrics,
         )
         metrics.bind_node(node)
