@@ -4,6 +4,7 @@ measured against a configured capacity or the disk it is on."""
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
@@ -13,10 +14,15 @@ from pathlib import Path
 import pytest
 from contentkit import blobs_of, put_image
 
+from kubesim_images import backends
 from kubesim_images.contentstore import ContentError, ContentImage, ContentStore
 from kubesim_images.events import EventLog
 from kubesim_images.image_gc import GCPolicy, ImageGCManager
 from kubesim_images.nodegc import NodeImageGC
+from kubesim_images.oci.client import ClientConfig
+from kubesim_images.oci.config import OciRegistryConfig
+from kubesim_images.registry.catalogue import Catalogue
+from kubesim_images.registry.spec import RegistrySpec
 from kubesim_images.runtime import ContentRuntime
 from kubesim_images.store import ImageRecord, ImageStore, Layer
 
@@ -180,3 +186,37 @@ class TestOffTheLoop:
         assert mirror.get(image.id) is None
         assert gc.history == [run]
         assert gc.images_collected == 1
+
+
+class TestWhereGCWorks:
+    """`backends.build` gives each node the runtime its image GC works through."""
+
+    @pytest.mark.parametrize(("kind", "real"), [("keep", True), ("discard", False), (None, False)])
+    async def test_a_kept_content_store_or_the_nodes_store(
+        self, tmp_path: Path, kind: str | None, real: bool
+    ) -> None:
+        oci = None if kind is None else OciRegistryConfig(ClientConfig(), None, kind)  # type: ignore[arg-type]
+        registries = backends.build(
+            RegistrySpec(Catalogue(), 0.0, math.inf, (), None),
+            oci,
+            seed=0,
+            node_bandwidth=math.inf,
+            content_root=lambda node: tmp_path / node,
+            now=lambda: 0.0,
+        )
+        try:
+            registries.node("n", math.inf)
+            store = ImageStore()
+            runtime = registries.runtime(
+                "n", store, capacity=1 << 30, other_usage=1 << 20, pinned=[PAUSE]
+            )
+            if real:
+                assert isinstance(runtime, ContentRuntime)
+                content = runtime.content
+                assert (content.capacity, content.other_usage) == (1 << 30, 1 << 20)
+                assert content.pinned_names == {PAUSE}
+                assert content.root == tmp_path / "n"
+            else:
+                assert runtime is store
+        finally:
+            await registries.close()
