@@ -94,15 +94,20 @@ def pulled(image: str, pull_ns: int, total_ns: int, size: int) -> str:
 
 
 def _ms_duration(ns: int) -> str:
-    """`format_duration_ns(truncate_ms_ns(ns))`, on the hot path of every pull: under a minute,
-    Go prints whole milliseconds as `12ms` or seconds as `1.5s`."""
+    """`format_duration_ns(truncate_ms_ns(ns))`, on the hot path of every pull: Go prints whole
+    milliseconds as `12ms` below a second, else `[<h>h][<m>m]<s>[.<ms>]s`."""
     ms = ns // 1_000_000
-    if ms <= 0 or ms >= 60_000:
+    if ms <= 0:
         return format_duration_ns(truncate_ms_ns(ns))
     if ms < 1000:
         return f"{ms}ms"
     whole, frac = divmod(ms, 1000)
-    return f"{whole}.{frac:03d}".rstrip("0") + "s" if frac else f"{whole}s"
+    minutes, sec = divmod(whole, 60)
+    text = (f"{sec}.{frac:03d}".rstrip("0") if frac else str(sec)) + "s"
+    if not minutes:
+        return text
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m{text}" if hours else f"{minutes}m{text}"
 
 
 def already_present(image: str) -> str:

@@ -14,7 +14,7 @@ sha256, sha384 and sha512 available, as in the kubelet.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Final
 
@@ -86,10 +86,20 @@ class ImageReference:
     path: str
     tag: str | None
     digest: str | None
+    # Derived once: every sync looks an image up by these, and references are shared (parsing
+    # is memoised), so building them per read cost more than all the rest of a lookup.
+    name: str = field(init=False, repr=False, compare=False)
+    pull_ref: str = field(init=False, repr=False, compare=False)  # name@digest, or name:tag
 
-    @property
-    def name(self) -> str:
-        return f"{self.domain}/{self.path}" if self.domain else self.path
+    def __post_init__(self) -> None:
+        name = f"{self.domain}/{self.path}" if self.domain else self.path
+        object.__setattr__(self, "name", name)
+        pull_ref = (
+            f"{name}@{self.digest}"
+            if self.digest is not None
+            else f"{name}:{self.tag or DEFAULT_TAG}"
+        )
+        object.__setattr__(self, "pull_ref", pull_ref)
 
     @property
     def familiar_name(self) -> str:
@@ -112,12 +122,6 @@ class ImageReference:
     def port(self) -> int | None:
         digits = _split_host_port(self.domain)[1]
         return None if digits is None else _digits_to_int(digits)
-
-    @property
-    def pull_ref(self) -> str:
-        if self.digest is not None:
-            return f"{self.name}@{self.digest}"
-        return f"{self.name}:{self.tag or DEFAULT_TAG}"
 
     @property
     def implied_latest(self) -> bool:

@@ -185,8 +185,7 @@ class ImageStore:
 
     def lookup(self, ref: ImageReference) -> ImageRecord | None:
         """The image a reference names on this node, or None (`GetImageRef` == "")."""
-        key = f"{ref.name}@{ref.digest}" if ref.digest else f"{ref.name}:{ref.tag or 'latest'}"
-        image_id = self._by_name.get(key)
+        image_id = self._by_name.get(ref.pull_ref)
         return self._images.get(image_id) if image_id is not None else None
 
     def get(self, image_id: str) -> ImageRecord | None:

@@ -34,6 +34,13 @@ _CHUNK = 4096
 
 
 def _t(ns: int) -> float:
+    """Seconds rounded to the microsecond, as `round(ns / 1e9, 6)` gives them, at a third of
+    its cost (called for every event and pod): rounding the integer to whole microseconds and
+    dividing once is the same double, except where the nanoseconds sit exactly on a half
+    microsecond (the float quotient then decides) or are too large for the quotient to resolve
+    a nanosecond."""
+    if 0 <= ns < 10**15 and ns % 1000 != 500:
+        return ((ns + 500) // 1000) / 1e6
     return round(ns / 1e9, 6)
 
 
@@ -208,7 +215,7 @@ def event_json(e: Event) -> dict[str, Any]:
     # The enums are str subclasses and print as their value; reading `.value` per event costs
     # more than building the rest of the event.
     return {
-        "t": round(e.t / 1e9, 6),
+        "t": _t(e.t),
         "node": e.node or None,  # the scheduler's events have no node
         "namespace": e.namespace,
         "pod": e.pod or None,  # node events have no pod
