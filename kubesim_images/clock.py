@@ -32,9 +32,8 @@ _Ts = TypeVarTuple("_Ts")
 
 NS_PER_SECOND = 1_000_000_000
 
-# asyncio never asks its selector to wait longer than this per iteration (BaseEventLoop's
-# MAXIMUM_SELECT_TIMEOUT); longer virtual jumps take several iterations.
-_MAX_SELECT = 24 * 3600.0
+# Cancelled timers left in the heap before it is rebuilt without them (as asyncio's own heap).
+_COMPACT_MIN = 100
 # Room for the sequence number in a timer's single integer sort key (2**48 timers per run).
 _SEQ_BITS = 48
 
@@ -73,13 +72,11 @@ class _VirtualSelector(selectors.BaseSelector):
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready = self._real.select(0)
-        if not ready and timeout is None:
-            # Nothing scheduled and nothing runnable: only another thread can wake us.
+        # asyncio asks to wait (timeout None: its own timer heap is always empty here) only
+        # when nothing is runnable: then virtual time jumps to the next timer.
+        if not ready and timeout != 0 and not self._loop.advance_to_next_timer():
+            # Nothing runnable and no timer: only another thread can wake us.
             return self._real.select(None)
-        if not ready and timeout is not None and timeout != 0:
-            self._loop.advance_to_next_timer(timeout)
-        # asyncio runs the timers due "by now plus the clock's resolution" right after this
-        # call; on a virtual loop the loop itself decides, in integer nanoseconds.
         self._loop.release_due_timers()
         return ready
 
@@ -91,12 +88,7 @@ class _VirtualSelector(selectors.BaseSelector):
 
 
 class _VirtualTimer(asyncio.TimerHandle):
-    """A timer ordered by (due nanosecond, scheduling order): the tie rule lives here.
-
-    Every timer of a virtual loop is one of these (`call_at` and `call_later` go through
-    `call_at_ns`), so comparisons need no type check: the loop's timer heap compares them some
-    twenty times per timer, millions of times in a large run.
-    """
+    """A timer due at an integer nanosecond; `sort_key` orders it by (due, scheduling order)."""
 
     __slots__ = ("sort_key", "when_ns")
 
@@ -121,42 +113,27 @@ class _VirtualTimer(asyncio.TimerHandle):
             self._cancelled = False
             self._repr = None
             self._source_traceback = None
-            # asyncio's own bookkeeping compares `_when` (float seconds) with `loop.time()`,
-            # which is derived from the same integer, so "due" agrees with the integer order.
-            self._when = when_ns / NS_PER_SECOND
-        self._scheduled = True  # pushed onto the loop's heap by its only creator, call_at_ns
+            self._when = when_ns / NS_PER_SECOND  # what `when()` and repr show
+        self._scheduled = True  # in the loop's heap from birth: call_at_ns is the only creator
         self.when_ns = when_ns
         self.sort_key = (when_ns << _SEQ_BITS) + seq
 
-    def __hash__(self) -> int:
-        return hash(self.sort_key)
-
-    def __lt__(self, other: _VirtualTimer) -> bool:  # type: ignore[override]
-        return self.sort_key < other.sort_key
-
-    def __le__(self, other: _VirtualTimer) -> bool:  # type: ignore[override]
-        return self.sort_key <= other.sort_key
-
-    def __gt__(self, other: _VirtualTimer) -> bool:  # type: ignore[override]
-        return self.sort_key > other.sort_key
-
-    def __ge__(self, other: _VirtualTimer) -> bool:  # type: ignore[override]
-        return self.sort_key >= other.sort_key
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """An event loop whose time is virtual, in integer nanoseconds, and starts at 0."""
+    """An event loop whose time is virtual, in integer nanoseconds, and starts at 0.
+
+    Its timers live in a heap of its own, of `(sort_key, timer)` pairs: ordered by integer
+    keys, compared in C, where asyncio's heap of handles would call a Python `__lt__` some
+    twenty times per timer (millions of calls in a large run). asyncio's heap stays empty, so
+    asyncio only ever asks to wait when nothing is runnable, which is when time jumps.
+    """
 
     def __init__(self) -> None:
         self.now_ns = 0
         self._timer_seq = 0
+        self._timers: list[tuple[int, _VirtualTimer]] = []
+        self._cancelled_timers = 0  # cancelled but still in `_timers`
         super().__init__(_VirtualSelector(self))
-        # asyncio's own "due" test (`when < now + resolution`) then never fires a timer: due
-        # timers are released by `release_due_timers`, comparing integer nanoseconds.
-        self._clock_resolution = 0.0
 
     def time(self) -> float:
         return self.now_ns / NS_PER_SECOND
@@ -173,7 +150,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._check_closed()  # type: ignore[attr-defined]
         self._timer_seq += 1
         timer = _VirtualTimer(when_ns, self._timer_seq, callback, args, self, context)
-        heapq.heappush(self._scheduled, timer)  # type: ignore[attr-defined]
+        heapq.heappush(self._timers, (timer.sort_key, timer))
         return timer
 
     def call_at(
@@ -195,25 +172,54 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         # From the integer now, so `sleep(0.1)` ten times lands on exactly one second.
         return self.call_at_ns(self.now_ns + to_ns(delay), callback, *args, context=context)
 
-    def release_due_timers(self) -> None:
-        """Queue every timer due by now (`when_ns <= now_ns`), in (when, scheduling) order."""
-        scheduled: list[_VirtualTimer] = self._scheduled  # type: ignore[attr-defined]
-        ready: deque[asyncio.Handle] = self._ready  # type: ignore[attr-defined]
-        now = self.now_ns
-        while scheduled and scheduled[0].when_ns <= now:
-            timer = heapq.heappop(scheduled)
-            timer._scheduled = False  # noqa: SLF001 - as asyncio
-            ready.append(timer)
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        # TimerHandle.cancel's notification: the entry stays in the heap until it is due, or
+        # until cancelled entries are half of it (`_drop_cancelled`).
+        if handle._scheduled:  # type: ignore[attr-defined]  # noqa: SLF001 - asyncio's flag
+            self._cancelled_timers += 1
 
-    def advance_to_next_timer(self, timeout: float) -> None:
-        # Land exactly on the next timer's nanosecond rather than `now + (when - now)`.
-        scheduled: list[asyncio.TimerHandle] = getattr(self, "_scheduled", [])
-        if scheduled and timeout < _MAX_SELECT:
-            head = scheduled[0]
-            when = head.when_ns if isinstance(head, _VirtualTimer) else to_ns(head.when())
-            self.now_ns = max(self.now_ns, when)
-        else:
-            self.now_ns += to_ns(timeout)
+    def release_due_timers(self) -> None:
+        """Queue every timer due by now (`when_ns <= now_ns`), in (when, scheduling) order;
+        a cancelled one is dropped (asyncio would skip it in the queue)."""
+        timers = self._timers
+        ready: deque[asyncio.Handle] = self._ready  # type: ignore[attr-defined]
+        limit = (self.now_ns + 1) << _SEQ_BITS
+        while timers and timers[0][0] < limit:
+            timer = heapq.heappop(timers)[1]
+            timer._scheduled = False  # noqa: SLF001 - as asyncio
+            if timer._cancelled:  # noqa: SLF001
+                self._cancelled_timers -= 1
+            else:
+                ready.append(timer)
+
+    def advance_to_next_timer(self) -> bool:
+        """Move time to the next live timer's nanosecond (never back); False if there is none."""
+        timers = self._timers
+        if self._cancelled_timers > _COMPACT_MIN and 2 * self._cancelled_timers > len(timers):
+            self._drop_cancelled()
+        while timers and timers[0][1]._cancelled:  # noqa: SLF001
+            heapq.heappop(timers)[1]._scheduled = False  # noqa: SLF001 - as asyncio
+            self._cancelled_timers -= 1
+        if not timers:
+            return False
+        self.now_ns = max(self.now_ns, timers[0][1].when_ns)
+        return True
+
+    def _drop_cancelled(self) -> None:
+        live = []
+        for entry in self._timers:
+            if entry[1]._cancelled:  # noqa: SLF001
+                entry[1]._scheduled = False  # noqa: SLF001 - as asyncio
+            else:
+                live.append(entry)
+        heapq.heapify(live)
+        self._timers[:] = live
+        self._cancelled_timers = 0
+
+    def close(self) -> None:
+        super().close()
+        self._timers.clear()
+        self._cancelled_timers = 0
 
 
 def now_ns(loop: asyncio.AbstractEventLoop | None = None) -> int:
