@@ -31,7 +31,7 @@ from kubesim_images.errors import (
     RegistryError,
     RegistryUnavailable,
 )
-from kubesim_images.events import EventSink, container_event
+from kubesim_images.events import Event, EventSink
 from kubesim_images.pod import Container, Pod
 from kubesim_images.policy import Decision, PullPolicy, decide
 from kubesim_images.puller import ImagePuller
@@ -106,12 +106,24 @@ class ImageManager:
         # The last pull error per back-off key, appended to the ImagePullBackOff message so
         # `kubectl get pod -o yaml` says why (the kubelet's prevPullErrMsg, since 1.32).
         self._prev_error: dict[str, str] = {}
+        self._pulling: dict[str, str] = {}  # image -> its Pulling text, the same every pull
 
     def _emit(
         self, pod: Pod, container: Container, kind: EventType, reason: Reason, message: str
     ) -> None:
+        # container_event's fields, built here: two events per pull.
         self.events.emit(
-            container_event(self._clock.now(), self.node, pod, container, kind, reason, message)
+            Event(
+                self._clock.now(),
+                self.node,
+                pod.namespace,
+                pod.name,
+                pod.uid,
+                container.field_path,
+                kind,
+                reason,
+                message,
+            )
         )
 
     def parse(self, image: str) -> ImageReference:
@@ -206,9 +218,13 @@ class ImageManager:
         """The pull `decide` asked for: Pulling, the queue, then Pulled or Failed and back-off."""
         pod, container, ref, key = step.pod, step.container, step.ref, step.key
         image = container.image
-        self._prev_error.pop(key, None)
+        if self._prev_error:
+            self._prev_error.pop(key, None)
         started = self._clock.now()
-        self._emit(pod, container, EventType.NORMAL, Reason.PULLING, reasons.pulling(image))
+        pulling = self._pulling.get(image)
+        if pulling is None:
+            pulling = self._pulling[image] = reasons.pulling(image)
+        self._emit(pod, container, EventType.NORMAL, Reason.PULLING, pulling)
         if on_pulling is not None:
             on_pulling()
         self.observer.pull_started(image)

@@ -156,6 +156,21 @@ class TestTieRule:
 
         assert run_virtual(main()) == [0, 1, 2, 3, 5, 6, 7, 8, 9]
 
+    def test_many_cancelled_timers_are_dropped_and_the_rest_keep_their_order(self):
+        async def main():
+            loop = asyncio.get_running_loop()
+            order = []
+            handles = [loop.call_at_ns((1 + i % 7) * S, order.append, i) for i in range(2000)]
+            for i, handle in enumerate(handles):
+                if i % 5:
+                    handle.cancel()  # 1,600 of 2,000: the heap is rebuilt without them
+            await sleep_ns(10 * S)
+            assert not loop._timers
+            return order
+
+        kept = [i for i in range(2000) if not i % 5]
+        assert run_virtual(main()) == sorted(kept, key=lambda i: (i % 7, i))
+
 
 class TestLogging:
     def test_json_lines_with_bound_context(self):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kubesim_images.scenario import report
 from kubesim_images.scenario.model import load_document, load_file
@@ -51,3 +53,14 @@ def test_a_variant_without_pods_or_events_streams_empty_lists() -> None:
     streamed = _streamed(result)
     assert b'"pods": [],' in streamed
     assert streamed == _whole(result)
+
+
+@given(
+    st.one_of(
+        st.integers(0, 10**16),
+        st.integers(0, 10**12).map(lambda us: us * 1000 + 500),  # exactly half a microsecond
+        st.integers(-(10**12), -1),
+    )
+)
+def test_report_times_are_seconds_rounded_as_round_would(ns: int) -> None:
+    assert report._t(ns) == round(ns / 1e9, 6)
