@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from kubesim_images.cli import run
 
-from kubesim_images.cli import main
-
-sys.exit(main())
+run()
