@@ -124,12 +124,14 @@ def _state(cs: ContainerStatus) -> dict[str, Any]:
 
 
 def pod_json(status: PodStatus) -> dict[str, Any]:
+    pod = status.pod
+    ready = status.images_ready_at
     return {
-        "namespace": status.pod.namespace,
-        "name": status.pod.name,
+        "namespace": pod.namespace,
+        "name": pod.name,
         "node": status.node or None,  # None: Pending, no node could take it
         "createdAt": _t(status.created_at),
-        "imagesReadyAt": None if status.images_ready_at is None else _t(status.images_ready_at),
+        "imagesReadyAt": None if ready is None else _t(ready),
         "containers": [
             {
                 "name": cs.container.name,
@@ -137,7 +139,8 @@ def pod_json(status: PodStatus) -> dict[str, Any]:
                 "pullAttempts": cs.pull_attempts,
                 "state": _state(cs),
             }
-            for cs in status.all_statuses()
+            for statuses in (status.init_statuses, status.statuses)
+            for cs in statuses
         ],
     }
 
