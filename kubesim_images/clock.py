@@ -101,7 +101,7 @@ class _VirtualTimer(asyncio.TimerHandle):
         loop: VirtualTimeLoop,
         context: Context | None,
     ) -> None:
-        if loop.get_debug():
+        if loop._debug:  # type: ignore[attr-defined]  # noqa: SLF001 - get_debug(), inlined
             # asyncio's own constructor, for the creation traceback debug mode records.
             super().__init__(when_ns / NS_PER_SECOND, callback, args, loop, context)
         else:
@@ -147,9 +147,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.TimerHandle:
         """Run `callback(*args)` at virtual nanosecond `when_ns`, after every timer scheduled
         earlier for the same nanosecond."""
-        self._check_closed()  # type: ignore[attr-defined]
-        self._timer_seq += 1
-        timer = _VirtualTimer(when_ns, self._timer_seq, callback, args, self, context)
+        if self._closed:  # type: ignore[attr-defined]  # _check_closed(), inlined
+            raise RuntimeError("Event loop is closed")
+        seq = self._timer_seq = self._timer_seq + 1
+        timer = _VirtualTimer(when_ns, seq, callback, args, self, context)
         heapq.heappush(self._timers, (timer.sort_key, timer))
         return timer
 
