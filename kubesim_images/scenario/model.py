@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -31,6 +31,9 @@ from kubesim_images.podworkers import SyncSettings, read_sync_settings
 from kubesim_images.registry.catalogue import SimImage
 from kubesim_images.registry.spec import REGISTRY_FIELDS, RegistrySpec, parse_registry
 from kubesim_images.store import ImageFsSpec
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 API_VERSION = "kubesim.io/v1alpha1"
 KIND = "Scenario"
@@ -329,9 +332,19 @@ def _workload(
         except PodInvalidError as exc:
             cause = exc.causes[0]
             raise ctx.fail(f"{where}[{index}].pod.{cause.field}", cause.message) from None
+        # Everything but the name and UID is the template's: read once, not per replica.
+        stem, namespace, at, lifetime = base.get("name"), item.namespace, item.at, item.lifetime
+        uid_prefix = _uid_prefix(namespace)
+        containers, init_containers = template.containers, template.init_containers
+        secrets, account, labels = (
+            template.image_pull_secrets,
+            template.service_account,
+            template.labels,
+        )
+        node_name, node_selector = template.node_name, template.node_selector
         for replica in range(item.replicas):
-            name = f"{base.get('name')}-{replica}"
-            key = f"{item.namespace}/{name}"
+            name = f"{stem}-{replica}"
+            key = f"{namespace}/{name}"
             if key in names:
                 raise ctx.fail(
                     f"{where}[{index}].pod.metadata.name",
@@ -347,24 +360,24 @@ def _workload(
                     cause = exc.causes[0]
                     raise ctx.fail(f"{where}[{index}].pod.{cause.field}", cause.message) from None
             created = (
-                template
-                if not replica
-                else Pod(
-                    namespace=template.namespace,
+                Pod(
+                    namespace=namespace,
                     name=name,
-                    uid=_uid(item.namespace, name),
-                    containers=template.containers,
-                    init_containers=template.init_containers,
-                    image_pull_secrets=template.image_pull_secrets,
-                    service_account=template.service_account,
-                    labels=template.labels,
-                    node_name=template.node_name,
-                    node_selector=template.node_selector,
+                    uid=_uid_from(uid_prefix, name),
+                    containers=containers,
+                    init_containers=init_containers,
+                    image_pull_secrets=secrets,
+                    service_account=account,
+                    labels=labels,
+                    node_name=node_name,
+                    node_selector=node_selector,
                 )
+                if replica
+                else template
             )
-            pods.append((item.at, created))
-            if item.lifetime is not None:
-                lifetimes[created.uid] = item.lifetime
+            pods.append((at, created))
+            if lifetime is not None:
+                lifetimes[created.uid] = lifetime
     return tuple(entries), tuple(pods), lifetimes
 
 
@@ -379,10 +392,21 @@ def _uid(namespace: str, name: str) -> str:
     """`str(uuid.uuid5(NAMESPACE_URL, "kubesim://pods/<ns>/<name>"))`, without building a UUID
     object: a million replicas each need one. Deterministic UIDs keep back-off keys, and so
     whole runs, identical across runs."""
-    digest = hashlib.sha1(  # noqa: S324 - UUID version 5 is defined on SHA-1
-        _URL_NAMESPACE + f"kubesim://pods/{namespace}/{name}".encode()
-    ).digest()
-    raw = bytearray(digest[:16])
+    return _uid_from(_uid_prefix(namespace), name)
+
+
+def _uid_prefix(namespace: str) -> _Hash:
+    """The SHA-1 state after the namespace URL and the namespace's part of the pod's URL:
+    copied per replica, so each hashes only its own name."""
+    return hashlib.sha1(  # noqa: S324 - UUID version 5 is defined on SHA-1
+        _URL_NAMESPACE + f"kubesim://pods/{namespace}/".encode()
+    )
+
+
+def _uid_from(prefix: _Hash, name: str) -> str:
+    state = prefix.copy()
+    state.update(name.encode())
+    raw = bytearray(state.digest()[:16])
     raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = raw.hex()
