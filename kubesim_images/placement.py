@@ -4,7 +4,10 @@ Sans-I/O: the caller keeps the nodes' labels and says when a pod is bound or gon
 - `spec.nodeName` set: the pod is that node's, as when a pod is created already bound (the
   scheduler never sees it). A name no node has leaves the pod Pending with no event, as no
   kubelet ever picks it up.
-- otherwise the nodes whose labels hold every `nodeSelector` pair are feasible, and the pod goes
+- otherwise the nodes whose labels hold every `nodeSelector` pair and that match the required
+  node affinity (`spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution`,
+  as the scheduler's NodeAffinity filter: terms ORed, a term's requirements ANDed, an empty or
+  malformed term matching nothing) are feasible, and the pod goes
   to the feasible node with the fewest pods, the first listed among equals: pods spread evenly
   and, created one by one on empty nodes, round-robin (which scenario files promise).
 - no feasible node: Pending, with the scheduler's `FailedScheduling` text (v1.32, no preemption
@@ -16,6 +19,11 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+# The operators of a NodeSelectorRequirement (matchExpressions); matchFields takes In/NotIn.
+_OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"})
+_NAME_FIELD = "metadata.name"  # the only field matchFields may name
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +31,92 @@ class Unschedulable:
     """No node fits: the pod stays Pending; `message` is None when no event is due."""
 
     message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """One NodeSelectorRequirement: on a node label, or (`on_name`) on the node's name."""
+
+    key: str
+    operator: str
+    values: tuple[str, ...]
+    on_name: bool = False
+
+    def matches(self, name: str, labels: Mapping[str, str]) -> bool:
+        value = name if self.on_name else labels.get(self.key)
+        op = self.operator
+        if op == "In":
+            return value is not None and value in self.values
+        if op == "NotIn":
+            return value is None or value not in self.values
+        if op == "Exists":
+            return value is not None
+        if op == "DoesNotExist":
+            return value is None
+        # Gt / Lt: both sides integers, else no match (labels.Selector's rule).
+        try:
+            have, bound = int(value or ""), int(self.values[0])
+        except ValueError:
+            return False
+        return have > bound if op == "Gt" else have < bound
+
+
+# A term's requirements (ANDed); None for a malformed term, which matches no node.
+Term = tuple[Requirement, ...] | None
+# The required node affinity: its terms, ORed; None when the pod has none.
+NodeAffinity = tuple[Term, ...] | None
+
+
+def node_affinity(spec: Mapping[str, Any]) -> NodeAffinity:
+    """The required node affinity of a pod spec, as the scheduler reads it."""
+    affinity = spec.get("affinity")
+    node = affinity.get("nodeAffinity") if isinstance(affinity, Mapping) else None
+    required = (
+        node.get("requiredDuringSchedulingIgnoredDuringExecution")
+        if isinstance(node, Mapping)
+        else None
+    )
+    if not isinstance(required, Mapping):
+        return None
+    terms = required.get("nodeSelectorTerms")
+    return tuple(_term(t) for t in terms) if isinstance(terms, list) else ()
+
+
+def _term(raw: Any) -> Term:
+    if not isinstance(raw, Mapping):
+        return None
+    out: list[Requirement] = []
+    for field, on_name in (("matchExpressions", False), ("matchFields", True)):
+        for req in raw.get(field) or ():
+            parsed = _requirement(req, on_name=on_name)
+            if parsed is None:
+                return None
+            out.append(parsed)
+    return tuple(out) or None  # an empty term matches no node
+
+
+def _requirement(raw: Any, *, on_name: bool) -> Requirement | None:
+    if not isinstance(raw, Mapping):
+        return None
+    key, op, values = raw.get("key"), raw.get("operator"), raw.get("values") or []
+    if not isinstance(key, str) or op not in _OPERATORS or not isinstance(values, list):
+        return None
+    values_t = tuple(str(v) for v in values)
+    if on_name and (key != _NAME_FIELD or op not in {"In", "NotIn"} or len(values_t) != 1):
+        return None
+    if op in {"In", "NotIn"} and not values_t:
+        return None
+    if op in {"Exists", "DoesNotExist"} and values_t:
+        return None
+    if op in {"Gt", "Lt"} and len(values_t) != 1:
+        return None
+    return Requirement(key, op, values_t, on_name)
+
+
+def affinity_matches(affinity: NodeAffinity, name: str, labels: Mapping[str, str]) -> bool:
+    if affinity is None:
+        return True
+    return any(term is not None and all(r.matches(name, labels) for r in term) for term in affinity)
 
 
 def failed_scheduling(total: int, mismatched: int) -> str:
@@ -55,17 +149,24 @@ class Placer:
     def pods_on(self, node: str) -> int:
         return self._pods[self._index[node]]
 
-    def place(self, node_name: str | None, selector: Mapping[str, str]) -> str | Unschedulable:
+    def place(
+        self,
+        node_name: str | None,
+        selector: Mapping[str, str],
+        affinity: NodeAffinity = None,
+    ) -> str | Unschedulable:
         """The node the pod is bound to (counted as holding it), or why it stays Pending."""
         if node_name:
             index = self._index.get(node_name)
             if index is None:
                 return Unschedulable(None)
-        elif selector:
+        elif selector or affinity is not None:
+            names = self._names
             feasible = [
                 i
                 for i, labels in enumerate(self._labels)
                 if all(labels.get(k) == v for k, v in selector.items())
+                and affinity_matches(affinity, names[i], labels)
             ]
             if not feasible:
                 total = len(self._names)

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubesim_images.placement import NodeAffinity, node_affinity
 from kubesim_images.policy import PullPolicy, effective_policy
 
 DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -81,6 +82,7 @@ class Pod:
     labels: Mapping[str, str] = field(default_factory=dict)
     node_name: str = ""  # spec.nodeName as created: bound to that node, no scheduling
     node_selector: Mapping[str, str] = field(default_factory=dict)  # spec.nodeSelector
+    node_affinity: NodeAffinity = None  # its required node affinity
 
     @property
     def key(self) -> str:
@@ -289,4 +291,5 @@ def pod_from_manifest(
         node_selector=(
             {str(k): str(v) for k, v in selector.items()} if isinstance(selector, Mapping) else {}
         ),
+        node_affinity=node_affinity(spec),
     )

@@ -113,7 +113,7 @@ class PodStore:
         for saved in self._state.objects("Pod"):
             pod = self._pod_from_stored(saved)
             bound = (saved.get("spec") or {}).get("nodeName") or None
-            target = self._placer.place(bound, pod.node_selector)
+            target = self._placer.place(bound, pod.node_selector, pod.node_affinity)
             doc = saved
             if bound is None and isinstance(target, str):
                 doc = {**saved, "spec": {**saved["spec"], "nodeName": target}}
@@ -249,7 +249,7 @@ class PodStore:
         if dry_run:  # what the API server would store: not yet scheduled, no node reported
             stored = self._stored_pod(pod, manifest, sa_name, None, dry_run=True)
             return {**stored, "status": {"phase": "Pending", "qosClass": "BestEffort"}}
-        target = self._placer.place(pod.node_name or None, pod.node_selector)
+        target = self._placer.place(pod.node_name or None, pod.node_selector, pod.node_affinity)
         node = target if isinstance(target, str) else ""
         stored = self._stored_pod(pod, manifest, sa_name, node or None)
         status = status_from_json(pod, None, self._clock, node)

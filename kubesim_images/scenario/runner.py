@@ -344,7 +344,7 @@ async def _run(spec: VariantSpec, registries: backends.Registries) -> VariantRes
         for at, pod in spec.pods:
             if at > now_ns(loop):
                 await sleep_ns(at - now_ns(loop))
-            target = placer.place(pod.node_name or None, pod.node_selector)
+            target = placer.place(pod.node_name or None, pod.node_selector, pod.node_affinity)
             if isinstance(target, Unschedulable):
                 # Pending for good: no node takes it, so it never settles the run either.
                 statuses.append(PodStatus(pod, "", now_ns(loop)))

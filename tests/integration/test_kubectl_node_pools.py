@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import DaemonFactory, Kubectl, fast_config, poll
 
 pytestmark = pytest.mark.integration
@@ -143,3 +144,42 @@ def test_nodes_pools_placement_and_an_unschedulable_pod(
     rows = poll(placed, timeout=20, what="four pods Running after the restart")
     assert {name: cells[6] for name, cells in rows.items()}["pinned"] == "small-1"
     assert rows["nowhere"][6] == "<none>"
+
+
+def test_required_node_affinity_places_the_pod_or_leaves_it_pending(
+    daemon_factory: DaemonFactory, kubectl_bin: str, tmp_path: Path
+) -> None:
+    daemon = daemon_factory(_config())
+    kubectl = Kubectl(kubectl_bin, daemon.base_url, tmp_path / "home")
+
+    def affinity(*expressions: dict[str, Any]) -> dict[str, Any]:
+        terms = [{"matchExpressions": list(expressions)}]
+        return {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}
+            }
+        }
+
+    manifest = tmp_path / "pods.yaml"
+    docs = [
+        _pod("big-only", affinity=affinity({"key": "size", "operator": "In", "values": ["big"]})),
+        _pod("no-big", affinity=affinity({"key": "size", "operator": "NotIn", "values": ["big"]})),
+        _pod("gpu", affinity=affinity({"key": "gpu", "operator": "Exists"})),
+    ]
+    manifest.write_text(yaml.safe_dump_all(docs), encoding="utf-8")
+    kubectl.run("create", "-f", str(manifest))
+
+    def placed() -> dict[str, list[str]] | None:
+        rows = _wide(kubectl)
+        running = [n for n in rows if rows[n][2] == "Running"]
+        return rows if len(running) == 2 else None
+
+    rows = poll(placed, timeout=20, what="two pods Running")
+    assert {name: cells[6] for name, cells in rows.items()} == {
+        "big-only": "big-0",
+        "no-big": "small-0",
+        "gpu": "<none>",
+    }
+    pending = kubectl.run("describe", "pod", "gpu").stdout
+    assert "FailedScheduling" in pending
+    assert UNSCHEDULABLE in " ".join(pending.split())
