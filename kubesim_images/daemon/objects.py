@@ -149,6 +149,14 @@ def check_string_maps(meta: Mapping[str, Any]) -> None:
             raise bad_request(f"metadata.{field} must be an object of string values")
 
 
+def drop_empty_maps(meta: dict[str, Any]) -> None:
+    """Empty labels and annotations are absent, as the apiserver encodes them (omitempty):
+    a patch that only empties an absent map changes nothing."""
+    for field in ("labels", "annotations"):
+        if meta.get(field) == {}:
+            del meta[field]
+
+
 def check_patched_meta(doc: Mapping[str, Any], before: Mapping[str, Any]) -> None:
     meta = doc.get("metadata")
     if not isinstance(meta, Mapping):

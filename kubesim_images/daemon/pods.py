@@ -34,6 +34,7 @@ from kubesim_images.daemon.objects import (
     check_kind,
     check_replacement,
     check_string_maps,
+    drop_empty_maps,
     merge_patch,
 )
 from kubesim_images.daemon.podcodec import status_from_json, status_json
@@ -410,6 +411,7 @@ class PodStore:
                 ],
             )
         patched = merge_patch(current, {"metadata": meta_patch})
+        drop_empty_maps(patched["metadata"])
         check_string_maps(patched["metadata"])
         require_valid("Pod", name, metadata_causes(patched["metadata"]))
         new_pod: Pod | None = None
@@ -426,6 +428,10 @@ class PodStore:
                 raise invalid("Pod", exc.name, exc.causes) from None
             default_spec(patched["spec"], new_pod)
             check_spec_update(name, current.get("spec") or {}, patched["spec"])
+        if patched == current:
+            # Nothing changed: the apiserver keeps the resourceVersion and sends no event, so a
+            # second `kubectl replace` of the same file still holds the current version.
+            return self.render(record)
         self._patched_version(patched, dry_run=dry_run)
         if dry_run:
             return self._render_pod(PodRecord(patched, record.status))

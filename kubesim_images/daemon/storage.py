@@ -24,6 +24,7 @@ from kubesim_images.daemon.objects import (
     check_kind,
     check_patched_meta,
     check_replacement,
+    drop_empty_maps,
     merge_patch,
     require_name,
 )
@@ -193,8 +194,11 @@ class ObjectStorage:
         before = self.get(namespace, name)
         doc = self._strategy.shape(merge_patch(before, patch))
         check_patched_meta(doc, before)
+        drop_empty_maps(doc["metadata"])
         require_valid(self.kind, name, metadata_causes(doc["metadata"]))
         self._strategy.prepare_update(doc, before, patch)
+        if doc == before:  # a no-op keeps its resourceVersion and sends no event
+            return before
         if not dry_run:
             doc["metadata"]["resourceVersion"] = str(self._feed.next_version())
             self.table.put(doc)
@@ -222,6 +226,8 @@ class ObjectStorage:
         doc = self._strategy.shape(replaced)
         require_valid(self.kind, name, metadata_causes(doc["metadata"]))
         self._strategy.prepare_update(doc, before, body)
+        if doc == before:  # a no-op keeps its resourceVersion and sends no event
+            return before
         if not dry_run:
             doc["metadata"]["resourceVersion"] = str(self._feed.next_version())
             self.table.put(doc)

@@ -75,3 +75,28 @@ def test_client_replace_and_read_status(daemon: RunningDaemon) -> None:
     with pytest.raises(ApiException) as missing:
         api.read_namespaced_pod_status("ghost", "default")
     assert missing.value.status == 404
+
+
+def test_a_replace_that_changes_nothing_keeps_the_version_and_can_be_repeated(
+    kubectl: Kubectl, daemon: RunningDaemon, tmp_path: Path
+) -> None:
+    daemon.create_pod("same", "busybox:1.36")
+    daemon.wait_running("same")
+    daemon.api(
+        "POST",
+        "/api/v1/namespaces/default/secrets",
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "dg=="}},
+    )
+    doc = yaml.safe_load(kubectl.run("get", "pod/same", "-o", "yaml").stdout)
+    path = tmp_path / "same.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    for _ in range(2):  # the second would be a 409 if the first had taken a new version
+        assert kubectl.run("replace", "-f", str(path)).stdout.strip() == "pod/same replaced"
+    for kind in ("pod/same", "secret/s"):
+        version = daemon.api("GET", f"/api/v1/namespaces/default/{kind.replace('/', 's/')}")[
+            "metadata"
+        ]["resourceVersion"]
+        kubectl.run("label", kind, "tier-")  # removes nothing: an empty labels patch
+        after = daemon.api("GET", f"/api/v1/namespaces/default/{kind.replace('/', 's/')}")
+        assert after["metadata"]["resourceVersion"] == version
+    assert daemon.pod("same")["metadata"]["resourceVersion"] == doc["metadata"]["resourceVersion"]
