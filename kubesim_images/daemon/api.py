@@ -19,7 +19,13 @@ from typing import Any
 from aiohttp import web
 
 from kubesim_images.daemon import debug, kube, openapi
-from kubesim_images.daemon.bodies import BODY_TIMEOUT, read_object, read_patch
+from kubesim_images.daemon.bodies import (
+    APPLY_PATCH_YAML,
+    BODY_TIMEOUT,
+    applied_object,
+    read_object,
+    read_patch,
+)
 from kubesim_images.daemon.changefeed import Change, ExpiredError
 from kubesim_images.daemon.cluster import Cluster
 from kubesim_images.daemon.discovery import (
@@ -438,10 +444,21 @@ def _resource_handlers(res: Resource) -> dict[str, Handler]:
         store = _store(request, res)
         namespace, name = _key(request)
         dry = dry_run(request)
-        patch = await read_patch(request, store.get(namespace, name))
+        applying = request.content_type == APPLY_PATCH_YAML
+        try:
+            current = store.get(namespace, name)
+        except ApiError as exc:
+            # Server-side apply of an object that does not exist creates it, through the same
+            # admission and validation as a POST (the apiserver's patcher does the same).
+            if exc.code != 404 or not applying or "create" not in res.verbs:
+                raise
+            body = await read_object(request)
+            created = store.create(namespace, applied_object(body, name), dry_run=dry)
+            return _json(res.view(created), 201)
+        patch = await read_patch(request, current)
         by_name = request.content_type in (
             "application/strategic-merge-patch+json",
-            "application/apply-patch+yaml",
+            APPLY_PATCH_YAML,
         )
         merge = SpecMerge.BY_NAME if by_name else SpecMerge.JSON
         return _json(res.view(store.patch(namespace, name, patch, dry_run=dry, merge=merge)))

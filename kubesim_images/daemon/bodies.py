@@ -258,3 +258,15 @@ def apply_json_patch(doc: Mapping[str, Any], ops: list[Any]) -> dict[str, Any]:
                 422, "Invalid", f"the JSON patch path {op['path']} does not exist"
             ) from None
     return dict(out)
+
+
+def applied_object(body: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """The object a server-side apply creates: the applied configuration, named by the URL."""
+    meta = body.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    given = meta.get("name")
+    if given not in (None, "", name):
+        raise bad_request(
+            f"the name of the object ({given}) does not match the name on the URL ({name})"
+        )
+    return {**body, "metadata": {**meta, "name": name}}
