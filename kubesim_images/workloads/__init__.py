@@ -1,0 +1,1 @@
+"""Workload controllers (ReplicaSet, Deployment) over a small object API, free of HTTP."""
