@@ -1,4 +1,4 @@
-"""Generate kubesim_images/data/openapi-core-v1.json.gz: the core/v1 schemas the daemon serves.
+"""Generate kubesim_images/data/openapi-{core,apps}-v1.json.gz: the schemas the daemon serves.
 
 Run once, by hand, when the served kinds or the Kubernetes version change:
 
@@ -19,7 +19,9 @@ Schema converter adds those; the apiserver does not). What it cannot restore: th
 the `default` of non-pointer struct fields, which the source does not carry.
 
 Only the closure of what the daemon serves is kept (Pod, Secret, ServiceAccount, Event, Node,
-Namespace, their lists, Status and the request types), so the daemon never needs the network
+Namespace, their lists, Status and the request types; in the apps file Deployment, ReplicaSet,
+their lists and autoscaling/v1 Scale, less what the core file already holds), so the daemon
+never needs the network
 or the `kubernetes` packages at run time; the document is loaded lazily by
 `kubesim_images.daemon.openapi`.
 """
@@ -37,7 +39,9 @@ from typing import Any
 KUBE_VERSION = "v1.32.0"
 SOURCE_PACKAGE = "kubernetes-validate"
 SOURCE_PATH = f"kubernetes-json-schema/{KUBE_VERSION}-local/_definitions.json"
-OUTPUT = Path(__file__).resolve().parent.parent / "kubesim_images/data/openapi-core-v1.json.gz"
+DATA = Path(__file__).resolve().parent.parent / "kubesim_images/data"
+OUTPUT = DATA / "openapi-core-v1.json.gz"
+APPS_OUTPUT = DATA / "openapi-apps-v1.json.gz"
 PREFIX = "#/components/schemas/"
 CORE = "io.k8s.api.core.v1."
 META = "io.k8s.apimachinery.pkg.apis.meta.v1."
@@ -52,6 +56,14 @@ ROOTS = [
     f"{META}WatchEvent",
     f"{META}Patch",
     f"{META}APIResourceList",
+]
+APPS_ROOTS = [
+    *(
+        f"io.k8s.api.apps.v1.{kind}{suffix}"
+        for kind in ("Deployment", "ReplicaSet")
+        for suffix in ("", "List")
+    ),
+    "io.k8s.api.autoscaling.v1.Scale",
 ]
 # The source gives these as JSON Schema unions without descriptions; the apiserver's v3
 # document has them as below (kube-openapi's OpenAPIDefinition of each type).
@@ -162,12 +174,16 @@ def convert_type(defs: dict[str, Any], name: str) -> dict[str, Any]:
     return dict(sorted(out.items()))
 
 
-def generate(source: Path) -> dict[str, Any]:
+def generate(
+    source: Path, roots: list[str] = ROOTS, besides: list[str] | None = None, what: str = "core/v1"
+) -> dict[str, Any]:
+    """The schemas of the closure of `roots`, less the closure of `besides`."""
     defs = json.loads(source.read_text(encoding="utf-8"))["$defs"]
-    schemas = {name: convert_type(defs, name) for name in closure(defs, ROOTS)}
+    kept = set(closure(defs, besides)) if besides else set()
+    schemas = {name: convert_type(defs, name) for name in closure(defs, roots) if name not in kept}
     return {
         "x-kubesim-provenance": (
-            f"Kubernetes {KUBE_VERSION} core/v1 API schemas (Apache-2.0, The Kubernetes Authors), "
+            f"Kubernetes {KUBE_VERSION} {what} API schemas (Apache-2.0, The Kubernetes Authors), "
             f"from {SOURCE_PACKAGE} 1.37.0's {SOURCE_PATH} (Apache-2.0), reshaped as the "
             "kube-apiserver's /openapi/v3 components by tools/openapi_gen.py"
         ),
@@ -179,12 +195,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, help=f"{SOURCE_PATH} (default: installed package)")
     parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--apps-output", type=Path, default=APPS_OUTPUT)
     args = parser.parse_args()
-    doc = generate(args.source or source_file())
-    raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    # mtime=0: the same input gives the same bytes, so a re-run shows no diff.
-    args.output.write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
-    print(f"{args.output}: {len(doc['schemas'])} schemas, {len(raw)} bytes before gzip")
+    source = args.source or source_file()
+    core = generate(source)
+    apps = generate(source, APPS_ROOTS, ROOTS, "apps/v1 and autoscaling/v1")
+    for output, doc in ((args.output, core), (args.apps_output, apps)):
+        raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        # mtime=0: the same input gives the same bytes, so a re-run shows no diff.
+        output.write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
+        print(f"{output}: {len(doc['schemas'])} schemas, {len(raw)} bytes before gzip")
 
 
 if __name__ == "__main__":

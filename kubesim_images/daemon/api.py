@@ -19,6 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from kubesim_images.daemon import debug, kube, openapi
+from kubesim_images.daemon.apps import KINDS as KIND_BY_PLURAL
+from kubesim_images.daemon.apps import WorkloadStorage
 from kubesim_images.daemon.bodies import (
     APPLY_PATCH_YAML,
     BODY_TIMEOUT,
@@ -503,13 +505,58 @@ def add_resource_routes(app: web.Application, resources: tuple[Resource, ...]) -
         if "get" in verbs:
             app.router.add_get(item, handlers["get"])
             for sub in res.subresources:
-                app.router.add_get(f"{item}/{sub}", handlers["get"])
+                if sub != "scale":  # a Scale, not the object: the kind's own handlers
+                    app.router.add_get(f"{item}/{sub}", handlers["get"])
         if "delete" in verbs:
             app.router.add_delete(item, handlers["delete"])
         if "patch" in verbs:
             app.router.add_patch(item, handlers["patch"])
         if "update" in verbs:
             app.router.add_put(item, handlers["update"])
+
+
+def add_workload_routes(app: web.Application, cluster: Cluster) -> None:
+    """What apps/v1 has beyond the generated routes: `/scale` (an autoscaling/v1 Scale, what
+    `kubectl scale` patches), PUT `/status`, and its OpenAPI document."""
+
+    def storage(request: web.Request) -> WorkloadStorage:
+        return request.app[CLUSTER].workloads[KIND_BY_PLURAL[request.match_info["plural"]]]
+
+    async def get_scale(request: web.Request) -> web.StreamResponse:
+        return _json(storage(request).scale(*_key(request)))
+
+    async def patch_scale(request: web.Request) -> web.StreamResponse:
+        store = storage(request)
+        namespace, name = _key(request)
+        dry = dry_run(request)
+        body = await read_patch(request, store.scale(namespace, name))
+        body = body.get("__replace__", body)
+        return _json(store.set_scale(namespace, name, body, dry_run=dry))
+
+    async def replace_scale(request: web.Request) -> web.StreamResponse:
+        dry = dry_run(request)
+        body = await read_object(request)
+        return _json(storage(request).set_scale(*_key(request), body, dry_run=dry))
+
+    async def replace_status(request: web.Request) -> web.StreamResponse:
+        dry = dry_run(request)
+        body = await read_object(request)
+        namespace, name = _key(request)
+        return _json(
+            storage(request).replace_status(namespace, name, body.get("status") or {}, dry_run=dry)
+        )
+
+    async def openapi_apps(_request: web.Request) -> web.Response:
+        return web.Response(body=openapi.apps_v1_document_bytes(), content_type="application/json")
+
+    if not cluster.workloads:
+        return
+    app.router.add_get("/openapi/v3/apis/apps/v1", openapi_apps)
+    item = "/apis/apps/v1/namespaces/{namespace}/{plural:deployments|replicasets}/{name}"
+    app.router.add_get(f"{item}/scale", get_scale)
+    app.router.add_patch(f"{item}/scale", patch_scale)
+    app.router.add_put(f"{item}/scale", replace_scale)
+    app.router.add_put(f"{item}/status", replace_status)
 
 
 def make_app(
@@ -555,4 +602,5 @@ def make_app(
     for path, resource_list in resource_lists(cluster.resources).items():
         app.router.add_get(path, _constant(resource_list))
     add_resource_routes(app, cluster.resources)
+    add_workload_routes(app, cluster)
     return app

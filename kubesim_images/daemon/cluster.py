@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from kubesim_images import backends
 from kubesim_images.backoff import BackoffEntry
 from kubesim_images.clock import WallClock, now_ns, to_ns
+from kubesim_images.daemon.apps import ControllerObjects, WorkloadStorage
 from kubesim_images.daemon.changefeed import ChangeFeed
 from kubesim_images.daemon.config import DaemonConfig
 from kubesim_images.daemon.credentials import PullCredentials
@@ -40,6 +43,7 @@ from kubesim_images.podworkers import PodStatus
 from kubesim_images.registry.simulated import preload
 from kubesim_images.state import StateStore
 from kubesim_images.store import ImageRecord, ImageStore
+from kubesim_images.workloads.manager import WorkloadControllers
 
 
 class Cluster:
@@ -159,6 +163,27 @@ class Cluster:
             "Node": self.node_objects,
             "Namespace": self.namespaces,
         }
+        # apps/v1: storage of their own, and the controllers that reconcile them.
+        self.workloads = {
+            r.kind: WorkloadStorage(
+                r.kind,
+                ObjectTable(r.kind, r.plural, state, self.feed),
+                self.feed,
+                self.clock,
+                always_pull_images=config.always_pull_images,
+            )
+            for r in resources
+            if r.group == "apps"
+        }
+        stores.update(self.workloads)
+        self.controllers: WorkloadControllers | None = None
+        if {"Deployment", "ReplicaSet"} <= self.workloads.keys():
+            self.controllers = WorkloadControllers(
+                ControllerObjects(self.pods, self.workloads, self.events, self.clock),
+                self._subscribe,
+                rng=random.Random(),  # pod name suffixes, drawn as the apiserver's generateName
+                now=lambda: self.clock.to_datetime(self.clock.now_ns()),
+            )
         for res in resources:
             if res.strategy is not None:
                 stores[res.kind] = ObjectStorage(
@@ -196,6 +221,12 @@ class Cluster:
             arch=platform.architecture if platform is not None else "amd64",
         )
 
+    def _subscribe(
+        self, kind: str, watcher: Callable[[str, dict[str, Any]], None]
+    ) -> Callable[[], None]:
+        """The change feed as the controllers take it: (ADDED | MODIFIED | DELETED, object)."""
+        return self.feed.subscribe(kind, lambda change: watcher(change.type, change.object))
+
     @property
     def resource_version(self) -> int:
         """The collection resourceVersion of a list: the last version handed out."""
@@ -206,6 +237,7 @@ class Cluster:
             self.pods.namespaces()
             | {ns for ns, _ in self.secrets}
             | {ns for ns, _ in self.service_accounts}
+            | {ns for w in self.workloads.values() for ns, _ in w.table}
         )
 
     # -- restore and shutdown ----------------------------------------------------------------
@@ -229,10 +261,16 @@ class Cluster:
             table.restore()
         if ("default", "default") not in self.service_accounts:
             self.stores["ServiceAccount"].create("default", {"metadata": {"name": "default"}})
+        for workload in self.workloads.values():
+            workload.table.restore()
         self.pods.restore()
         self.events.restore()
         for node in self.nodes.values():
             node.start()  # changes written through from now on; image GC begins
+        if self.controllers is not None:
+            # Only now that every pod is back: a controller started earlier would count none
+            # and create a second set.
+            self.controllers.start()
 
     def _meta_key(self, key: str, node: str) -> str:
         """A node's meta key: the first node's is the one a one-node state directory used."""
@@ -269,6 +307,8 @@ class Cluster:
             self.state.put_meta(self._meta_key("nodeCreated", node.name), str(obj.created_epoch))
 
     async def stop(self) -> None:
+        if self.controllers is not None:
+            await self.controllers.stop()
         for node in self.nodes.values():
             await node.stop()
         self.node_objects.stop()

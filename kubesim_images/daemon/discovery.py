@@ -78,6 +78,7 @@ def resource_lists(table: Sequence[Resource]) -> dict[str, dict[str, Any]]:
             },
         )
         doc["resources"].append(res.discovery())
+        doc["resources"].extend(res.subresource_discovery())
     return out
 
 

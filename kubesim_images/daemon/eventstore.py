@@ -114,8 +114,56 @@ class EventStore(ReadOnly):
                 "reportingInstance": event.node or event.source,
             }
             self._index[key] = name
+        self._store(name, event.namespace, doc, change)
+
+    def record(
+        self, involved: dict[str, Any], kind: str, reason: str, message: str, component: str
+    ) -> None:
+        """An event about an API object from a controller (`ScalingReplicaSet`, ...), stored,
+        aggregated and watched as the kubelet's are."""
+        t = self._clock.now_ns()
+        stamp = self._clock.rfc3339(t)
+        namespace = involved["namespace"]
+        key = (namespace, involved["uid"], "", kind, reason, message)
+        self._seq += 1
+        name = self._index.get(key)
+        change = "ADDED"
+        if name is not None and name in self._events:
+            old = self._events.pop(name)
+            meta = {**old["metadata"], "resourceVersion": str(self._next_version())}
+            doc = {**old, "metadata": meta, "count": old["count"] + 1, "lastTimestamp": stamp}
+            change = "MODIFIED"
+        else:
+            nanos = int(self._clock.to_datetime(t).timestamp() * 1e9) + self._seq
+            name = f"{involved['name']}.{nanos:x}"
+            doc = {
+                "kind": "Event",
+                "apiVersion": "v1",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "uid": str(uuid.uuid4()),
+                    "resourceVersion": str(self._next_version()),
+                    "creationTimestamp": stamp,
+                },
+                "involvedObject": involved,
+                "reason": reason,
+                "message": message,
+                "source": {"component": component},
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "count": 1,
+                "type": kind,
+                "eventTime": None,
+                "reportingComponent": component,
+                "reportingInstance": "",
+            }
+            self._index[key] = name
+        self._store(name, namespace, doc, change)
+
+    def _store(self, name: str, namespace: str, doc: dict[str, Any], change: str) -> None:
         self._events[name] = doc
-        self._state.put_event(name, event.namespace, self._seq, doc)
+        self._state.put_event(name, namespace, self._seq, doc)
         self._on_change(change, doc)
         while len(self._events) > MAX_EVENTS:
             old_name, evicted = self._events.popitem(last=False)

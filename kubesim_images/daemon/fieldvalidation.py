@@ -37,8 +37,8 @@ from aiohttp import web
 
 from kubesim_images.daemon import openapi
 from kubesim_images.daemon.bodies import DECODED_BODY, read_body
-from kubesim_images.daemon.discovery import RESOURCES
 from kubesim_images.daemon.kube import ApiError, bad_request, invalid
+from kubesim_images.daemon.resources import RESOURCES
 from kubesim_images.pod import FieldError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -48,7 +48,7 @@ DIRECTIVES = ("", IGNORE, STRICT, WARN)
 # A body may hold thousands of unknown fields; the answer names the first ones only, so its
 # headers and message stay small.
 MAX_REPORTED = 100
-KIND_BY_PLURAL = {r["name"]: r["kind"] for r in RESOURCES}
+KIND_BY_PLURAL = {r.plural: r.kind for r in RESOURCES}
 JSON_TYPES = frozenset(
     {
         "",
@@ -329,6 +329,11 @@ def _refuse(request: web.Request, kind: str, problems: list[str]) -> ApiError:
     return bad_request(f'{kind} in version "v1" cannot be handled as a {kind}: {detail}')
 
 
+def _group_version(kind: str) -> str:
+    """As apimachinery prints a GroupVersionKind's group and version (`/v1` for the core)."""
+    return f"{openapi.gvk(kind)['group']}/v1"
+
+
 def _typed_patch_error(request: web.Request, kind: str, body: Any, paths: list[Path]) -> ApiError:
     schema = openapi.schemas()[openapi.kind_schema_name(kind)]
     errors = [f"{_smd_path(body, schema, p)}: field not declared in schema" for p in paths]
@@ -336,7 +341,8 @@ def _typed_patch_error(request: web.Request, kind: str, body: Any, paths: list[P
     name = request.match_info.get("name", "")
     reported = errors[0] if len(errors) == 1 else "\n  ".join(["errors:", *errors[:MAX_REPORTED]])
     return bad_request(
-        f"failed to create typed patch object ({namespace}/{name}; /v1, Kind={kind}): {reported}"
+        f"failed to create typed patch object ({namespace}/{name}; {_group_version(kind)}, "
+        f"Kind={kind}): {reported}"
     )
 
 

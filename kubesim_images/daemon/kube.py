@@ -289,3 +289,23 @@ NAMESPACE_COLUMNS: tuple[Column, ...] = (
     ("Status", "string", "", 0),
     ("Age", "string", "", 0),
 )
+DEPLOYMENT_COLUMNS: tuple[Column, ...] = (
+    ("Name", "string", "name", 0),
+    ("Ready", "string", "", 0),
+    ("Up-to-date", "string", "", 0),
+    ("Available", "string", "", 0),
+    ("Age", "string", "", 0),
+    ("Containers", "string", "", 1),
+    ("Images", "string", "", 1),
+    ("Selector", "string", "", 1),
+)
+REPLICASET_COLUMNS: tuple[Column, ...] = (
+    ("Name", "string", "name", 0),
+    ("Desired", "integer", "", 0),
+    ("Current", "integer", "", 0),
+    ("Ready", "integer", "", 0),
+    ("Age", "string", "", 0),
+    ("Containers", "string", "", 1),
+    ("Images", "string", "", 1),
+    ("Selector", "string", "", 1),
+)

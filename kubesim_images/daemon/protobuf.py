@@ -30,6 +30,7 @@ _SCHEMAS: dict[str, _Spec] = {
         8: ("creationTimestamp", "time", False),
         11: ("labels", ("map", "str", "str"), False),
         12: ("annotations", ("map", "str", "str"), False),
+        13: ("ownerReferences", "OwnerReference", True),
         14: ("finalizers", "str", True),
     },
     "ObjectReference": {
@@ -56,9 +57,93 @@ _SCHEMAS: dict[str, _Spec] = {
         4: ("automountServiceAccountToken", "bool", False),
     },
     "NamespaceSpec": {1: ("finalizers", "str", True)},
+    # apps/v1, for `kubectl create deployment`: what its typed Deployment carries (fields the
+    # simulation has no use for, such as probes and volumes, are skipped).
+    "OwnerReference": {
+        1: ("kind", "str", False),
+        3: ("name", "str", False),
+        4: ("uid", "str", False),
+        5: ("apiVersion", "str", False),
+        6: ("controller", "bool", False),
+        7: ("blockOwnerDeletion", "bool", False),
+    },
+    "LabelSelectorRequirement": {
+        1: ("key", "str", False),
+        2: ("operator", "str", False),
+        3: ("values", "str", True),
+    },
+    "LabelSelector": {
+        1: ("matchLabels", ("map", "str", "str"), False),
+        2: ("matchExpressions", "LabelSelectorRequirement", True),
+    },
+    "EnvVar": {1: ("name", "str", False), 2: ("value", "str", False)},
+    "ContainerPort": {
+        1: ("name", "str", False),
+        2: ("hostPort", "int", False),
+        3: ("containerPort", "int", False),
+        4: ("protocol", "str", False),
+        5: ("hostIP", "str", False),
+    },
+    "ResourceRequirements": {
+        1: ("limits", ("map", "str", "quantity"), False),
+        2: ("requests", ("map", "str", "quantity"), False),
+    },
+    "Container": {
+        1: ("name", "str", False),
+        2: ("image", "str", False),
+        3: ("command", "str", True),
+        4: ("args", "str", True),
+        5: ("workingDir", "str", False),
+        6: ("ports", "ContainerPort", True),
+        7: ("env", "EnvVar", True),
+        8: ("resources", "ResourceRequirements", False),
+        13: ("terminationMessagePath", "str", False),
+        14: ("imagePullPolicy", "str", False),
+        20: ("terminationMessagePolicy", "str", False),
+    },
+    "PodSpec": {
+        2: ("containers", "Container", True),
+        3: ("restartPolicy", "str", False),
+        4: ("terminationGracePeriodSeconds", "int", False),
+        6: ("dnsPolicy", "str", False),
+        7: ("nodeSelector", ("map", "str", "str"), False),
+        8: ("serviceAccountName", "str", False),
+        15: ("imagePullSecrets", "LocalObjectReference", True),
+        19: ("schedulerName", "str", False),
+        20: ("initContainers", "Container", True),
+    },
+    "PodTemplateSpec": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "PodSpec", False)},
+    "RollingUpdateDeployment": {
+        1: ("maxUnavailable", "intorstr", False),
+        2: ("maxSurge", "intorstr", False),
+    },
+    "DeploymentStrategy": {
+        1: ("type", "str", False),
+        2: ("rollingUpdate", "RollingUpdateDeployment", False),
+    },
+    "DeploymentSpec": {
+        1: ("replicas", "int", False),
+        2: ("selector", "LabelSelector", False),
+        3: ("template", "PodTemplateSpec", False),
+        4: ("strategy", "DeploymentStrategy", False),
+        5: ("minReadySeconds", "int", False),
+        6: ("revisionHistoryLimit", "int", False),
+        7: ("paused", "bool", False),
+        9: ("progressDeadlineSeconds", "int", False),
+    },
+    "Deployment": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "DeploymentSpec", False)},
+    "ReplicaSetSpec": {
+        1: ("replicas", "int", False),
+        2: ("selector", "LabelSelector", False),
+        3: ("template", "PodTemplateSpec", False),
+        4: ("minReadySeconds", "int", False),
+    },
+    "ReplicaSet": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "ReplicaSetSpec", False)},
     "Namespace": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "NamespaceSpec", False)},
 }
-KINDS = frozenset({"Secret", "ServiceAccount", "Namespace"})
+KINDS = frozenset({"Secret", "ServiceAccount", "Namespace", "Deployment", "ReplicaSet"})
+# Fields whose zero value is meaningful and sent on purpose (`--replicas=0`), kept in the JSON.
+_ZERO_KEPT = frozenset({"replicas", "maxSurge", "maxUnavailable", "revisionHistoryLimit"})
 
 
 class ProtobufError(ValueError):
@@ -116,6 +201,13 @@ def _scalar(kind: Any, value: Any) -> Any:
         return bool(value)
     if kind == "int":
         return int(value) - (1 << 64) if int(value) >= 1 << 63 else int(value)
+    if kind == "quantity":  # resource.Quantity: a message holding its string form
+        return _scalar("str", {n: v for n, _, v in _fields(bytes(value))}.get(1, b""))
+    if kind == "intorstr":  # intstr.IntOrString: type (0 int, 1 string), intVal, strVal
+        fields = {n: v for n, _, v in _fields(bytes(value))}
+        if _scalar("int", fields.get(1, 0)) == 1:
+            return _scalar("str", fields.get(3, b""))
+        return _scalar("int", fields.get(2, 0))
     if kind == "time":
         seconds = _scalar("int", {n: v for n, _, v in _fields(bytes(value))}.get(1, 0))
         if not seconds:
@@ -152,7 +244,7 @@ def _message(name: str, data: bytes) -> dict[str, Any]:
     return {
         k: v
         for k, v in out.items()
-        if v not in ("", None, {}) and not (k == "generation" and v == 0)
+        if (v not in ("", None, {}) or k in _ZERO_KEPT) and not (k == "generation" and v == 0)
     }
 
 
@@ -172,4 +264,5 @@ def decode(body: bytes) -> dict[str, Any]:
         obj = _scalar(kind, envelope.get(2, b""))
     except (UnicodeDecodeError, IndexError) as exc:
         raise ProtobufError(f"malformed protobuf body: {exc}") from None
-    return {"apiVersion": type_meta.get("apiVersion", "v1"), "kind": kind, **obj}
+    default_version = "apps/v1" if kind in {"Deployment", "ReplicaSet"} else "v1"
+    return {"apiVersion": type_meta.get("apiVersion", default_version), "kind": kind, **obj}

@@ -85,10 +85,28 @@ class Resource:
             doc["categories"] = list(self.categories)
         return doc
 
+    def subresource_discovery(self) -> list[dict[str, Any]]:
+        """The entries of its subresources: `<plural>/status` of the kind itself, and
+        `<plural>/scale` of autoscaling/v1 Scale (kubectl scale reads the Scale's group and
+        version from this entry)."""
+        out = []
+        for sub in self.subresources:
+            doc: dict[str, Any] = {
+                "name": f"{self.plural}/{sub}",
+                "singularName": "",
+                "namespaced": self.namespaced,
+                "kind": self.kind,
+                "verbs": ["get", "patch", "update"],
+            }
+            if sub == "scale":
+                doc.update(group="autoscaling", version="v1", kind="Scale")
+            out.append(doc)
+        return out
+
 
 _ALL_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
 
-RESOURCES: tuple[Resource, ...] = (
+_CORE: tuple[Resource, ...] = (
     Resource(
         kind="Pod",
         plural="pods",
@@ -203,5 +221,40 @@ RESOURCES: tuple[Resource, ...] = (
         },
     ),
 )
+
+# apps/v1: stored by `apps.WorkloadStorage` and reconciled by the workload controllers
+# (kubesim_images/workloads), wired in cluster.py.
+_WORKLOAD_SUMMARIES = {
+    "list": "List {p} (Table with Accept as=Table; watch=true streams)",
+    "create": "Create a {s} (its controller makes the pods)",
+    "get": "Read a {s} with its status",
+    "delete": "Delete a {s} (what it owns follows, in the background)",
+    "patch": "Patch a {s} (kubectl set image, rollout undo)",
+}
+WORKLOADS: tuple[Resource, ...] = tuple(
+    Resource(
+        kind=kind,
+        plural=plural,
+        singular=kind.lower(),
+        namespaced=True,
+        group="apps",
+        verbs=_ALL_VERBS,
+        columns=columns,
+        row=row,
+        short_names=(short,),
+        categories=("all",),
+        subresources=("status", "scale"),
+        delete_answers_status=True,
+        summaries={
+            verb: text.format(p=plural, s=kind.lower())
+            for verb, text in _WORKLOAD_SUMMARIES.items()
+        },
+    )
+    for kind, plural, short, columns, row in (
+        ("Deployment", "deployments", "deploy", kube.DEPLOYMENT_COLUMNS, rows.deployment_row),
+        ("ReplicaSet", "replicasets", "rs", kube.REPLICASET_COLUMNS, rows.replicaset_row),
+    )
+)
+RESOURCES: tuple[Resource, ...] = (*_CORE, *WORKLOADS)
 
 BY_KIND: Mapping[str, Resource] = {r.kind: r for r in RESOURCES}

@@ -12,6 +12,7 @@ from typing import Any
 
 from kubesim_images.clock import WallClock
 from kubesim_images.daemon import kube
+from kubesim_images.workloads.objects import selector_string
 
 Row = Callable[[dict[str, Any]], list[Any]]
 
@@ -110,6 +111,46 @@ def ns_row(clock: WallClock) -> Callable[[dict[str, Any]], list[Any]]:
             doc["metadata"]["name"],
             "Active",
             age(clock, doc["metadata"]["creationTimestamp"]),
+        ]
+
+    return row
+
+
+def _workload_wide(doc: dict[str, Any]) -> list[Any]:
+    """CONTAINERS, IMAGES and SELECTOR of `kubectl get deploy/rs -o wide`."""
+    containers = ((doc["spec"].get("template") or {}).get("spec") or {}).get("containers") or []
+    return [
+        ",".join(str(c.get("name", "")) for c in containers),
+        ",".join(str(c.get("image", "")) for c in containers),
+        selector_string(doc["spec"].get("selector")),
+    ]
+
+
+def deployment_row(clock: WallClock) -> Callable[[dict[str, Any]], list[Any]]:
+    def row(doc: dict[str, Any]) -> list[Any]:
+        status = doc.get("status") or {}
+        return [
+            doc["metadata"]["name"],
+            f"{status.get('readyReplicas', 0)}/{doc['spec'].get('replicas', 1)}",
+            status.get("updatedReplicas", 0),
+            status.get("availableReplicas", 0),
+            age(clock, doc["metadata"].get("creationTimestamp")),
+            *_workload_wide(doc),
+        ]
+
+    return row
+
+
+def replicaset_row(clock: WallClock) -> Callable[[dict[str, Any]], list[Any]]:
+    def row(doc: dict[str, Any]) -> list[Any]:
+        status = doc.get("status") or {}
+        return [
+            doc["metadata"]["name"],
+            doc["spec"].get("replicas", 1),
+            status.get("replicas", 0),
+            status.get("readyReplicas", 0),
+            age(clock, doc["metadata"].get("creationTimestamp")),
+            *_workload_wide(doc),
         ]
 
     return row

@@ -155,6 +155,8 @@ class WorkloadControllers:
                     for r in owner_refs(obj)
                     if r.get("kind") == owner_kind and r.get("apiVersion") == "apps/v1"
                 ]
+                meta = obj["metadata"]
+                if meta.get("deletionTimestamp"):
+                    continue  # already on its way out
                 if refs and not any(r.get("uid") in owners for r in refs):
-                    meta = obj["metadata"]
                     await self._objects.delete(kind, namespace, meta["name"], meta["uid"])

@@ -39,10 +39,21 @@ class TestDiscovery:
         assert doc["kind"] == "APIVersions"
         assert doc["versions"] == ["v1"]
 
-    async def test_apis_has_no_groups(self, client: Client) -> None:
+    async def test_apis_lists_the_apps_group(self, client: Client) -> None:
         doc = await (await client.get("/apis")).json()
         assert doc["kind"] == "APIGroupList"
-        assert doc["groups"] == []
+        assert [g["name"] for g in doc["groups"]] == ["apps"]
+        assert doc["groups"][0]["preferredVersion"]["groupVersion"] == "apps/v1"
+
+    async def test_apps_v1_lists_workloads_with_scale_in_autoscaling(self, client: Client) -> None:
+        doc = await (await client.get("/apis/apps/v1")).json()
+        assert doc["groupVersion"] == "apps/v1"
+        resources = {r["name"]: r for r in doc["resources"]}
+        assert resources["deployments"]["shortNames"] == ["deploy"]
+        assert resources["replicasets"]["shortNames"] == ["rs"]
+        # kubectl scale resolves the Scale kind of the subresource from this entry.
+        scale = resources["deployments/scale"]
+        assert (scale["group"], scale["version"], scale["kind"]) == ("autoscaling", "v1", "Scale")
 
     async def test_api_v1_lists_the_served_resources_with_their_verbs(self, client: Client) -> None:
         doc = await (await client.get("/api/v1")).json()

@@ -159,7 +159,7 @@ class TestNotFound:
         assert_status(await resp.json(), 404, "NotFound", message_contains=f'{resource} "nope"')
 
     @pytest.mark.parametrize(
-        "path", ["/api/v1/deployments", "/apis/apps/v1/deployments", "/nope", "/api/v2"]
+        "path", ["/api/v1/deployments", "/apis/apps/v1/statefulsets", "/nope", "/api/v2"]
     )
     async def test_unknown_route(self, client: Client, path: str) -> None:
         resp = await client.get(path)

@@ -125,14 +125,34 @@ def daemon_document(daemon: RunningDaemon) -> dict[str, Any]:
     return doc
 
 
+def workload(name: str) -> dict[str, Any]:
+    """A Deployment or ReplicaSet body of one replica (their controllers make its pod)."""
+    labels = {"app": name}
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "busybox:1.36"}]},
+            },
+        },
+    }
+
+
 def existing_objects(daemon: RunningDaemon) -> dict[str, str]:
     """One object of each kind, by the plural its item path names, so reads, patches and
     deletes reach real objects and their responses are checked against the schemas too."""
     daemon.create_pod("fuzz-pod", "busybox:1.36")
     daemon.api("POST", "/api/v1/namespaces/default/secrets", SECRET)
     daemon.api("POST", "/api/v1/namespaces/default/serviceaccounts", {"metadata": {"name": "sa"}})
+    for plural in ("deployments", "replicasets"):
+        daemon.api("POST", f"/apis/apps/v1/namespaces/default/{plural}", workload("fuzz-" + plural))
     events = daemon.api("GET", "/api/v1/namespaces/default/events")["items"]
     return {
+        "deployments": "fuzz-deployments",
+        "replicasets": "fuzz-replicasets",
         "pods": "fuzz-pod",
         "secrets": "fuzz-secret",
         "serviceaccounts": "sa",

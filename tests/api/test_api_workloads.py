@@ -1,0 +1,437 @@
+"""apps/v1 Deployments and ReplicaSets through the HTTP API, with their controllers running.
+
+Every wait is on a watch, never on the clock: a rollout is followed through the ReplicaSets'
+watch, and the bounds of a rolling update (at most replicas + maxSurge pods, at least replicas
+- maxUnavailable available) are checked on every state the watch shows. Rollback is the JSON
+patch `kubectl rollout undo` sends; scaling is the merge patch of `kubectl scale` on /scale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any, Self
+
+import pytest
+from apikit import PODS, TABLE, Client, assert_status
+
+APPS = "/apis/apps/v1/namespaces/default"
+DEPLOYMENTS = f"{APPS}/deployments"
+REPLICASETS = f"{APPS}/replicasets"
+
+
+def deployment(
+    name: str = "web",
+    image: str = "busybox:1.36",
+    replicas: int = 3,
+    strategy: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What `kubectl create deployment NAME --image=IMAGE --replicas=N` sends."""
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image, "resources": {}}]},
+            },
+        },
+    }
+    if strategy is not None:
+        body["spec"]["strategy"] = strategy
+    return body
+
+
+class Watch:
+    """A watch on a collection, opened before the change it is to see; each event in order."""
+
+    def __init__(self, client: Client, path: str, **params: str) -> None:
+        self.client = client
+        self.path = path
+        self.params = {"watch": "1", **params}
+        self._response: Any = None
+
+    async def __aenter__(self) -> Self:
+        self._response = await self.client.get(self.path, params=self.params)
+        assert self._response.status == 200
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._response.close()
+
+    async def next(self, *, within: float = 20.0) -> tuple[str, dict[str, Any]]:
+        async with asyncio.timeout(within):  # bounds a hang only; the test waits on events
+            line = await self._response.content.readline()
+        assert line, f"the watch on {self.path} ended"
+        event = json.loads(line)
+        return event["type"], event["object"]
+
+    async def until(self, probe: Callable[[dict[str, Any]], Any]) -> Any:
+        while True:
+            _, obj = await self.next()
+            if result := probe(obj):
+                return result
+
+
+def rolled_out(replicas: int, generation: int | None = None) -> Callable[[dict[str, Any]], Any]:
+    """What `kubectl rollout status` waits for (DeploymentStatusViewer)."""
+
+    def probe(d: dict[str, Any]) -> Any:
+        status = d.get("status") or {}
+        wanted = generation or d["metadata"]["generation"]
+        return (
+            status.get("observedGeneration", 0) >= wanted
+            and status.get("updatedReplicas", 0) == replicas
+            and status.get("replicas", 0) == replicas
+            and status.get("availableReplicas", 0) == replicas
+            and d
+        )
+
+    return probe
+
+
+async def create_rolled_out(client: Client, body: dict[str, Any]) -> dict[str, Any]:
+    name = body["metadata"]["name"]
+    async with Watch(client, DEPLOYMENTS, fieldSelector=f"metadata.name={name}") as watch:
+        resp = await client.post(DEPLOYMENTS, json=body)
+        assert resp.status == 201, await resp.json()
+        return await watch.until(rolled_out(body["spec"]["replicas"]))
+
+
+async def replicasets(client: Client) -> dict[str, dict[str, Any]]:
+    items = (await (await client.get(REPLICASETS)).json())["items"]
+    return {rs["metadata"]["name"]: rs for rs in items}
+
+
+async def pods(client: Client) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = (await (await client.get(PODS)).json())["items"]
+    return items
+
+
+class TestCreate:
+    async def test_a_deployment_makes_a_replicaset_and_its_pods(self, client: Client) -> None:
+        d = await create_rolled_out(client, deployment(replicas=3))
+        assert d["apiVersion"] == "apps/v1"
+        assert d["metadata"]["generation"] == 1
+        assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+        assert d["spec"]["strategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+        }
+        conditions = {c["type"]: c for c in d["status"]["conditions"]}
+        assert conditions["Available"]["reason"] == "MinimumReplicasAvailable"
+        assert conditions["Progressing"]["reason"] == "NewReplicaSetAvailable"
+        [rs] = (await replicasets(client)).values()
+        hashed = rs["metadata"]["labels"]["pod-template-hash"]
+        assert rs["metadata"]["name"] == f"web-{hashed}"
+        assert rs["spec"]["selector"]["matchLabels"] == {"app": "web", "pod-template-hash": hashed}
+        assert rs["metadata"]["ownerReferences"][0]["uid"] == d["metadata"]["uid"]
+        owned = await pods(client)
+        assert len(owned) == 3
+        for pod in owned:
+            assert pod["metadata"]["name"].startswith(f"web-{hashed}-")
+            ref = pod["metadata"]["ownerReferences"][0]
+            assert (ref["kind"], ref["uid"], ref["controller"]) == (
+                "ReplicaSet",
+                rs["metadata"]["uid"],
+                True,
+            )
+            # The template's pull policy default reached the pod, as the apiserver's would.
+            assert pod["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+
+    async def test_tables_have_kubectls_columns(self, client: Client) -> None:
+        await create_rolled_out(client, deployment(replicas=2))
+        table = await (await client.get(DEPLOYMENTS, headers={"Accept": TABLE})).json()
+        names = [c["name"] for c in table["columnDefinitions"] if c["priority"] == 0]
+        assert names == ["Name", "Ready", "Up-to-date", "Available", "Age"]
+        assert table["rows"][0]["cells"][:4] == ["web", "2/2", 2, 2]
+        table = await (await client.get(REPLICASETS, headers={"Accept": TABLE})).json()
+        names = [c["name"] for c in table["columnDefinitions"] if c["priority"] == 0]
+        assert names == ["Name", "Desired", "Current", "Ready", "Age"]
+        assert table["rows"][0]["cells"][1:4] == [2, 2, 2]
+
+    async def test_a_dry_run_stores_nothing_and_starts_nothing(self, client: Client) -> None:
+        resp = await client.post(f"{DEPLOYMENTS}?dryRun=All", json=deployment())
+        assert resp.status == 201
+        doc = await resp.json()
+        assert "resourceVersion" not in doc["metadata"]
+        assert (await client.get(f"{DEPLOYMENTS}/web")).status == 404
+        assert await replicasets(client) == {}
+        assert await pods(client) == []
+
+    @pytest.mark.parametrize(
+        ("change", "field", "text"),
+        [
+            (
+                {"template": {"metadata": {"labels": {"app": "other"}}}},
+                "spec.template.metadata.labels",
+                "`selector` does not match template `labels`",
+            ),
+            (
+                {"strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}},
+                "spec.strategy.rollingUpdate.maxUnavailable",
+                "may not be 0 when `maxSurge` is 0",
+            ),
+            ({"replicas": -1}, "spec.replicas", "must be greater than or equal to 0"),
+        ],
+    )
+    async def test_invalid_specs_are_refused_with_the_apiservers_texts(
+        self, client: Client, change: dict[str, Any], field: str, text: str
+    ) -> None:
+        body = deployment()
+        template = change.pop("template", None)
+        if template is not None:
+            body["spec"]["template"]["metadata"] = template["metadata"]
+        body["spec"].update(change)
+        resp = await client.post(DEPLOYMENTS, json=body)
+        doc = await resp.json()
+        assert_status(doc, 422, "Invalid", message_contains=text)
+        assert doc["details"]["causes"][0]["field"] == field
+
+
+class TestRollout:
+    async def test_set_image_rolls_within_max_surge_and_max_unavailable(
+        self, client: Client
+    ) -> None:
+        strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 2, "maxUnavailable": 1}}
+        before = await create_rolled_out(client, deployment(replicas=6, strategy=strategy))
+        [old_name] = await replicasets(client)
+        seen: dict[str, dict[str, Any]] = {}
+        async with Watch(client, REPLICASETS) as watch:
+            # What `kubectl set image deployment/web app=busybox:1.37` sends.
+            patch = {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "$setElementOrder/containers": [{"name": "app"}],
+                            "containers": [{"image": "busybox:1.37", "name": "app"}],
+                        }
+                    }
+                }
+            }
+            resp = await client.patch(
+                f"{DEPLOYMENTS}/web",
+                json=patch,
+                headers={"Content-Type": "application/strategic-merge-patch+json"},
+            )
+            assert resp.status == 200, await resp.json()
+            assert (await resp.json())["metadata"]["generation"] == 2
+            while True:
+                _, rs = await watch.next()
+                seen[rs["metadata"]["name"]] = rs
+                spec = sum(r["spec"]["replicas"] for r in seen.values())
+                available = sum(
+                    (r.get("status") or {}).get("availableReplicas", 0) for r in seen.values()
+                )
+                if old_name in seen:  # the bounds hold over every state the watch shows
+                    assert spec <= 6 + 2, seen
+                    assert available >= 6 - 1, seen
+                new = [r for n, r in seen.items() if n != old_name]
+                if (
+                    new
+                    and new[0]["status"].get("availableReplicas") == 6
+                    and seen.get(old_name, {}).get("status", {}).get("replicas", 1) == 0
+                ):
+                    break
+        after = await (await client.get(f"{DEPLOYMENTS}/web")).json()
+        assert after["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+        sets = await replicasets(client)
+        assert sets[old_name]["spec"]["replicas"] == 0  # kept for a rollback
+        images = {p["spec"]["containers"][0]["image"] for p in await pods(client)}
+        assert images == {"busybox:1.37"}
+        assert after["metadata"]["uid"] == before["metadata"]["uid"]
+        events = (
+            await (
+                await client.get(
+                    "/api/v1/namespaces/default/events",
+                    params={"fieldSelector": "involvedObject.kind=Deployment"},
+                )
+            ).json()
+        )["items"]
+        messages = [e["message"] for e in events]
+        new_name = next(n for n in sets if n != old_name)
+        assert f"Scaled up replica set {new_name} from 0 to 2" in messages
+        down = [m for m in messages if m.startswith(f"Scaled down replica set {old_name} from ")]
+        assert down, messages
+        assert down[-1].endswith(" to 0")
+
+    async def test_rollout_undo_makes_the_old_set_new_with_the_next_revision(
+        self, client: Client
+    ) -> None:
+        await create_rolled_out(client, deployment(replicas=2))
+        [first] = (await replicasets(client)).values()
+        async with Watch(client, DEPLOYMENTS, fieldSelector="metadata.name=web") as watch:
+            patch = {
+                "spec": {
+                    "template": {"spec": {"containers": [{"name": "app", "image": "busybox:1.37"}]}}
+                }
+            }
+            resp = await client.patch(
+                f"{DEPLOYMENTS}/web",
+                json=patch,
+                headers={"Content-Type": "application/strategic-merge-patch+json"},
+            )
+            assert resp.status == 200
+            await watch.until(rolled_out(2, generation=2))
+            # `kubectl rollout undo`: the old set's template (hash label removed, as a Go
+            # struct echoes it) and the deployment's annotations, as a JSON patch.
+            template = json.loads(json.dumps(first["spec"]["template"]))
+            del template["metadata"]["labels"]["pod-template-hash"]
+            template["metadata"]["creationTimestamp"] = None
+            current = await (await client.get(f"{DEPLOYMENTS}/web")).json()
+            undo = [
+                {"op": "replace", "path": "/spec/template", "value": template},
+                {
+                    "op": "replace",
+                    "path": "/metadata/annotations",
+                    "value": current["metadata"]["annotations"],
+                },
+            ]
+            resp = await client.patch(
+                f"{DEPLOYMENTS}/web",
+                json=undo,
+                headers={"Content-Type": "application/json-patch+json"},
+            )
+            assert resp.status == 200, await resp.json()
+            await watch.until(rolled_out(2, generation=3))
+        sets = await replicasets(client)
+        assert len(sets) == 2  # no third set: the first one was found again
+        revived = sets[first["metadata"]["name"]]
+        annotations = revived["metadata"]["annotations"]
+        assert annotations["deployment.kubernetes.io/revision"] == "3"
+        assert annotations["deployment.kubernetes.io/revision-history"] == "1"
+        assert revived["spec"]["replicas"] == 2
+        images = {p["spec"]["containers"][0]["image"] for p in await pods(client)}
+        assert images == {"busybox:1.36"}
+
+    async def test_recreate_removes_every_old_pod_before_a_new_one(self, client: Client) -> None:
+        await create_rolled_out(client, deployment(replicas=3, strategy={"type": "Recreate"}))
+        old_uids = {p["metadata"]["uid"] for p in await pods(client)}
+        live: set[str] = set(old_uids)
+        async with Watch(client, PODS) as watch:
+            patch = {
+                "spec": {
+                    "template": {"spec": {"containers": [{"name": "app", "image": "busybox:1.37"}]}}
+                }
+            }
+            resp = await client.patch(
+                f"{DEPLOYMENTS}/web",
+                json=patch,
+                headers={"Content-Type": "application/strategic-merge-patch+json"},
+            )
+            assert resp.status == 200
+            new_ready: set[str] = set()
+            while len(new_ready) < 3:
+                change, pod = await watch.next()
+                uid = pod["metadata"]["uid"]
+                if change == "DELETED":
+                    live.discard(uid)
+                    continue
+                if uid not in old_uids:
+                    assert not live & old_uids, "a new pod appeared while old pods were live"
+                    live.add(uid)
+                    if pod["status"].get("phase") == "Running":
+                        new_ready.add(uid)
+
+
+class TestConditions:
+    async def test_a_rollout_stuck_on_a_failing_pull_exceeds_its_progress_deadline(
+        self, client: Client
+    ) -> None:
+        body = deployment(image="registry.example.com/team/missing:v1", replicas=2)
+        body["spec"]["progressDeadlineSeconds"] = 1
+        async with Watch(client, DEPLOYMENTS, fieldSelector="metadata.name=web") as watch:
+            assert (await client.post(DEPLOYMENTS, json=body)).status == 201
+
+            def timed_out(d: dict[str, Any]) -> Any:
+                for cond in (d.get("status") or {}).get("conditions") or []:
+                    if cond["type"] == "Progressing" and cond["status"] == "False":
+                        return cond
+                return None
+
+            cond = await watch.until(timed_out)
+        [rs] = await replicasets(client)
+        assert cond["reason"] == "ProgressDeadlineExceeded"
+        assert cond["message"] == f'ReplicaSet "{rs}" has timed out progressing.'
+        d = await (await client.get(f"{DEPLOYMENTS}/web")).json()
+        available = {c["type"]: c for c in d["status"]["conditions"]}["Available"]
+        assert (available["status"], available["reason"]) == ("False", "MinimumReplicasUnavailable")
+        assert d["status"]["unavailableReplicas"] == 2
+
+    async def test_min_ready_seconds_delays_availability_not_readiness(
+        self, client: Client
+    ) -> None:
+        body = deployment(replicas=1)
+        body["spec"]["minReadySeconds"] = 1
+        seen: list[tuple[int, int]] = []
+        async with Watch(client, DEPLOYMENTS, fieldSelector="metadata.name=web") as watch:
+            assert (await client.post(DEPLOYMENTS, json=body)).status == 201
+
+            def available(d: dict[str, Any]) -> bool:
+                status = d.get("status") or {}
+                seen.append((status.get("readyReplicas", 0), status.get("availableReplicas", 0)))
+                return status.get("availableReplicas", 0) == 1
+
+            await watch.until(available)
+        # Ready first, available only once it has been ready for minReadySeconds.
+        assert (1, 0) in seen
+        assert seen[-1] == (1, 1)
+
+
+class TestScaleAndDelete:
+    async def test_scale_subresource_as_kubectl_scale_patches_it(self, client: Client) -> None:
+        await create_rolled_out(client, deployment(replicas=2))
+        scale = await (await client.get(f"{DEPLOYMENTS}/web/scale")).json()
+        assert scale["kind"] == "Scale"
+        assert scale["apiVersion"] == "autoscaling/v1"
+        assert scale["spec"] == {"replicas": 2}
+        assert scale["status"]["selector"] == "app=web"
+        async with Watch(client, DEPLOYMENTS, fieldSelector="metadata.name=web") as watch:
+            resp = await client.patch(
+                f"{DEPLOYMENTS}/web/scale",
+                json={"spec": {"replicas": 5}},
+                headers={"Content-Type": "application/merge-patch+json"},
+            )
+            assert resp.status == 200
+            assert (await resp.json())["spec"]["replicas"] == 5
+            await watch.until(rolled_out(5, generation=2))
+        assert len(await pods(client)) == 5
+        async with Watch(client, DEPLOYMENTS, fieldSelector="metadata.name=web") as watch:
+            resp = await client.patch(
+                f"{DEPLOYMENTS}/web/scale",
+                json={"spec": {"replicas": 1}},
+                headers={"Content-Type": "application/merge-patch+json"},
+            )
+            await watch.until(rolled_out(1, generation=3))
+        assert len(await pods(client)) == 1
+
+    async def test_deleting_a_deployment_deletes_its_sets_and_pods(self, client: Client) -> None:
+        await create_rolled_out(client, deployment(replicas=3))
+        async with Watch(client, PODS) as watch:
+            resp = await client.delete(
+                f"{DEPLOYMENTS}/web", json={"propagationPolicy": "Background"}
+            )
+            assert resp.status == 200
+            assert (await resp.json())["status"] == "Success"
+            gone = 0
+            while gone < 3:
+                change, _ = await watch.next()
+                gone += change == "DELETED"
+        assert await replicasets(client) == {}
+        assert await pods(client) == []
+
+    async def test_a_replicaset_replaces_a_deleted_pod(self, client: Client) -> None:
+        await create_rolled_out(client, deployment(replicas=2))
+        before = {p["metadata"]["name"] for p in await pods(client)}
+        victim = min(before)
+        async with Watch(client, PODS) as watch:  # the current pods come first, as ADDED
+            assert (await client.delete(f"{PODS}/{victim}")).status == 200
+            change, pod = await watch.next()
+            while change != "ADDED" or pod["metadata"]["name"] in before:
+                change, pod = await watch.next()
+        assert pod["metadata"]["name"].startswith("web-")
+        assert len(await pods(client)) == 2
