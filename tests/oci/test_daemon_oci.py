@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
-from daemonkit import Daemon, start_daemon
+from daemonkit import DEADLINE, Daemon, start_daemon
 from ocikit import BlobRule, Proxy, Seeded
 
 from kubesim_images.contentstore import ContentStore
@@ -122,3 +125,75 @@ class TestDaemonPulls:
         store = ContentStore(state / "content")
         assert [i.repo_tags for i in store.images()] == [(image,)]
         store.close()
+
+
+class TestDeploymentRollout:
+    """A Deployment's image rollout pulls from a real registry through the node's queue."""
+
+    async def test_set_image_rolls_out_from_a_real_registry(
+        self, seeded: Seeded, oci_daemon: tuple[Daemon, Path]
+    ) -> None:
+        daemon, _ = oci_daemon
+        first, second = (
+            f"{seeded.open.host}/demo/shared-a:v1",
+            f"{seeded.open.host}/demo/shared-b:v1",
+        )
+        apps = "/apis/apps/v1/namespaces/default/deployments"
+        body = {
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 4,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "app", "image": first}]},
+                },
+            },
+        }
+
+        async def rolled_out(generation: int) -> dict[str, Any]:
+            async with asyncio.timeout(DEADLINE):
+                while True:  # the API's own answer, as `kubectl rollout status` reads it
+                    d = await daemon.api("GET", f"{apps}/web")
+                    status = d.get("status") or {}
+                    if (
+                        status.get("observedGeneration") == generation
+                        and status.get("updatedReplicas") == 4
+                        and status.get("replicas") == 4
+                        and status.get("availableReplicas") == 4
+                    ):
+                        return dict(d)
+                    await asyncio.sleep(0.1)
+
+        await daemon.api("POST", apps, body)
+        await rolled_out(1)
+        patch = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": second}]}}}}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.patch(
+                f"{daemon.base}{apps}/web",
+                data=json.dumps(patch),
+                headers={"Content-Type": "application/strategic-merge-patch+json"},
+            ) as response,
+        ):
+            assert response.status == 200, await response.text()
+        await rolled_out(2)
+        pods = (await daemon.api("GET", "/api/v1/namespaces/default/pods"))["items"]
+        assert len(pods) == 4
+        assert {p["status"]["containerStatuses"][0]["image"] for p in pods} == {second}
+        pulled = [
+            e
+            for p in pods
+            for e in (
+                await daemon.api(
+                    "GET",
+                    "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name="
+                    + p["metadata"]["name"],
+                )
+            )["items"]
+            if e["reason"] == "Pulled"
+        ]
+        assert pulled, "no new pod reported its image"
+        node = await daemon.api("GET", "/api/v1/nodes/kubesim-node")
+        names = {n for i in node["status"]["images"] for n in i["names"]}
+        assert {first, second} <= names
