@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Self
 
 import pytest
-from apikit import PODS, TABLE, Client, assert_status
+from apikit import PODS, TABLE, ApiFactory, Client, assert_status
 
 APPS = "/apis/apps/v1/namespaces/default"
 DEPLOYMENTS = f"{APPS}/deployments"
@@ -435,3 +435,31 @@ class TestScaleAndDelete:
                 change, pod = await watch.next()
         assert pod["metadata"]["name"].startswith("web-")
         assert len(await pods(client)) == 2
+
+
+async def test_a_deployment_spreads_over_the_nodes_and_each_node_pulls_the_new_image(
+    api: ApiFactory,
+) -> None:
+    """With several simulated nodes a rollout is every node's pulls: the pods spread as the
+    daemon places any pod, and each node ensures the new image itself."""
+    client = await api(node={"name": "n", "count": 2, "bandwidth": "unlimited"})
+    await create_rolled_out(client, deployment(replicas=4))
+    placed = sorted(p["spec"]["nodeName"] for p in await pods(client))
+    assert placed == ["n-0", "n-0", "n-1", "n-1"]
+    async with Watch(client, DEPLOYMENTS, fieldSelector="metadata.name=web") as watch:
+        patch = {
+            "spec": {
+                "template": {"spec": {"containers": [{"name": "app", "image": "busybox:1.37"}]}}
+            }
+        }
+        resp = await client.patch(
+            f"{DEPLOYMENTS}/web",
+            json=patch,
+            headers={"Content-Type": "application/strategic-merge-patch+json"},
+        )
+        assert resp.status == 200
+        await watch.until(rolled_out(4, generation=2))
+    nodes = (await (await client.get("/api/v1/nodes")).json())["items"]
+    for node in nodes:
+        names = {n for image in node["status"]["images"] for n in image["names"]}
+        assert any("busybox:1.37" in n for n in names), node["metadata"]["name"]
