@@ -242,7 +242,7 @@ def _serve(args: argparse.Namespace) -> int:
     from kubesim_images.daemon import exposure  # noqa: PLC0415 - server deps
     from kubesim_images.daemon.config import load_config  # noqa: PLC0415
     from kubesim_images.daemon.server import Daemon  # noqa: PLC0415
-    from kubesim_images.state import default_state_dir  # noqa: PLC0415
+    from kubesim_images.state import StateDirInUse, default_state_dir  # noqa: PLC0415
 
     try:
         config = load_config(args.config)
@@ -279,6 +279,8 @@ def _serve(args: argparse.Namespace) -> int:
     daemon = Daemon(config, state_dir, address=args.address, port=args.port, token=token, tls=tls)
     try:
         asyncio.run(daemon.run_until_signalled())
+    except StateDirInUse as exc:
+        return _fail(str(exc))
     except TimeoutError:  # an OSError subclass: a drain that overran, not a bind failure
         return _fail("stopping took too long: the drain did not finish in time")
     except OSError as exc:

@@ -1,7 +1,8 @@
 """`pull`, `images`, `rmi`, `inspecti`: crictl's image verbs on the real content store.
 
 The store lives under the state directory (`<state-dir>/content`), the same one the daemon
-uses. `pull` is a real pull from a real registry (SPEC section 6): plain HTTP only with
+uses: `pull` and `rmi` refuse to write it while a daemon holds it (`state.lock_state_dir`).
+`pull` is a real pull from a real registry (SPEC section 6): plain HTTP only with
 `--insecure` or for loopback, credentials from `--creds` or a docker config (each matching one
 tried in turn, as the kubelet does), a progress bar on a terminal. Errors are containerd's
 texts on stderr with exit code 1, never a traceback.
@@ -23,7 +24,7 @@ from kubesim_images.contentstore import ContentError, ContentStore, StoredImage
 from kubesim_images.errors import ConfigError, InvalidReferenceError, RegistryError
 from kubesim_images.keyring import Credential, Keyring, load_docker_config
 from kubesim_images.reference import ImageReference, parse_normalized
-from kubesim_images.state import default_state_dir
+from kubesim_images.state import StateDirInUse, default_state_dir, lock_state_dir
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -92,16 +93,21 @@ def _fail(message: str, code: int = EXIT_FAILED) -> int:
     return code
 
 
-def _store(args: argparse.Namespace) -> ContentStore:
+def _store(args: argparse.Namespace, *, writes: bool = False) -> ContentStore:
     base = Path(args.state_dir) if args.state_dir else default_state_dir()
+    if writes:
+        # Shared with other verbs, refused while a daemon holds the directory (its memory of
+        # the node's images would go stale). Held until this short-lived process exits.
+        lock_state_dir(base, shared=True)
     return ContentStore(base / "content")
 
 
-def _open(args: argparse.Namespace) -> ContentStore | None:
-    """The store, or None once the reason it cannot be opened is on stderr."""
+def _open(args: argparse.Namespace, *, writes: bool = False) -> ContentStore | None:
+    """The store, or None once the reason it cannot be opened is on stderr. `pull` and `rmi`
+    write (`writes`); `images` and `inspecti` only read, which SQLite allows beside a writer."""
     try:
-        return _store(args)
-    except ContentError as exc:
+        return _store(args, writes=writes)
+    except (ContentError, StateDirInUse) as exc:
         _fail(str(exc))
         return None
 
@@ -143,7 +149,7 @@ def pull(args: argparse.Namespace) -> int:
         ca_file=args.ca_file,
         max_concurrent_downloads=args.max_concurrent_downloads,
     )
-    store = _open(args)
+    store = _open(args, writes=True)
     if store is None:
         return EXIT_FAILED
     try:
@@ -314,7 +320,7 @@ def images(args: argparse.Namespace) -> int:
 def rmi(args: argparse.Namespace) -> int:
     if not args.images and not args.all and not args.prune:
         return _fail("image id cannot be empty", EXIT_INVALID)
-    store = _open(args)
+    store = _open(args, writes=True)
     if store is None:
         return EXIT_FAILED
     status = EXIT_OK

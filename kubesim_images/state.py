@@ -10,11 +10,18 @@ UID, never by name, so deleting an object cannot remove a newer one that took it
 database error is a `StateError`. Times are stored as calendar seconds (epoch), because loop
 time restarts with the process. The directory is 0700 and the database 0600: secrets are at
 rest in it.
+
+The directory belongs to one daemon at a time: `lock_state_dir` takes an exclusive `flock` on
+`<state-dir>/lock` before anything is restored and holds it for the life of the process (the
+kernel drops it on `kill -9`), because two daemons writing one database each believe their own
+memory and lose each other's acknowledged writes. The image verbs that write the content store
+(`pull`, `rmi`) take the same lock shared: they may run beside each other, never beside a daemon.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import sqlite3
@@ -41,6 +48,33 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "kubesim-images"
+
+
+class StateDirInUse(Exception):
+    """Another kubesim-images process holds the state directory."""
+
+
+def lock_state_dir(directory: Path, *, shared: bool = False) -> int:
+    """Lock `directory` for this process and return the lock's descriptor (closing it releases
+    the lock); raise `StateDirInUse` naming the holder when another process has it."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        who = f" (pid {holder})" if holder.isdigit() else ""
+        raise StateDirInUse(
+            f"state directory {directory} is in use by another kubesim-images process{who}"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    # A holder's pid, for the message the refused process prints; fixed width, so shared
+    # holders writing at once leave one whole pid rather than a mix of two.
+    os.pwrite(fd, f"{os.getpid():<16}\n".encode(), 0)
+    return fd
 
 
 class StateError(Exception):

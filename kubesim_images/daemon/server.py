@@ -1,6 +1,7 @@
 """`kubesim-images serve`: the daemon's lifecycle.
 
-Start: open the state store, restore pods, images and back-off, bind the API, then report ready.
+Start: lock the state directory (one daemon per directory: `state.lock_state_dir`), open the
+state store, restore pods, images and back-off, bind the API, then report ready.
 Stop (SIGTERM or SIGINT): stop accepting connections, end every open watch (a stop marker, then
 the connection aborted after a 1 s grace for a client that stopped reading), give other requests
 in flight up to CONNECTION_DRAIN_SECONDS, cancel and await every pod worker (a pull in flight is
@@ -11,6 +12,7 @@ bounded, so the whole drain ends within DRAIN_SECONDS of the signal, whatever cl
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import signal
 import ssl
@@ -28,7 +30,7 @@ from kubesim_images.daemon.connections import (
 )
 from kubesim_images.logging import get_logger
 from kubesim_images.metrics import Metrics
-from kubesim_images.state import StateStore
+from kubesim_images.state import StateStore, lock_state_dir
 
 _log = get_logger()
 DRAIN_SECONDS = 5.0
@@ -60,8 +62,11 @@ class Daemon:
         self._state: StateStore | None = None
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
+        self._lock: int | None = None
 
     async def start(self) -> None:
+        # Before anything is read: a second daemon on this directory must not restore at all.
+        self._lock = lock_state_dir(self.state_dir)
         self._state = StateStore(self.state_dir)
         metrics = Metrics()
         self.cluster = Cluster(self.config, self._state, metrics)
@@ -145,6 +150,9 @@ class Daemon:
         if self._state is not None:
             self._state.close()
             self._state = None
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
         _log.info("stopped", seconds=round(asyncio.get_running_loop().time() - started, 3))
 
     async def run_until_signalled(self) -> None:
