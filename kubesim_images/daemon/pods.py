@@ -44,6 +44,7 @@ from kubesim_images.daemon.podupdate import (
     default_spec,
     patch_spec,
 )
+from kubesim_images.daemon.quantities import check_pod_quantities
 from kubesim_images.daemon.shapes import check_pod
 from kubesim_images.daemon.validation import (
     container_count_causes,
@@ -209,7 +210,10 @@ class PodStore:
         require_valid(
             "Pod",
             str(name or ""),
-            namespace_causes(namespace) + metadata_causes(meta) + container_count_causes(spec),
+            namespace_causes(namespace)
+            + metadata_causes(meta)
+            + container_count_causes(spec)
+            + check_pod_quantities(body),
         )
         sa_name = "default"
         if isinstance(spec, Mapping):

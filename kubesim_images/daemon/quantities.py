@@ -1,0 +1,104 @@
+"""Resource quantities in a pod (container requests and limits, `spec.overhead`), checked as
+the API server checks them.
+
+A quantity the decoder cannot parse (`cpu: "abc"`) is refused 400 before anything is stored,
+with apimachinery's `ParseQuantity` texts: stored, it would break every client that decodes the
+pod (`kubectl describe node` sums the node's pod requests). One that parses but is negative is
+refused 422 as `ValidateResourceQuantityValue` does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from kubesim_images.daemon.kube import ApiError, bad_request
+from kubesim_images.pod import FieldError
+
+FORMAT_WRONG = (
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+)
+NUMERIC = "unable to parse numeric part of quantity"
+SUFFIX = "unable to parse quantity's suffix"
+NEGATIVE = "must be greater than or equal to 0"  # apimachinery's IsNegativeErrorMsg
+
+_SPLIT = re.compile(r"([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)")
+_SUFFIXES = frozenset(
+    {"", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"}
+)
+_EXPONENT = re.compile(r"[eE][-+]?[0-9]+")
+
+
+class QuantityError(ValueError):
+    """A text `resource.ParseQuantity` refuses; the message is apimachinery's."""
+
+
+def parse_quantity(text: str) -> Decimal:
+    """The value of a quantity (`500m`, `1Gi`, `1e3`), or QuantityError with apimachinery's text."""
+    match = _SPLIT.fullmatch(text)
+    if match is None:
+        raise QuantityError(FORMAT_WRONG)
+    number, suffix = match.groups()
+    try:
+        value = Decimal(number)
+    except InvalidOperation:
+        raise QuantityError(NUMERIC) from None
+    if suffix not in _SUFFIXES and not _EXPONENT.fullmatch(suffix):
+        raise QuantityError(SUFFIX)
+    return value
+
+
+def _json_text(value: Any) -> str:
+    """The text Quantity.UnmarshalJSON parses: a string's contents, any other JSON as written."""
+    if isinstance(value, str):
+        return value.strip()
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _quantity_maps(spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    for key in ("initContainers", "containers"):
+        containers = spec.get(key)
+        for i, container in enumerate(containers if isinstance(containers, list) else []):
+            resources = container.get("resources") if isinstance(container, Mapping) else None
+            if isinstance(resources, Mapping):
+                for part in ("requests", "limits"):
+                    found = resources.get(part)
+                    if isinstance(found, Mapping):
+                        yield f"spec.{key}[{i}].resources.{part}", found
+    overhead = spec.get("overhead")
+    if isinstance(overhead, Mapping):
+        yield "spec.overhead", overhead
+
+
+def check_pod_quantities(body: Mapping[str, Any]) -> list[FieldError]:
+    """Raise the decoder's 400 for a quantity that does not parse; return the 422 causes of
+    ones that parse but are negative."""
+    spec = body.get("spec")
+    if not isinstance(spec, Mapping):
+        return []
+    causes: list[FieldError] = []
+    for path, quantities in _quantity_maps(spec):
+        for name, raw in quantities.items():
+            if raw is None:
+                continue
+            text = _json_text(raw)
+            try:
+                value = parse_quantity(text)
+            except QuantityError as exc:
+                raise _undecodable(str(exc)) from None
+            if value < 0:
+                causes.append(
+                    FieldError(
+                        f"{path}[{name}]",
+                        "FieldValueInvalid",
+                        f'Invalid value: "{text}": {NEGATIVE}',
+                    )
+                )
+    return causes
+
+
+def _undecodable(detail: str) -> ApiError:
+    return bad_request(f'Pod in version "v1" cannot be handled as a Pod: {detail}')

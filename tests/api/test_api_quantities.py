@@ -1,0 +1,95 @@
+"""Resource quantities at admission: one the decoder cannot parse is a 400 with apimachinery's
+ParseQuantity text, a negative one a 422 with ValidateResourceQuantityValue's; nothing stored."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from apikit import PODS, assert_status, pod_manifest
+
+from kubesim_images.daemon.quantities import QuantityError, parse_quantity
+
+PAUSE = "registry.k8s.io/pause:3.10"
+FORMAT = (
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+)
+
+
+def with_resources(where: str, resources: dict[str, Any]) -> dict[str, Any]:
+    pod = pod_manifest("q", PAUSE, init=(PAUSE,))
+    if where == "overhead":
+        pod["spec"]["overhead"] = resources["requests"]
+    else:
+        pod["spec"][where][0]["resources"] = resources
+    return pod
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("abc", FORMAT),
+        ("", FORMAT),
+        ("1 Gi", FORMAT),
+        ("1.2.3", "unable to parse numeric part of quantity"),
+        ("1Gu", "unable to parse quantity's suffix"),
+        ("1mm", "unable to parse quantity's suffix"),
+    ],
+)
+def test_unparseable_quantities_have_apimachinery_texts(text: str, error: str) -> None:
+    with pytest.raises(QuantityError, match="^" + re.escape(error) + "$"):
+        parse_quantity(text)
+
+
+@pytest.mark.parametrize("text", ["1", "500m", "1.5Gi", "1e3", "+2", "-1", "0.1", "10E-3", "3n"])
+def test_valid_quantities_parse(text: str) -> None:
+    parse_quantity(text)
+
+
+@pytest.mark.parametrize("where", ["containers", "initContainers", "overhead"])
+async def test_an_unparseable_quantity_is_refused_400_and_not_stored(client, where) -> None:
+    pod = with_resources(where, {"requests": {"cpu": "abc"}, "limits": {"memory": "1Gi"}})
+    resp = await client.post(PODS, json=pod)
+    body = await resp.json()
+    assert_status(body, 400, "BadRequest")
+    assert body["message"] == f'Pod in version "v1" cannot be handled as a Pod: {FORMAT}'
+    assert (await client.get(f"{PODS}/q")).status == 404
+
+
+async def test_a_limit_that_is_not_a_quantity_is_refused(client) -> None:
+    pod = with_resources("containers", {"limits": {"memory": True}})
+    body = await (await client.post(PODS, json=pod)).json()
+    assert_status(body, 400, "BadRequest", message_contains=FORMAT)
+
+
+@pytest.mark.parametrize(
+    ("where", "part", "field"),
+    [
+        ("containers", "requests", "spec.containers[0].resources.requests[cpu]"),
+        ("containers", "limits", "spec.containers[0].resources.limits[cpu]"),
+        ("initContainers", "requests", "spec.initContainers[0].resources.requests[cpu]"),
+        ("overhead", "requests", "spec.overhead[cpu]"),
+    ],
+)
+async def test_a_negative_quantity_is_invalid(client, where, part, field) -> None:
+    pod = with_resources(where, {part: {"cpu": "-1"}})
+    body = await (await client.post(PODS, json=pod)).json()
+    assert_status(body, 422, "Invalid")
+    assert body["message"] == (
+        f'Pod "q" is invalid: {field}: Invalid value: "-1": must be greater than or equal to 0'
+    )
+    assert body["details"]["causes"] == [
+        {
+            "reason": "FieldValueInvalid",
+            "message": 'Invalid value: "-1": must be greater than or equal to 0',
+            "field": field,
+        }
+    ]
+    assert (await client.get(f"{PODS}/q")).status == 404
+
+
+async def test_numbers_and_valid_strings_are_accepted(client) -> None:
+    pod = with_resources("containers", {"requests": {"cpu": 0.5, "memory": "64Mi"}})
+    resp = await client.post(PODS, json=pod)
+    assert resp.status == 201, await resp.text()
