@@ -40,6 +40,15 @@ def test_config_daemon_yaml_is_exactly_the_embedded_default():
     assert private.auth == ("robot", "s3cret")  # the README's walk-through pulls it
 
 
+def test_every_fault_of_the_default_config_names_a_catalogue_image():
+    """A fault on an image the registry does not serve never fires: the pull fails NotFound."""
+    registry = load_config(None).registry
+    assert registry.faults
+    for fault in registry.faults:
+        assert fault.image is not None
+        assert registry.catalogue.resolve(fault.image) is not None, str(fault.image)
+
+
 def test_bundled_images_share_base_layers_like_the_real_ones():
     by_name = {str(i.ref): i for i in bundled_images()}
     nginx = by_name["docker.io/library/nginx:1.27"]
