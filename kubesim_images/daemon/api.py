@@ -13,6 +13,7 @@ import functools
 import hmac
 import json
 import math
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -196,7 +197,18 @@ def _timeout_seconds(request: web.Request) -> float:
         raise bad_request("timeoutSeconds must be a number") from None
     if math.isnan(timeout):  # a NaN deadline would corrupt the event loop's timer heap
         raise bad_request("timeoutSeconds must be a number")
+    _check_limit(request)
     return timeout
+
+
+def _check_limit(request: web.Request) -> None:
+    """`limit` must decode as the int64 of ListOptions (the daemon answers whole lists, as a
+    server may): else the apiserver's 400, Go's strconv text."""
+    for text in request.query.getall("limit", [])[:1]:
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            raise bad_request(f'strconv.ParseInt: parsing "{text}": invalid syntax')
+        if not -(2**63) <= int(text) < 2**63:
+            raise bad_request(f'strconv.ParseInt: parsing "{text}": value out of range')
 
 
 async def _listing(

@@ -133,6 +133,10 @@ def _jsonable(value: Any) -> Any:
     )
 
 
+def _too_deep() -> ApiError:
+    return bad_request(f"the request body is nested deeper than {MAX_BODY_DEPTH} levels")
+
+
 def _check_depth(doc: Any) -> Any:
     """Refuse bodies nested too deep or, once YAML aliases are expanded, too large."""
     stack = [(doc, 1)]
@@ -147,7 +151,7 @@ def _check_depth(doc: Any) -> Any:
                 f"the request body has more than {MAX_BODY_NODES} values",
             )
         if depth > MAX_BODY_DEPTH:
-            raise bad_request(f"the request body is nested deeper than {MAX_BODY_DEPTH} levels")
+            raise _too_deep()
         if isinstance(value, Mapping):
             stack.extend((v, depth + 1) for v in value.values())
         elif isinstance(value, list):
@@ -195,7 +199,9 @@ async def _decode_body(request: web.Request) -> Any:
             "application/json-patch+json",
         }:
             return loads_json(raw.decode("utf-8"))
-    except (ValueError, yaml.YAMLError, RecursionError) as exc:
+    except RecursionError:  # the decoder's own limit, below the apiserver's (10000 levels)
+        raise _too_deep() from None
+    except (ValueError, yaml.YAMLError) as exc:
         raise bad_request(f"the request body is not valid {ctype or 'JSON'}: {exc}") from None
     raise ApiError(
         415,
