@@ -452,6 +452,12 @@ def _resource_handlers(res: Resource) -> dict[str, Handler]:
         dry = dry_run(request)
         namespace = request.match_info.get("namespace", "")
         body = await read_object(request)
+        if res.namespaced:
+            meta = body.get("metadata") if isinstance(body, Mapping) else None
+            name = meta.get("name") if isinstance(meta, Mapping) else None
+            request.app[CLUSTER].namespaces.admit_create(
+                res.plural, namespace, name if isinstance(name, str) else ""
+            )
         return _json(res.view(_store(request, res).create(namespace, body, dry_run=dry)), 201)
 
     async def patch(request: web.Request) -> web.StreamResponse:

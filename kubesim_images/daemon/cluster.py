@@ -26,6 +26,7 @@ from kubesim_images.daemon.changefeed import ChangeFeed
 from kubesim_images.daemon.config import DaemonConfig
 from kubesim_images.daemon.credentials import PullCredentials
 from kubesim_images.daemon.eventstore import EventStore
+from kubesim_images.daemon.kube import ApiError
 from kubesim_images.daemon.namespaces import Namespaces
 from kubesim_images.daemon.nodestatus import NodeObject, NodeObjects
 from kubesim_images.daemon.objects import ObjectTable
@@ -44,6 +45,10 @@ from kubesim_images.registry.simulated import preload
 from kubesim_images.state import StateStore
 from kubesim_images.store import ImageRecord, ImageStore
 from kubesim_images.workloads.manager import WorkloadControllers
+
+# The kinds the namespace controller deletes before the others: a Deployment's controller would
+# re-create a purged ReplicaSet, and a ReplicaSet's a purged pod.
+_PURGE_FIRST = {"Deployment": 0, "ReplicaSet": 1}
 
 
 class Cluster:
@@ -150,18 +155,11 @@ class Cluster:
             self.events,
             always_pull_images=config.always_pull_images,
         )
-        self.namespaces = Namespaces(
-            state,
-            self.feed,
-            self.clock,
-            lambda: objects[0].created_epoch,
-            self._namespaces_in_use,
-        )
+        self.node_created = objects[0].created_epoch
         stores: dict[str, Storage] = {
             "Pod": self.pods,
             "Event": self.events,
             "Node": self.node_objects,
-            "Namespace": self.namespaces,
         }
         # apps/v1: storage of their own, and the controllers that reconcile them.
         self.workloads = {
@@ -193,6 +191,10 @@ class Cluster:
                     self.clock,
                     api_version=res.api_version,
                 )
+        self.namespaces = Namespaces(
+            state, self.feed, self.clock, stores["ServiceAccount"], self._purge_namespace
+        )
+        stores["Namespace"] = self.namespaces
         missing = {r.kind for r in resources} - stores.keys()
         if missing:
             raise TypeError(f"resource table kinds without storage: {sorted(missing)}")
@@ -233,12 +235,30 @@ class Cluster:
         return self.feed.version
 
     def _namespaces_in_use(self) -> set[str]:
-        return (
-            self.pods.namespaces()
-            | {ns for ns, _ in self.secrets}
-            | {ns for ns, _ in self.service_accounts}
-            | {ns for w in self.workloads.values() for ns, _ in w.table}
-        )
+        return self.pods.namespaces() | {
+            ns
+            for table in (*self.tables.values(), *(w.table for w in self.workloads.values()))
+            for ns, _ in table
+            if ns
+        }
+
+    async def _purge_namespace(self, namespace: str) -> None:
+        """The namespace controller's content deletion: every object of every namespaced kind,
+        the workloads first (Deployments, then ReplicaSets) so that no controller re-creates
+        what is purged after them, then the rest in table order (pods first), then, once the
+        pods are gone, their events."""
+        namespaced = [r for r in self.resources if r.namespaced and "delete" in r.verbs]
+        order = sorted(namespaced, key=lambda r: _PURGE_FIRST.get(r.kind, len(_PURGE_FIRST)))
+        for res in order:
+            store = self.stores[res.kind]
+            for doc in store.list(namespace):
+                try:
+                    await store.delete(namespace, doc["metadata"]["name"])
+                except ApiError as exc:
+                    if exc.code != 404:  # gone meanwhile is what was wanted
+                        raise
+        await self.pods.wait_gone(namespace)
+        self.events.remove_namespace(namespace)
 
     # -- restore and shutdown ----------------------------------------------------------------
     def restore(self) -> None:
@@ -259,11 +279,10 @@ class Cluster:
             owner.restore_backoff(key, to_ns(backoff), self.clock.loop_time(last_update))
         for table in self.tables.values():
             table.restore()
-        if ("default", "default") not in self.service_accounts:
-            self.stores["ServiceAccount"].create("default", {"metadata": {"name": "default"}})
         for workload in self.workloads.values():
             workload.table.restore()
         self.pods.restore()
+        self.namespaces.restore(self.node_created, self._namespaces_in_use())
         self.events.restore()
         for node in self.nodes.values():
             node.start()  # changes written through from now on; image GC begins
@@ -307,6 +326,7 @@ class Cluster:
             self.state.put_meta(self._meta_key("nodeCreated", node.name), str(obj.created_epoch))
 
     async def stop(self) -> None:
+        await self.namespaces.stop()
         if self.controllers is not None:
             await self.controllers.stop()
         for node in self.nodes.values():

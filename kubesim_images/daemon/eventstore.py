@@ -172,6 +172,17 @@ class EventStore(ReadOnly):
             meta = {**evicted["metadata"], "resourceVersion": str(self._next_version())}
             self._on_change("DELETED", {**evicted, "metadata": meta})
 
+    def remove_namespace(self, namespace: str) -> None:
+        """Delete the events of a namespace being deleted, each a DELETED change."""
+        for name, doc in list(self._events.items()):
+            if doc["metadata"]["namespace"] != namespace:
+                continue
+            del self._events[name]
+            self._index.pop(self._key(doc), None)
+            self._state.delete_event(name)
+            meta = {**doc["metadata"], "resourceVersion": str(self._next_version())}
+            self._on_change("DELETED", {**doc, "metadata": meta})
+
     def list(self, namespace: str | None = None) -> list[dict[str, Any]]:
         docs = self._events.values()
         if namespace is None:

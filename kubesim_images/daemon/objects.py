@@ -88,7 +88,7 @@ class ObjectTable(dict[tuple[str, str], dict[str, Any]]):
 
 def object_key(doc: Mapping[str, Any]) -> tuple[str, str]:
     meta = doc["metadata"]
-    return str(meta["namespace"]), str(meta["name"])
+    return str(meta.get("namespace", "")), str(meta["name"])  # "" for a cluster-scoped kind
 
 
 def check_replacement(

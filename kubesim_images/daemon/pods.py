@@ -106,6 +106,8 @@ class PodStore:
         self._keys: dict[tuple[str, str], str] = {}
         self._dirty: dict[str, PodStatus] = {}
         self._flush: asyncio.Handle | None = None
+        # The namespace controller's waits for a namespace's pods to be gone.
+        self._gone_waiters: list[asyncio.Future[None]] = []
 
     def restore(self) -> None:
         """Load the saved pods with their statuses and start their workers, each on the node it
@@ -138,6 +140,19 @@ class PodStore:
         if self._flush is not None:
             self._flush.cancel()
             self._flush_statuses()
+
+    async def wait_gone(self, namespace: str) -> None:
+        """Return once no pod of `namespace` is left."""
+        while any(r.status.pod.namespace == namespace for r in self.records.values()):
+            waiter = asyncio.get_running_loop().create_future()
+            self._gone_waiters.append(waiter)
+            await waiter
+
+    def _pod_removed(self) -> None:
+        waiters, self._gone_waiters = self._gone_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def namespaces(self) -> set[str]:
         return {r.status.pod.namespace for r in self.records.values()}
@@ -340,6 +355,7 @@ class PodStore:
         del self._keys[(namespace, name)]
         del self.records[uid]
         self._dirty.pop(uid, None)
+        self._pod_removed()
         rendered = self._deleted_view(record)
         # The deletion is a change of its own, at a version of its own.
         self._feed.publish(

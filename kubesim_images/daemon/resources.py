@@ -210,7 +210,7 @@ _CORE: tuple[Resource, ...] = (
         plural="namespaces",
         singular="namespace",
         namespaced=False,
-        verbs=("create", "get", "list", "watch"),
+        verbs=_ALL_VERBS,
         columns=kube.NAMESPACE_COLUMNS,
         row=rows.ns_row,
         short_names=("ns",),
@@ -218,6 +218,8 @@ _CORE: tuple[Resource, ...] = (
             "list": "List namespaces",
             "create": "Create a namespace",
             "get": "Read a namespace",
+            "delete": "Delete a namespace (Terminating, then gone with its content)",
+            "patch": "Patch a namespace's labels and annotations",
         },
     ),
 )

@@ -221,15 +221,17 @@ class TestNamesAndMetadata:
     @pytest.mark.parametrize("namespace", ["Upper", "a.b", "x" * 64, "under_score"])
     @pytest.mark.parametrize("resource", ["pods", "secrets", "serviceaccounts"])
     async def test_namespaces_in_paths_are_rfc1123_labels(self, client, namespace, resource):
+        # No such namespace can exist: NamespaceLifecycle admission answers first, as the
+        # apiserver's does, and nothing is created.
         body: dict[str, Any] = {"metadata": {"name": "n"}}
         if resource == "pods":
             body = pod_manifest("n", PAUSE)
         resp = await client.post(f"/api/v1/namespaces/{namespace}/{resource}", json=body)
         assert_status(
             await resp.json(),
-            422,
-            "Invalid",
-            message_contains=f'metadata.namespace: Invalid value: "{namespace}"',
+            404,
+            "NotFound",
+            message_contains=f'namespaces "{namespace}" not found',
         )
         listed = await (await client.get("/api/v1/namespaces")).json()
         assert namespace not in {n["metadata"]["name"] for n in listed["items"]}
