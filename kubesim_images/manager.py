@@ -13,6 +13,7 @@ method call, not a chain of coroutines.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -214,8 +215,15 @@ class ImageManager:
         *,
         credentials: ImageCredentials | None = None,
         on_pulling: Callable[[], None] | None = None,
+        killed: Callable[[], bool] | None = None,
     ) -> Ensured:
-        """The pull `decide` asked for: Pulling, the queue, then Pulled or Failed and back-off."""
+        """The pull `decide` asked for: Pulling, the queue, then Pulled or Failed and back-off.
+
+        A pull cancelled because its pod was killed (`killed()` true) ends as the kubelet's
+        does when the pod worker's context is cancelled: the CRI pull fails with `context
+        canceled`, so Warning Failed, back-off and a failed pull are recorded. Any other
+        cancellation (the node stopping) records nothing: the process is going away.
+        """
         pod, container, ref, key = step.pod, step.container, step.ref, step.key
         image = container.image
         if self._prev_error:
@@ -255,6 +263,15 @@ class ImageManager:
             self._prev_error[key] = f"{failure.reason}: {failure}"
             self._ensured(step)
             raise failure from None
+        except asyncio.CancelledError:
+            if killed is not None and killed():
+                now = self._clock.now()
+                error = reasons.failed_to_pull(image, reasons.CONTEXT_CANCELED)
+                self._emit(pod, container, EventType.WARNING, Reason.FAILED, error)
+                self.backoff.next(key, now)
+                self.observer.pull_finished(image, (now - started) / 1e9, 0, ok=False)
+            self._ensured(step)
+            raise
         except BaseException:
             self._ensured(step)
             raise

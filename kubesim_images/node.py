@@ -106,6 +106,11 @@ class Node:
         GC's minimum age and order of eviction survive the restart."""
         self.gc.manager.restore(image_id, first_detected, None)
 
+    async def kill_pod(self, uid: str) -> PodStatus | None:
+        """A deleted pod, as the kubelet kills it (`PodWorkers.kill`): its worker's context is
+        cancelled (a pull under way fails), its running containers are stopped (`Killing`)."""
+        return await self.workers.kill(uid)
+
     async def remove_pod(self, uid: str) -> PodStatus | None:
         """Delete a pod: its worker stops and its containers no longer hold their images."""
         return await self.workers.remove(uid)

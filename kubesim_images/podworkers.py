@@ -61,6 +61,7 @@ class PodStatus:
     statuses: list[ContainerStatus] = field(default_factory=list)
     images_ready_at: int | None = None  # loop ns
     syncs: int = 0
+    killed: bool = False  # deleted: its worker's context is cancelled (PodWorkers.kill)
 
     @property
     def ready(self) -> bool:
@@ -205,6 +206,35 @@ class PodWorkers:
             await asyncio.gather(task, return_exceptions=True)
         return self.pods.pop(uid, None)
 
+    async def kill(self, uid: str) -> PodStatus | None:
+        """The pod was deleted, as the kubelet's pod worker handles it: its context is
+        cancelled (a pull under way fails with `context canceled`), then each running
+        container is stopped (Normal `Killing`, "Stopping container NAME"). The simulated
+        containers exit on SIGTERM at once, so nothing waits out the grace period.
+        """
+        status = self.pods.get(uid)
+        if status is None:
+            return None
+        status.killed = True
+        await self.remove(uid)
+        now = self._clock.now()
+        sidecars = [cs for cs in status.init_statuses if cs.container.sidecar]
+        # Apps first, then sidecars in reverse order, as the kubelet stops them.
+        for cs in [*status.statuses, *reversed(sidecars)]:
+            if cs.state is State.RUNNING:
+                self.events.emit(
+                    container_event(
+                        now,
+                        self.manager.node,
+                        status.pod,
+                        cs.container,
+                        EventType.NORMAL,
+                        Reason.KILLING,
+                        reasons.stopping_container(cs.container.name),
+                    )
+                )
+        return status
+
     async def stop(self) -> None:
         tasks = list(self._tasks.values())
         self._tasks.clear()
@@ -276,7 +306,10 @@ class PodWorkers:
             step = self.manager.decide(status.pod, cs.container)
             if isinstance(step, PullNeeded):
                 ensured = await self.manager.pull(
-                    step, credentials=credentials, on_pulling=cs.count_pull
+                    step,
+                    credentials=credentials,
+                    on_pulling=cs.count_pull,
+                    killed=lambda: status.killed,
                 )
             else:
                 ensured = step

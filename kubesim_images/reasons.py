@@ -25,7 +25,7 @@ class Reason(enum.StrEnum):
     BACK_OFF = "BackOff"
     ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
     INSPECT_FAILED = "InspectFailed"
-    KILLING = "Killing"  # a container restarted because its spec (image) changed
+    KILLING = "Killing"  # a container stopped: its pod deleted, or its spec (image) changed
     # Node events of image GC (pkg/kubelet/events).
     FREE_DISK_SPACE_FAILED = "FreeDiskSpaceFailed"
     IMAGE_GC_FAILED = "ImageGCFailed"
@@ -112,6 +112,16 @@ def _ms_duration(ns: int) -> str:
 
 def already_present(image: str) -> str:
     return f"Container image {go_quote(image)} already present on machine"
+
+
+# What the CRI's PullImage answers when the kubelet cancels the pull's context (the pod worker
+# of a deleted pod): gRPC's status for a cancelled call.
+CONTEXT_CANCELED = "rpc error: code = Canceled desc = context canceled"
+
+
+def stopping_container(name: str) -> str:
+    """kuberuntime's killContainer: the Normal `Killing` event of a container being stopped."""
+    return f"Stopping container {name}"
 
 
 def failed_to_pull(image: str, error: str) -> str:

@@ -39,7 +39,7 @@ from kubesim_images.daemon.discovery import (
 )
 from kubesim_images.daemon.fieldvalidation import field_validation_middleware
 from kubesim_images.daemon.kube import ApiError, bad_request
-from kubesim_images.daemon.options import delete_dry_run, dry_run
+from kubesim_images.daemon.options import delete_dry_run, delete_options, dry_run
 from kubesim_images.daemon.podupdate import SpecMerge
 from kubesim_images.daemon.resources import Resource
 from kubesim_images.daemon.selectors import (
@@ -491,7 +491,8 @@ def _resource_handlers(res: Resource) -> dict[str, Handler]:
 
     async def delete(request: web.Request) -> web.StreamResponse:
         dry = await delete_dry_run(request)
-        doc = await _store(request, res).delete(*_key(request), dry_run=dry)
+        options = await delete_options(request)
+        doc = await _store(request, res).delete(*_key(request), dry_run=dry, options=options)
         if res.delete_answers_status:
             meta = doc["metadata"]
             return _json(kube.success_status(res.plural, meta["name"], meta["uid"]))

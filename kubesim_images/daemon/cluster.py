@@ -332,7 +332,7 @@ class Cluster:
         for node in self.nodes.values():
             await node.stop()
         self.node_objects.stop()
-        self.pods.stop()
+        await self.pods.stop()
         await self.registries.close()
 
     # -- write-through hooks (each node's listener) -------------------------------------------

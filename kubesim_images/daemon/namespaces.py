@@ -26,6 +26,7 @@ from kubesim_images.clock import WallClock
 from kubesim_images.daemon.changefeed import DELETED, Change, ChangeFeed
 from kubesim_images.daemon.kube import ApiError, bad_request, invalid, not_found
 from kubesim_images.daemon.objects import ObjectTable, check_kind, check_string_maps
+from kubesim_images.daemon.options import NO_OPTIONS, DeleteOptions, check_preconditions
 from kubesim_images.daemon.podupdate import SpecMerge
 from kubesim_images.daemon.storage import ObjectStorage, Storage
 from kubesim_images.daemon.validation import metadata_causes, require_valid
@@ -226,7 +227,14 @@ class Namespaces:
         del namespace
         return self._updates.replace("", name, body, dry_run=dry_run)
 
-    async def delete(self, namespace: str, name: str, *, dry_run: bool = False) -> dict[str, Any]:
+    async def delete(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        dry_run: bool = False,
+        options: DeleteOptions = NO_OPTIONS,
+    ) -> dict[str, Any]:
         """Mark the namespace Terminating; the namespace controller does the rest."""
         del namespace
         if name in BUILT_IN:
@@ -237,15 +245,9 @@ class Namespaces:
                 details={"name": name, "kind": "namespaces"},
             )
         before = self.table.require("", name)
+        check_preconditions(before, options, "namespaces")
         if before["status"]["phase"] == TERMINATING:
-            raise ApiError(
-                409,
-                "Conflict",
-                f'Operation cannot be fulfilled on namespaces "{name}": The system is ensuring '
-                "all content is removed from this namespace.  Upon completion, this namespace "
-                "will automatically be purged by the system.",
-                details={"name": name, "kind": "namespaces"},
-            )
+            return before  # its deletion is under way: answered as it is, as the apiserver does
         stamp = self._clock.rfc3339(self._clock.now_ns())
         meta = {**before["metadata"], "deletionTimestamp": stamp}
         doc = {**before, "metadata": meta, "status": {"phase": TERMINATING}}

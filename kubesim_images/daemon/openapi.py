@@ -290,7 +290,7 @@ def v3_root() -> dict[str, Any]:
 
 
 # -- /openapi.json --------------------------------------------------------------------------
-_ERROR_CODES = ("400", "401", "404", "409", "413", "415", "422", "500")
+_ERROR_CODES = ("400", "401", "403", "404", "409", "413", "415", "422", "500")
 _TEXT = {"text/plain": {"schema": {"type": "string"}}}
 _ANY_JSON = {"application/json": {"schema": {"type": "object"}}}
 

@@ -1,4 +1,5 @@
-"""Write options as the API server reads them: `dryRun` on create, update, patch and delete.
+"""Write options as the API server reads them: `dryRun` on create, update, patch and delete,
+and a delete's `DeleteOptions` (grace period, preconditions).
 
 `dryRun=All` runs a write through every check and default a real one gets and answers the
 object that would be stored, but stores nothing. It comes from the query, or for a DELETE from
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -57,16 +59,86 @@ def dry_run(request: web.Request) -> bool:
     return check_dry_run(request.query.getall("dryRun", []), request.method)
 
 
-async def delete_dry_run(request: web.Request) -> bool:
-    """Whether this DELETE is a dry run: its DeleteOptions body, else its query."""
+@dataclass(frozen=True, slots=True)
+class DeleteOptions:
+    """What a DELETE asks beyond dry run: the grace period (None: the object's own) and the
+    preconditions the stored object must meet."""
+
+    grace_period: int | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+
+
+NO_OPTIONS = DeleteOptions()
+
+
+async def _delete_body(request: web.Request) -> Mapping[str, Any] | None:
     if not request.body_exists or request.content_length == 0:
-        return dry_run(request)
+        return None
     body = await read_body(request)
     if not isinstance(body, Mapping):
         raise bad_request("the request body must be a DeleteOptions object")
+    return body
+
+
+async def delete_dry_run(request: web.Request) -> bool:
+    """Whether this DELETE is a dry run: its DeleteOptions body, else its query."""
+    body = await _delete_body(request)
+    if body is None:
+        return dry_run(request)
     values = body.get("dryRun")
     if values is None:
         return False
     if not isinstance(values, list):
         raise bad_request("DeleteOptions.dryRun must be a list of strings")
     return check_dry_run(values, "DELETE")
+
+
+def _grace_period(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise bad_request("DeleteOptions.gracePeriodSeconds must be an integer")
+    # The apiserver treats a negative grace period as "delete now" (as kubectl's --force).
+    return max(value, 0)
+
+
+async def delete_options(request: web.Request) -> DeleteOptions:
+    """A DELETE's grace period and preconditions: its DeleteOptions body, else its query."""
+    body = await _delete_body(request)
+    if body is None:
+        return DeleteOptions(grace_period=_grace_period(request.query.get("gracePeriodSeconds")))
+    preconditions = body.get("preconditions") or {}
+    if not isinstance(preconditions, Mapping):
+        raise bad_request("DeleteOptions.preconditions must be an object")
+    uid, version = preconditions.get("uid"), preconditions.get("resourceVersion")
+    if not isinstance(uid, str | None) or not isinstance(version, str | None):
+        raise bad_request("DeleteOptions.preconditions values must be strings")
+    return DeleteOptions(
+        grace_period=_grace_period(body.get("gracePeriodSeconds")),
+        uid=uid,
+        resource_version=version,
+    )
+
+
+def check_preconditions(doc: Mapping[str, Any], options: DeleteOptions, resource: str) -> None:
+    """The stored object meets the DELETE's preconditions, else 409 with the apiserver's text."""
+    meta = doc["metadata"]
+    for field, wanted, actual in (
+        ("UID", options.uid, meta.get("uid")),
+        ("ResourceVersion", options.resource_version, meta.get("resourceVersion")),
+    ):
+        if wanted is not None and wanted != actual:
+            name = meta["name"]
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {resource} "{name}": Precondition failed: '
+                f"{field} in precondition: {wanted}, {field} in object meta: {actual}",
+                details={"name": name, "kind": resource},
+            )

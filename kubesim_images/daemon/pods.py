@@ -37,6 +37,7 @@ from kubesim_images.daemon.objects import (
     drop_empty_maps,
     merge_patch,
 )
+from kubesim_images.daemon.options import NO_OPTIONS, DeleteOptions, check_preconditions
 from kubesim_images.daemon.podcodec import status_from_json, status_json
 from kubesim_images.daemon.podupdate import (
     SpecMerge,
@@ -65,6 +66,7 @@ from kubesim_images.podworkers import (
     initialized_condition,
 )
 from kubesim_images.state import StateStore
+from kubesim_images.tasks import create_guarded_task, stop_task
 
 _log = get_logger()
 
@@ -108,11 +110,14 @@ class PodStore:
         self._flush: asyncio.Handle | None = None
         # The namespace controller's waits for a namespace's pods to be gone.
         self._gone_waiters: list[asyncio.Future[None]] = []
+        # The kubelet's kills of deleted pods, by UID.
+        self._killing: dict[str, asyncio.Task[None]] = {}
 
     def restore(self) -> None:
         """Load the saved pods with their statuses and start their workers, each on the node it
         is bound to; a pod no node took is offered to the nodes again (the config may have
-        changed), and one bound to a node no longer configured stays Pending."""
+        changed), and one bound to a node no longer configured stays Pending. A pod deleted
+        while the daemon was down resumes its termination."""
         statuses = self._state.pod_statuses()
         for saved in self._state.objects("Pod"):
             pod = self._pod_from_stored(saved)
@@ -132,11 +137,16 @@ class PodStore:
             self._keys[(pod.namespace, pod.name)] = pod.uid
             if node:
                 self._nodes[node].resume_pod(status)
+            if "deletionTimestamp" in doc["metadata"]:
+                self._start_kill(pod.uid, node, remove=True)
         for uid in statuses.keys() - self.records.keys():  # left by a delete before UID keying
             self._state.delete_pod_status(uid)
 
-    def stop(self) -> None:
-        """Save what the last loop turn changed (the workers have stopped)."""
+    async def stop(self) -> None:
+        """Save what the last loop turn changed (the workers have stopped); a kill under way
+        resumes at the next start (the pod is saved marked for deletion)."""
+        for task in list(self._killing.values()):
+            await stop_task(task)
         if self._flush is not None:
             self._flush.cancel()
             self._flush_statuses()
@@ -340,52 +350,119 @@ class PodStore:
             if namespace is None or r.status.pod.namespace == namespace
         ]
 
-    async def delete(self, namespace: str, name: str, *, dry_run: bool = False) -> dict[str, Any]:
-        """Delete this pod by UID, saved and forgotten before any await: a pod created under
-        the same name while its worker stops is another object and is left alone.
+    async def delete(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        dry_run: bool = False,
+        options: DeleteOptions = NO_OPTIONS,
+    ) -> dict[str, Any]:
+        """Graceful deletion: the apiserver's part, then the kubelet's.
 
-        A dry run answers what the delete would, and leaves the pod and its worker alone."""
+        With a grace period (the request's, else the pod's terminationGracePeriodSeconds) the
+        pod is marked (deletionTimestamp = now + grace, deletionGracePeriodSeconds), saved and
+        published MODIFIED; kubectl shows it Terminating. The kubelet then kills it
+        (`PodWorkers.kill`: a pull under way fails with `context canceled`, each running
+        container gets Normal `Killing`) and, its containers having exited at once, the pod
+        is removed: a final DELETED. A grace period of 0 (`--force`) removes it at once and
+        the kubelet kills it afterwards. A delete of a pod already terminating only shortens
+        its grace period. A dry run answers as the delete would and changes nothing.
+        """
         record = self._record(namespace, name)
+        check_preconditions(record.manifest, options, "pods")
+        meta = record.manifest["metadata"]
+        grace = options.grace_period
+        if grace is None:
+            grace = int(
+                (record.manifest.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+            )
+        marked = meta.get("deletionGracePeriodSeconds")
+        if marked is not None and grace >= int(marked):
+            return self.render(record)  # already terminating, no sooner than asked
         if dry_run:
-            return self._deleted_view(record)
+            return self._marked_view(record, grace)
         uid = record.status.pod.uid
+        if grace == 0:
+            shown = self._remove(record)
+            self._start_kill(uid, record.status.node, remove=False)
+            return shown
+        marked_manifest = self._marked_view(record, grace, rendered=False)
+        marked_manifest["metadata"]["resourceVersion"] = str(self._feed.next_version())
         with self._state.transaction():
-            self._state.delete_object("Pod", uid)
-            self._state.delete_pod_status(uid)
-        del self._keys[(namespace, name)]
-        del self.records[uid]
-        self._dirty.pop(uid, None)
-        self._pod_removed()
-        rendered = self._deleted_view(record)
-        # The deletion is a change of its own, at a version of its own.
-        self._feed.publish(
-            "Pod",
-            DELETED,
-            {
-                **rendered,
-                "metadata": {
-                    **rendered["metadata"],
-                    "resourceVersion": str(self._feed.next_version()),
-                },
-            },
-        )
-        _log.info("pod_deleted", pod=f"{namespace}/{name}")
-        node = self._nodes.get(record.status.node)
-        if node is not None:
-            self._placer.release(node.name)
-            await node.remove_pod(uid)
+            self._state.put_object("Pod", namespace, name, marked_manifest)
+        record.manifest = marked_manifest
+        record.rendered = None
+        rendered = self.render(record)
+        self._feed.publish("Pod", MODIFIED, rendered)
+        _log.info("pod_terminating", pod=f"{namespace}/{name}", grace_period=grace)
+        self._start_kill(uid, record.status.node, remove=True)
         return rendered
 
-    def _deleted_view(self, record: PodRecord) -> dict[str, Any]:
-        shown = self.render(record)
+    def _marked_view(
+        self, record: PodRecord, grace: int, *, rendered: bool = True
+    ) -> dict[str, Any]:
+        """The pod (or its manifest) marked for deletion after `grace` seconds."""
+        shown = self.render(record) if rendered else record.manifest
+        deadline = self._clock.now_ns() + grace * 1_000_000_000
         return {
             **shown,
             "metadata": {
                 **shown["metadata"],
-                "deletionTimestamp": self._now_stamp(),
-                "deletionGracePeriodSeconds": 0,
+                "deletionTimestamp": self._clock.rfc3339(deadline),
+                "deletionGracePeriodSeconds": grace,
             },
         }
+
+    def _start_kill(self, uid: str, node: str, *, remove: bool) -> None:
+        if uid not in self._killing:
+            self._killing[uid] = create_guarded_task(
+                self._kill(uid, node, remove=remove), name=f"pod-kill:{uid}", pod_uid=uid
+            )
+
+    async def _kill(self, uid: str, node: str, *, remove: bool) -> None:
+        """The kubelet's part of a deletion: the pod's node kills it (a pod no node took has
+        nothing to kill), then, its containers gone, the status manager deletes the object."""
+        try:
+            owner = self._nodes.get(node)
+            if owner is not None:
+                await owner.kill_pod(uid)
+            record = self.records.get(uid)
+            if remove and record is not None:
+                self._remove(record)
+        finally:
+            self._killing.pop(uid, None)
+
+    def _remove(self, record: PodRecord) -> dict[str, Any]:
+        """The object's removal: saved, forgotten, then published as a DELETED change at a
+        version of its own. Returns the pod as last shown."""
+        pod = record.status.pod
+        uid = pod.uid
+        with self._state.transaction():
+            self._state.delete_object("Pod", uid)
+            self._state.delete_pod_status(uid)
+        del self._keys[(pod.namespace, pod.name)]
+        del self.records[uid]
+        self._dirty.pop(uid, None)
+        if record.status.node in self._nodes:
+            self._placer.release(record.status.node)
+        shown = self.render(record)
+        if "deletionTimestamp" not in shown["metadata"]:
+            shown = self._marked_view(record, 0)
+        self._feed.publish(
+            "Pod",
+            DELETED,
+            {
+                **shown,
+                "metadata": {
+                    **shown["metadata"],
+                    "resourceVersion": str(self._feed.next_version()),
+                },
+            },
+        )
+        _log.info("pod_deleted", pod=f"{pod.namespace}/{pod.name}")
+        self._pod_removed()
+        return shown
 
     def patch(
         self,

@@ -28,6 +28,7 @@ from kubesim_images.daemon.objects import (
     merge_patch,
     require_name,
 )
+from kubesim_images.daemon.options import NO_OPTIONS, DeleteOptions, check_preconditions
 from kubesim_images.daemon.podupdate import SpecMerge
 from kubesim_images.daemon.validation import (
     metadata_causes,
@@ -63,7 +64,12 @@ class Storage(Protocol):
     ) -> dict[str, Any]: ...
 
     async def delete(
-        self, namespace: str, name: str, *, dry_run: bool = False
+        self,
+        namespace: str,
+        name: str,
+        *,
+        dry_run: bool = False,
+        options: DeleteOptions = NO_OPTIONS,
     ) -> dict[str, Any]: ...
 
 
@@ -99,8 +105,15 @@ class ReadOnly:
         del namespace, name, body, dry_run
         raise not_allowed("update")
 
-    async def delete(self, namespace: str, name: str, *, dry_run: bool = False) -> dict[str, Any]:
-        del namespace, name, dry_run
+    async def delete(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        dry_run: bool = False,
+        options: DeleteOptions = NO_OPTIONS,
+    ) -> dict[str, Any]:
+        del namespace, name, dry_run, options
         raise not_allowed("delete")
 
 
@@ -233,7 +246,15 @@ class ObjectStorage:
             self.table.put(doc)
         return doc
 
-    async def delete(self, namespace: str, name: str, *, dry_run: bool = False) -> dict[str, Any]:
+    async def delete(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        dry_run: bool = False,
+        options: DeleteOptions = NO_OPTIONS,
+    ) -> dict[str, Any]:
+        check_preconditions(self.get(namespace, name), options, self.table.resource)
         if dry_run:
             return self.get(namespace, name)
         return self.table.remove(namespace, name)

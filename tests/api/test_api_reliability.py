@@ -107,7 +107,10 @@ class TestWritesAreDurableAndAtomic:
             return await remove(uid)
 
         cluster.node.workers.remove = held_remove  # type: ignore[method-assign]
-        deleting = asyncio.ensure_future(client.delete(f"{PODS}/p"))
+        # Forced (--grace-period=0 --force): the object goes at once, the kill follows.
+        deleting = asyncio.ensure_future(
+            client.delete(f"{PODS}/p", params={"gracePeriodSeconds": "0"})
+        )
 
         async def gone() -> bool:
             return (await client.get(f"{PODS}/p")).status == 404
