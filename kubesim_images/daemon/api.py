@@ -40,6 +40,7 @@ from kubesim_images.daemon.discovery import (
 from kubesim_images.daemon.fieldvalidation import field_validation_middleware
 from kubesim_images.daemon.kube import ApiError, bad_request
 from kubesim_images.daemon.options import delete_dry_run, delete_options, dry_run
+from kubesim_images.daemon.paging import page
 from kubesim_images.daemon.podupdate import SpecMerge
 from kubesim_images.daemon.resources import Resource
 from kubesim_images.daemon.selectors import (
@@ -220,15 +221,16 @@ async def _listing(
     if request.query.get("watch") in {"1", "true"}:
         return await watch(request, kind, docs)
     cluster = request.app[CLUSTER]
+    version = cluster.resource_version
+    paged = page(request.query, docs, version)
     if kube.wants_table(request.headers.get("Accept", "")):
         row = kind.row(cluster.clock)
         include = kube.include_object(request.query.get("includeObject"))
-        return _json(
-            kube.table(kind.columns, ((d, row(d)) for d in docs), cluster.resource_version, include)
-        )
-    return _json(
-        kube.kube_list(f"{kind.kind}List", docs, cluster.resource_version, kind.api_version)
-    )
+        doc = kube.table(kind.columns, ((d, row(d)) for d in paged.items), version, include)
+    else:
+        doc = kube.kube_list(f"{kind.kind}List", paged.items, version, kind.api_version)
+    doc["metadata"] = paged.metadata(version)
+    return _json(doc)
 
 
 def _one_or_table(

@@ -157,6 +157,15 @@ def drop_empty_maps(meta: dict[str, Any]) -> None:
             del meta[field]
 
 
+def keep_created(doc: dict[str, Any], before: Mapping[str, Any]) -> dict[str, Any]:
+    """An update never changes creationTimestamp: the apiserver resets it from the stored
+    object (so `kubectl apply` of a manifest with `creationTimestamp: null` works twice)."""
+    meta = doc.get("metadata")
+    if isinstance(meta, dict):
+        meta["creationTimestamp"] = before["metadata"]["creationTimestamp"]
+    return doc
+
+
 def check_patched_meta(doc: Mapping[str, Any], before: Mapping[str, Any]) -> None:
     meta = doc.get("metadata")
     if not isinstance(meta, Mapping):

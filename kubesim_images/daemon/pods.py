@@ -484,7 +484,10 @@ class PodStore:
             patch = self._replacing_patch(record, patch["__replace__"])
         if not isinstance(patch.get("metadata", {}), Mapping):
             raise bad_request("metadata must be an object")
-        meta_patch = patch.get("metadata") or {}
+        # creationTimestamp is the stored one whatever an update says (see keep_created).
+        meta_patch = {
+            k: v for k, v in (patch.get("metadata") or {}).items() if k != "creationTimestamp"
+        }
         changed = {k for k in set(patch) - {"metadata", "spec"} if patch[k] != current.get(k)} - {
             "status"
         }  # a status sent to the main resource is ignored, as the API server does

@@ -25,6 +25,7 @@ from kubesim_images.daemon.objects import (
     check_patched_meta,
     check_replacement,
     drop_empty_maps,
+    keep_created,
     merge_patch,
     require_name,
 )
@@ -205,7 +206,7 @@ class ObjectStorage:
         if "__replace__" in patch:  # a JSON patch: the whole object as it would become
             patch = patch["__replace__"]
         before = self.get(namespace, name)
-        doc = self._strategy.shape(merge_patch(before, patch))
+        doc = self._strategy.shape(keep_created(merge_patch(before, patch), before))
         check_patched_meta(doc, before)
         drop_empty_maps(doc["metadata"])
         require_valid(self.kind, name, metadata_causes(doc["metadata"]))
