@@ -131,6 +131,9 @@ def test_a_deleted_pods_last_row_is_deleted_with_its_last_status(
         stream.statuses_until("Running")
         kubectl.run("delete", "pod", "web", "--wait=false")
         assert stream.statuses_until("Terminating")[-1] == "Terminating"
+    marked = next(changes)  # graceful: marked for deletion first, then removed
+    assert marked["type"] == "MODIFIED"
+    assert marked["object"]["metadata"]["deletionGracePeriodSeconds"] == 30
     last = next(changes)
     assert last["type"] == "DELETED"
     assert last["object"]["metadata"]["deletionTimestamp"]
