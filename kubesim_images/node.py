@@ -59,6 +59,7 @@ class Node:
         observer: PullObserver | None = None,
         listener: NodeListener | None = None,
         on_ready: Callable[[PodStatus], None] | None = None,
+        on_sync: Callable[[PodStatus], None] | None = None,
     ) -> None:
         self.name = name
         self._listener = listener
@@ -75,6 +76,7 @@ class Node:
             credentials=credentials,
             on_ready=on_ready,
             on_change=None if listener is None else listener.pod_changed,
+            on_sync=on_sync,
         )
         # Image GC lists, measures and removes through the runtime: the store itself, or a real
         # content store that keeps the store in step (`runtime.ContentRuntime`).

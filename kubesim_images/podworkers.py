@@ -109,6 +109,7 @@ class PodWorkers:
         credentials: CredentialLookup | None = None,
         on_ready: Callable[[PodStatus], None] | None = None,
         on_change: Callable[[PodStatus], None] | None = None,
+        on_sync: Callable[[PodStatus], None] | None = None,
     ) -> None:
         self.manager = manager
         self.events = events
@@ -117,6 +118,9 @@ class PodWorkers:
         self._credentials = credentials
         self._on_ready = on_ready
         self._on_change = on_change
+        # Called as each sync begins (the daemon records what the kubelet's SyncPod reports
+        # beyond images; scenarios leave it unset).
+        self._on_sync = on_sync
         self.pods: dict[str, PodStatus] = {}
         self._clock = LoopClock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -262,6 +266,8 @@ class PodWorkers:
     async def sync(self, status: PodStatus) -> bool:
         """One sync; True when every container has its image (the pod can run)."""
         status.syncs += 1
+        if self._on_sync is not None:
+            self._on_sync(status)
         lookup = self._credentials
         credentials = lookup(status.pod) if lookup is not None else None
         for cs in status.init_statuses:

@@ -26,6 +26,12 @@ class Reason(enum.StrEnum):
     ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
     INSPECT_FAILED = "InspectFailed"
     KILLING = "Killing"  # a container stopped: its pod deleted, or its spec (image) changed
+    # What the daemon records beyond the image manager (never in scenario outputs): the
+    # scheduler's binding, the kubelet's container starts and missing pull secrets.
+    SCHEDULED = "Scheduled"
+    CREATED = "Created"
+    STARTED = "Started"
+    FAILED_TO_RETRIEVE_IMAGE_PULL_SECRET = "FailedToRetrieveImagePullSecret"  # noqa: S105
     # Node events of image GC (pkg/kubelet/events).
     FREE_DISK_SPACE_FAILED = "FreeDiskSpaceFailed"
     IMAGE_GC_FAILED = "ImageGCFailed"

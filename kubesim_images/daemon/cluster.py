@@ -31,6 +31,7 @@ from kubesim_images.daemon.namespaces import Namespaces
 from kubesim_images.daemon.nodestatus import NodeObject, NodeObjects
 from kubesim_images.daemon.objects import ObjectTable
 from kubesim_images.daemon.podcodec import image_from_json, image_json
+from kubesim_images.daemon.podevents import PodEvents
 from kubesim_images.daemon.pods import PodStore
 from kubesim_images.daemon.resources import RESOURCES, Resource
 from kubesim_images.daemon.storage import ObjectStorage, Storage
@@ -125,6 +126,8 @@ class Cluster:
                     rng=rng,
                     credentials=credentials,
                     observer=metrics,
+                    # self.pod_events is built below, from these nodes: looked up at call time.
+                    on_sync=lambda status: self.pod_events.synced(status),  # noqa: PLW0108
                     store=store,
                     # Image GC works on the disk when a real content store keeps the images:
                     # against a configured capacity, or the free space of the state dir's disk.
@@ -156,6 +159,7 @@ class Cluster:
             always_pull_images=config.always_pull_images,
         )
         self.node_created = objects[0].created_epoch
+        self.pod_events = PodEvents(self.feed, self.events, self.clock, self.secrets)
         stores: dict[str, Storage] = {
             "Pod": self.pods,
             "Event": self.events,
@@ -282,6 +286,7 @@ class Cluster:
         for workload in self.workloads.values():
             workload.table.restore()
         self.pods.restore()
+        self.pod_events.restore(self.pods.list(None))
         self.namespaces.restore(self.node_created, self._namespaces_in_use())
         self.events.restore()
         for node in self.nodes.values():
@@ -329,6 +334,7 @@ class Cluster:
         await self.namespaces.stop()
         if self.controllers is not None:
             await self.controllers.stop()
+        self.pod_events.stop()
         for node in self.nodes.values():
             await node.stop()
         self.node_objects.stop()

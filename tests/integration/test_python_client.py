@@ -132,7 +132,11 @@ def test_missing_image_waiting_reasons_and_events(
 
     by_pod = poll(all_reasons, timeout=10, what="Pulling, Failed and BackOff events")
     assert all(e.involved_object.kind == "Pod" for e in by_pod)
-    assert all(e.involved_object.field_path == "spec.containers{app}" for e in by_pod)
+    # The kubelet's container events name the container; the scheduler's is about the pod.
+    kubelets = [e for e in by_pod if e.reason != "Scheduled"]
+    assert all(e.involved_object.field_path == "spec.containers{app}" for e in kubelets)
+    (scheduled,) = [e for e in by_pod if e.reason == "Scheduled"]
+    assert scheduled.involved_object.field_path is None
     failed = [e for e in by_pod if e.message.startswith(f'Failed to pull image "{MISSING_IMAGE}"')]
     assert failed
     assert failed[0].type == "Warning"

@@ -33,7 +33,7 @@ def test_get_events_sorted_by_last_timestamp(kubectl: Kubectl, daemon: RunningDa
     out = kubectl.run("get", "events", "--sort-by=.lastTimestamp").stdout.splitlines()
     assert out[0].split()[:3] == ["LAST", "SEEN", "TYPE"]
     reasons = [line.split()[2] for line in out[1:]]
-    assert reasons == ["Pulling", "Pulled"]
+    assert reasons == ["Scheduled", "Pulling", "Pulled", "Created", "Started"]
     assert "No resources found" not in "\n".join(out)
 
 

@@ -83,7 +83,7 @@ def test_client_watch_on_events_yields_new_events(daemon: RunningDaemon) -> None
         assert item[0] == "ADDED"
         reasons.append(item[1])
     watcher.stop()
-    assert reasons == ["Pulling", "Pulled"]
+    assert reasons == ["Scheduled", "Pulling", "Pulled"]
 
 
 def test_every_listed_kind_can_be_watched(kubectl: Kubectl, daemon: RunningDaemon) -> None:
