@@ -398,13 +398,14 @@ def _watch_start(request: web.Request) -> int | None:
     given = request.query.get("resourceVersion")
     if given in (None, "", "0"):
         return None
-    try:
-        version = int(given)
-    except ValueError:
-        version = -1
-    if version < 0:
-        raise bad_request(f"invalid resource version: {given!r} is not a non-negative integer")
-    return version
+    if not given.isascii() or not given.isdigit():
+        # The apiserver's versioner parses it as Go's strconv.ParseUint does.
+        quoted = json.dumps(given)
+        raise bad_request(
+            f"resourceVersion: Invalid value: {quoted}: strconv.ParseUint: parsing {quoted}: "
+            "invalid syntax"
+        )
+    return int(given)
 
 
 # One change goes to every watch as the same object (renders are shared): encode it once.
@@ -475,6 +476,8 @@ def _resource_handlers(res: Resource) -> dict[str, Handler]:
             if exc.code != 404 or not applying or "create" not in res.verbs:
                 raise
             body = await read_object(request)
+            if res.namespaced:
+                request.app[CLUSTER].namespaces.admit_create(res.plural, namespace, name)
             created = store.create(namespace, applied_object(body, name), dry_run=dry)
             return _json(res.view(created), 201)
         patch = await read_patch(request, current)

@@ -11,12 +11,13 @@ Errors are `ApiError`s the middleware turns into `Status` answers.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
+import jsonpatch
+import jsonpointer
 import yaml
 from aiohttp import web
 
@@ -99,7 +100,10 @@ def _yaml_key(key: Any) -> str:
         if math.isinf(key):
             return ".inf" if key > 0 else "-.inf"
         return f"{key:g}"
-    raise bad_request(f"the YAML body has no JSON representation: unsupported map key {key!r}")
+    raise bad_request(
+        "error converting YAML to JSON: yaml: invalid map key: a map key must be a string, "
+        "number or bool"
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -127,10 +131,8 @@ def _jsonable(value: Any) -> Any:
                 f"the YAML body has no JSON representation: unsupported value: {value}"
             )
         return value
-    raise bad_request(
-        f"the YAML body has no JSON representation: unsupported value of type "
-        f"{type(value).__name__}"
-    )
+    tag = "!!binary" if isinstance(value, bytes) else "!!set" if isinstance(value, set) else "tag"
+    raise bad_request(f"error converting YAML to JSON: unsupported value: {tag}")
 
 
 def _too_deep() -> ApiError:
@@ -193,7 +195,6 @@ async def _decode_body(request: web.Request) -> Any:
             "",
             "application/octet-stream",
             "application/json",
-            "text/plain",
             "application/merge-patch+json",
             "application/strategic-merge-patch+json",
             "application/json-patch+json",
@@ -206,9 +207,8 @@ async def _decode_body(request: web.Request) -> Any:
     raise ApiError(
         415,
         "UnsupportedMediaType",
-        f"the body of the request was in an unknown format - accepted media types "
-        f"include: application/json, application/yaml, "
-        f'application/vnd.kubernetes.protobuf (got "{ctype}")',
+        "the body of the request was in an unknown format - accepted media types include: "
+        "application/json, application/yaml, application/vnd.kubernetes.protobuf",
     )
 
 
@@ -233,37 +233,41 @@ async def read_patch(request: web.Request, current: Mapping[str, Any]) -> Mappin
     return body
 
 
+# The apiserver's bound on a JSON patch's operations (maxJSONPatchOperations).
+MAX_JSON_PATCH_OPERATIONS = 10000
+
+
 def apply_json_patch(doc: Mapping[str, Any], ops: list[Any]) -> dict[str, Any]:
-    out: Any = copy.deepcopy(doc)
-    for op in ops:
-        if not isinstance(op, Mapping) or "path" not in op or "op" not in op:
-            raise bad_request("each JSON patch operation needs op and path")
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in str(op["path"]).split("/")[1:]]
-        if not parts:
-            raise bad_request("a JSON patch cannot replace the whole object")
-        parent = out
-        try:
-            for part in parts[:-1]:
-                parent = parent[int(part)] if isinstance(parent, list) else parent[part]
-            last = parts[-1]
-            if op["op"] in {"add", "replace"}:
-                if isinstance(parent, list):
-                    index = len(parent) if last == "-" else int(last)
-                    if op["op"] == "add":
-                        parent.insert(index, op.get("value"))
-                    else:
-                        parent[index] = op.get("value")
-                else:
-                    parent[last] = op.get("value")
-            elif op["op"] == "remove":
-                del parent[int(last) if isinstance(parent, list) else last]
-            else:
-                raise bad_request(f"unsupported JSON patch operation {op['op']!r}")
-        except (KeyError, IndexError, ValueError, TypeError):
-            raise ApiError(
-                422, "Invalid", f"the JSON patch path {op['path']} does not exist"
-            ) from None
-    return dict(out)
+    """RFC 6902 (add, remove, replace, move, copy, test) applied to `doc`, by `jsonpatch`.
+
+    Whatever fails (a missing path, a failed `test`, an unknown or malformed operation) is the
+    apiserver's answer to its JSON patch library's error: 422 Invalid with the generic text.
+    """
+    if len(ops) > MAX_JSON_PATCH_OPERATIONS:
+        raise ApiError(
+            413,
+            "RequestEntityTooLarge",
+            f"Request entity too large: The allowed maximum operations in a JSON patch is "
+            f"{MAX_JSON_PATCH_OPERATIONS}, got {len(ops)}",
+        )
+    if any(isinstance(op, Mapping) and op.get("path") == "" for op in ops):
+        raise _json_patch_failed()  # the whole object is never replaced by a JSON patch
+    try:
+        out = jsonpatch.apply_patch(dict(doc), ops)
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError):
+        raise _json_patch_failed() from None
+    if not isinstance(out, dict):
+        raise _json_patch_failed()
+    return out
+
+
+def _json_patch_failed() -> ApiError:
+    return ApiError(
+        422,
+        "Invalid",
+        "the server rejected our request due to an error in our request",
+        details={},
+    )
 
 
 def applied_object(body: Mapping[str, Any], name: str) -> Mapping[str, Any]:

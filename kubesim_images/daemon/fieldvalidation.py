@@ -56,7 +56,6 @@ JSON_TYPES = frozenset(
         "application/merge-patch+json",
         "application/strategic-merge-patch+json",
         "application/json-patch+json",
-        "text/plain",
         "application/octet-stream",
     }
 )

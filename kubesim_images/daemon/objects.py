@@ -166,18 +166,32 @@ def keep_created(doc: dict[str, Any], before: Mapping[str, Any]) -> dict[str, An
     return doc
 
 
-def check_patched_meta(doc: Mapping[str, Any], before: Mapping[str, Any]) -> None:
+def check_patched_meta(doc: Mapping[str, Any], before: Mapping[str, Any], resource: str) -> None:
+    """A patched object is still the stored one, as the apiserver's patch handler and update
+    check it: the same name (400) and namespace (400) as its URL, the same uid (409)."""
     meta = doc.get("metadata")
     if not isinstance(meta, Mapping):
         raise bad_request("metadata must be an object")
     check_string_maps(meta)
     old = before["metadata"]
-    for field in ("name", "namespace", "uid", "creationTimestamp"):
-        if meta.get(field) != old.get(field):
-            raise bad_request(
-                f"metadata.{field} is immutable: the patch changes {old.get(field)!r} to "
-                f"{meta.get(field)!r}"
-            )
+    if meta.get("name") != old["name"]:
+        raise bad_request(
+            f"the name of the object ({meta.get('name') or ''}) does not match the name on "
+            f"the URL ({old['name']})"
+        )
+    if meta.get("namespace", "") != old.get("namespace", ""):
+        raise bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
+    if meta.get("uid") != old["uid"]:
+        raise ApiError(
+            409,
+            "Conflict",
+            f'Operation cannot be fulfilled on {resource} "{old["name"]}": Precondition '
+            f"failed: UID in precondition: {meta.get('uid') or ''}, UID in object meta: "
+            f"{old['uid']}",
+            details={"name": old["name"], "kind": resource},
+        )
 
 
 def require_name(meta: Mapping[str, Any], kind: str) -> str:

@@ -48,7 +48,10 @@ def _limit(value: str | None) -> int:
     try:
         limit = int(value)
     except ValueError:
-        raise bad_request(f"limit: invalid value {value!r}: must be an integer") from None
+        quoted = json.dumps(value)
+        raise bad_request(
+            f"limit: Invalid value: {quoted}: strconv.ParseInt: parsing {quoted}: invalid syntax"
+        ) from None
     return max(limit, 0)  # 0 or less: no limit, as the apiserver reads it
 
 

@@ -551,10 +551,14 @@ class PodStore:
         when anything besides metadata differs from the pod as shown."""
         if not isinstance(replaced.get("metadata"), Mapping):
             raise bad_request("metadata must be an object")
-        patch: dict[str, Any] = {
-            "metadata": {k: replaced["metadata"].get(k) for k in ("labels", "annotations")}
-        }
         current = self.render(record)
+        meta_patch: dict[str, Any] = {}
+        for key in ("labels", "annotations"):
+            new, old = replaced["metadata"].get(key), current["metadata"].get(key) or {}
+            if isinstance(new, Mapping):  # keys the result lacks are removed
+                new = {**dict.fromkeys(old), **new}
+            meta_patch[key] = new
+        patch: dict[str, Any] = {"metadata": meta_patch}
         if {k: v for k, v in replaced.items() if k != "metadata"} != {
             k: v for k, v in current.items() if k != "metadata"
         }:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 from typing import Any
 
 MAGIC = b"k8s\x00"
@@ -258,8 +259,8 @@ def decode(body: bytes) -> dict[str, Any]:
         kind = type_meta.get("kind")
         if kind not in KINDS:
             raise ProtobufError(
-                f"protobuf bodies are accepted for {', '.join(sorted(KINDS))}, not {kind!r}; "
-                "send JSON or YAML"
+                f"protobuf bodies are accepted for {', '.join(sorted(KINDS))}, "
+                f"not {json.dumps(kind)}; send JSON or YAML"
             )
         obj = _scalar(kind, envelope.get(2, b""))
     except (UnicodeDecodeError, IndexError) as exc:

@@ -11,6 +11,7 @@ implement the same `Storage` protocol by hand.
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -203,11 +204,14 @@ class ObjectStorage:
         merge: SpecMerge = SpecMerge.JSON,
     ) -> dict[str, Any]:
         del merge  # stored kinds have no lists merged by key
+        before = self.get(namespace, name)
         if "__replace__" in patch:  # a JSON patch: the whole object as it would become
             patch = patch["__replace__"]
-        before = self.get(namespace, name)
-        doc = self._strategy.shape(keep_created(merge_patch(before, patch), before))
-        check_patched_meta(doc, before)
+            merged = copy.deepcopy(dict(patch))
+        else:
+            merged = merge_patch(before, patch)
+        doc = self._strategy.shape(keep_created(merged, before))
+        check_patched_meta(doc, before, self.table.resource)
         drop_empty_maps(doc["metadata"])
         require_valid(self.kind, name, metadata_causes(doc["metadata"]))
         self._strategy.prepare_update(doc, before, patch)

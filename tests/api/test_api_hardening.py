@@ -17,14 +17,41 @@ class TestImmutableIdentity:
     async def test_secret_and_service_account_renames_are_refused(self, client):
         await client.post(SECRETS, json={"metadata": {"name": "s"}, "stringData": {"k": "v"}})
         await client.post(SERVICE_ACCOUNTS, json={"metadata": {"name": "sa"}})
-        for path, patch in (
-            (f"{SECRETS}/s", {"metadata": {"name": "t"}}),
-            (f"{SERVICE_ACCOUNTS}/sa", {"metadata": {"namespace": "other"}}),
+        for path, patch, code, reason, message in (
+            (
+                f"{SECRETS}/s",
+                {"metadata": {"name": "t"}},
+                400,
+                "BadRequest",
+                "the name of the object (t) does not match the name on the URL (s)",
+            ),
+            (
+                f"{SERVICE_ACCOUNTS}/sa",
+                {"metadata": {"namespace": "other"}},
+                400,
+                "BadRequest",
+                (
+                    "the namespace of the provided object does not match the namespace sent on "
+                    "the request"
+                ),
+            ),
+            (
+                f"{SECRETS}/s",
+                {"metadata": {"uid": "x"}},
+                409,
+                "Conflict",
+                (
+                    'Operation cannot be fulfilled on secrets "s": Precondition failed: UID in '
+                    "precondition: x, UID in object meta: "
+                ),
+            ),
         ):
             resp = await client.patch(
                 path, json=patch, headers={"Content-Type": "application/merge-patch+json"}
             )
-            assert_status(await resp.json(), 400, "BadRequest", message_contains="immutable")
+            body = await resp.json()
+            assert_status(body, code, reason)
+            assert body["message"].startswith(message), body["message"]
         assert (await client.get(f"{SECRETS}/s")).status == 200
         assert (await client.get(f"{SECRETS}/t")).status == 404
 

@@ -64,3 +64,30 @@ def test_apply_twice_with_a_null_creation_timestamp(kubectl: Kubectl, tmp_path: 
         assert second.stdout.strip().endswith("configured"), second
     labels = kubectl.run("get", "pod", "w", "-o", "jsonpath={.metadata.labels.again}").stdout
     assert labels == "yes"
+
+
+def test_kubectl_json_patch_test_move_and_copy(kubectl: Kubectl) -> None:
+    kubectl.run("create", "secret", "generic", "s", "--from-literal=k=v")
+    kubectl.run("label", "secret", "s", "a=1")
+    ops = (
+        '[{"op":"test","path":"/metadata/labels/a","value":"1"},'
+        '{"op":"move","from":"/metadata/labels/a","path":"/metadata/labels/b"},'
+        '{"op":"copy","from":"/metadata/labels/b","path":"/metadata/labels/c"}]'
+    )
+    kubectl.run("patch", "secret", "s", "--type=json", "-p", ops)
+    labels = kubectl.run("get", "secret", "s", "-o", "jsonpath={.metadata.labels}").stdout
+    assert labels == '{"b":"1","c":"1"}'
+    failed = kubectl.run(
+        "patch",
+        "secret",
+        "s",
+        "--type=json",
+        "-p",
+        '[{"op":"test","path":"/metadata/labels/b","value":"2"}]',
+        check=False,
+    )
+    assert failed.returncode != 0
+    assert (
+        "The request is invalid: the server rejected our request due to an error in our request"
+        in failed.stderr
+    )
