@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubesim_images.clock import WallClock
@@ -27,9 +27,11 @@ from kubesim_images.daemon.objects import (
     body_meta,
     check_kind,
     check_patched_meta,
+    keep_created,
     merge_patch,
     require_name,
 )
+from kubesim_images.daemon.options import NO_OPTIONS, DeleteOptions, check_preconditions
 from kubesim_images.daemon.pods import PodRecord, PodStore
 from kubesim_images.daemon.podupdate import SpecMerge, default_spec, patch_spec
 from kubesim_images.daemon.validation import (
@@ -183,7 +185,8 @@ class WorkloadStorage:
             raise bad_request("metadata must be an object")
         doc["kind"], doc["apiVersion"] = kind, "apps/v1"  # what a patch says of these is moot
         doc["metadata"] = {k: v for k, v in doc["metadata"].items() if v is not None}
-        check_patched_meta(doc, before)
+        keep_created(doc, before)
+        check_patched_meta(doc, before, self.table.resource)
         require_valid(kind, name, metadata_causes(doc["metadata"]))
         _check_owner_refs(kind, name, doc["metadata"].get("ownerReferences"))
         self._default_and_validate(doc, before)
@@ -212,8 +215,17 @@ class WorkloadStorage:
         self.table.put(doc)
         return doc
 
-    async def delete(self, namespace: str, name: str, *, dry_run: bool = False) -> Obj:
-        """The object goes now; what it owns follows (the controllers' background cascade)."""
+    async def delete(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        dry_run: bool = False,
+        options: DeleteOptions = NO_OPTIONS,
+    ) -> Obj:
+        """The object goes now, if it meets the DELETE's preconditions (409 otherwise); what it
+        owns follows (the controllers' background cascade)."""
+        check_preconditions(self.get(namespace, name), options, self.table.resource)
         if dry_run:
             return copy.deepcopy(self.get(namespace, name))
         return self.table.remove(namespace, name)
@@ -579,11 +591,15 @@ class ControllerObjects:
         workloads: Mapping[str, WorkloadStorage],
         events: EventStore,
         clock: WallClock,
+        admit_create: Callable[[str, str, str], None],
     ) -> None:
         self._pods = pods
         self._workloads = workloads
         self._events = events
         self._clock = clock
+        # The namespace admission a client's create goes through (resource, namespace, name):
+        # a controller creates nothing in a missing or Terminating namespace either.
+        self._admit_create = admit_create
 
     def list(self, kind: str, namespace: str) -> list[Obj]:
         if kind == "Pod":
@@ -630,6 +646,9 @@ class ControllerObjects:
             return None
 
     def create(self, kind: str, namespace: str, body: Obj) -> Obj:
+        self._admit_create(
+            "pods" if kind == "Pod" else PLURALS[kind], namespace, body["metadata"]["name"]
+        )
         if kind == "Pod":
             return self._pods.create(namespace, body)
         return self._workloads[kind].create(namespace, body)
@@ -647,10 +666,11 @@ class ControllerObjects:
         current = self.get(kind, namespace, name)
         if current is None or current["metadata"]["uid"] != uid:
             return  # already gone, or another object took the name
+        options = DeleteOptions(uid=uid)  # as the controllers send it: this object, no other
         if kind == "Pod":
-            await self._pods.delete(namespace, name)
+            await self._pods.delete(namespace, name, options=options)
         else:
-            await self._workloads[kind].delete(namespace, name)
+            await self._workloads[kind].delete(namespace, name, options=options)
 
     def event(self, obj: Obj, kind: str, reason: str, message: str, component: str) -> None:
         meta = obj["metadata"]

@@ -178,14 +178,6 @@ class Cluster:
             if r.group == "apps"
         }
         stores.update(self.workloads)
-        self.controllers: WorkloadControllers | None = None
-        if {"Deployment", "ReplicaSet"} <= self.workloads.keys():
-            self.controllers = WorkloadControllers(
-                ControllerObjects(self.pods, self.workloads, self.events, self.clock),
-                self._subscribe,
-                rng=random.Random(),  # pod name suffixes, drawn as the apiserver's generateName
-                now=lambda: self.clock.to_datetime(self.clock.now_ns()),
-            )
         for res in resources:
             if res.strategy is not None:
                 stores[res.kind] = ObjectStorage(
@@ -199,6 +191,20 @@ class Cluster:
             state, self.feed, self.clock, stores["ServiceAccount"], self._purge_namespace
         )
         stores["Namespace"] = self.namespaces
+        self.controllers: WorkloadControllers | None = None
+        if {"Deployment", "ReplicaSet"} <= self.workloads.keys():
+            self.controllers = WorkloadControllers(
+                ControllerObjects(
+                    self.pods,
+                    self.workloads,
+                    self.events,
+                    self.clock,
+                    self.namespaces.admit_create,
+                ),
+                self._subscribe,
+                rng=random.Random(),  # pod name suffixes, drawn as the apiserver's generateName
+                now=lambda: self.clock.to_datetime(self.clock.now_ns()),
+            )
         missing = {r.kind for r in resources} - stores.keys()
         if missing:
             raise TypeError(f"resource table kinds without storage: {sorted(missing)}")
