@@ -225,7 +225,7 @@ class WorkloadStorage:
     ) -> Obj:
         """The object goes now, if it meets the DELETE's preconditions (409 otherwise); what it
         owns follows (the controllers' background cascade)."""
-        check_preconditions(self.get(namespace, name), options, self.table.resource)
+        check_preconditions(self.get(namespace, name), options, self.table.resource, group="apps")
         if dry_run:
             return copy.deepcopy(self.get(namespace, name))
         return self.table.remove(namespace, name)

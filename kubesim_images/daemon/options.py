@@ -126,8 +126,12 @@ async def delete_options(request: web.Request) -> DeleteOptions:
     )
 
 
-def check_preconditions(doc: Mapping[str, Any], options: DeleteOptions, resource: str) -> None:
-    """The stored object meets the DELETE's preconditions, else 409 with the apiserver's text."""
+def check_preconditions(
+    doc: Mapping[str, Any], options: DeleteOptions, resource: str, *, group: str = ""
+) -> None:
+    """The stored object meets the DELETE's preconditions, else 409 with the apiserver's text
+    (the resource named with its group, `deployments.apps`, as the apiserver names it)."""
+    qualified = f"{resource}.{group}" if group else resource
     meta = doc["metadata"]
     for field, wanted, actual in (
         ("UID", options.uid, meta.get("uid")),
@@ -138,7 +142,7 @@ def check_preconditions(doc: Mapping[str, Any], options: DeleteOptions, resource
             raise ApiError(
                 409,
                 "Conflict",
-                f'Operation cannot be fulfilled on {resource} "{name}": Precondition failed: '
+                f'Operation cannot be fulfilled on {qualified} "{name}": Precondition failed: '
                 f"{field} in precondition: {wanted}, {field} in object meta: {actual}",
-                details={"name": name, "kind": resource},
+                details={"name": name, **({"group": group} if group else {}), "kind": resource},
             )

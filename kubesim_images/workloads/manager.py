@@ -101,6 +101,20 @@ class WorkloadControllers:
                     self.enqueue((owner_kind, namespace, str(ref.get("name"))))
         if change == "DELETED" and kind in {"Deployment", "ReplicaSet"}:
             self.enqueue(("gc", namespace, ""))
+        if change == "DELETED" and kind == "Pod":
+            self._pod_gone(namespace, obj)
+
+    def _pod_gone(self, namespace: str, pod: Obj) -> None:
+        """A pod is gone for good (its deletion is graceful: its ReplicaSet stopped counting it
+        when it began terminating, so the set's status does not change now). A Recreate rollout
+        waits for exactly this, as the deployment controller's deletePod does: its Deployment
+        is synced again."""
+        for ref in owner_refs(pod):
+            if ref.get("controller") is True and ref.get("kind") == "ReplicaSet":
+                rs = self._objects.get("ReplicaSet", namespace, str(ref.get("name")))
+                for owner in owner_refs(rs) if rs is not None else []:
+                    if owner.get("controller") is True and owner.get("kind") == "Deployment":
+                        self.enqueue(("Deployment", namespace, str(owner.get("name"))))
 
     async def _run(self) -> None:
         while True:

@@ -14,11 +14,12 @@ from collections.abc import Callable
 from typing import Any, Self
 
 import pytest
-from apikit import PODS, TABLE, ApiFactory, Client, assert_status
+from apikit import PODS, TABLE, ApiFactory, Client, assert_status, cluster_of
 
 APPS = "/apis/apps/v1/namespaces/default"
 DEPLOYMENTS = f"{APPS}/deployments"
 REPLICASETS = f"{APPS}/replicasets"
+NAMESPACES = "/api/v1/namespaces"
 
 
 def deployment(
@@ -110,6 +111,12 @@ async def replicasets(client: Client) -> dict[str, dict[str, Any]]:
 async def pods(client: Client) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = (await (await client.get(PODS)).json())["items"]
     return items
+
+
+async def active_pods(client: Client) -> list[dict[str, Any]]:
+    """The pods a ReplicaSet counts: deletion is graceful, so a rollout or a scale can be done
+    while the pods it deleted are still listed, Terminating."""
+    return [p for p in await pods(client) if "deletionTimestamp" not in p["metadata"]]
 
 
 class TestCreate:
@@ -241,7 +248,7 @@ class TestRollout:
         assert after["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
         sets = await replicasets(client)
         assert sets[old_name]["spec"]["replicas"] == 0  # kept for a rollback
-        images = {p["spec"]["containers"][0]["image"] for p in await pods(client)}
+        images = {p["spec"]["containers"][0]["image"] for p in await active_pods(client)}
         assert images == {"busybox:1.37"}
         assert after["metadata"]["uid"] == before["metadata"]["uid"]
         events = (
@@ -305,7 +312,7 @@ class TestRollout:
         assert annotations["deployment.kubernetes.io/revision"] == "3"
         assert annotations["deployment.kubernetes.io/revision-history"] == "1"
         assert revived["spec"]["replicas"] == 2
-        images = {p["spec"]["containers"][0]["image"] for p in await pods(client)}
+        images = {p["spec"]["containers"][0]["image"] for p in await active_pods(client)}
         assert images == {"busybox:1.36"}
 
     async def test_recreate_removes_every_old_pod_before_a_new_one(self, client: Client) -> None:
@@ -399,7 +406,7 @@ class TestScaleAndDelete:
             assert resp.status == 200
             assert (await resp.json())["spec"]["replicas"] == 5
             await watch.until(rolled_out(5, generation=2))
-        assert len(await pods(client)) == 5
+        assert len(await active_pods(client)) == 5
         async with Watch(client, DEPLOYMENTS, fieldSelector="metadata.name=web") as watch:
             resp = await client.patch(
                 f"{DEPLOYMENTS}/web/scale",
@@ -407,7 +414,7 @@ class TestScaleAndDelete:
                 headers={"Content-Type": "application/merge-patch+json"},
             )
             await watch.until(rolled_out(1, generation=3))
-        assert len(await pods(client)) == 1
+        assert len(await active_pods(client)) == 1
 
     async def test_deleting_a_deployment_deletes_its_sets_and_pods(self, client: Client) -> None:
         await create_rolled_out(client, deployment(replicas=3))
@@ -424,6 +431,24 @@ class TestScaleAndDelete:
         assert await replicasets(client) == {}
         assert await pods(client) == []
 
+    async def test_a_delete_checks_its_preconditions(self, client: Client) -> None:
+        created = await (await client.post(DEPLOYMENTS, json=deployment(replicas=0))).json()
+        resp = await client.delete(
+            f"{DEPLOYMENTS}/web", json={"preconditions": {"uid": "not-the-uid"}}
+        )
+        body = await resp.json()
+        assert_status(body, 409, "Conflict")
+        assert body["message"] == (
+            'Operation cannot be fulfilled on deployments.apps "web": Precondition failed: '
+            f"UID in precondition: not-the-uid, UID in object meta: {created['metadata']['uid']}"
+        )
+        assert body["details"] == {"name": "web", "group": "apps", "kind": "deployments"}
+        assert (await client.get(f"{DEPLOYMENTS}/web")).status == 200
+        uid = created["metadata"]["uid"]
+        resp = await client.delete(f"{DEPLOYMENTS}/web", json={"preconditions": {"uid": uid}})
+        assert resp.status == 200
+        assert (await client.get(f"{DEPLOYMENTS}/web")).status == 404
+
     async def test_a_replicaset_replaces_a_deleted_pod(self, client: Client) -> None:
         await create_rolled_out(client, deployment(replicas=2))
         before = {p["metadata"]["name"] for p in await pods(client)}
@@ -434,7 +459,101 @@ class TestScaleAndDelete:
             while change != "ADDED" or pod["metadata"]["name"] in before:
                 change, pod = await watch.next()
         assert pod["metadata"]["name"].startswith("web-")
-        assert len(await pods(client)) == 2
+        assert len(await active_pods(client)) == 2
+
+
+class TestNamespaces:
+    """Workloads under the namespace lifecycle: admission for a client's create and for the
+    controllers' own, and a namespace's deletion that takes its Deployments with it."""
+
+    async def test_a_deployment_in_a_missing_namespace_is_not_found(self, client: Client) -> None:
+        resp = await client.post("/apis/apps/v1/namespaces/nope/deployments", json=deployment())
+        body = await resp.json()
+        assert_status(body, 404, "NotFound")
+        assert body["message"] == 'namespaces "nope" not found'
+        assert (await client.get("/apis/apps/v1/deployments")).status == 200
+        listed = await (await client.get("/apis/apps/v1/deployments")).json()
+        assert listed["items"] == []
+
+    async def test_deleting_the_namespace_deletes_the_deployment_before_its_pods(
+        self, client: Client
+    ) -> None:
+        assert (await client.post(NAMESPACES, json={"metadata": {"name": "team"}})).status == 201
+        team = "/apis/apps/v1/namespaces/team/deployments"
+        async with Watch(client, team) as deployments:
+            assert (await client.post(team, json=deployment(replicas=3))).status == 201
+            await deployments.until(rolled_out(3))
+        async with (
+            Watch(client, f"{NAMESPACES}/team/pods") as pod_watch,
+            Watch(client, team) as deployment_watch,
+            Watch(client, NAMESPACES, fieldSelector="metadata.name=team") as ns_watch,
+        ):
+            assert (await client.delete(f"{NAMESPACES}/team")).status == 200
+            await ns_watch.until(lambda ns: ns["status"]["phase"] == "Terminating")
+            names: set[str] = set()
+            gone: set[str] = set()
+            first_terminating: int | None = None
+            while not names or gone != names:
+                change, pod = await pod_watch.next()
+                name = pod["metadata"]["name"]
+                if change == "ADDED" and len(names) >= 3:
+                    pytest.fail(f"pod {name} created in a terminating namespace")
+                names.add(name)
+                if change != "ADDED" and first_terminating is None:
+                    first_terminating = int(pod["metadata"]["resourceVersion"])
+                if change == "DELETED":
+                    gone.add(name)
+            assert len(names) == 3
+            change = ""
+            while change != "DELETED":
+                change, d = await deployment_watch.next()
+            # The Deployment went before the first pod began terminating (resourceVersions
+            # order the changes): no controller was left to replace a purged pod.
+            assert first_terminating is not None
+            assert int(d["metadata"]["resourceVersion"]) < first_terminating
+            change = ""
+            while change != "DELETED":
+                change, _ = await ns_watch.next()
+        for path in (team, "/apis/apps/v1/namespaces/team/replicasets", f"{NAMESPACES}/team/pods"):
+            assert (await (await client.get(path)).json())["items"] == [], path
+
+    async def test_a_replicaset_creates_no_pod_in_a_terminating_namespace(
+        self, client: Client
+    ) -> None:
+        assert (await client.post(NAMESPACES, json={"metadata": {"name": "team"}})).status == 201
+        rs_path = "/apis/apps/v1/namespaces/team/replicasets"
+        rs = deployment(replicas=2)
+        rs["kind"] = "ReplicaSet"
+        cluster = cluster_of(client)
+        controllers = cluster.controllers
+        assert controllers is not None
+        async with Watch(client, f"{NAMESPACES}/team/pods") as pod_watch:
+            assert (await client.post(rs_path, json=rs)).status == 201
+            for _ in range(2):
+                change, _ = await pod_watch.next()
+                assert change == "ADDED"
+            # Hold the namespace controller before it deletes anything, as a slow one would.
+            release = asyncio.Event()
+            purge = cluster.namespaces._purge
+
+            async def held(name: str) -> None:
+                await release.wait()
+                await purge(name)
+
+            cluster.namespaces._purge = held
+            assert (await client.delete(f"{NAMESPACES}/team")).status == 200
+            pods_now = await (await client.get(f"{NAMESPACES}/team/pods")).json()
+            victim = pods_now["items"][0]["metadata"]["name"]
+            resp = await client.delete(f"{NAMESPACES}/team/pods/{victim}")
+            assert resp.status == 200
+            change = ""
+            while change != "DELETED":
+                change, pod = await pod_watch.next()
+                assert change != "ADDED", f"pod {pod['metadata']['name']} created"
+            await controllers.idle.wait()
+            listed = await (await client.get(f"{NAMESPACES}/team/pods")).json()
+            assert len(listed["items"]) == 1
+            release.set()
 
 
 async def test_a_deployment_spreads_over_the_nodes_and_each_node_pulls_the_new_image(

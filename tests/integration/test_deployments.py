@@ -72,8 +72,14 @@ def states(events: list[tuple[str, dict[str, Any]]]) -> Iterator[dict[str, dict[
         yield dict(current)
 
 
+def active_pods(daemon: RunningDaemon) -> dict[str, dict[str, Any]]:
+    """The pods a ReplicaSet counts: deletion is graceful, so a rollout or scale-down can be
+    complete while the pods it deleted are still listed, Terminating, as kubectl shows them."""
+    return {n: p for n, p in daemon.pods().items() if "deletionTimestamp" not in p["metadata"]}
+
+
 def pod_images(daemon: RunningDaemon) -> dict[str, str]:
-    return {name: p["spec"]["containers"][0]["image"] for name, p in daemon.pods().items()}
+    return {name: p["spec"]["containers"][0]["image"] for name, p in active_pods(daemon).items()}
 
 
 def rolled_out(kubectl: Kubectl) -> str:
@@ -150,10 +156,10 @@ def test_scale_then_delete_cascades(kubectl: Kubectl, daemon: RunningDaemon) -> 
         "deployment.apps/web scaled"
     )
     rolled_out(kubectl)
-    assert len(daemon.pods()) == 6
+    assert len(active_pods(daemon)) == 6
     kubectl.run("scale", "deployment/web", "--replicas=1")
     rolled_out(kubectl)
-    assert len(daemon.pods()) == 1
+    assert len(active_pods(daemon)) == 1
     out = kubectl.run("delete", "deployment", "web")
     assert out.stdout.strip() == 'deployment.apps "web" deleted'
     kubectl.run("wait", "--for=delete", "pod", "-l", "app=web", "--timeout=30s")
@@ -189,7 +195,7 @@ def test_a_restart_keeps_the_deployment_and_its_pods(
     assert set(again.pods()) == before  # the same pods: none created twice
     after_kubectl.run("scale", "deployment/web", "--replicas=5")
     rolled_out(after_kubectl)
-    assert len(again.pods()) == 5
+    assert len(active_pods(again)) == 5
 
 
 def test_python_client_reads_and_scales_a_deployment(daemon: RunningDaemon) -> None:

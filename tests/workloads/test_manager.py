@@ -34,6 +34,9 @@ class MemoryObjects:
         self.events: list[tuple[str, str, str]] = []
         self.history: list[tuple[str, str, Obj]] = []
         self.fail_creates = 0
+        # Graceful pod deletion, as the daemon's: a deleted pod is first marked (MODIFIED with
+        # a deletionTimestamp) and goes (DELETED) only when the test lets the kubelet finish.
+        self.graceful = False
         self._uids = itertools.count(1)
 
     def subscribe(self, kind: str, watcher: Watcher) -> Callable[[], None]:
@@ -91,9 +94,26 @@ class MemoryObjects:
 
     async def delete(self, kind: str, namespace: str, name: str, uid: str) -> None:
         doc = self.docs.get((kind, namespace, name))
-        if doc is not None and doc["metadata"]["uid"] == uid:
-            del self.docs[(kind, namespace, name)]
-            self._publish("DELETED", doc)
+        if doc is None or doc["metadata"]["uid"] != uid:
+            return
+        if kind == "Pod" and self.graceful:
+            if "deletionTimestamp" not in doc["metadata"]:
+                doc["metadata"]["deletionTimestamp"] = STAMP
+                self._publish("MODIFIED", doc)
+            return
+        del self.docs[(kind, namespace, name)]
+        self._publish("DELETED", doc)
+
+    def finish_terminating(self) -> int:
+        """The kubelet's part: every terminating pod goes. Returns how many went."""
+        ending = [
+            key
+            for key, doc in self.docs.items()
+            if key[0] == "Pod" and "deletionTimestamp" in doc["metadata"]
+        ]
+        for key in ending:
+            self._publish("DELETED", self.docs.pop(key))
+        return len(ending)
 
     def event(self, obj: Obj, kind: str, reason: str, message: str, component: str) -> None:
         del kind, component
@@ -226,3 +246,74 @@ async def test_a_deployment_rolls_within_its_bounds_and_deletion_cascades() -> N
         await manager.stop()
     assert objects.list("ReplicaSet", "default") == []
     assert objects.list("Pod", "default") == []
+
+
+async def test_recreate_waits_for_terminating_pods_to_be_gone_then_creates_the_new_ones() -> None:
+    objects = MemoryObjects()
+    objects.graceful = True
+    manager = started(objects)
+    try:
+        d = workload("Deployment", "web", 3)
+        d["spec"]["strategy"] = {"type": "Recreate"}
+        objects.create("Deployment", "default", d)
+        await settled(manager)
+        old = {p["metadata"]["name"] for p in objects.list("Pod", "default")}
+        assert len(old) == 3
+        current = objects.get("Deployment", "default", "web")
+        assert current is not None
+        current["spec"]["template"]["spec"]["containers"][0]["image"] = "busybox:1.37"
+        objects.update("Deployment", current)
+        await settled(manager)
+        # The old pods are terminating, not gone: Recreate creates nothing yet.
+        listed = objects.list("Pod", "default")
+        assert {p["metadata"]["name"] for p in listed} == old
+        assert all("deletionTimestamp" in p["metadata"] for p in listed)
+        # Once they are gone (no ReplicaSet status changes then), the rollout goes on.
+        assert objects.finish_terminating() == 3
+        await settled(manager)
+        images = {p["spec"]["containers"][0]["image"] for p in objects.list("Pod", "default")}
+        assert images == {"busybox:1.37"}
+        assert len(objects.list("Pod", "default")) == 3
+    finally:
+        await manager.stop()
+
+
+async def test_a_rolling_update_counts_no_terminating_pod_as_available() -> None:
+    objects = MemoryObjects()
+    objects.graceful = True
+    manager = started(objects)
+    try:
+        d = workload("Deployment", "web", 4)
+        d["spec"]["strategy"] = {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        }
+        objects.create("Deployment", "default", d)
+        await settled(manager)
+        current = objects.get("Deployment", "default", "web")
+        assert current is not None
+        active = {p["metadata"]["name"] for p in objects.list("Pod", "default")}
+        mark = len(objects.history)
+        current["spec"]["template"]["spec"]["containers"][0]["image"] = "busybox:1.37"
+        objects.update("Deployment", current)
+        # The kubelet finishes each termination only once the controllers have settled.
+        await settled(manager)
+        while objects.finish_terminating():
+            await settled(manager)
+        # On every state: at most 4 + 1 pods that are not terminating, and never fewer than
+        # 4 of them (a terminating pod is neither a replica nor available).
+        for change, kind, doc in objects.history[mark:]:
+            if kind != "Pod":
+                continue
+            name = doc["metadata"]["name"]
+            if change == "ADDED":
+                active.add(name)
+            elif change == "DELETED" or "deletionTimestamp" in doc["metadata"]:
+                active.discard(name)
+            assert 4 <= len(active) <= 5, active
+        pods = objects.list("Pod", "default")
+        assert {p["metadata"]["name"] for p in pods} == active
+        assert len(pods) == 4
+        assert {p["spec"]["containers"][0]["image"] for p in pods} == {"busybox:1.37"}
+    finally:
+        await manager.stop()
