@@ -203,8 +203,8 @@ def _timeout_seconds(request: web.Request) -> float:
 
 
 def _check_limit(request: web.Request) -> None:
-    """`limit` must decode as the int64 of ListOptions (the daemon answers whole lists, as a
-    server may): else the apiserver's 400, Go's strconv text."""
+    """`limit` must decode as the int64 of ListOptions (`paging.py` pages by it): else the
+    apiserver's 400, Go's strconv text."""
     for text in request.query.getall("limit", [])[:1]:
         if not re.fullmatch(r"[+-]?[0-9]+", text):
             raise bad_request(f'strconv.ParseInt: parsing "{text}": invalid syntax')
