@@ -390,6 +390,15 @@ def daemon(daemon_factory: DaemonFactory) -> RunningDaemon:
     return daemon_factory()
 
 
+@pytest.fixture
+def core(daemon: RunningDaemon) -> Iterator[Any]:
+    """The `kubernetes` client's CoreV1Api on `daemon` (imported here: only some tests use it)."""
+    from kubernetes import client  # noqa: PLC0415
+
+    with client.ApiClient(client.Configuration(host=daemon.base_url)) as api_client:
+        yield client.CoreV1Api(api_client)
+
+
 # -- kubectl ----------------------------------------------------------------------------------
 def _require_tool(name: str, why: str) -> str:
     path = shutil.which(name)

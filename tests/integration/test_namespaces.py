@@ -4,22 +4,12 @@ ones cannot be deleted, and a namespace (its uid, labels, default account) survi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from conftest import DaemonFactory, Kubectl, RunningDaemon
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def core(daemon: RunningDaemon) -> Iterator[client.CoreV1Api]:
-    configuration = client.Configuration()
-    configuration.host = daemon.base_url
-    with client.ApiClient(configuration) as api_client:
-        yield client.CoreV1Api(api_client)
 
 
 def test_kubectl_refuses_a_missing_namespace_and_deletes_one_with_its_pods(

@@ -4,23 +4,14 @@ writes it) works twice."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Kubectl, RunningDaemon
+from conftest import Kubectl
 from kubernetes import client
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def core(daemon: RunningDaemon) -> Iterator[client.CoreV1Api]:
-    configuration = client.Configuration()
-    configuration.host = daemon.base_url
-    with client.ApiClient(configuration) as api_client:
-        yield client.CoreV1Api(api_client)
 
 
 def test_chunked_lists_hold_everything(kubectl: Kubectl, core: client.CoreV1Api) -> None:

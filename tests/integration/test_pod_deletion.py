@@ -5,7 +5,6 @@ and a pull cancelled by the deletion counted as a finished (failed) pull in /met
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from conftest import SLOW_IMAGE, DaemonFactory, Kubectl, RunningDaemon, poll, slow_config
@@ -13,14 +12,6 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def core(daemon: RunningDaemon) -> Iterator[client.CoreV1Api]:
-    configuration = client.Configuration()
-    configuration.host = daemon.base_url
-    with client.ApiClient(configuration) as api_client:
-        yield client.CoreV1Api(api_client)
 
 
 def test_kubectl_delete_shows_terminating_then_the_pod_is_gone(

@@ -9,7 +9,6 @@ import contextlib
 import json
 import queue
 import threading
-from collections.abc import Iterator
 
 import pytest
 from conftest import (
@@ -27,13 +26,6 @@ from urllib3.exceptions import ProtocolError
 
 pytestmark = pytest.mark.integration
 NS = "default"
-
-
-@pytest.fixture
-def core(daemon: RunningDaemon) -> Iterator[client.CoreV1Api]:
-    configuration = client.Configuration(host=daemon.base_url)
-    with client.ApiClient(configuration) as api_client:
-        yield client.CoreV1Api(api_client)
 
 
 def pod(name: str, image: str, **spec: object) -> client.V1Pod:
