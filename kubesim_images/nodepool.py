@@ -28,7 +28,7 @@ from kubesim_images.oci.media import Platform
 from kubesim_images.pod import DNS1123_LABEL
 from kubesim_images.registry.catalogue import Catalogue, SimImage
 from kubesim_images.registry.spec import parse_ref
-from kubesim_images.store import ImageFsSpec, parse_image_fs, pinned_name
+from kubesim_images.store import ImageFsSpec, ImageStore, parse_image_fs, pinned_name
 
 POOL_FIELDS = {
     "name",
@@ -72,6 +72,14 @@ class NodePool:
         if self.bare_name and self.count == 1:
             return [self.name]
         return [f"{self.name}-{i}" for i in range(self.count)]
+
+    def image_store(self) -> ImageStore:
+        """A new, empty image store for one of this pool's nodes: its disk, its pinned sandbox."""
+        return ImageStore(
+            capacity=self.image_fs.capacity,
+            other_usage=self.image_fs.other_usage,
+            pinned=[self.sandbox_image],
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from kubesim_images.placement import Placer
 from kubesim_images.podworkers import PodStatus
 from kubesim_images.registry.simulated import preload
 from kubesim_images.state import StateStore
-from kubesim_images.store import ImageRecord, ImageStore
+from kubesim_images.store import ImageRecord
 from kubesim_images.workloads.manager import WorkloadControllers
 
 # The kinds the namespace controller deletes before the others: a Deployment's controller would
@@ -112,11 +112,7 @@ class Cluster:
             credentials = PullCredentials(self.secrets, Keyring(pool.credentials))
             for name in pool.node_names():
                 backend, sink = self.registries.node(name, pool.bandwidth, pool.platform)
-                store = ImageStore(
-                    capacity=pool.image_fs.capacity,
-                    other_usage=pool.image_fs.other_usage,
-                    pinned=[pool.sandbox_image],
-                )
+                store = pool.image_store()
                 node = Node(
                     name,
                     backend,

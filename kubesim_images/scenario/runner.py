@@ -42,7 +42,6 @@ from kubesim_images.podworkers import CredentialLookup, PodStatus
 from kubesim_images.reasons import Reason
 from kubesim_images.registry.simulated import preload
 from kubesim_images.scenario.model import Scenario, VariantSpec
-from kubesim_images.store import ImageStore
 from kubesim_images.tasks import create_guarded_task
 
 
@@ -288,11 +287,7 @@ async def _run(spec: VariantSpec, registries: backends.Registries) -> VariantRes
         preloaded = preload(pool.preloaded)
         for name in pool.node_names():
             backend, sink = registries.node(name, pool.bandwidth, spec.platform(pool))
-            store = ImageStore(
-                capacity=pool.image_fs.capacity,
-                other_usage=pool.image_fs.other_usage,
-                pinned=[pool.sandbox_image],
-            )
+            store = pool.image_store()
             node = Node(
                 name,
                 backend,
