@@ -117,12 +117,14 @@ def test_kubectl_create_refuses_a_typo_as_the_apiserver_does(
     assert container["imagePullPolicy"] == "IfNotPresent"
 
 
-def test_python_client_strict_field_validation(daemon: RunningDaemon) -> None:
+def test_python_client_strict_field_validation(daemon: RunningDaemon, tmp_path: Path) -> None:
     """The typed client refuses the typo itself, so unstructured bodies go through its
-    DynamicClient, as operators' code sends them."""
+    DynamicClient, as operators' code sends them (its discovery cache in tmp_path: by default
+    it leaves a file in /tmp)."""
     configuration = client.Configuration(host=daemon.base_url)
     with client.ApiClient(configuration) as api_client:
-        pods = DynamicClient(api_client).resources.get(api_version="v1", kind="Pod")
+        dynamic = DynamicClient(api_client, cache_file=str(tmp_path / "discovery.json"))
+        pods = dynamic.resources.get(api_version="v1", kind="Pod")
         with pytest.raises(ApiException) as refused:
             pods.create(
                 body=typo_pod("typo"),
