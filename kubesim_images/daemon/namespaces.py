@@ -4,8 +4,10 @@ A namespace is an object of its own (uid, creationTimestamp, resourceVersion), s
 state store. Around it, what a cluster does with namespaces:
 
 - admission (the apiserver's NamespaceLifecycle plugin): a create in a namespace that does not
-  exist is 404 `namespaces "x" not found`, in one being terminated 403 Forbidden; the built-in
-  namespaces cannot be deleted;
+  exist is 404 `namespaces "x" not found`, in one being terminated 403 Forbidden; default,
+  kube-system and kube-public cannot be deleted;
+- the system namespaces controller: kube-system, kube-public and kube-node-lease exist, one
+  deleted (only kube-node-lease can be) is created again once it is gone;
 - the serviceaccount controller: every active namespace has its `default` ServiceAccount,
   recreated when deleted;
 - the namespace controller: `DELETE` only marks a namespace Terminating (deletionTimestamp,
@@ -37,9 +39,10 @@ from kubesim_images.tasks import create_guarded_task, stop_task
 
 _log = get_logger()
 
-# The apiserver's immortal namespaces (NamespaceLifecycle), and the node-lease namespace the
-# daemon's node lives by: none of them can be deleted.
+# The namespaces a cluster has from the start (the system namespaces controller keeps them), and
+# those the apiserver's NamespaceLifecycle admission never lets go.
 BUILT_IN = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+IMMORTAL = frozenset({"default", "kube-system", "kube-public"})
 FINALIZER = "kubernetes"
 NAME_LABEL = "kubernetes.io/metadata.name"
 ACTIVE, TERMINATING = "Active", "Terminating"
@@ -237,7 +240,7 @@ class Namespaces:
     ) -> dict[str, Any]:
         """Mark the namespace Terminating; the namespace controller does the rest."""
         del namespace
-        if name in BUILT_IN:
+        if name in IMMORTAL:
             raise ApiError(
                 403,
                 "Forbidden",
@@ -274,6 +277,9 @@ class Namespaces:
             self.table.put({**doc, "metadata": meta, "spec": {"finalizers": []}})
             self.table.remove("", name)
             _log.info("namespace_deleted", namespace=name)
+            if name in BUILT_IN:
+                # The system namespaces controller's next pass: the namespace again, anew.
+                self.create("", {"metadata": {"name": name}})
         finally:
             self._deleting.pop(name, None)
 

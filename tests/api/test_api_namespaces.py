@@ -1,5 +1,5 @@
 """Namespaces as the apiserver keeps them: objects of their own, NamespaceLifecycle admission
-(404 in a missing namespace, 403 in one being terminated, the built-in ones immortal), the
+(404 in a missing namespace, 403 in one being terminated, three built-in ones immortal), the
 `default` ServiceAccount of each, and deletion: Terminating, its content deleted, then gone."""
 
 from __future__ import annotations
@@ -78,13 +78,13 @@ class TestAdmission:
         resp = await client.post(f"{NAMESPACES}/nope/secrets", json={"metadata": {"name": "s"}})
         assert resp.status == 404
 
-    async def test_the_built_in_namespaces_exist_and_cannot_be_deleted(
+    async def test_the_built_in_namespaces_exist_and_three_cannot_be_deleted(
         self, client: Client
     ) -> None:
         listed = await (await client.get(NAMESPACES)).json()
         names = {n["metadata"]["name"] for n in listed["items"]}
         assert {"default", "kube-system", "kube-public", "kube-node-lease"} <= names
-        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+        for name in ("default", "kube-system", "kube-public"):
             resp = await client.delete(f"{NAMESPACES}/{name}")
             body = await resp.json()
             assert_status(body, 403, "Forbidden")
@@ -93,6 +93,23 @@ class TestAdmission:
             )
             doc = await (await client.get(f"{NAMESPACES}/{name}")).json()
             assert doc["status"]["phase"] == "Active"
+
+    async def test_kube_node_lease_is_deleted_then_created_again(
+        self, client: Client, watch_of: Any
+    ) -> None:
+        """As a cluster: NamespaceLifecycle protects only three; the system namespaces
+        controller creates kube-node-lease again once it is gone, a new object."""
+        before = await (await client.get(f"{NAMESPACES}/kube-node-lease")).json()
+        watch = await watch_of(NAMESPACES, before["metadata"]["resourceVersion"])
+        resp = await client.delete(f"{NAMESPACES}/kube-node-lease")
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["status"]["phase"] == "Terminating"
+        await watch.until("DELETED", "kube-node-lease")
+        again = await watch.until("ADDED", "kube-node-lease")
+        assert again["status"] == {"phase": "Active"}
+        assert again["metadata"]["uid"] != before["metadata"]["uid"]
+        got = await (await client.get(f"{NAMESPACES}/kube-node-lease")).json()
+        assert got["metadata"]["uid"] == again["metadata"]["uid"]
 
 
 class TestObjects:
