@@ -10,8 +10,15 @@ Sans-I/O: the caller keeps the nodes' labels and says when a pod is bound or gon
   malformed term matching nothing) are feasible, and the pod goes
   to the feasible node with the fewest pods, the first listed among equals: pods spread evenly
   and, created one by one on empty nodes, round-robin (which scenario files promise).
-- no feasible node: Pending, with the scheduler's `FailedScheduling` text (v1.32, no preemption
+- a cordoned node (`spec.unschedulable`) is not feasible unless the pod tolerates its
+  `node.kubernetes.io/unschedulable:NoSchedule` taint (the NodeUnschedulable filter, which runs
+  before the node selector's).
+- no feasible node: Pending, with the scheduler's `FailedScheduling` text (v1.32: each node's
+  first failing filter, counted per reason and sorted as its FitError does; no preemption
   victims because the simulation has no priorities).
+
+A node's labels and cordon change at run time (`update`): the caller then offers its pending
+pods again, as kube-scheduler moves unschedulable pods back to its active queue on a node update.
 """
 
 from __future__ import annotations
@@ -24,6 +31,10 @@ from typing import Any
 # The operators of a NodeSelectorRequirement (matchExpressions); matchFields takes In/NotIn.
 _OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"})
 _NAME_FIELD = "metadata.name"  # the only field matchFields may name
+# The taint a cordoned node carries (TaintNodeUnschedulable), and the filters' reasons.
+UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
+_CORDONED = "node(s) were unschedulable"
+_MISMATCHED = "node(s) didn't match Pod's node affinity/selector"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +130,32 @@ def affinity_matches(affinity: NodeAffinity, name: str, labels: Mapping[str, str
     return any(term is not None and all(r.matches(name, labels) for r in term) for term in affinity)
 
 
-def failed_scheduling(total: int, mismatched: int) -> str:
-    """The scheduler's FitError text for nodes that all fail the node selector."""
+def tolerates_unschedulable(tolerations: Any) -> bool:
+    """Whether a pod's `spec.tolerations` tolerate `node.kubernetes.io/unschedulable:NoSchedule`
+    (the taint has no value: `Equal` matches only an empty one)."""
+    if not isinstance(tolerations, list):
+        return False
+    for t in tolerations:
+        if not isinstance(t, Mapping):
+            continue
+        key, op = t.get("key") or "", t.get("operator") or "Equal"
+        if t.get("effect") not in (None, "", "NoSchedule"):
+            continue
+        if key == "" and op == "Exists":
+            return True
+        if key == UNSCHEDULABLE_TAINT and (op == "Exists" or not t.get("value")):
+            return True
+    return False
+
+
+def failed_scheduling(total: int, mismatched: int, cordoned: int = 0) -> str:
+    """The scheduler's FitError text: each reason with its count of nodes, sorted as strings."""
+    counted = ((_CORDONED, cordoned), (_MISMATCHED, mismatched))
+    reasons = sorted(f"{count} {reason}" for reason, count in counted if count)
+    said = ", ".join(reasons or [f"{mismatched} {_MISMATCHED}"])
     return (
-        f"0/{total} nodes are available: {mismatched} node(s) didn't match Pod's node "
-        f"affinity/selector. preemption: 0/{total} nodes are available: {total} Preemption is "
-        "not helpful for scheduling."
+        f"0/{total} nodes are available: {said}. preemption: 0/{total} nodes are available: "
+        f"{total} Preemption is not helpful for scheduling."
     )
 
 
@@ -132,7 +163,7 @@ class Placer:
     """Pods per node, and the choice for the next one. With no selector (the common case at
     scale) the choice is a heap pop: O(log N) per pod for a million nodes."""
 
-    __slots__ = ("_heap", "_index", "_labels", "_names", "_pods")
+    __slots__ = ("_cordoned", "_heap", "_index", "_labels", "_names", "_pods")
 
     def __init__(self, nodes: Sequence[tuple[str, Mapping[str, str]]]) -> None:
         self._names = [name for name, _ in nodes]
@@ -141,6 +172,16 @@ class Placer:
         self._pods = [0] * len(nodes)
         # (pods, index) per node; entries go stale when counts change and are skipped on pop.
         self._heap = [(0, i) for i in range(len(nodes))]
+        self._cordoned: set[int] = set()
+
+    def update(self, node: str, labels: Mapping[str, str], *, unschedulable: bool) -> None:
+        """A node's labels or cordon changed (`kubectl label`, `kubectl cordon`)."""
+        index = self._index[node]
+        self._labels[index] = dict(labels)
+        if unschedulable:
+            self._cordoned.add(index)
+        else:
+            self._cordoned.discard(index)
 
     @property
     def nodes(self) -> list[str]:
@@ -154,23 +195,30 @@ class Placer:
         node_name: str | None,
         selector: Mapping[str, str],
         affinity: NodeAffinity = None,
+        *,
+        tolerates_cordon: bool = False,
     ) -> str | Unschedulable:
         """The node the pod is bound to (counted as holding it), or why it stays Pending."""
         if node_name:
             index = self._index.get(node_name)
             if index is None:
                 return Unschedulable(None)
-        elif selector or affinity is not None:
+        elif selector or affinity is not None or (self._cordoned and not tolerates_cordon):
             names = self._names
-            feasible = [
-                i
-                for i, labels in enumerate(self._labels)
-                if all(labels.get(k) == v for k, v in selector.items())
-                and affinity_matches(affinity, names[i], labels)
-            ]
+            cordoned = set() if tolerates_cordon else self._cordoned
+            feasible = []
+            mismatched = 0
+            for i, labels in enumerate(self._labels):
+                if i in cordoned:
+                    continue  # NodeUnschedulable runs first: its reason is the node's
+                if all(labels.get(k) == v for k, v in selector.items()) and affinity_matches(
+                    affinity, names[i], labels
+                ):
+                    feasible.append(i)
+                else:
+                    mismatched += 1
             if not feasible:
-                total = len(self._names)
-                return Unschedulable(failed_scheduling(total, total))
+                return Unschedulable(failed_scheduling(len(names), mismatched, len(cordoned)))
             index = min(feasible, key=lambda i: (self._pods[i], i))
         else:
             if not self._names:

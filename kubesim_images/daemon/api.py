@@ -503,6 +503,31 @@ def _resource_handlers(res: Resource) -> dict[str, Handler]:
             return _json(kube.success_status(res.plural, meta["name"], meta["uid"]))
         return _json(res.view(doc))
 
+    async def delete_collection(request: web.Request) -> web.StreamResponse:
+        """DELETE on the collection: each object the selectors pick, deleted as one DELETE
+        would (pods gracefully); the answer is the list of what was deleted, as the
+        apiserver's DeleteCollection returns it."""
+        dry = await delete_dry_run(request)
+        options = await delete_options(request)
+        store = _store(request, res)
+        namespace = request.match_info.get("namespace", "")
+        chosen = _filter(request, store.list(namespace), res.fields)
+        deleted = []
+        for doc in chosen:
+            try:
+                gone = await store.delete(
+                    namespace, doc["metadata"]["name"], dry_run=dry, options=options
+                )
+            except ApiError as exc:
+                if exc.code != 404:  # gone meanwhile is what was wanted
+                    raise
+                continue
+            deleted.append(res.view(gone))
+        cluster = request.app[CLUSTER]
+        return _json(
+            kube.kube_list(f"{res.kind}List", deleted, cluster.resource_version, res.api_version)
+        )
+
     return {
         "list": list_,
         "get": get,
@@ -510,6 +535,7 @@ def _resource_handlers(res: Resource) -> dict[str, Handler]:
         "patch": patch,
         "update": update,
         "delete": delete,
+        "deletecollection": delete_collection,
     }
 
 
@@ -526,6 +552,8 @@ def add_resource_routes(app: web.Application, resources: tuple[Resource, ...]) -
             app.router.add_get(collection, handlers["list"])
         if "create" in verbs:
             app.router.add_post(collection, handlers["create"])
+        if "deletecollection" in verbs:
+            app.router.add_delete(collection, handlers["deletecollection"])
         if "get" in verbs:
             app.router.add_get(item, handlers["get"])
             for sub in res.subresources:

@@ -28,7 +28,7 @@ from kubesim_images.daemon.credentials import PullCredentials
 from kubesim_images.daemon.eventstore import EventStore
 from kubesim_images.daemon.kube import ApiError
 from kubesim_images.daemon.namespaces import Namespaces
-from kubesim_images.daemon.nodestatus import NodeObject, NodeObjects
+from kubesim_images.daemon.nodestatus import NodeObject, NodeObjects, Registration
 from kubesim_images.daemon.objects import ObjectTable
 from kubesim_images.daemon.podcodec import image_from_json, image_json
 from kubesim_images.daemon.podevents import PodEvents
@@ -107,7 +107,6 @@ class Cluster:
         rng = random.Random(config.seed)
         self.nodes: dict[str, Node] = {}
         objects: list[NodeObject] = []
-        labels: list[tuple[str, dict[str, str]]] = []
         for pool in config.pools:
             credentials = PullCredentials(self.secrets, Keyring(pool.credentials))
             for name in pool.node_names():
@@ -140,13 +139,21 @@ class Cluster:
                 )
                 self.nodes[name] = node
                 objects.append(self._node_object(node, pool, loop))
-                labels.append((name, {**objects[-1].render()["metadata"]["labels"]}))
         self.node = next(iter(self.nodes.values()))  # the first: what /debug shows by default
         self.node_objects = NodeObjects(objects)
         metrics.bind_nodes(list(self.nodes.values()))
+        placer = Placer([(o.name, o.registration.labels) for o in objects])
+        for obj in objects:
+            placer.update(
+                obj.name, obj.registration.labels, unschedulable=obj.registration.unschedulable
+            )
+            # The scheduler's part: a node's new labels or cordon, its pending pods retried.
+            obj.on_update = lambda o: self.pods.node_updated(  # built below: looked up then
+                o.name, o.registration.labels, unschedulable=o.registration.unschedulable
+            )
         self.pods = PodStore(
             self.nodes,
-            Placer(labels),
+            placer,
             state,
             self.feed,
             self.clock,
@@ -209,24 +216,38 @@ class Cluster:
     def _node_object(
         self, node: Node, pool: NodePool, loop: asyncio.AbstractEventLoop
     ) -> NodeObject:
-        """The Node object of `node`: UID and creation time kept across restarts (the first
-        node's under the keys a one-node state directory used)."""
+        """The Node object of `node`: its registration (uid, creation time, what clients
+        changed) kept across restarts (the first node's under the keys a one-node state
+        directory used)."""
         suffix = "" if node is next(iter(self.nodes.values())) else f"/{node.name}"
-        uid = self.state.get_meta(f"nodeUID{suffix}") or str(uuid.uuid4())
-        created = float(
-            self.state.get_meta(f"nodeCreated{suffix}") or self.clock.epoch(now_ns(loop))
-        )
         platform = pool.platform or (
             self.config.oci.platform if self.config.oci is not None else None
         )
+        arch = platform.architecture if platform is not None else "amd64"
+        saved = self.state.get_meta(f"nodeRegistration{suffix}")
+        if saved:
+            registration = Registration.from_json(saved, node.name, arch)
+        else:
+            uid = self.state.get_meta(f"nodeUID{suffix}") or str(uuid.uuid4())
+            created = float(
+                self.state.get_meta(f"nodeCreated{suffix}") or self.clock.epoch(now_ns(loop))
+            )
+            registration = Registration.of_kubelet(uid, created, node.name, arch, pool.labels)
+
+        def save(registration: Registration) -> None:
+            with self.state.transaction():
+                self.state.put_meta(f"nodeRegistration{suffix}", registration.to_json())
+                self.state.put_meta(f"nodeUID{suffix}", registration.uid)
+                self.state.put_meta(f"nodeCreated{suffix}", str(registration.created_epoch))
+
         return NodeObject(
             node,
             self.clock,
             self.feed,
-            uid,
-            created,
-            labels=pool.labels,
-            arch=platform.architecture if platform is not None else "amd64",
+            registration,
+            pool_labels=pool.labels,
+            arch=arch,
+            save=save,
         )
 
     def _subscribe(

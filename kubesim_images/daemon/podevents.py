@@ -1,6 +1,7 @@
 """The events of a pod's life a user sees on a real cluster beyond the image manager's.
 
-- the scheduler's `Scheduled` when a pod is created (`Successfully assigned NS/NAME to NODE`),
+- the scheduler's `Scheduled` when a pod is bound (`Successfully assigned NS/NAME to NODE`): at
+  its creation, or later for a pod that was pending,
 - the kubelet's `Created` (`Created container: NAME`) and `Started` (`Started container NAME`)
   each time a container starts, init containers included,
 - the kubelet's Warning `FailedToRetrieveImagePullSecret` at each sync of a pod naming pull
@@ -18,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubesim_images.clock import WallClock
-from kubesim_images.daemon.changefeed import ADDED, DELETED, Change, ChangeFeed
+from kubesim_images.daemon.changefeed import DELETED, Change, ChangeFeed
 from kubesim_images.daemon.eventstore import EventStore
 from kubesim_images.daemon.objects import ObjectTable
 from kubesim_images.events import Event
@@ -52,12 +53,15 @@ class PodEvents:
         self._clock = clock
         self._secrets = secrets
         self._seen: dict[str, set[_Start]] = {}
+        self._bound: set[str] = set()  # the pods whose binding was reported
         self._unsubscribe = feed.subscribe("Pod", self._changed)
 
     def restore(self, pods: Iterable[Mapping[str, Any]]) -> None:
         """The starts of the restored pods happened before: not reported again."""
         for pod in pods:
             self._seen[pod["metadata"]["uid"]] = _starts(pod)
+            if (pod.get("spec") or {}).get("nodeName"):
+                self._bound.add(pod["metadata"]["uid"])
 
     def stop(self) -> None:
         self._unsubscribe()
@@ -92,9 +96,11 @@ class PodEvents:
         uid = meta["uid"]
         if change.type == DELETED:
             self._seen.pop(uid, None)
+            self._bound.discard(uid)
             return
         node = (pod.get("spec") or {}).get("nodeName") or ""
-        if change.type == ADDED and node:  # one no node takes gets FailedScheduling instead
+        if node and uid not in self._bound:  # one no node takes gets FailedScheduling instead
+            self._bound.add(uid)
             message = f"Successfully assigned {meta['namespace']}/{meta['name']} to {node}"
             self._events.emit(
                 self._event(pod, "", "", EventType.NORMAL, Reason.SCHEDULED, message, SCHEDULER)

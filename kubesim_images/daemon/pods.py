@@ -2,9 +2,10 @@
 
 A pod is validated and defaulted once at creation (pull policy, AlwaysPullImages, the service
 account's imagePullSecrets), bound to a node as the scheduler would (`placement.Placer`:
-`spec.nodeName`, a `nodeSelector` on the nodes' labels, else the node with the fewest pods), then
-handed to that node's pod workers. A pod no node takes stays Pending, unscheduled, with the
-scheduler's `FailedScheduling` event. What the workers report is
+`spec.nodeName`, a `nodeSelector` on the nodes' labels, else the node with the fewest pods, a
+cordoned node never), then handed to that node's pod workers. A pod no node takes stays Pending,
+unscheduled, with the scheduler's `FailedScheduling` event, and is offered again when a node's
+labels or cordon change (`node_updated`). What the workers report is
 the status manager's business here: changes are gathered per loop turn (a sync reports each
 container as it becomes ready), then each changed pod is saved, takes the next resourceVersion
 and is published once on the change feed, as the kubelet's status manager writes a pod's status
@@ -56,7 +57,7 @@ from kubesim_images.daemon.validation import (
 from kubesim_images.events import EventSink, scheduler_event
 from kubesim_images.logging import get_logger
 from kubesim_images.node import Node
-from kubesim_images.placement import Placer, Unschedulable
+from kubesim_images.placement import Placer, Unschedulable, tolerates_unschedulable
 from kubesim_images.pod import FieldError, Pod, PodInvalidError, pod_from_manifest
 from kubesim_images.podworkers import (
     ContainerStatus,
@@ -122,7 +123,7 @@ class PodStore:
         for saved in self._state.objects("Pod"):
             pod = self._pod_from_stored(saved)
             bound = (saved.get("spec") or {}).get("nodeName") or None
-            target = self._placer.place(bound, pod.node_selector, pod.node_affinity)
+            target = self._place(saved, pod, bound)
             doc = saved
             if bound is None and isinstance(target, str):
                 doc = {**saved, "spec": {**saved["spec"], "nodeName": target}}
@@ -217,6 +218,69 @@ class PodStore:
             record.rendered = None
             self._feed.publish("Pod", MODIFIED, self.render(record))
 
+    def _place(
+        self, manifest: Mapping[str, Any], pod: Pod, bound: str | None
+    ) -> str | Unschedulable:
+        spec = manifest.get("spec")
+        tolerations = spec.get("tolerations") if isinstance(spec, Mapping) else None
+        return self._placer.place(
+            bound,
+            pod.node_selector,
+            pod.node_affinity,
+            tolerates_cordon=tolerates_unschedulable(tolerations),
+        )
+
+    def node_updated(self, node: str, labels: Mapping[str, str], *, unschedulable: bool) -> None:
+        """A node's labels or cordon changed: the scheduler's view of it, and every pending pod
+        offered to the nodes again (kube-scheduler moves its unschedulable pods back to the
+        active queue on a node update). A pod now placed is bound (its `Scheduled` event comes
+        from the binding, see podevents); one still refused for another reason gets the new
+        `FailedScheduling`."""
+        self._placer.update(node, labels, unschedulable=unschedulable)
+        pending = [
+            r
+            for r in self.records.values()
+            if not r.status.node
+            and r.unschedulable is not None
+            and "deletionTimestamp" not in r.manifest["metadata"]
+        ]
+        for record in sorted(pending, key=lambda r: r.manifest["metadata"]["creationTimestamp"]):
+            self._retry(record)
+
+    def _retry(self, record: PodRecord) -> None:
+        pod = record.status.pod
+        target = self._place(record.manifest, pod, None)
+        meta = record.manifest["metadata"]
+        if isinstance(target, Unschedulable):
+            if target.message is None or target.message == record.unschedulable:
+                return
+            manifest = {**record.manifest, "metadata": {**meta}}
+            status = record.status
+        else:
+            spec = {**record.manifest["spec"], "nodeName": target}
+            manifest = {**record.manifest, "metadata": {**meta}, "spec": spec}
+            status = status_from_json(pod, None, self._clock, target)
+        manifest["metadata"]["resourceVersion"] = str(self._feed.next_version())
+        try:
+            with self._state.transaction():
+                self._state.put_object("Pod", pod.namespace, pod.name, manifest)
+                self._state.put_pod_status(pod.uid, status_json(status, self._clock))
+        except BaseException:
+            if isinstance(target, str):
+                self._placer.release(target)
+            raise
+        record.manifest = manifest
+        record.status = status
+        record.rendered = None
+        if isinstance(target, str):
+            record.unschedulable = None
+            self._nodes[target].resume_pod(status)
+            _log.info("pod_scheduled", pod=f"{pod.namespace}/{pod.name}", node=target)
+        elif target.message is not None:
+            record.unschedulable = target.message
+            self._events.emit(scheduler_event(self._clock.now_ns(), pod, target.message))
+        self._feed.publish("Pod", MODIFIED, self.render(record))
+
     def _pod_from_stored(self, doc: Mapping[str, Any]) -> Pod:
         meta = doc["metadata"]
         return pod_from_manifest(doc, namespace=meta["namespace"], uid=meta["uid"])
@@ -279,7 +343,7 @@ class PodStore:
         if dry_run:  # what the API server would store: not yet scheduled, no node reported
             stored = self._stored_pod(pod, manifest, sa_name, None, dry_run=True)
             return {**stored, "status": {"phase": "Pending", "qosClass": "BestEffort"}}
-        target = self._placer.place(pod.node_name or None, pod.node_selector, pod.node_affinity)
+        target = self._place(manifest, pod, pod.node_name or None)
         node = target if isinstance(target, str) else ""
         stored = self._stored_pod(pod, manifest, sa_name, node or None)
         status = status_from_json(pod, None, self._clock, node)

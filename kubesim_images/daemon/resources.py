@@ -35,7 +35,7 @@ class Resource:
     plural: str
     singular: str
     namespaced: bool
-    # As discovery lists them: create delete get list patch update watch.
+    # As discovery lists them: create delete deletecollection get list patch update watch.
     verbs: tuple[str, ...]
     columns: tuple[kube.Column, ...]
     row: Callable[[WallClock], rows.Row]
@@ -105,6 +105,17 @@ class Resource:
 
 
 _ALL_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
+# A namespaced kind's: DELETE on its collection too (`delete_collection_namespaced_pod`).
+_COLLECTION_VERBS = (
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+)
 
 _CORE: tuple[Resource, ...] = (
     Resource(
@@ -112,7 +123,7 @@ _CORE: tuple[Resource, ...] = (
         plural="pods",
         singular="pod",
         namespaced=True,
-        verbs=_ALL_VERBS,
+        verbs=_COLLECTION_VERBS,
         columns=kube.POD_COLUMNS,
         row=rows.pod_row,
         fields=META_FIELDS | {"spec.nodeName", "status.phase", "spec.serviceAccountName"},
@@ -160,18 +171,24 @@ _CORE: tuple[Resource, ...] = (
         plural="nodes",
         singular="node",
         namespaced=False,
-        verbs=("get", "list", "watch"),
+        verbs=("delete", "get", "list", "patch", "update", "watch"),
         columns=kube.NODE_COLUMNS,
         row=rows.node_row,
         short_names=("no",),
-        summaries={"list": "List the node", "get": "Read the node (status.images)"},
+        delete_answers_status=True,
+        summaries={
+            "list": "List the nodes",
+            "get": "Read a node (status.images)",
+            "patch": "Patch a node's labels, annotations, taints and cordon (spec.unschedulable)",
+            "delete": "Delete a node (its kubelet registers it again at once)",
+        },
     ),
     Resource(
         kind="Secret",
         plural="secrets",
         singular="secret",
         namespaced=True,
-        verbs=("create", "delete", "get", "list", "patch", "watch"),
+        verbs=_COLLECTION_VERBS,
         columns=kube.SECRET_COLUMNS,
         row=rows.secret_row,
         fields=META_FIELDS | {"type"},
@@ -191,7 +208,7 @@ _CORE: tuple[Resource, ...] = (
         plural="serviceaccounts",
         singular="serviceaccount",
         namespaced=True,
-        verbs=("create", "delete", "get", "list", "patch", "watch"),
+        verbs=_COLLECTION_VERBS,
         columns=kube.SERVICEACCOUNT_COLUMNS,
         row=rows.sa_row,
         short_names=("sa",),
@@ -240,7 +257,7 @@ WORKLOADS: tuple[Resource, ...] = tuple(
         singular=kind.lower(),
         namespaced=True,
         group="apps",
-        verbs=_ALL_VERBS,
+        verbs=_COLLECTION_VERBS,
         columns=columns,
         row=row,
         short_names=(short,),

@@ -63,13 +63,22 @@ def event_row(clock: WallClock) -> Callable[[dict[str, Any]], list[Any]]:
     return row
 
 
+_ROLE_PREFIX = "node-role.kubernetes.io/"
+
+
 def node_row(clock: WallClock) -> Callable[[dict[str, Any]], list[Any]]:
     def row(doc: dict[str, Any]) -> list[Any]:
         info = doc["status"]["nodeInfo"]
+        # As kubectl's node printer: the Ready condition, then the cordon; the roles from the
+        # node-role.kubernetes.io/<role> labels and kubernetes.io/role.
+        status = "Ready,SchedulingDisabled" if doc["spec"].get("unschedulable") else "Ready"
+        labels = doc["metadata"].get("labels") or {}
+        roles = {k.removeprefix(_ROLE_PREFIX) for k in labels if k.startswith(_ROLE_PREFIX)}
+        roles |= {labels["kubernetes.io/role"]} if labels.get("kubernetes.io/role") else set()
         return [
             doc["metadata"]["name"],
-            "Ready",
-            "<none>",
+            status,
+            ",".join(sorted(r for r in roles if r)) or "<none>",
             age(clock, doc["metadata"]["creationTimestamp"]),
             info["kubeletVersion"],
             "127.0.0.1",

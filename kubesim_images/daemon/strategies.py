@@ -40,6 +40,8 @@ class SecretStrategy:
         name = doc["metadata"]["name"]
         if not isinstance(doc.get("type", "Opaque"), str):
             raise _type_must_be_a_string(name)
+        if not doc.get("type"):  # a replacement without one: defaulted, as at create
+            doc["type"] = "Opaque"
         if doc.get("type") != before.get("type"):
             raise invalid(
                 "Secret",

@@ -176,7 +176,7 @@ class TestMethodNotAllowed:
         ("method", "path"),
         [
             ("PUT", PODS),
-            ("PUT", "/api/v1/namespaces/default/secrets/s"),
+            ("PUT", "/api/v1/namespaces/default/events/e"),
             ("DELETE", "/api/v1/nodes"),
             ("POST", "/version"),
             ("POST", EVENTS),
