@@ -11,13 +11,14 @@ Sans-I/O: the caller keeps the nodes' labels and says when a pod is bound or gon
   to the feasible node with the fewest pods, the first listed among equals: pods spread evenly
   and, created one by one on empty nodes, round-robin (which scenario files promise).
 - a cordoned node (`spec.unschedulable`) is not feasible unless the pod tolerates its
-  `node.kubernetes.io/unschedulable:NoSchedule` taint (the NodeUnschedulable filter, which runs
-  before the node selector's).
+  `node.kubernetes.io/unschedulable:NoSchedule` taint (the NodeUnschedulable filter), nor is a
+  node with a NoSchedule or NoExecute taint the pod does not tolerate (TaintToleration); both
+  run before the node selector's filter.
 - no feasible node: Pending, with the scheduler's `FailedScheduling` text (v1.32: each node's
   first failing filter, counted per reason and sorted as its FitError does; no preemption
   victims because the simulation has no priorities).
 
-A node's labels and cordon change at run time (`update`): the caller then offers its pending
+A node's labels, cordon and taints change at run time (`update`): the caller then offers its pending
 pods again, as kube-scheduler moves unschedulable pods back to its active queue on a node update.
 """
 
@@ -130,27 +131,51 @@ def affinity_matches(affinity: NodeAffinity, name: str, labels: Mapping[str, str
     return any(term is not None and all(r.matches(name, labels) for r in term) for term in affinity)
 
 
-def tolerates_unschedulable(tolerations: Any) -> bool:
-    """Whether a pod's `spec.tolerations` tolerate `node.kubernetes.io/unschedulable:NoSchedule`
-    (the taint has no value: `Equal` matches only an empty one)."""
+@dataclass(frozen=True, slots=True)
+class Taint:
+    """A node taint that keeps pods off (effect NoSchedule or NoExecute)."""
+
+    key: str
+    value: str
+    effect: str
+
+
+# The effects the TaintToleration filter checks (PreferNoSchedule only scores).
+FILTERED_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
+CORDON = Taint(UNSCHEDULABLE_TAINT, "", "NoSchedule")
+
+
+def tolerates(tolerations: Any, taint: Taint) -> bool:
+    """Whether a pod's `spec.tolerations` tolerate `taint` (v1.Toleration.ToleratesTaint)."""
     if not isinstance(tolerations, list):
         return False
     for t in tolerations:
         if not isinstance(t, Mapping):
             continue
-        key, op = t.get("key") or "", t.get("operator") or "Equal"
-        if t.get("effect") not in (None, "", "NoSchedule"):
+        if t.get("effect") and t.get("effect") != taint.effect:
             continue
-        if key == "" and op == "Exists":
-            return True
-        if key == UNSCHEDULABLE_TAINT and (op == "Exists" or not t.get("value")):
+        if t.get("key") and t.get("key") != taint.key:
+            continue
+        op = t.get("operator") or "Equal"
+        if op == "Exists" or (op == "Equal" and (t.get("value") or "") == taint.value):
             return True
     return False
 
 
-def failed_scheduling(total: int, mismatched: int, cordoned: int = 0) -> str:
+def tolerates_unschedulable(tolerations: Any) -> bool:
+    """Whether a pod's `spec.tolerations` tolerate `node.kubernetes.io/unschedulable:NoSchedule`."""
+    return tolerates(tolerations, CORDON)
+
+
+def _untolerated(taint: Taint) -> str:
+    return f"node(s) had untolerated taint {{{taint.key}: {taint.value}}}"
+
+
+def failed_scheduling(
+    total: int, mismatched: int, cordoned: int = 0, others: Mapping[str, int] | None = None
+) -> str:
     """The scheduler's FitError text: each reason with its count of nodes, sorted as strings."""
-    counted = ((_CORDONED, cordoned), (_MISMATCHED, mismatched))
+    counted = [(_CORDONED, cordoned), (_MISMATCHED, mismatched), *(others or {}).items()]
     reasons = sorted(f"{count} {reason}" for reason, count in counted if count)
     said = ", ".join(reasons or [f"{mismatched} {_MISMATCHED}"])
     return (
@@ -163,7 +188,7 @@ class Placer:
     """Pods per node, and the choice for the next one. With no selector (the common case at
     scale) the choice is a heap pop: O(log N) per pod for a million nodes."""
 
-    __slots__ = ("_cordoned", "_heap", "_index", "_labels", "_names", "_pods")
+    __slots__ = ("_cordoned", "_heap", "_index", "_labels", "_names", "_pods", "_taints")
 
     def __init__(self, nodes: Sequence[tuple[str, Mapping[str, str]]]) -> None:
         self._names = [name for name, _ in nodes]
@@ -173,11 +198,25 @@ class Placer:
         # (pods, index) per node; entries go stale when counts change and are skipped on pop.
         self._heap = [(0, i) for i in range(len(nodes))]
         self._cordoned: set[int] = set()
+        self._taints: dict[int, tuple[Taint, ...]] = {}  # the nodes with filtering taints
 
-    def update(self, node: str, labels: Mapping[str, str], *, unschedulable: bool) -> None:
-        """A node's labels or cordon changed (`kubectl label`, `kubectl cordon`)."""
+    def update(
+        self,
+        node: str,
+        labels: Mapping[str, str],
+        *,
+        unschedulable: bool,
+        taints: Sequence[Taint] = (),
+    ) -> None:
+        """A node's labels, cordon or taints changed (`kubectl label`, `cordon`, `taint`);
+        `taints` are those besides the cordon's."""
         index = self._index[node]
         self._labels[index] = dict(labels)
+        kept = tuple(t for t in taints if t.effect in FILTERED_EFFECTS)
+        if kept:
+            self._taints[index] = kept
+        else:
+            self._taints.pop(index, None)
         if unschedulable:
             self._cordoned.add(index)
         else:
@@ -196,29 +235,21 @@ class Placer:
         selector: Mapping[str, str],
         affinity: NodeAffinity = None,
         *,
-        tolerates_cordon: bool = False,
+        tolerations: Any = None,
     ) -> str | Unschedulable:
         """The node the pod is bound to (counted as holding it), or why it stays Pending."""
         if node_name:
             index = self._index.get(node_name)
             if index is None:
                 return Unschedulable(None)
-        elif selector or affinity is not None or (self._cordoned and not tolerates_cordon):
-            names = self._names
-            cordoned = set() if tolerates_cordon else self._cordoned
-            feasible = []
-            mismatched = 0
-            for i, labels in enumerate(self._labels):
-                if i in cordoned:
-                    continue  # NodeUnschedulable runs first: its reason is the node's
-                if all(labels.get(k) == v for k, v in selector.items()) and affinity_matches(
-                    affinity, names[i], labels
-                ):
-                    feasible.append(i)
-                else:
-                    mismatched += 1
+        elif selector or affinity is not None or self._cordoned or self._taints:
+            feasible, reasons = self._filter(selector, affinity, tolerations)
             if not feasible:
-                return Unschedulable(failed_scheduling(len(names), mismatched, len(cordoned)))
+                cordoned = reasons.pop(_CORDONED, 0)
+                mismatched = reasons.pop(_MISMATCHED, 0)
+                return Unschedulable(
+                    failed_scheduling(len(self._names), mismatched, cordoned, reasons)
+                )
             index = min(feasible, key=lambda i: (self._pods[i], i))
         else:
             if not self._names:
@@ -226,6 +257,34 @@ class Placer:
             index = self._least_loaded()
         self._add(index, 1)
         return self._names[index]
+
+    def _filter(
+        self, selector: Mapping[str, str], affinity: NodeAffinity, tolerations: Any
+    ) -> tuple[list[int], dict[str, int]]:
+        """The feasible nodes, and the others counted by the first filter each fails, in the
+        scheduler's order: NodeUnschedulable, TaintToleration, NodeAffinity."""
+        names = self._names
+        feasible: list[int] = []
+        reasons: dict[str, int] = {}
+        cordon_ok = tolerates(tolerations, CORDON) if self._cordoned else True
+        for i, labels in enumerate(self._labels):
+            reason = None
+            if i in self._cordoned and not cordon_ok:
+                reason = _CORDONED
+            elif untolerated := [
+                t for t in self._taints.get(i, ()) if not tolerates(tolerations, t)
+            ]:
+                reason = _untolerated(untolerated[0])
+            elif not (
+                all(labels.get(k) == v for k, v in selector.items())
+                and affinity_matches(affinity, names[i], labels)
+            ):
+                reason = _MISMATCHED
+            if reason is None:
+                feasible.append(i)
+            else:
+                reasons[reason] = reasons.get(reason, 0) + 1
+        return feasible, reasons
 
     def release(self, node: str) -> None:
         """A pod bound to `node` is gone."""

@@ -144,12 +144,17 @@ class Cluster:
         metrics.bind_nodes(list(self.nodes.values()))
         placer = Placer([(o.name, o.registration.labels) for o in objects])
         for obj in objects:
+            reg = obj.registration
             placer.update(
-                obj.name, obj.registration.labels, unschedulable=obj.registration.unschedulable
+                obj.name, reg.labels, unschedulable=reg.unschedulable, taints=reg.filtering_taints()
             )
-            # The scheduler's part: a node's new labels or cordon, its pending pods retried.
-            obj.on_update = lambda o: self.pods.node_updated(  # built below: looked up then
-                o.name, o.registration.labels, unschedulable=o.registration.unschedulable
+            # The scheduler's part: a node's new labels, cordon or taints, its pending pods
+            # retried (self.pods is built below: looked up at call time).
+            obj.on_update = lambda o: self.pods.node_updated(
+                o.name,
+                o.registration.labels,
+                unschedulable=o.registration.unschedulable,
+                taints=o.registration.filtering_taints(),
             )
         self.pods = PodStore(
             self.nodes,

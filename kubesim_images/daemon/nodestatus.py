@@ -44,7 +44,7 @@ from kubesim_images.daemon.storage import not_allowed
 from kubesim_images.daemon.validation import metadata_causes, require_valid
 from kubesim_images.logging import get_logger
 from kubesim_images.node import Node
-from kubesim_images.placement import UNSCHEDULABLE_TAINT
+from kubesim_images.placement import UNSCHEDULABLE_TAINT, Taint
 from kubesim_images.pod import FieldError
 from kubesim_images.snapshot import NodeSnapshot
 
@@ -206,6 +206,13 @@ class Registration:
             created_epoch,
             {**kubelet_labels(name, arch), **labels},
             {"kubesim.io/simulated": "true"},
+        )
+
+    def filtering_taints(self) -> tuple[Taint, ...]:
+        """The taints a client set, as the scheduler's TaintToleration filter reads them."""
+        return tuple(
+            Taint(str(t.get("key") or ""), str(t.get("value") or ""), str(t.get("effect") or ""))
+            for t in self.taints
         )
 
     def to_json(self) -> str:

@@ -22,7 +22,7 @@ import copy
 import hashlib
 import secrets as pysecrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,7 @@ from kubesim_images.daemon.validation import (
 from kubesim_images.events import EventSink, scheduler_event
 from kubesim_images.logging import get_logger
 from kubesim_images.node import Node
-from kubesim_images.placement import Placer, Unschedulable, tolerates_unschedulable
+from kubesim_images.placement import Placer, Taint, Unschedulable
 from kubesim_images.pod import FieldError, Pod, PodInvalidError, pod_from_manifest
 from kubesim_images.podworkers import (
     ContainerStatus,
@@ -227,16 +227,23 @@ class PodStore:
             bound,
             pod.node_selector,
             pod.node_affinity,
-            tolerates_cordon=tolerates_unschedulable(tolerations),
+            tolerations=tolerations,
         )
 
-    def node_updated(self, node: str, labels: Mapping[str, str], *, unschedulable: bool) -> None:
-        """A node's labels or cordon changed: the scheduler's view of it, and every pending pod
-        offered to the nodes again (kube-scheduler moves its unschedulable pods back to the
-        active queue on a node update). A pod now placed is bound (its `Scheduled` event comes
-        from the binding, see podevents); one still refused for another reason gets the new
-        `FailedScheduling`."""
-        self._placer.update(node, labels, unschedulable=unschedulable)
+    def node_updated(
+        self,
+        node: str,
+        labels: Mapping[str, str],
+        *,
+        unschedulable: bool,
+        taints: Sequence[Taint] = (),
+    ) -> None:
+        """A node's labels, cordon or taints changed: the scheduler's view of it, and every
+        pending pod offered to the nodes again (kube-scheduler moves its unschedulable pods
+        back to the active queue on a node update). A pod now placed is bound (its `Scheduled`
+        event comes from the binding, see podevents); one still refused for another reason gets
+        the new `FailedScheduling`."""
+        self._placer.update(node, labels, unschedulable=unschedulable, taints=taints)
         pending = [
             r
             for r in self.records.values()

@@ -187,6 +187,18 @@ def test_a_label_put_on_a_node_places_a_pending_pod(
     node = daemon.api("GET", "/api/v1/nodes/big-0")
     assert node["metadata"]["annotations"]["team"] == "storage"
     assert node["spec"]["taints"] == [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]
+    # The taint keeps off a pod that does not tolerate it, until it is removed.
+    daemon.api("POST", "/api/v1/namespaces/default/pods", _pod("big", nodeSelector={"size": "big"}))
+    refused = (
+        "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: db}, 2 node(s) "
+        f"didn't match Pod's node affinity/selector. {PREEMPTION}"
+    )
+    assert _scheduler_events(daemon, "big") == [("FailedScheduling", refused)]
+    assert (
+        kubectl.run("taint", "node", "big-0", "dedicated-").stdout.strip() == "node/big-0 untainted"
+    )
+    daemon.wait_running("big")
+    assert _node_of(daemon, "big") == "big-0"
     kubectl.run("annotate", "node", "big-0", "team-")
     kubectl.run("label", "node", "big-0", "disk-")
     labels = daemon.api("GET", "/api/v1/nodes/big-0")["metadata"]["labels"]

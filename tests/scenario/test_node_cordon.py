@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kubesim_images.placement import Placer, Unschedulable, tolerates_unschedulable
+from kubesim_images.placement import Placer, Taint, Unschedulable, tolerates_unschedulable
 
 PREEMPTION = "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
 NODES = [("a", {"size": "s"}), ("b", {"size": "s"}), ("c", {"size": "l"})]
@@ -42,7 +42,7 @@ def test_a_pod_that_tolerates_the_cordon_is_placed() -> None:
     placer = Placer(NODES)
     for name, labels in NODES:
         placer.update(name, labels, unschedulable=True)
-    assert placer.place(None, {"size": "l"}, tolerates_cordon=True) == "c"
+    assert placer.place(None, {"size": "l"}, tolerations=[{"operator": "Exists"}]) == "c"
 
 
 def test_new_labels_are_matched_at_once() -> None:
@@ -50,6 +50,25 @@ def test_new_labels_are_matched_at_once() -> None:
     assert isinstance(placer.place(None, {"disk": "nvme"}), Unschedulable)
     placer.update("b", {"size": "s", "disk": "nvme"}, unschedulable=False)
     assert placer.place(None, {"disk": "nvme"}) == "b"
+
+
+def test_a_taint_keeps_off_the_pods_that_do_not_tolerate_it() -> None:
+    placer = Placer(NODES)
+    placer.update("c", {"size": "l"}, unschedulable=False, taints=[Taint("db", "x", "NoSchedule")])
+    placer.update("a", {"size": "s"}, unschedulable=True)
+    placer.update(
+        "b", {"size": "s"}, unschedulable=False, taints=[Taint("soft", "", "PreferNoSchedule")]
+    )
+    assert placer.place(None, {"size": "l"}) == Unschedulable(
+        "0/3 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, "
+        "1 node(s) had untolerated taint {db: x}, 1 node(s) were unschedulable. "
+        f"{PREEMPTION}"
+    )
+    assert placer.place(None, {}) == "b"  # PreferNoSchedule only scores
+    tolerant = [{"key": "db", "operator": "Equal", "value": "x", "effect": "NoSchedule"}]
+    assert placer.place(None, {"size": "l"}, tolerations=tolerant) == "c"
+    wrong_value = [{"key": "db", "value": "y"}]
+    assert isinstance(placer.place(None, {"size": "l"}, tolerations=wrong_value), Unschedulable)
 
 
 @pytest.mark.parametrize(
