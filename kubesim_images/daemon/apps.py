@@ -34,16 +34,16 @@ from kubesim_images.daemon.objects import (
 from kubesim_images.daemon.options import NO_OPTIONS, DeleteOptions, check_preconditions
 from kubesim_images.daemon.pods import PodRecord, PodStore
 from kubesim_images.daemon.podupdate import SpecMerge, default_spec, patch_spec
+from kubesim_images.daemon.quantities import check_template_quantities
 from kubesim_images.daemon.validation import (
     metadata_causes,
     name_causes,
     namespace_causes,
-    require_valid,
 )
 from kubesim_images.pod import FieldError, PodInvalidError, pod_from_manifest
 from kubesim_images.podworkers import containers_ready_condition
 from kubesim_images.workloads import rollout
-from kubesim_images.workloads.objects import Obj, selector_matches, selector_string
+from kubesim_images.workloads.objects import Obj, ObjectsError, selector_matches, selector_string
 
 PLURALS = {"Deployment": "deployments", "ReplicaSet": "replicasets"}
 # The simulation's own limit, not the apiserver's (int32): every replica is a pod the one node
@@ -54,7 +54,16 @@ KINDS = {plural: kind for kind, plural in PLURALS.items()}
 
 
 def _causes_error(kind: str, name: str, causes: list[FieldError]) -> ApiError:
-    return invalid(kind, name, causes)
+    """422 Invalid, named by the qualified kind as the apiserver names it (`Deployment.apps`),
+    its details by kind and group."""
+    error = invalid(f"{kind}.apps", name, causes)
+    error.details = {**(error.details or {}), "kind": kind, "group": "apps"}
+    return error
+
+
+def _require_valid(kind: str, name: str, causes: list[FieldError]) -> None:
+    if causes:
+        raise _causes_error(kind, name, causes[:20])  # bounded, as validation.require_valid
 
 
 class WorkloadStorage:
@@ -93,7 +102,7 @@ class WorkloadStorage:
         body = check_kind(body, kind)
         meta = body_meta(body, namespace)
         name = require_name(meta, kind)
-        require_valid(
+        _require_valid(
             kind, name, name_causes(name) + namespace_causes(namespace) + metadata_causes(meta)
         )
         self.table.require_absent(namespace, name)
@@ -187,7 +196,7 @@ class WorkloadStorage:
         doc["metadata"] = {k: v for k, v in doc["metadata"].items() if v is not None}
         keep_created(doc, before)
         check_patched_meta(doc, before, self.table.resource)
-        require_valid(kind, name, metadata_causes(doc["metadata"]))
+        _require_valid(kind, name, metadata_causes(doc["metadata"]))
         _check_owner_refs(kind, name, doc["metadata"].get("ownerReferences"))
         self._default_and_validate(doc, before)
         return self._store(doc, before, dry_run=dry_run)
@@ -289,7 +298,8 @@ class WorkloadStorage:
                 if isinstance(params, dict):
                     params.setdefault("maxSurge", rollout.DEFAULT_MAX_SURGE)
                     params.setdefault("maxUnavailable", rollout.DEFAULT_MAX_UNAVAILABLE)
-        causes = _spec_causes(kind, doc, before)
+        # The decoder's refusal of a quantity first (400), then validation's causes (422).
+        causes = _spec_causes(kind, doc, before) + check_template_quantities(kind, spec)
         if causes:
             raise _causes_error(kind, name, causes)
         template = spec["template"]
@@ -320,7 +330,7 @@ def _check_owner_refs(kind: str, name: str, refs: Any) -> None:
         isinstance(r, Mapping) and all(isinstance(r.get(f), str) and r[f] for f in fields)
         for r in refs
     ):
-        raise invalid(
+        raise _causes_error(
             kind,
             name,
             [
@@ -646,12 +656,18 @@ class ControllerObjects:
             return None
 
     def create(self, kind: str, namespace: str, body: Obj) -> Obj:
-        self._admit_create(
-            "pods" if kind == "Pod" else PLURALS[kind], namespace, body["metadata"]["name"]
-        )
-        if kind == "Pod":
-            return self._pods.create(namespace, body)
-        return self._workloads[kind].create(namespace, body)
+        """As a client's create; a refusal is an `ObjectsError` with the API's message."""
+        try:
+            self._admit_create(
+                "pods" if kind == "Pod" else PLURALS[kind], namespace, body["metadata"]["name"]
+            )
+            if kind == "Pod":
+                return self._pods.create(namespace, body)
+            return self._workloads[kind].create(namespace, body)
+        except ApiError as exc:
+            causes = (exc.details or {}).get("causes") or []
+            terminating = any(c.get("reason") == "NamespaceTerminating" for c in causes)
+            raise ObjectsError(exc.message, namespace_terminating=terminating) from exc
 
     def update(self, kind: str, doc: Obj) -> Obj:
         meta = doc["metadata"]

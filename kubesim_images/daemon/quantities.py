@@ -1,5 +1,5 @@
-"""Resource quantities in a pod (container requests and limits, `spec.overhead`), checked as
-the API server checks them.
+"""Resource quantities in a pod (container requests and limits, `spec.overhead`) or in a
+Deployment's or ReplicaSet's pod template, checked as the API server checks them.
 
 A quantity the decoder cannot parse (`cpu: "abc"`) is refused 400 before anything is stored,
 with apimachinery's `ParseQuantity` texts: stored, it would break every client that decodes the
@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from kubesim_images.daemon.kube import ApiError, bad_request
+from kubesim_images.daemon.kube import bad_request
 from kubesim_images.pod import FieldError
 
 FORMAT_WRONG = (
@@ -76,7 +76,18 @@ def _quantity_maps(spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, 
 def check_pod_quantities(body: Mapping[str, Any]) -> list[FieldError]:
     """Raise the decoder's 400 for a quantity that does not parse; return the 422 causes of
     ones that parse but are negative."""
-    spec = body.get("spec")
+    return check_quantities(body.get("spec"), "Pod")
+
+
+def check_template_quantities(kind: str, spec: Any) -> list[FieldError]:
+    """The same for the pod template of a Deployment or ReplicaSet (`spec`: the workload's):
+    the decoder names the workload's kind, and the causes' fields are under `spec.template`."""
+    template = spec.get("template") if isinstance(spec, Mapping) else None
+    pod_spec = template.get("spec") if isinstance(template, Mapping) else None
+    return check_quantities(pod_spec, kind, "spec.template.")
+
+
+def check_quantities(spec: Any, kind: str, prefix: str = "") -> list[FieldError]:
     if not isinstance(spec, Mapping):
         return []
     causes: list[FieldError] = []
@@ -88,17 +99,15 @@ def check_pod_quantities(body: Mapping[str, Any]) -> list[FieldError]:
             try:
                 value = parse_quantity(text)
             except QuantityError as exc:
-                raise _undecodable(str(exc)) from None
+                raise bad_request(
+                    f'{kind} in version "v1" cannot be handled as a {kind}: {exc}'
+                ) from None
             if value < 0:
                 causes.append(
                     FieldError(
-                        f"{path}[{name}]",
+                        f"{prefix}{path}[{name}]",
                         "FieldValueInvalid",
                         f'Invalid value: "{text}": {NEGATIVE}',
                     )
                 )
     return causes
-
-
-def _undecodable(detail: str) -> ApiError:
-    return bad_request(f'Pod in version "v1" cannot be handled as a Pod: {detail}')

@@ -54,8 +54,14 @@ class Objects(Protocol):
 
 
 class ObjectsError(Exception):
-    """A write an `Objects` refused; the runner logs the failed sync and tries it again
-    later (any exception does the same: this one is for implementations to raise)."""
+    """A write an `Objects` refused, its message the API's; the runner logs the failed sync
+    and tries it again later (any exception does the same: this one is for implementations to
+    raise). `namespace_terminating`: refused because the namespace is being deleted (the
+    controllers record no event then, as upstream's pod control does not)."""
+
+    def __init__(self, message: str, *, namespace_terminating: bool = False) -> None:
+        super().__init__(message)
+        self.namespace_terminating = namespace_terminating
 
 
 # -- labels and owners ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from kubesim_images.workloads.objects import (
     SAFE_ALPHABET,
     Obj,
     Objects,
+    ObjectsError,
     controller_ref,
     controller_uid,
     is_active,
@@ -127,7 +128,16 @@ class ReplicaSetController:
         }
         if tmeta.get("annotations"):
             body["metadata"]["annotations"] = dict(tmeta["annotations"])
-        self._objects.create("Pod", meta["namespace"], body)
+        try:
+            self._objects.create("Pod", meta["namespace"], body)
+        except ObjectsError as exc:
+            # The replicaset controller's pod control: a Warning, unless the namespace is
+            # being terminated (then the refusal is expected and the namespace goes anyway).
+            if not exc.namespace_terminating:
+                self._objects.event(
+                    rs, "Warning", "FailedCreate", f"Error creating: {exc}", COMPONENT
+                )
+            raise
         self._objects.event(rs, "Normal", "SuccessfulCreate", f"Created pod: {name}", COMPONENT)
         return name
 

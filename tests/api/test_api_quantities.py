@@ -93,3 +93,57 @@ async def test_numbers_and_valid_strings_are_accepted(client) -> None:
     pod = with_resources("containers", {"requests": {"cpu": 0.5, "memory": "64Mi"}})
     resp = await client.post(PODS, json=pod)
     assert resp.status == 201, await resp.text()
+
+
+APPS = "/apis/apps/v1/namespaces/default"
+
+
+def workload(kind: str, resources: dict[str, Any]) -> dict[str, Any]:
+    labels = {"app": "q"}
+    container = {"name": "app", "image": PAUSE, "resources": resources}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": "q"},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "plural"), [("Deployment", "deployments"), ("ReplicaSet", "replicasets")]
+)
+async def test_a_workloads_pod_template_has_the_pods_quantity_checks(client, kind, plural) -> None:
+    """Refused at the workload's create, not later at each pod its controller would make."""
+    bad = workload(kind, {"requests": {"cpu": "abc"}})
+    body = await (await client.post(f"{APPS}/{plural}", json=bad)).json()
+    assert_status(body, 400, "BadRequest")
+    assert body["message"] == f'{kind} in version "v1" cannot be handled as a {kind}: {FORMAT}'
+    negative = workload(kind, {"limits": {"memory": "-1Gi"}})
+    body = await (await client.post(f"{APPS}/{plural}", json=negative)).json()
+    assert_status(body, 422, "Invalid")
+    assert body["message"] == (
+        f'{kind}.apps "q" is invalid: spec.template.spec.containers[0].resources.limits[memory]: '
+        'Invalid value: "-1Gi": must be greater than or equal to 0'
+    )
+    assert (await client.get(f"{APPS}/{plural}/q")).status == 404
+    # A patch that makes the template's quantity bad is refused the same way.
+    good = workload(kind, {"requests": {"cpu": "100m"}})
+    assert (await client.post(f"{APPS}/{plural}", json=good)).status == 201
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [{"name": "app", "resources": {"requests": {"cpu": "1 Gi"}}}]
+                }
+            }
+        }
+    }
+    resp = await client.patch(
+        f"{APPS}/{plural}/q",
+        json=patch,
+        headers={"Content-Type": "application/strategic-merge-patch+json"},
+    )
+    assert_status(await resp.json(), 400, "BadRequest", message_contains=FORMAT)

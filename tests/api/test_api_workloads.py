@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -553,7 +554,30 @@ class TestNamespaces:
             await controllers.idle.wait()
             listed = await (await client.get(f"{NAMESPACES}/team/pods")).json()
             assert len(listed["items"]) == 1
+            # Refused as expected: the replicaset controller records no FailedCreate then.
+            events = await (await client.get(f"{NAMESPACES}/team/events")).json()
+            assert "FailedCreate" not in {e["reason"] for e in events["items"]}
             release.set()
+
+    async def test_a_refused_pod_create_is_a_failed_create_event_on_the_replicaset(
+        self, client: Client
+    ) -> None:
+        rs = deployment(name="lost", replicas=1)
+        rs["kind"] = "ReplicaSet"
+        rs["spec"]["template"]["spec"]["serviceAccountName"] = "nope"
+        async with Watch(client, f"{NAMESPACES}/default/events") as events:
+            assert (await client.post(REPLICASETS, json=rs)).status == 201
+            event = await events.until(lambda e: e if e["reason"] == "FailedCreate" else None)
+        assert event["type"] == "Warning"
+        assert event["involvedObject"]["kind"] == "ReplicaSet"
+        assert event["involvedObject"]["name"] == "lost"
+        assert event["source"] == {"component": "replicaset-controller"}
+        assert re.fullmatch(
+            r'Error creating: pods "lost-[a-z0-9]{5}" is forbidden: error looking up service '
+            r'account default/nope: serviceaccount "nope" not found',
+            event["message"],
+        ), event["message"]
+        assert await pods(client) == []
 
 
 async def test_a_deployment_spreads_over_the_nodes_and_each_node_pulls_the_new_image(
