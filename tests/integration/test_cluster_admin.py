@@ -331,3 +331,38 @@ def test_kube_node_lease_can_be_deleted_and_comes_back(
         'Error from server (Forbidden): namespaces "kube-public" is forbidden: this namespace '
         "may not be deleted"
     ) in refused.stderr
+
+
+def test_a_bad_quantity_in_a_deployment_is_refused_at_its_create(
+    daemon: RunningDaemon, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    container = {"name": "app", "image": IMAGE, "resources": {"requests": {"cpu": "lots"}}}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "greedy"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "greedy"}},
+            "template": {
+                "metadata": {"labels": {"app": "greedy"}},
+                "spec": {"containers": [container]},
+            },
+        },
+    }
+    path = tmp_path / "greedy.yaml"
+    path.write_text(yaml.safe_dump(deployment), encoding="utf-8")
+    refused = kubectl.run("create", "-f", str(path), check=False)
+    assert refused.returncode == 1
+    assert (
+        'Error from server (BadRequest): error when creating "' + str(path) + '": Deployment in '
+        'version "v1" cannot be handled as a Deployment: quantities must match the regular '
+        "expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+    ) in refused.stderr
+    container["resources"] = {"limits": {"memory": "-1Mi"}}
+    path.write_text(yaml.safe_dump(deployment), encoding="utf-8")
+    invalid = kubectl.run("create", "-f", str(path), check=False)
+    assert (
+        'The Deployment "greedy" is invalid: spec.template.spec.containers[0].resources.'
+        'limits[memory]: Invalid value: "-1Mi": must be greater than or equal to 0'
+    ) in invalid.stderr
+    assert "greedy" not in kubectl.run("get", "deployments", "-o", "name").stdout
