@@ -39,7 +39,13 @@ from kubesim_images.daemon.discovery import (
 )
 from kubesim_images.daemon.fieldvalidation import field_validation_middleware
 from kubesim_images.daemon.kube import ApiError, bad_request
-from kubesim_images.daemon.options import delete_dry_run, delete_options, dry_run
+from kubesim_images.daemon.options import (
+    check_dry_run,
+    delete_dry_run,
+    delete_options,
+    dry_run,
+    parse_delete_options,
+)
 from kubesim_images.daemon.paging import page
 from kubesim_images.daemon.podupdate import SpecMerge
 from kubesim_images.daemon.resources import Resource
@@ -528,7 +534,31 @@ def _resource_handlers(res: Resource) -> dict[str, Handler]:
             kube.kube_list(f"{res.kind}List", deleted, cluster.resource_version, res.api_version)
         )
 
+    async def evict(request: web.Request) -> web.StreamResponse:
+        """POST `pods/{name}/eviction` (`kubectl drain`): with no PodDisruptionBudget in the
+        simulation every eviction is allowed, so the pod is deleted as its Eviction's
+        deleteOptions say (gracefully by default); 201 with a Success Status."""
+        namespace, name = _key(request)
+        body = await read_object(request)
+        meta = body.get("metadata") or {}
+        if not isinstance(meta, Mapping) or meta.get("name") != name:
+            raise bad_request("name in URL does not match name in Eviction object")
+        given = body.get("deleteOptions") or {}
+        if not isinstance(given, Mapping):
+            raise bad_request("deleteOptions must be an object")
+        dry = dry_run(request)
+        if given.get("dryRun") is not None:
+            values = given["dryRun"]
+            if not isinstance(values, list):
+                raise bad_request("DeleteOptions.dryRun must be a list of strings")
+            dry = check_dry_run(values, "DELETE") or dry
+        options = parse_delete_options(given)
+        await _store(request, res).delete(namespace, name, dry_run=dry, options=options)
+        status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+        return _json({**status, "code": 201}, 201)
+
     return {
+        "evict": evict,
         "list": list_,
         "get": get,
         "create": create,
@@ -557,7 +587,9 @@ def add_resource_routes(app: web.Application, resources: tuple[Resource, ...]) -
         if "get" in verbs:
             app.router.add_get(item, handlers["get"])
             for sub in res.subresources:
-                if sub != "scale":  # a Scale, not the object: the kind's own handlers
+                if sub == "eviction":
+                    app.router.add_post(f"{item}/eviction", handlers["evict"])
+                elif sub != "scale":  # a Scale, not the object: the kind's own handlers
                     app.router.add_get(f"{item}/{sub}", handlers["get"])
         if "delete" in verbs:
             app.router.add_delete(item, handlers["delete"])

@@ -113,6 +113,12 @@ async def delete_options(request: web.Request) -> DeleteOptions:
     body = await _delete_body(request)
     if body is None:
         return DeleteOptions(grace_period=_grace_period(request.query.get("gracePeriodSeconds")))
+    return parse_delete_options(body)
+
+
+def parse_delete_options(body: Mapping[str, Any]) -> DeleteOptions:
+    """A DeleteOptions object's grace period and preconditions (a DELETE's body, an
+    Eviction's `deleteOptions`)."""
     preconditions = body.get("preconditions") or {}
     if not isinstance(preconditions, Mapping):
         raise bad_request("DeleteOptions.preconditions must be an object")

@@ -1,4 +1,4 @@
-"""Decoding the Kubernetes protobuf bodies kubectl sends for typed `create` commands.
+"""Decoding the Kubernetes protobuf bodies kubectl sends for typed commands (`create`, `drain`).
 
 `kubectl create secret docker-registry` and `kubectl create serviceaccount` POST
 `application/vnd.kubernetes.protobuf` and never fall back to JSON, so the daemon reads that
@@ -141,10 +141,37 @@ _SCHEMAS: dict[str, _Spec] = {
     },
     "ReplicaSet": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "ReplicaSetSpec", False)},
     "Namespace": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "NamespaceSpec", False)},
+    # meta/v1 and policy/v1: what `kubectl drain` sends (a pod's DELETE, or its Eviction).
+    "Preconditions": {1: ("uid", "str", False), 2: ("resourceVersion", "str", False)},
+    "DeleteOptions": {
+        1: ("gracePeriodSeconds", "int", False),
+        2: ("preconditions", "Preconditions", False),
+        3: ("orphanDependents", "bool", False),
+        4: ("propagationPolicy", "str", False),
+        5: ("dryRun", "str", True),
+    },
+    "Eviction": {
+        1: ("metadata", "ObjectMeta", False),
+        2: ("deleteOptions", "DeleteOptions", False),
+    },
 }
-KINDS = frozenset({"Secret", "ServiceAccount", "Namespace", "Deployment", "ReplicaSet"})
-# Fields whose zero value is meaningful and sent on purpose (`--replicas=0`), kept in the JSON.
-_ZERO_KEPT = frozenset({"replicas", "maxSurge", "maxUnavailable", "revisionHistoryLimit"})
+KINDS = frozenset(
+    {
+        "Secret",
+        "ServiceAccount",
+        "Namespace",
+        "Deployment",
+        "ReplicaSet",
+        "DeleteOptions",
+        "Eviction",
+    }
+)
+_VERSIONS = {"Deployment": "apps/v1", "ReplicaSet": "apps/v1", "Eviction": "policy/v1"}
+# Fields whose zero value is meaningful and sent on purpose (`--replicas=0`, `--grace-period=0`),
+# kept in the JSON.
+_ZERO_KEPT = frozenset(
+    {"replicas", "maxSurge", "maxUnavailable", "revisionHistoryLimit", "gracePeriodSeconds"}
+)
 
 
 class ProtobufError(ValueError):
@@ -265,5 +292,5 @@ def decode(body: bytes) -> dict[str, Any]:
         obj = _scalar(kind, envelope.get(2, b""))
     except (UnicodeDecodeError, IndexError) as exc:
         raise ProtobufError(f"malformed protobuf body: {exc}") from None
-    default_version = "apps/v1" if kind in {"Deployment", "ReplicaSet"} else "v1"
+    default_version = _VERSIONS.get(kind, "v1")
     return {"apiVersion": type_meta.get("apiVersion", default_version), "kind": kind, **obj}

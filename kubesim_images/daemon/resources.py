@@ -86,9 +86,9 @@ class Resource:
         return doc
 
     def subresource_discovery(self) -> list[dict[str, Any]]:
-        """The entries of its subresources: `<plural>/status` of the kind itself, and
-        `<plural>/scale` of autoscaling/v1 Scale (kubectl scale reads the Scale's group and
-        version from this entry)."""
+        """The entries of its subresources: `<plural>/status` of the kind itself,
+        `pods/eviction` of policy/v1 Eviction, and `<plural>/scale` of autoscaling/v1 Scale
+        (kubectl scale and drain read the group and version from these entries)."""
         out = []
         for sub in self.subresources:
             doc: dict[str, Any] = {
@@ -100,6 +100,8 @@ class Resource:
             }
             if sub == "scale":
                 doc.update(group="autoscaling", version="v1", kind="Scale")
+            elif sub == "eviction":  # what `kubectl drain` looks for before evicting
+                doc.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
             out.append(doc)
         return out
 
@@ -129,7 +131,7 @@ _CORE: tuple[Resource, ...] = (
         fields=META_FIELDS | {"spec.nodeName", "status.phase", "spec.serviceAccountName"},
         short_names=("po",),
         categories=("all",),
-        subresources=("status",),
+        subresources=("status", "eviction"),
         summaries={
             "list": "List pods (Table with Accept as=Table; watch=true streams)",
             "create": "Create a pod",

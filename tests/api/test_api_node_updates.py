@@ -108,3 +108,34 @@ async def test_delete_collection_of_pods_answers_the_pods_it_deleted(client: Cli
     assert [p["metadata"]["name"] for p in left["items"]] == ["b1"]
     refused = await client.delete(f"{PODS}?fieldSelector=spec.nope%3Dx")
     assert_status(await refused.json(), 400, "BadRequest")
+
+
+async def test_an_eviction_deletes_the_pod_gracefully(client: Client) -> None:
+    discovery = await _doc(client, "/api/v1")
+    entry = next(r for r in discovery["resources"] if r["name"] == "pods/eviction")
+    assert (entry["group"], entry["version"], entry["kind"], entry["verbs"]) == (
+        "policy",
+        "v1",
+        "Eviction",
+        ["create"],
+    )
+    await create_pod(client, pod_manifest("victim", PAUSE))
+    wrong = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "other"}}
+    resp = await client.post(f"{PODS}/victim/eviction", json=wrong)
+    body = await resp.json()
+    assert_status(body, 400, "BadRequest")
+    assert body["message"] == "name in URL does not match name in Eviction object"
+    eviction = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": "victim", "namespace": "default"},
+        "deleteOptions": {"gracePeriodSeconds": 30},
+    }
+    resp = await client.post(f"{PODS}/victim/eviction", json=eviction)
+    body = await resp.json()
+    assert resp.status == 201, body
+    assert (body["status"], body["code"]) == ("Success", 201)
+    missing = await client.post(
+        f"{PODS}/nope/eviction", json={**eviction, "metadata": {"name": "nope"}}
+    )
+    assert_status(await missing.json(), 404, "NotFound")

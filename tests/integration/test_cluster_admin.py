@@ -366,3 +366,39 @@ def test_a_bad_quantity_in_a_deployment_is_refused_at_its_create(
         'limits[memory]: Invalid value: "-1Mi": must be greater than or equal to 0'
     ) in invalid.stderr
     assert "greedy" not in kubectl.run("get", "deployments", "-o", "name").stdout
+
+
+def test_kubectl_drain_evicts_and_its_controller_replaces_the_pods_elsewhere(
+    daemon: RunningDaemon, kubectl: Kubectl
+) -> None:
+    kubectl.run("create", "deployment", "web", f"--image={IMAGE}", "--replicas=3")
+    try:
+
+        def placed() -> dict[str, str] | None:
+            pods = daemon.pods()
+            running = [p for p in pods.values() if p["status"]["phase"] == "Running"]
+            if len(pods) != 3 or len(running) != 3:
+                return None
+            return {name: p["spec"]["nodeName"] for name, p in pods.items()}
+
+        before = poll(placed, timeout=30, what="3 web pods running")
+        assert set(before.values()) == set(NODES)  # spread, one a node
+        victim = next(name for name, node in before.items() if node == "small-0")
+        drained = kubectl.run("drain", "small-0", "--ignore-daemonsets").stdout
+        assert "node/small-0 cordoned" in drained
+        assert f"pod/{victim} evicted" in drained
+        assert "node/small-0 drained" in drained
+        after = poll(
+            lambda: (p := placed()) and victim not in p and p, timeout=30, what="a replacement"
+        )
+        assert "small-0" not in after.values()
+        # Without the eviction API kubectl deletes the pods itself (a protobuf DeleteOptions).
+        victim = next(name for name, node in after.items() if node == "big-0")
+        deleted = kubectl.run("drain", "big-0", "--disable-eviction", "--grace-period=0").stdout
+        assert f"pod/{victim} deleted" in deleted
+        assert victim not in daemon.pods()
+    finally:
+        kubectl.run("delete", "deployment", "web")
+        # Its ReplicaSet goes in the background: gone before the next test counts pods.
+        rs_path = "/apis/apps/v1/namespaces/default/replicasets"
+        poll(lambda: not daemon.api("GET", rs_path)["items"], timeout=30, what="no ReplicaSet")
