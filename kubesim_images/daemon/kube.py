@@ -29,7 +29,9 @@ class ApiError(Exception):
         self.code = code
         self.reason = reason
         self.message = message
-        self.details = dict(details) if details else None
+        # `{}` is kept: the apiserver's generic errors carry empty details, and kubectl reads
+        # them (`kubectl debug` dereferences them to tell a missing subresource from a pod).
+        self.details = dict(details) if details is not None else None
 
     def status(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -41,7 +43,7 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
-        if self.details:
+        if self.details is not None:
             doc["details"] = self.details
         return doc
 

@@ -167,6 +167,21 @@ class TestNotFound:
         body = await resp.json()
         assert_status(body, 404, "NotFound")
         assert body["message"] == "the server could not find the requested resource"
+        # The apiserver's generic 404 has empty details; kubectl reads them (`kubectl debug`
+        # panicked on a Status without them).
+        assert body["details"] == {}
+
+    async def test_unserved_subresource_is_the_generic_not_found(self, client: Client) -> None:
+        await create_pod(client, pod_manifest("web", "busybox:1.36"))
+        resp = await client.patch(
+            f"{PODS}/web/ephemeralcontainers",
+            data="{}",
+            headers={"Content-Type": "application/strategic-merge-patch+json"},
+        )
+        assert resp.status == 404
+        body = await resp.json()
+        assert_status(body, 404, "NotFound")
+        assert body["details"] == {}
 
 
 class TestMethodNotAllowed:
