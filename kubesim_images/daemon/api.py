@@ -47,6 +47,7 @@ from kubesim_images.daemon.options import (
     parse_delete_options,
 )
 from kubesim_images.daemon.paging import page
+from kubesim_images.daemon.podtools import add_pod_tool_routes
 from kubesim_images.daemon.podupdate import SpecMerge
 from kubesim_images.daemon.resources import Resource
 from kubesim_images.daemon.selectors import (
@@ -687,4 +688,6 @@ def make_app(
         app.router.add_get(path, _constant(resource_list))
     add_resource_routes(app, cluster.resources)
     add_workload_routes(app, cluster)
+    if any(res.kind == "Pod" for res in cluster.resources):
+        add_pod_tool_routes(app, cluster.pods)
     return app

@@ -28,6 +28,41 @@ def _as_stored(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class Action:
+    """A subresource that is not the object: `pods/log`, `pods/exec`.
+
+    Discovery lists it as the apiserver does (its kind, and its group and version when they are
+    another group's); its routes are the kind's own (`podtools.py`).
+    """
+
+    name: str
+    verbs: tuple[str, ...]
+    kind: str
+    group: str = ""
+    version: str = ""
+
+    def discovery(self, plural: str, namespaced: bool) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "name": f"{plural}/{self.name}",
+            "singularName": "",
+            "namespaced": namespaced,
+        }
+        if self.group:
+            doc.update(group=self.group, version=self.version)
+        doc.update(kind=self.kind, verbs=list(self.verbs))
+        return doc
+
+
+# The pod's subresources beyond `status` and `eviction`, as kube-apiserver v1.32 lists them.
+POD_ACTIONS = (
+    Action("attach", ("create", "get"), "PodAttachOptions"),
+    Action("exec", ("create", "get"), "PodExecOptions"),
+    Action("log", ("get",), "Pod"),
+    Action("portforward", ("create", "get"), "PodPortForwardOptions"),
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Resource:
     """One kind as the API serves it."""
 
@@ -46,6 +81,7 @@ class Resource:
     group: str = ""
     version: str = "v1"
     subresources: tuple[str, ...] = ()
+    actions: tuple[Action, ...] = ()
     # The object as a client may see it (a secret's values are never shown).
     view: Callable[[dict[str, Any]], dict[str, Any]] = _as_stored
     # A kind the daemon only stores: its rules. None for kinds with storage of their own
@@ -103,7 +139,8 @@ class Resource:
             elif sub == "eviction":  # what `kubectl drain` looks for before evicting
                 doc.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
             out.append(doc)
-        return out
+        out.extend(action.discovery(self.plural, self.namespaced) for action in self.actions)
+        return sorted(out, key=lambda doc: str(doc["name"]))
 
 
 _ALL_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
@@ -132,6 +169,7 @@ _CORE: tuple[Resource, ...] = (
         short_names=("po",),
         categories=("all",),
         subresources=("status", "eviction"),
+        actions=POD_ACTIONS,
         summaries={
             "list": "List pods (Table with Accept as=Table; watch=true streams)",
             "create": "Create a pod",

@@ -390,6 +390,15 @@ def daemon(daemon_factory: DaemonFactory) -> RunningDaemon:
     return daemon_factory()
 
 
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
+    """One daemon for a whole module whose tests need no fresh one (each uses its own names):
+    one start instead of one per test keeps `make test` short."""
+    factory = DaemonFactory(tmp_path_factory.mktemp("shared-daemon"))
+    yield factory()
+    factory.close()
+
+
 @pytest.fixture
 def core(daemon: RunningDaemon) -> Iterator[Any]:
     """The `kubernetes` client's CoreV1Api on `daemon` (imported here: only some tests use it)."""
@@ -559,6 +568,15 @@ class KubectlWatch:
 @pytest.fixture
 def kubectl(kubectl_bin: str, daemon: RunningDaemon, tmp_path: Path) -> Kubectl:
     return Kubectl(kubectl_bin, daemon.base_url, tmp_path / "home")
+
+
+@pytest.fixture(scope="module")
+def shared_kubectl(
+    shared_daemon: RunningDaemon, tmp_path_factory: pytest.TempPathFactory
+) -> Kubectl:
+    """kubectl against `shared_daemon`."""
+    binary = _require_tool("kubectl", "the integration tests drive the real kubectl")
+    return Kubectl(binary, shared_daemon.base_url, tmp_path_factory.mktemp("home"))
 
 
 # -- TLS: kubectl sends --token only over https ---------------------------------------------
