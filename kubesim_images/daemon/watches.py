@@ -13,6 +13,13 @@ Each watch's queue is bounded: a subscriber that falls `backlog` changes behind 
 client lists again), never allowed to grow memory without bound; if its writer is still stuck
 on a client that stopped reading STUCK_GRACE seconds later, its connection is aborted, so it
 holds no connection slot or buffer either.
+
+A client that disconnects is noticed too: aiohttp does not cancel a handler whose client went
+away, and a watch that matches nothing never writes (the write is what would fail), so it would
+stay subscribed until a matching change came. While watches are open, one liveness task ends
+every watch whose connection has closed, each LIVENESS_INTERVAL seconds: the subscriber is
+freed and `apiserver_longrunning_requests` drops, as the apiserver's does when its request
+context is cancelled.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from kubesim_images.logging import get_logger
+from kubesim_images.tasks import create_guarded_task, stop_task
 
 _log = get_logger()
 
@@ -33,6 +41,9 @@ Change = tuple[str, dict[str, Any]]
 STOP = "__stop__"
 DEFAULT_BACKLOG = 1000
 STUCK_GRACE = 1.0
+# How soon a closed connection's watch is ended: one pass over the open watches (a flag read
+# each) per second costs nothing, and a second is well inside any client's reconnect.
+LIVENESS_INTERVAL = 1.0
 
 
 @dataclass(eq=False, slots=True)
@@ -82,10 +93,14 @@ class Drained:
 class WatchHub:
     """Registers open watches and ends them all on shutdown (see the module comment)."""
 
-    def __init__(self, backlog: int = DEFAULT_BACKLOG) -> None:
+    def __init__(
+        self, backlog: int = DEFAULT_BACKLOG, liveness_interval: float = LIVENESS_INTERVAL
+    ) -> None:
         self._backlog = backlog
+        self._liveness_interval = liveness_interval
         self._open: set[Watch] = set()
         self._closing = False
+        self._liveness: asyncio.Task[None] | None = None
 
     @property
     def closing(self) -> bool:
@@ -111,16 +126,41 @@ class WatchHub:
             watch.finished.set()
         else:
             self._open.add(watch)
+            if transport is not None and (self._liveness is None or self._liveness.done()):
+                self._liveness = create_guarded_task(self._check_liveness(), name="watch-liveness")
         return watch
+
+    def end_disconnected(self) -> int:
+        """End every open watch whose client has gone (its connection closed); how many."""
+        gone = [
+            w
+            for w in self._open
+            if not w.ended and w.transport is not None and w.transport.is_closing()
+        ]
+        for watch in gone:
+            watch.end()
+        if gone:
+            _log.debug("watches_disconnected", count=len(gone))
+        return len(gone)
+
+    async def _check_liveness(self) -> None:
+        """While any watch is open: end those whose client has gone (see the module comment)."""
+        while self._open:
+            await asyncio.sleep(self._liveness_interval)
+            self.end_disconnected()
 
     def finish(self, watch: Watch) -> None:
         """The writer of `watch` has returned: it no longer needs ending."""
         self._open.discard(watch)
         watch.finished.set()
+        if not self._open and self._liveness is not None:
+            self._liveness.cancel()  # nothing left to check; the next watch starts it again
+            self._liveness = None
 
     async def close(self, grace: float) -> Drained:
         """End every open watch: a stop marker now, the connection aborted after `grace` s."""
         self._closing = True
+        await stop_task(self._liveness)
         watches = list(self._open)
         for watch in watches:
             watch.end()

@@ -17,6 +17,9 @@ class StuckConnection:
     def abort(self) -> None:
         self.aborted.set()
 
+    def is_closing(self) -> bool:
+        return self.aborted.is_set()
+
     async def write(self, _data: Any) -> None:
         await self.aborted.wait()
         raise ConnectionResetError("aborted")
@@ -128,4 +131,34 @@ async def test_a_subscriber_that_stops_reading_is_dropped_after_its_backlog() ->
     assert watch.queue.qsize() == 1  # only the stop marker: the backlog was dropped
     await asyncio.wait_for(connection.aborted.wait(), timeout=30)
     await task
+    assert hub.counts() == {}
+
+
+class Connection:
+    """A transport that a client may close (its `is_closing`, as asyncio's transports)."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+async def test_a_watch_whose_client_disconnected_is_ended_and_freed() -> None:
+    """A watch that matches nothing never writes, so only the liveness check ends it."""
+    hub = WatchHub(liveness_interval=0.01)
+    gone, alive = Connection(), Connection()
+    left = hub.open("pods", "namespace", gone)  # type: ignore[arg-type]
+    stays = hub.open("pods", "namespace", alive)  # type: ignore[arg-type]
+    left_task = asyncio.create_task(reader(hub, left, []))
+    stays_task = asyncio.create_task(reader(hub, stays, []))
+    gone.closed = True
+    await asyncio.wait_for(left_task, timeout=10)  # bounds a hang only
+    assert hub.counts() == {("pods", "namespace"): 1}
+    assert not stays_task.done()
+    await hub.close(grace=1)
+    await stays_task
     assert hub.counts() == {}

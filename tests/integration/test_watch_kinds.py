@@ -144,3 +144,21 @@ def test_sigterm_ends_an_events_watch(kubectl: Kubectl, daemon: RunningDaemon) -
     with kubectl.watch(daemon, "events", "get", "events", "-w") as stream:
         assert daemon.terminate() == 0
         stream.proc.wait(timeout=STOP_TIMEOUT)
+
+
+def test_watches_whose_clients_left_are_released(kubectl: Kubectl, daemon: RunningDaemon) -> None:
+    """A watch that matches nothing never writes; its client's disconnect alone must free it
+    (the gauge once stayed up until a matching change arrived)."""
+    for i in range(3):  # each kubectl is killed as its block ends
+        selector = f"metadata.name=ghost{i}"
+        with kubectl.watch(daemon, f"ghost{i}", "get", "pods", "-w", "--field-selector", selector):
+            pass
+    responses = []
+    for i in range(5):  # and raw watches whose connections are closed
+        url = f"{daemon.base_url}{PODS}?watch=1&fieldSelector=metadata.name%3Dghost{i}"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        responses.append(opener.open(url, timeout=30))  # once its headers are in: registered
+    assert daemon.open_watches() >= 5
+    for response in responses:
+        response.close()
+    poll(lambda: daemon.open_watches() == 0, timeout=30, what="every watch released")
