@@ -117,12 +117,25 @@ class PodStore:
     def restore(self) -> None:
         """Load the saved pods with their statuses and start their workers, each on the node it
         is bound to; a pod no node took is offered to the nodes again (the config may have
-        changed), and one bound to a node no longer configured stays Pending. A pod deleted
-        while the daemon was down resumes its termination."""
+        changed). One bound to a node no longer configured is deleted, as the pod garbage
+        collector deletes a pod whose node is gone (PodGC's orphaned pods: at once, grace 0),
+        so that its ReplicaSet, started after this, makes a new one the nodes can run. A pod
+        deleted while the daemon was down resumes its termination."""
         statuses = self._state.pod_statuses()
         for saved in self._state.objects("Pod"):
             pod = self._pod_from_stored(saved)
             bound = (saved.get("spec") or {}).get("nodeName") or None
+            if bound is not None and bound not in self._nodes:
+                with self._state.transaction():
+                    self._state.delete_object("Pod", pod.uid)
+                    self._state.delete_pod_status(pod.uid)
+                _log.info(
+                    "pod_orphaned_deleted",
+                    pod=f"{pod.namespace}/{pod.name}",
+                    node=bound,
+                    reason="PodGC: node no longer exists",
+                )
+                continue
             target = self._place(saved, pod, bound)
             doc = saved
             if bound is None and isinstance(target, str):

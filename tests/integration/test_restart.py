@@ -16,6 +16,7 @@ import pytest
 import yaml
 from conftest import (
     MISSING_IMAGE,
+    NODE,
     PRIVATE_IMAGE,
     REGISTRY_PASSWORD,
     REGISTRY_USER,
@@ -23,6 +24,7 @@ from conftest import (
     DaemonFactory,
     Kubectl,
     RunningDaemon,
+    fast_config,
     http,
     poll,
     slow_config,
@@ -102,6 +104,47 @@ def test_state_survives_sigkill(daemon_factory: DaemonFactory) -> None:
     # The restored secret still works: a new pod pulls the private image with it.
     second.create_pod("robot2", PRIVATE_IMAGE, imagePullSecrets=[{"name": "regcred"}])
     assert summary(second.wait_running("robot2"))[1] == "Running"
+
+
+def test_pods_of_a_node_no_longer_configured_are_deleted_and_replaced(
+    daemon_factory: DaemonFactory,
+) -> None:
+    """As the pod garbage collector deletes a pod whose node is gone: a bare pod is gone, a
+    Deployment's pods are made again on the nodes there are (none is left Pending)."""
+    first = daemon_factory()
+    labels = {"app": "web"}
+    template = {
+        "metadata": {"labels": labels},
+        "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+    }
+    first.api(
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        {
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": labels}, "template": template},
+        },
+    )
+    first.create_pod("bare", "nginx:1.27")
+    first.wait_running("bare")
+    poll(lambda: len(first.pods()) == 3, timeout=15, what="the deployment's two pods")
+    old = set(first.pods())
+    assert first.terminate() == 0
+
+    moved = fast_config(node={"name": "other-node", "bandwidth": "1Gi"})
+    second = daemon_factory(moved, state_dir=first.state_dir)
+
+    def replaced() -> dict[str, Any] | None:
+        pods = second.pods()
+        running = all(p["status"]["phase"] == "Running" for p in pods.values())
+        return pods if len(pods) == 2 and running else None
+
+    pods = poll(replaced, timeout=30, what="two new pods of the deployment Running")
+    assert not set(pods) & old
+    assert {p["spec"]["nodeName"] for p in pods.values()} == {"other-node"}
+    orphaned = [e for e in second.log_events() if e.get("event") == "pod_orphaned_deleted"]
+    assert sorted(e["pod"] for e in orphaned) == sorted(f"default/{name}" for name in old)
+    assert {e["node"] for e in orphaned} == {NODE}
 
 
 def test_back_off_resumes_after_sigkill(daemon_factory: DaemonFactory) -> None:
