@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kubesim_images.daemon import debug, kube, openapi
+from kubesim_images.daemon import debug, kube, openapi, openapiv2
 from kubesim_images.daemon.apps import KINDS as KIND_BY_PLURAL
 from kubesim_images.daemon.apps import WorkloadStorage
 from kubesim_images.daemon.bodies import (
@@ -289,6 +289,15 @@ async def openapi_v3(_request: web.Request) -> web.Response:
 
 async def openapi_v3_core(_request: web.Request) -> web.Response:
     return web.Response(body=openapi.core_v1_document_bytes(), content_type="application/json")
+
+
+async def openapi_v2(request: web.Request) -> web.Response:
+    if openapiv2.PROTOBUF in request.headers.get("Accept", ""):
+        return web.Response(
+            body=openapiv2.document_protobuf(),
+            headers={"Content-Type": openapiv2.PROTOBUF_ANSWER},
+        )
+    return web.Response(body=openapiv2.document_json(), content_type="application/json")
 
 
 async def openapi_json(_request: web.Request) -> web.Response:
@@ -675,6 +684,7 @@ def make_app(
     app.router.add_get("/version", version)
     app.router.add_get("/api", api_root)
     app.router.add_get("/apis", apis_root)
+    app.router.add_get("/openapi/v2", openapi_v2)
     app.router.add_get("/openapi/v3", openapi_v3)
     app.router.add_get("/openapi/v3/api/v1", openapi_v3_core)
     app.router.add_get("/openapi.json", openapi_json)

@@ -396,6 +396,9 @@ def daemon_document() -> dict[str, Any]:
                 "Core v1 resources", response="io.k8s.apimachinery.pkg.apis.meta.v1.APIResourceList"
             )
         },
+        "/openapi/v2": {
+            "get": _op("Swagger 2.0 document without definitions (kubectl's fallback)")
+        },
         "/openapi/v3": {"get": _op("OpenAPI v3 discovery")},
         "/openapi/v3/api/v1": {"get": _op("OpenAPI v3 document of core/v1 (kubectl explain)")},
     }

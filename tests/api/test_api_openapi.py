@@ -185,3 +185,44 @@ class TestDaemonDocument:
         assert {p["name"]: p["schema"]["type"] for p in core_listing["parameters"]}[
             "timeoutSeconds"
         ] == "integer"
+
+
+def _protobuf_fields(data: bytes) -> dict[int, bytes]:
+    """The length-delimited fields of a protobuf message (all the v2 document has)."""
+    out, pos = {}, 0
+    while pos < len(data):
+        key, pos = data[pos], pos + 1
+        assert key & 7 == 2, f"field {key >> 3} is not length-delimited"
+        length = shift = 0
+        while True:
+            byte, pos = data[pos], pos + 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        out[key >> 3], pos = data[pos : pos + length], pos + length
+    return out
+
+
+class TestV2Document:
+    """/openapi/v2, kubectl's validation fallback for kinds v3 does not list: defines none."""
+
+    async def test_protobuf_as_client_go_asks(self, client: Client) -> None:
+        accept = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+        resp = await client.get("/openapi/v2", headers={"Accept": accept})
+        assert resp.status == 200
+        document = _protobuf_fields(await resp.read())
+        assert document[1] == b"2.0"  # swagger
+        info = _protobuf_fields(document[2])
+        assert info == {1: b"Kubernetes", 2: b"v1.32.4"}
+        assert document[8] == b""  # paths: none
+        assert 9 not in document  # definitions: none
+
+    async def test_json_otherwise(self, client: Client) -> None:
+        resp = await client.get("/openapi/v2")
+        assert resp.status == 200
+        assert await resp.json() == {
+            "swagger": "2.0",
+            "info": {"title": "Kubernetes", "version": "v1.32.4"},
+            "paths": {},
+        }

@@ -117,6 +117,35 @@ def test_kubectl_create_refuses_a_typo_as_the_apiserver_does(
     assert container["imagePullPolicy"] == "IfNotPresent"
 
 
+def test_apply_of_kinds_not_served_says_no_matches_for_kind(
+    kubectl: Kubectl, daemon: RunningDaemon, tmp_path: Path
+) -> None:
+    """kubectl's validation falls back to /openapi/v2 for a kind /openapi/v3 does not list; with
+    no schema for it, it goes on and says what any cluster without the kind says."""
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p1"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]},
+    }
+    manifest = tmp_path / "multi.yaml"
+    manifest.write_text(yaml.safe_dump_all([service, job, pod]), encoding="utf-8")
+    result = kubectl.run("apply", "-f", str(manifest), check=False)
+    assert result.returncode == 1
+    assert result.stdout.strip() == "pod/p1 created"
+    assert "failed to download openapi" not in result.stderr
+    unmapped = 'resource mapping not found for name: "{}" namespace: "" from "{}": '
+    assert result.stderr.splitlines() == [
+        unmapped.format("s", manifest) + 'no matches for kind "Service" in version "v1"',
+        "ensure CRDs are installed first",
+        unmapped.format("j", manifest) + 'no matches for kind "Job" in version "batch/v1"',
+        "ensure CRDs are installed first",
+    ]
+    assert daemon.pod("p1")["metadata"]["name"] == "p1"
+
+
 def test_python_client_strict_field_validation(daemon: RunningDaemon, tmp_path: Path) -> None:
     """The typed client refuses the typo itself, so unstructured bodies go through its
     DynamicClient, as operators' code sends them (its discovery cache in tmp_path: by default
