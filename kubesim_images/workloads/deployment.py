@@ -250,9 +250,16 @@ class DeploymentController:
         return d, new
 
     def _bump_revision(self, d: Obj, rs: Obj, next_revision: int) -> Obj:
-        """`SetNewReplicaSetAnnotations` on an existing set: a rollback to it gives it the next
-        revision and remembers the one it had in revision-history."""
+        """`SetNewReplicaSetAnnotations` on an existing set: the Deployment's annotations copied
+        onto it (added or changed, never removed: `kubectl annotate ... change-cause` after a
+        rollout reaches the set `rollout history` reads), and a rollback to it gives it the
+        next revision and remembers the one it had in revision-history."""
         annotations = dict(rs["metadata"].get("annotations") or {})
+        annotations.update(
+            (key, value)
+            for key, value in (d["metadata"].get("annotations") or {}).items()
+            if key not in NOT_COPIED
+        )
         old = annotations.get(REVISION, "")
         if revision(rs) < next_revision:
             annotations[REVISION] = str(next_revision)

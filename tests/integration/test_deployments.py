@@ -149,6 +149,27 @@ def test_set_image_rolls_out_through_the_pull_queue_then_undo(
     assert sets[old]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
 
 
+def test_rollout_history_shows_each_revisions_change_cause(
+    kubectl: Kubectl, daemon: RunningDaemon
+) -> None:
+    cause = "kubernetes.io/change-cause"
+    kubectl.run("create", "deployment", "web", "--image=nginx:1.27")
+    kubectl.run("annotate", "deployment/web", f"{cause}=first release")
+    rolled_out(kubectl)
+    kubectl.run("set", "image", "deployment/web", f"nginx={NEW_IMAGE}")
+    kubectl.run("annotate", "--overwrite", "deployment/web", f"{cause}=new image")
+    rolled_out(kubectl)
+
+    def history() -> list[list[str]] | None:
+        out = kubectl.run("rollout", "history", "deployment/web").stdout
+        rows = [line.split(None, 1) for line in out.splitlines()[2:] if line.strip()]
+        return rows if all(cells[1] != "<none>" for cells in rows) else None
+
+    # The controller copies the Deployment's annotations at its next sync: wait for it.
+    rows = poll(history, timeout=15, what="both change causes in rollout history")
+    assert rows == [["1", "first release"], ["2", "new image"]]
+
+
 def test_scale_then_delete_cascades(kubectl: Kubectl, daemon: RunningDaemon) -> None:
     kubectl.run("create", "deployment", "web", "--image=busybox:1.36", "--replicas=3")
     rolled_out(kubectl)

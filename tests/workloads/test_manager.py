@@ -317,3 +317,37 @@ async def test_a_rolling_update_counts_no_terminating_pod_as_available() -> None
         assert {p["spec"]["containers"][0]["image"] for p in pods} == {"busybox:1.37"}
     finally:
         await manager.stop()
+
+
+async def test_the_deployments_annotations_reach_its_replica_sets() -> None:
+    """`rollout history` reads a revision's change-cause from its ReplicaSet: given at creation,
+    or annotated on the Deployment after its rollout (copied on the next sync)."""
+    objects = MemoryObjects()
+    manager = started(objects)
+    cause = "kubernetes.io/change-cause"
+    try:
+        d = workload("Deployment", "web", 1)
+        d["metadata"]["annotations"] = {cause: "create"}
+        objects.create("Deployment", "default", d)
+        await settled(manager)
+        (first,) = objects.list("ReplicaSet", "default")
+        assert first["metadata"]["annotations"][cause] == "create"
+        current = objects.get("Deployment", "default", "web")
+        assert current is not None
+        current["spec"]["template"]["spec"]["containers"][0]["image"] = "busybox:1.37"
+        objects.update("Deployment", current)
+        await settled(manager)
+        current = objects.get("Deployment", "default", "web")
+        assert current is not None
+        current["metadata"]["annotations"][cause] = "image 1.37"
+        objects.update("Deployment", current)
+        await settled(manager)
+        causes = {
+            rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]: rs["metadata"][
+                "annotations"
+            ][cause]
+            for rs in objects.list("ReplicaSet", "default")
+        }
+        assert causes == {"1": "create", "2": "image 1.37"}
+    finally:
+        await manager.stop()
