@@ -21,6 +21,7 @@ import jsonpointer
 import yaml
 from aiohttp import web
 
+from kubesim_images.daemon.gojson import go_syntax_error, go_type, summarize
 from kubesim_images.daemon.kube import ApiError, bad_request
 from kubesim_images.daemon.protobuf import ProtobufError, decode
 
@@ -34,6 +35,23 @@ BODY_TIMEOUT: web.AppKey[float] = web.AppKey("body_timeout", float)
 MAX_YAML_ALIASES = 1000  # expanding aliases is how a small YAML body becomes a huge one
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 APPLY_PATCH_YAML = "application/apply-patch+yaml"
+
+
+class BodySyntaxError(ApiError):
+    """A JSON body that does not parse, in the apiserver's words: Go's syntax error, after
+    `couldn't get version/kind; json parse error:` for an object (a patch's is Go's alone)."""
+
+    def __init__(self, go_error: str, raw: bytes, method: str) -> None:
+        prefix = "" if method == "PATCH" else "couldn't get version/kind; json parse error: "
+        super().__init__(400, "BadRequest", prefix + go_error)
+        self.raw = raw
+
+    def unrecognized(self, kind: str) -> ApiError:
+        """The create or update handler's `transformDecodeError`, naming the kind it wanted."""
+        return bad_request(
+            f"the object provided is unrecognized (must be of type {kind}): {self.message} "
+            f"({summarize(self.raw)})"
+        )
 
 
 def _json_int(text: str) -> int:
@@ -199,7 +217,14 @@ async def _decode_body(request: web.Request) -> Any:
             "application/strategic-merge-patch+json",
             "application/json-patch+json",
         }:
-            return loads_json(raw.decode("utf-8"))
+            # Go's decoder reads invalid UTF-8 as U+FFFD, so the apiserver takes such a body.
+            text = raw.decode("utf-8", errors="replace")
+            try:
+                return loads_json(text)
+            except json.JSONDecodeError as exc:
+                raise BodySyntaxError(go_syntax_error(text, exc), raw, request.method) from None
+            except ValueError as exc:  # our own checks (NaN, int64), already in Go's words
+                raise BodySyntaxError(str(exc), raw, request.method) from None
     except RecursionError:  # the decoder's own limit, below the apiserver's (10000 levels)
         raise _too_deep() from None
     except (ValueError, yaml.YAMLError) as exc:
@@ -223,11 +248,18 @@ async def read_patch(request: web.Request, current: Mapping[str, Any]) -> Mappin
     """The patch as a merge patch; JSON patches (RFC 6902) are applied to `current` first."""
     body = await read_body(request)
     if request.content_type == "application/json-patch+json":
-        if not isinstance(body, list):
-            raise bad_request("a JSON patch must be a list of operations")
+        if not isinstance(body, list):  # jsonpatch.DecodePatch's json.Unmarshal
+            raise bad_request(
+                f"json: cannot unmarshal {go_type(body)} into Go value of type jsonpatch.Patch"
+            )
         return {"__replace__": apply_json_patch(current, body)}
     if not isinstance(body, Mapping):
-        raise bad_request("a merge patch must be a JSON object")
+        if request.content_type == "application/merge-patch+json":
+            raise bad_request("Invalid JSON Patch")  # jsonpatch.ErrBadJSONPatch
+        raise bad_request(  # the strategic merge patch's json.Unmarshal into a map
+            f"json: cannot unmarshal {go_type(body)} into Go value of type "
+            "map[string]interface {}"
+        )
     if "__replace__" in body:  # our marker for a JSON patch's result, never a client's field
         raise bad_request('unknown field "__replace__"')
     return body

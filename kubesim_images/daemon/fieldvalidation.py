@@ -36,7 +36,7 @@ import yaml
 from aiohttp import web
 
 from kubesim_images.daemon import openapi
-from kubesim_images.daemon.bodies import DECODED_BODY, read_body
+from kubesim_images.daemon.bodies import DECODED_BODY, BodySyntaxError, read_body
 from kubesim_images.daemon.kube import ApiError, bad_request, invalid
 from kubesim_images.daemon.resources import RESOURCES
 from kubesim_images.pod import FieldError
@@ -357,6 +357,8 @@ def field_validation_middleware() -> Any:
         apply = request.content_type == APPLY_PATCH
         try:
             found, body = await _findings(request, kind)
+        except BodySyntaxError as exc:
+            raise exc if request.method == "PATCH" else exc.unrecognized(kind) from None
         except (ValueError, yaml.YAMLError, RecursionError):
             return await handler(request)  # malformed: the handler answers as it always has
         if apply and found.unknown_paths:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubesim_images.daemon.changefeed import DELETED, ChangeFeed
+from kubesim_images.daemon.gojson import go_unmarshal_map_error
 from kubesim_images.daemon.kube import (
     ApiError,
     already_exists,
@@ -245,9 +246,8 @@ def validate_secret(doc: Mapping[str, Any]) -> None:
         raise invalid(
             "Secret", name, [FieldError(f"data[{key}]", "FieldValueRequired", "Required value")]
         )
-    try:
-        json.loads(base64.b64decode(doc["data"][key]))
-    except ValueError as exc:
+    problem = go_unmarshal_map_error(base64.b64decode(doc["data"][key]))
+    if problem is not None:
         raise invalid(
             "Secret",
             name,
@@ -255,10 +255,10 @@ def validate_secret(doc: Mapping[str, Any]) -> None:
                 FieldError(
                     f"data[{key}]",
                     "FieldValueInvalid",
-                    f'Invalid value: "<secret contents redacted>": {exc}',
+                    f'Invalid value: "<secret contents redacted>": {problem}',
                 )
             ],
-        ) from None
+        )
 
 
 def validate_pull_secret_refs(refs: Any, kind: str, name: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,15 +79,39 @@ def _blank_images(spec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Go's names of the PodSpec fields whose JSON name does not just capitalise.
+_GO_FIELDS = {"dnsPolicy": "DNSPolicy", "dnsConfig": "DNSConfig", "os": "OS"}
+_DIFF_VALUE_CHARS = 200  # a changed list of containers is shown, not all of it
+
+
+def _diff_value(value: Any) -> str:
+    text = json.dumps(value, separators=(", ", ": "), sort_keys=True)
+    return text if len(text) <= _DIFF_VALUE_CHARS else text[:_DIFF_VALUE_CHARS] + " ..."
+
+
+def spec_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """The changed fields as the apiserver's `cmp.Diff(oldPod.Spec, newPod.Spec)` lays them out
+    (`-` old, `+` new, one field a line), with the values in JSON."""
+    lines = ["  core.PodSpec{"]
+    for key in sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)):
+        go_name = _GO_FIELDS.get(key, key[:1].upper() + key[1:])
+        if key in old:
+            lines.append(f"- \t{go_name}: {_diff_value(old[key])},")
+        if key in new:
+            lines.append(f"+ \t{go_name}: {_diff_value(new[key])},")
+    lines.append("  }")
+    return "\n".join(lines)
+
+
 def check_spec_update(name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-    """ValidatePodUpdate: only container images may differ (422 Forbidden otherwise)."""
-    if _blank_images(old) != _blank_images(new):
-        differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    """ValidatePodUpdate: only container images may differ (422 Forbidden otherwise, with the
+    apiserver's text: the fields that may change, then a diff of the specs)."""
+    old_blank, new_blank = _blank_images(old), _blank_images(new)
+    if old_blank != new_blank:
         message = f"Forbidden: pod updates may not change fields other than {UPDATABLE}"
+        diff = spec_diff(old_blank, new_blank)
         raise invalid(
-            "Pod",
-            name,
-            [FieldError("spec", "FieldValueForbidden", f"{message}\n  changed: {differ}")],
+            "Pod", name, [FieldError("spec", "FieldValueForbidden", f"{message}\n{diff}")]
         )
 
 

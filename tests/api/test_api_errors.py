@@ -63,7 +63,43 @@ class TestBadRequest:
     async def test_malformed_json(self, client: Client) -> None:
         status, body = await _post(client, PODS, b'{"metadata": {', "application/json")
         assert status == 400
-        assert_status(body, 400, "BadRequest", message_contains="not valid application/json")
+        assert_status(body, 400, "BadRequest")
+        assert body["message"] == (
+            "the object provided is unrecognized (must be of type Pod): couldn't get "
+            'version/kind; json parse error: unexpected end of JSON input ({"metadata": {)'
+        )
+
+    @pytest.mark.parametrize(
+        ("raw", "go_error"),
+        [
+            (b'{"metadata": }', "invalid character '}' looking for beginning of value"),
+            (b'{"metadata" {}}', "invalid character '{' after object key"),
+            (b'{"a": 1 "b": 2}', "invalid character '\"' after object key:value pair"),
+            (b'{"a": [1 2]}', "invalid character '2' after array element"),
+            (b"{a: 1}", "invalid character 'a' looking for beginning of object key string"),
+            (b'{"a": tru}', "invalid character '}' in literal true (expecting 'e')"),
+            (b'{"a": 1}x', "invalid character 'x' after top-level value"),
+            (b'{"a": "\\q"}', "invalid character 'q' in string escape code"),
+        ],
+    )
+    async def test_json_syntax_errors_in_gos_words(
+        self, client: Client, raw: bytes, go_error: str
+    ) -> None:
+        status, body = await _post(client, PODS, raw, "application/json")
+        assert status == 400
+        assert body["message"].startswith(
+            "the object provided is unrecognized (must be of type Pod): couldn't get "
+            f"version/kind; json parse error: {go_error} ("
+        )
+
+    async def test_a_patch_that_does_not_parse(self, client: Client) -> None:
+        await create_pod(client, pod_manifest("x", "busybox:1.36"))
+        resp = await client.patch(
+            f"{PODS}/x", data=b'{"a": }', headers={"Content-Type": "application/merge-patch+json"}
+        )
+        assert resp.status == 400
+        body = await resp.json()
+        assert body["message"] == "invalid character '}' looking for beginning of value"
 
     @pytest.mark.parametrize("value", ["[1, 2]", '"pod"', "5", "null", "true"])
     async def test_a_body_that_is_not_an_object(self, client: Client, value: str) -> None:
@@ -76,10 +112,13 @@ class TestBadRequest:
         assert status == 400
         assert_status(body, 400, "BadRequest", message_contains="empty")
 
-    async def test_invalid_utf8(self, client: Client) -> None:
-        status, body = await _post(client, PODS, b'{"a": "\xff\xfe"}', "application/json")
-        assert status == 400
-        assert_status(body, 400, "BadRequest")
+    async def test_invalid_utf8_is_read_as_go_reads_it(self, client: Client) -> None:
+        # Go's decoder takes invalid UTF-8 in a string as U+FFFD: the name is then invalid.
+        raw = b'{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a\xff"}}'
+        status, body = await _post(client, PODS, raw, "application/json")
+        assert status == 422
+        assert_status(body, 422, "Invalid", message_contains='"a\ufffd"')
+        assert "codec" not in body["message"]
 
     async def test_malformed_yaml(self, client: Client) -> None:
         status, body = await _post(client, PODS, b"metadata: [unclosed", "application/yaml")
@@ -643,3 +682,69 @@ class TestNeverA500:
         )
         assert resp.status != 500, await resp.text()
         assert (await resp.json())["kind"] in {"Status", "Secret"}
+
+
+class TestForbiddenPodUpdate:
+    """A pod's spec beyond its images is immutable: the apiserver's text, then a spec diff."""
+
+    async def test_the_diff_names_each_changed_field(self, client: Client) -> None:
+        await create_pod(client, pod_manifest("web", "busybox:1.36"))
+        resp = await client.patch(
+            f"{PODS}/web",
+            json={"spec": {"restartPolicy": "Never", "dnsPolicy": "Default"}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert resp.status == 422
+        body = await resp.json()
+        message = body["message"]
+        assert message.startswith(
+            'Pod "web" is invalid: spec: Forbidden: pod updates may not change fields other '
+            "than `spec.containers[*].image`,"
+        )
+        assert message.endswith(
+            "  core.PodSpec{\n"
+            '- \tDNSPolicy: "ClusterFirst",\n'
+            '+ \tDNSPolicy: "Default",\n'
+            '- \tRestartPolicy: "Always",\n'
+            '+ \tRestartPolicy: "Never",\n'
+            "  }"
+        )
+        assert "[" not in message.split("\n", 1)[1]  # no Python list
+
+
+class TestPatchBodiesOfTheWrongShape:
+    """A patch body that parses but is not what its type needs: the apiserver's Go texts."""
+
+    @pytest.mark.parametrize(
+        ("ctype", "raw", "message"),
+        [
+            (
+                "application/json-patch+json",
+                b'{"op": "add"}',
+                "json: cannot unmarshal object into Go value of type jsonpatch.Patch",
+            ),
+            ("application/merge-patch+json", b"[1]", "Invalid JSON Patch"),
+            (
+                "application/strategic-merge-patch+json",
+                b'"x"',
+                "json: cannot unmarshal string into Go value of type map[string]interface {}",
+            ),
+        ],
+    )
+    async def test_wrong_shape(self, client: Client, ctype: str, raw: bytes, message: str) -> None:
+        await create_pod(client, pod_manifest("x", "busybox:1.36"))
+        resp = await client.patch(f"{PODS}/x", data=raw, headers={"Content-Type": ctype})
+        assert resp.status == 400
+        assert (await resp.json())["message"] == message
+
+    async def test_a_json_patch_op_that_fails_is_the_generic_422(self, client: Client) -> None:
+        # As the apiserver: NewGenericServerResponse(422, ...) without causes, empty details.
+        await create_pod(client, pod_manifest("x", "busybox:1.36"))
+        ops = [{"op": "remove", "path": "/metadata/labels/nope"}]
+        resp = await client.patch(
+            f"{PODS}/x", json=ops, headers={"Content-Type": "application/json-patch+json"}
+        )
+        assert resp.status == 422
+        body = await resp.json()
+        assert body["message"] == "the server rejected our request due to an error in our request"
+        assert body["details"] == {}

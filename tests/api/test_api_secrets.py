@@ -310,3 +310,22 @@ class TestPrivateImage:
             return state.get("waiting", {}).get("reason") == "ErrImagePull"
 
         await wait_for(err_image_pull)
+
+
+@pytest.mark.parametrize(
+    ("content", "go_error"),
+    [
+        (b"{not json", "invalid character 'n' looking for beginning of object key string"),
+        (b'{"auths": ', "unexpected end of JSON input"),
+        (b"[1]", "json: cannot unmarshal array into Go value of type map[string]interface {}"),
+    ],
+)
+async def test_a_docker_config_that_is_not_a_json_object_in_gos_words(
+    client: Client, content: bytes, go_error: str
+) -> None:
+    body = docker_config_secret("broken")
+    body["data"] = {".dockerconfigjson": base64.b64encode(content).decode()}
+    resp = await client.post(SECRETS, json=body)
+    assert resp.status == 422
+    (cause,) = (await resp.json())["details"]["causes"]
+    assert cause["message"] == f'Invalid value: "<secret contents redacted>": {go_error}'

@@ -280,3 +280,29 @@ def test_bad_input_is_answered_with_status_texts(kubectl: Kubectl, tmp_path: Pat
     duplicate_sa = kubectl.run("create", "serviceaccount", "default", check=False)
     assert duplicate_sa.returncode == 1
     assert 'serviceaccounts "default" already exists' in duplicate_sa.stderr
+
+    # Python's own error texts never reach the user: the apiserver's (Go's) words do.
+    secret = kubectl.run(
+        "create",
+        "secret",
+        "generic",
+        "bad",
+        "--type=kubernetes.io/dockerconfigjson",
+        "--from-literal=.dockerconfigjson=notjson",
+        check=False,
+    )
+    assert secret.stderr.strip() == (
+        'error: failed to create secret Secret "bad" is invalid: data[.dockerconfigjson]: '
+        "Invalid value: \"<secret contents redacted>\": invalid character 'o' in literal null "
+        "(expecting 'u')"
+    )
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": }}')
+    raw = kubectl.run(
+        "create", "--raw", "/api/v1/namespaces/default/pods", "-f", str(broken), check=False
+    )
+    assert raw.stderr.strip() == (
+        "Error from server (BadRequest): the object provided is unrecognized (must be of type "
+        "Pod): couldn't get version/kind; json parse error: invalid character '}' looking for "
+        'beginning of value ({"apiVersion": "v1", "kind": " ...)'
+    )
