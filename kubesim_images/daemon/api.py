@@ -41,6 +41,7 @@ from kubesim_images.daemon.fieldvalidation import field_validation_middleware
 from kubesim_images.daemon.kube import ApiError, bad_request
 from kubesim_images.daemon.options import (
     check_dry_run,
+    check_patch,
     delete_dry_run,
     delete_options,
     dry_run,
@@ -480,6 +481,7 @@ def _resource_handlers(res: Resource) -> dict[str, Handler]:
         return _json(res.view(_store(request, res).create(namespace, body, dry_run=dry)), 201)
 
     async def patch(request: web.Request) -> web.StreamResponse:
+        check_patch(request)
         store = _store(request, res)
         namespace, name = _key(request)
         dry = dry_run(request)
@@ -620,6 +622,7 @@ def add_workload_routes(app: web.Application, cluster: Cluster) -> None:
         return _json(storage(request).scale(*_key(request)))
 
     async def patch_scale(request: web.Request) -> web.StreamResponse:
+        check_patch(request)
         store = storage(request)
         namespace, name = _key(request)
         dry = dry_run(request)

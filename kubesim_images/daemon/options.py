@@ -54,6 +54,58 @@ def check_dry_run(values: Sequence[Any], method: str) -> bool:
     )
 
 
+# The patch types a kind with a strategic merge patch accepts, in the apiserver's order.
+PATCH_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+)
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+def check_patch(request: web.Request) -> None:
+    """A PATCH's media type and PatchOptions, before anything else is read: 415 for a media
+    type that is no patch (`application/json` included), and ValidatePatchOptions' 422s (a
+    server-side apply names its field manager; `force` is for apply alone)."""
+    if request.content_type not in PATCH_TYPES:
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: "
+            + ", ".join(PATCH_TYPES),
+        )
+    causes: list[tuple[str, str, str]] = []
+    if request.content_type == APPLY_PATCH:
+        if not request.query.get("fieldManager"):
+            causes.append(
+                (
+                    "fieldManager",
+                    "FieldValueRequired",
+                    "Required value: is required for apply patch",
+                )
+            )
+    elif "force" in request.query:
+        causes.append(
+            ("force", "FieldValueForbidden", "Forbidden: may not be specified for non-apply patch")
+        )
+    if causes:
+        text = ", ".join(f"{field}: {message}" for field, _, message in causes)
+        raise ApiError(
+            422,
+            "Invalid",
+            f'PatchOptions.meta.k8s.io "" is invalid: {text}',
+            details={
+                "group": "meta.k8s.io",
+                "kind": "PatchOptions",
+                "causes": [
+                    {"reason": reason, "message": message, "field": field}
+                    for field, reason, message in causes
+                ],
+            },
+        )
+
+
 def dry_run(request: web.Request) -> bool:
     """Whether this create, update or patch is a dry run (checked before the body is read)."""
     return check_dry_run(request.query.getall("dryRun", []), request.method)

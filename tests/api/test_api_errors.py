@@ -748,3 +748,55 @@ class TestPatchBodiesOfTheWrongShape:
         body = await resp.json()
         assert body["message"] == "the server rejected our request due to an error in our request"
         assert body["details"] == {}
+
+
+class TestPatchMediaTypeAndOptions:
+    """A PATCH's media type and PatchOptions, checked first as the apiserver's handler does."""
+
+    @pytest.mark.parametrize(
+        "path", [f"{PODS}/x", "/apis/apps/v1/namespaces/default/deployments/x/scale"]
+    )
+    async def test_plain_json_is_415(self, client: Client, path: str) -> None:
+        resp = await client.patch(path, data=b"{}", headers={"Content-Type": "application/json"})
+        assert resp.status == 415
+        body = await resp.json()
+        assert_status(body, 415, "UnsupportedMediaType")
+        assert body["message"] == (
+            "the body of the request was in an unknown format - accepted media types include: "
+            "application/json-patch+json, application/merge-patch+json, "
+            "application/strategic-merge-patch+json, application/apply-patch+yaml"
+        )
+
+    async def test_apply_without_a_field_manager_is_422(self, client: Client) -> None:
+        resp = await client.patch(
+            f"{PODS}/x", data=b"{}", headers={"Content-Type": "application/apply-patch+yaml"}
+        )
+        assert resp.status == 422
+        body = await resp.json()
+        assert body["message"] == (
+            'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required '
+            "for apply patch"
+        )
+        assert body["details"] == {
+            "group": "meta.k8s.io",
+            "kind": "PatchOptions",
+            "causes": [
+                {
+                    "reason": "FieldValueRequired",
+                    "message": "Required value: is required for apply patch",
+                    "field": "fieldManager",
+                }
+            ],
+        }
+
+    async def test_force_is_for_apply_alone(self, client: Client) -> None:
+        resp = await client.patch(
+            f"{PODS}/x?force=true",
+            data=b"{}",
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert resp.status == 422
+        assert (await resp.json())["message"] == (
+            'PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be specified '
+            "for non-apply patch"
+        )

@@ -153,5 +153,6 @@ class TestAnyBodyAnyFormat:
             created = await client.post(collection, json=seed)
             assert created.status == 201, await created.text()
         data, ctype = _encode(patch, fmt, patch=True)
-        resp = await client.patch(path, data=data, headers={"Content-Type": ctype})
+        params = {"fieldManager": "hypothesis"}
+        resp = await client.patch(path, params=params, data=data, headers={"Content-Type": ctype})
         await _check(client, resp, collection)

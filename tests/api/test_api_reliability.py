@@ -205,7 +205,7 @@ class TestYamlKeysAndSavedPatches:
         await client.post(path, json={"metadata": {"name": "o"}})
         patch = "metadata:\n  labels:\n    7: seven\n"
         headers = {"Content-Type": "application/apply-patch+yaml"}
-        resp = await client.patch(f"{path}/o", data=patch, headers=headers)
+        resp = await client.patch(f"{path}/o?fieldManager=t", data=patch, headers=headers)
         doc = await resp.json()
         assert resp.status == 200, doc
         kind = "Secret" if path == SECRETS else "ServiceAccount"
