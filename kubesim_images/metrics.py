@@ -2,12 +2,15 @@
 
 `Metrics` owns every series a node exposes on /metrics: the kubelet's image metrics where the
 kubelet has them (`kubelet_image_pull_duration_seconds` with `GetImageSizeBucket` labels and the
-kubelet's duration buckets, `kubelet_image_manager_ensure_image_requests_total`), so dashboards
-and alerts written for real nodes work unchanged, and `kubesim_`-prefixed series for what only
-the simulation can see (queue depth, back-off entries, events). It is the image manager's
-`PullObserver` and an `EventSink`; node state is read through snapshots at scrape time. Each
-instance has its own registry so tests and several daemons in one process never collide. Labels
-are bounded enums only: no image, pod or secret names.
+kubelet's duration buckets), so dashboards and alerts written for real nodes work unchanged, and
+`kubesim_`-prefixed series for what the simulated kubelet v1.32 does not export: what only the
+simulation can see (queue depth, back-off entries, events), and
+`kubesim_image_manager_ensure_image_requests_total`, the counter kubelets export only since
+v1.35 as `kubelet_image_manager_ensure_image_requests_total` (same help and labels: a v1.32
+node that exported it under the kubelet's name would be one no real cluster has). It is the
+image manager's `PullObserver` and an `EventSink`; node state is read through snapshots at
+scrape time. Each instance has its own registry so tests and several daemons in one process
+never collide. Labels are bounded enums only: no image, pod or secret names.
 """
 
 from __future__ import annotations
@@ -196,7 +199,7 @@ class Metrics(PullObserver):
             registry=self.registry,
         )
         self.ensure_image_requests = Counter(
-            "kubelet_image_manager_ensure_image_requests_total",
+            "kubesim_image_manager_ensure_image_requests_total",
             f"{_ALPHA}Number of ensure-image requests processed by the kubelet.",
             labelnames=("pull_policy", "present_locally", "pull_required"),
             registry=self.registry,

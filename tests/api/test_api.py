@@ -223,7 +223,7 @@ class TestMetrics:
                 s.labels["pull_required"],
             ): s.value
             for s in samples
-            if s.name == "kubelet_image_manager_ensure_image_requests_total"
+            if s.name == "kubesim_image_manager_ensure_image_requests_total"
         }
         assert ensure[("ifnotpresent", "false", "true")] >= 1
         pulls = {

@@ -35,7 +35,7 @@ MI = 2**20
 GI = 2**30
 
 PULL_DURATION = "kubelet_image_pull_duration_seconds"
-ENSURE = "kubelet_image_manager_ensure_image_requests_total"
+ENSURE = "kubesim_image_manager_ensure_image_requests_total"
 
 
 def scrape(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -215,7 +215,7 @@ class TestEnsureImageRequests:
     def test_family_as_the_kubelet_declares_it(self):
         metrics = Metrics()
         metrics.ensure_request(present_locally=True, pull_policy="Never", pull_required=False)
-        family = families(metrics)["kubelet_image_manager_ensure_image_requests"]
+        family = families(metrics)["kubesim_image_manager_ensure_image_requests"]
         assert family.type == "counter"
         assert family.documentation == (
             "[ALPHA] Number of ensure-image requests processed by the kubelet."
@@ -545,5 +545,5 @@ def test_no_created_series_as_the_kubelet_exposes_none() -> None:
     """A kubelet's /metrics has no `_created` samples; ours neither (counters and histograms)."""
     metrics = Metrics()
     text = metrics.render()[0].decode()
-    assert "kubelet_image_manager_ensure_image_requests_total" in text
+    assert "kubesim_image_manager_ensure_image_requests_total" in text
     assert "_created" not in text
