@@ -35,6 +35,7 @@ from kubesim_images.daemon.discovery import (
     KUBE_VERSION,
     api_groups,
     api_versions,
+    group_documents,
     resource_lists,
 )
 from kubesim_images.daemon.fieldvalidation import field_validation_middleware
@@ -267,6 +268,24 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def version(_request: web.Request) -> web.Response:
     return _json(KUBE_VERSION)
+
+
+# How deep the root's list goes under each prefix: the discovery documents, not the kinds'
+# collections nor the per-group OpenAPI documents (as the apiserver's root lists them).
+_ROOT_DEPTH = {"api": 2, "apis": 3, "openapi": 2}
+
+
+async def root_paths(request: web.Request) -> web.Response:
+    """`GET /`: the apiserver's list of the paths it serves (no path with a variable)."""
+    paths = set()
+    for route in request.app.router.routes():
+        path = route.resource.get_info().get("path") if route.resource else None
+        if route.method != "GET" or not isinstance(path, str) or path == "/":
+            continue
+        parts = path.strip("/").split("/")
+        if len(parts) <= _ROOT_DEPTH.get(parts[0], len(parts)):
+            paths.add(path)
+    return _json({"paths": sorted(paths)})
 
 
 async def api_root(request: web.Request) -> web.Response:
@@ -697,6 +716,9 @@ def make_app(
     app.router.add_get("/debug/gc", debug_gc)
     app.router.add_post("/debug/gc", run_gc)
     # Discovery and routes of the cluster's resource table.
+    app.router.add_get("/", root_paths)
+    for path, group in group_documents(cluster.resources).items():
+        app.router.add_get(path, _constant(group))
     for path, resource_list in resource_lists(cluster.resources).items():
         app.router.add_get(path, _constant(resource_list))
     add_resource_routes(app, cluster.resources)

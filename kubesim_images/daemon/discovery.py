@@ -62,6 +62,14 @@ def api_groups(table: Sequence[Resource]) -> dict[str, Any]:
     }
 
 
+def group_documents(table: Sequence[Resource]) -> dict[str, dict[str, Any]]:
+    """`/apis/<group>`: each named group's APIGroup, keyed by its path."""
+    return {
+        f"/apis/{group['name']}": {"kind": "APIGroup", "apiVersion": "v1", **group}
+        for group in api_groups(table)["groups"]
+    }
+
+
 def resource_lists(table: Sequence[Resource]) -> dict[str, dict[str, Any]]:
     """The APIResourceList of each group version, keyed by its path: `/api/v1` for the core
     group, `/apis/<group>/<version>` for the others."""

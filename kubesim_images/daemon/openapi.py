@@ -388,9 +388,11 @@ def daemon_document() -> dict[str, Any]:
         "/debug/catalogue": {
             "get": _op("The simulated registry's images, as `kubesim-images catalogue -o json`")
         },
+        "/": {"get": _op("The paths served, as the apiserver's root lists them")},
         "/version": {"get": _op("Kubernetes version document")},
         "/api": {"get": _op("Core API versions")},
-        "/apis": {"get": _op("API groups (none besides core)")},
+        "/apis": {"get": _op("API groups besides the core")},
+        "/apis/apps": {"get": _op("The apps group and its versions")},
         "/api/v1": {
             "get": _op(
                 "Core v1 resources", response="io.k8s.apimachinery.pkg.apis.meta.v1.APIResourceList"

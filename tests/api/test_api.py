@@ -45,6 +45,28 @@ class TestDiscovery:
         assert [g["name"] for g in doc["groups"]] == ["apps"]
         assert doc["groups"][0]["preferredVersion"]["groupVersion"] == "apps/v1"
 
+    async def test_the_group_document(self, client: Client) -> None:
+        doc = await (await client.get("/apis/apps")).json()
+        apps_v1 = {"groupVersion": "apps/v1", "version": "v1"}
+        assert doc == {
+            "kind": "APIGroup",
+            "apiVersion": "v1",
+            "name": "apps",
+            "versions": [apps_v1],
+            "preferredVersion": apps_v1,
+        }
+
+    async def test_the_root_lists_the_paths_served(self, client: Client) -> None:
+        doc = await (await client.get("/")).json()
+        paths = doc["paths"]
+        assert paths == sorted(paths)
+        wanted = ["/api", "/api/v1", "/apis", "/apis/apps", "/apis/apps/v1", "/healthz"]
+        wanted += ["/livez", "/metrics", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]
+        assert set(wanted) <= set(paths)
+        assert "/api/v1/pods" not in paths  # discovery documents, not collections
+        for path in paths:  # every one answers
+            assert (await client.get(path)).status == 200, path
+
     async def test_apps_v1_lists_workloads_with_scale_in_autoscaling(self, client: Client) -> None:
         doc = await (await client.get("/apis/apps/v1")).json()
         assert doc["groupVersion"] == "apps/v1"
