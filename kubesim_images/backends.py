@@ -23,6 +23,7 @@ from kubesim_images.image_gc import ImageRuntime
 from kubesim_images.registry.base import LayerSink, RegistryBackend
 from kubesim_images.registry.simulated import SimulatedRegistry
 from kubesim_images.registry.spec import RegistrySpec
+from kubesim_images.scheduler import Scheduler
 from kubesim_images.store import ImageStore
 
 if TYPE_CHECKING:
@@ -113,6 +114,7 @@ def build(
     node_bandwidth: float,
     content_root: Callable[[str], Path],
     now: Callable[[], float],
+    scheduler: Scheduler | None = None,
 ) -> Registries:
     """The registries a run pulls through. `node_bandwidth` is the simulated registry's default
     downlink (`Registries.node` sets each node's); `content_root(node)` is where a node's content
@@ -127,6 +129,7 @@ def build(
                 faults=spec.faults,
                 rate_limit=spec.rate_limit,
                 seed=seed,
+                scheduler=scheduler,
             )
         )
     from kubesim_images.contentstore import ContentStore  # noqa: PLC0415 - real pulls only

@@ -300,7 +300,7 @@ def run_virtual(main: Coroutine[Any, Any, _T]) -> _T:
     """Run a coroutine to completion on a fresh virtual-time loop."""
     loop = VirtualTimeLoop()
     try:
-        with _fewer_collections():
+        with fewer_collections():
             return loop.run_until_complete(main)
     finally:
         _cancel_leftovers(loop)
@@ -309,7 +309,7 @@ def run_virtual(main: Coroutine[Any, Any, _T]) -> _T:
 
 
 @contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
+def fewer_collections() -> Iterator[None]:
     """The cyclic collector is off while a simulation runs. A run makes millions of objects
     that live to its end (events, pod statuses) and that every collection would scan again,
     about a sixth of a large run, and very few cycles: those of failed pulls (an exception

@@ -1,20 +1,20 @@
 """Events as the kubelet records them: who (pod, container field path; or the node itself),
 what (type, reason, message) and when (loop time, integer nanoseconds). Sinks decide where they
 go: a list for scenarios, the daemon's store for the API. Recording is on the hot path of every
-pull, so an event is one small frozen object and emitting is a method call.
+pull, so an event is an immutable named tuple (made in a fifth of the time of a frozen
+dataclass of as many fields, which sets each through `object.__setattr__`) and emitting is a
+method call.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from kubesim_images.pod import Container, Pod
 from kubesim_images.reasons import EventType, Reason
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     t: int  # loop time, ns
     node: str
     namespace: str

@@ -28,6 +28,7 @@ from kubesim_images.pod import Pod
 from kubesim_images.podworkers import CredentialLookup, PodStatus, PodWorkers, SyncSettings
 from kubesim_images.puller import ImagePuller, PullEntry
 from kubesim_images.registry.base import LayerSink, RegistryBackend
+from kubesim_images.scheduler import LoopScheduler, Scheduler
 from kubesim_images.snapshot import BackoffView, DiskView, GCView, ImageView, NodeSnapshot, PullView
 from kubesim_images.store import ImageRecord, ImageStore, StoreListener
 
@@ -60,12 +61,15 @@ class Node:
         listener: NodeListener | None = None,
         on_ready: Callable[[PodStatus], None] | None = None,
         on_sync: Callable[[PodStatus], None] | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.name = name
+        # What the node's rules run on: the daemon's loop, or a scenario's event core.
+        self.scheduler: Scheduler = LoopScheduler() if scheduler is None else scheduler
         self._listener = listener
         self.kubelet = kubelet
         self.store = store  # the caller's, empty or not: its disk model and pinned images
-        self.puller = ImagePuller(name, backend, self.store, kubelet, sink)
+        self.puller = ImagePuller(name, backend, self.store, kubelet, sink, self.scheduler)
         self.backoff = Backoff()
         self.manager = ImageManager(name, self.puller, self.backoff, events, observer)
         self.workers = PodWorkers(
@@ -81,7 +85,9 @@ class Node:
         # Image GC lists, measures and removes through the runtime: the store itself, or a real
         # content store that keeps the store in step (`runtime.ContentRuntime`).
         self.runtime: ImageRuntime = runtime if runtime is not None else self.store
-        self.gc = NodeImageGC(name, self.runtime, gc_policy(kubelet), events, self.images_in_use)
+        self.gc = NodeImageGC(
+            name, self.runtime, gc_policy(kubelet), events, self.images_in_use, self.scheduler
+        )
 
     def preload(self, records: Iterable[ImageRecord], now: int = 0) -> None:
         for record in records:
@@ -108,14 +114,15 @@ class Node:
         GC's minimum age and order of eviction survive the restart."""
         self.gc.manager.restore(image_id, first_detected, None)
 
-    async def kill_pod(self, uid: str) -> PodStatus | None:
-        """A deleted pod, as the kubelet kills it (`PodWorkers.kill`): its worker's context is
-        cancelled (a pull under way fails), its running containers are stopped (`Killing`)."""
-        return await self.workers.kill(uid)
+    def kill_pod(self, uid: str) -> PodStatus | None:
+        """A deleted pod, as the kubelet kills it (`PodWorkers.kill_now`): its worker's context
+        is cancelled (a pull under way fails), its running containers are stopped
+        (`Killing`)."""
+        return self.workers.kill_now(uid)
 
-    async def remove_pod(self, uid: str) -> PodStatus | None:
+    def remove_pod(self, uid: str) -> PodStatus | None:
         """Delete a pod: its worker stops and its containers no longer hold their images."""
-        return await self.workers.remove(uid)
+        return self.workers.discard(uid)
 
     def images_in_use(self) -> set[str]:
         """Image ids of the containers of the node's pods (started ones; exited init too)."""
@@ -195,9 +202,15 @@ class Node:
             self.backoff.on_change = listener.backoff_changed
         self.gc.start()
 
+    def halt(self) -> None:
+        """Stop at once: no more GC runs, syncs or pulls (a GC run in a worker thread goes
+        on; `stop` waits for it)."""
+        self.gc.halt()
+        self.workers.halt()
+
     async def stop(self) -> None:
         await self.gc.stop()
-        await self.workers.stop()
+        self.workers.halt()
 
 
 def gc_policy(kubelet: KubeletConfig) -> GCPolicy:

@@ -24,7 +24,6 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection
 
-from kubesim_images.clock import call_at_ns, now_ns
 from kubesim_images.errors import ImageFsStatsError
 from kubesim_images.events import EventSink, node_event
 from kubesim_images.image_gc import (
@@ -36,6 +35,7 @@ from kubesim_images.image_gc import (
     ImageRuntime,
 )
 from kubesim_images.logging import get_logger
+from kubesim_images.scheduler import LoopScheduler, Scheduler, Timer
 from kubesim_images.tasks import create_guarded_task
 
 InUse = Callable[[], Collection[str]]
@@ -54,6 +54,7 @@ class NodeImageGC:
         "_lock",
         "_offload",
         "_running",
+        "_scheduler",
         "_started",
         "_timer",
         "bytes_freed",
@@ -73,8 +74,10 @@ class NodeImageGC:
         policy: GCPolicy,
         events: EventSink,
         in_use: InUse,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.node = node
+        self._scheduler: Scheduler = LoopScheduler() if scheduler is None else scheduler
         self.runtime = runtime  # the node's store, or a real content store behind it
         self.manager = ImageGCManager(policy, runtime)
         self.history: list[GCRun] = []  # the last runs, oldest first
@@ -84,7 +87,7 @@ class NodeImageGC:
         self.disk: list[tuple[int, int, int]] = []  # (t, used before, used after) each period
         self._events = events
         self._in_use = in_use
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._started = False
         self._due = 0
         # A runtime that blocks on a disk (a real content store, a `BlockingRuntime`) is
@@ -103,44 +106,47 @@ class NodeImageGC:
         if self._started:
             return
         self._started = True
-        loop = asyncio.get_running_loop()
-        now = self._due = now_ns(loop)
+        now = self._due = self._scheduler.now()
         self.manager.began = now
         self.manager.detect(now, self._in_use())
-        self._arm(loop)
+        self._arm()
 
-    async def stop(self) -> None:
-        """No further run; a run under way in a worker thread is waited for, not abandoned:
-        the thread cannot be stopped, and the store it works on is closed after us."""
+    def halt(self) -> None:
+        """No further run (a run under way in a worker thread goes on: `stop` waits for it)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._started = False
+
+    async def stop(self) -> None:
+        """No further run; a run under way in a worker thread is waited for, not abandoned:
+        the thread cannot be stopped, and the store it works on is closed after us."""
+        self.halt()
         if self._running is not None:
             await asyncio.shield(self._running)
 
-    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _arm(self) -> None:
         self._due += GC_PERIOD_NS
-        self._timer = call_at_ns(loop, self._due, self._tick, loop)
+        self._timer = self._scheduler.call_at(self._due, self._tick)
 
-    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _tick(self) -> None:
         self._timer = None
         if self._offload:
             self._running = create_guarded_task(
-                self._periodic_off_loop(loop), name=f"image-gc:{self.node}", node=self.node
+                self._periodic_off_loop(), name=f"image-gc:{self.node}", node=self.node
             )
             return
         try:
-            self.collect(now_ns(loop))
+            self.collect(self._scheduler.now())
         except Exception:  # noqa: BLE001 - the guard: any crash is logged, never silent
             _log.exception("task_crashed", task=f"image-gc:{self.node}", node=self.node)
             return
-        self._arm(loop)
+        self._arm()
 
-    async def _periodic_off_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _periodic_off_loop(self) -> None:
         await self.collect_now()
         if self._started:
-            self._arm(loop)
+            self._arm()
 
     def collect(self, now: int) -> GCRun | None:
         """One period on the loop: a GC run, or only a sweep when GC is off (threshold 100)."""
@@ -151,14 +157,13 @@ class NodeImageGC:
         """One run now, on demand or from the loop's timer. With a runtime that blocks on a
         disk, its work runs in a worker thread and only the bookkeeping on the loop; runs never
         overlap (one asked for during another waits for it, then runs)."""
-        loop = asyncio.get_running_loop()
         if not self._offload:
-            return self.collect(now_ns(loop))
+            return self.collect(self._scheduler.now())
         assert self._lock is not None  # noqa: S101 - made with _offload
         runtime = self.runtime
         assert isinstance(runtime, BlockingRuntime)  # noqa: S101 - what _offload means
         async with self._lock:
-            now = now_ns(loop)
+            now = self._scheduler.now()
             in_use = self._in_use()
 
             def work() -> tuple[int | None, GCRun | None, int | None]:

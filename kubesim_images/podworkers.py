@@ -13,22 +13,23 @@ pod conditions the kubelet's status manager derives from them.
 
 from __future__ import annotations
 
-import asyncio
 import enum
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubesim_images import reasons
-from kubesim_images.clock import LoopClock, sleep_ns, to_ns
+from kubesim_images.clock import to_ns
 from kubesim_images.errors import ContainerError
 from kubesim_images.events import EventSink, container_event
 from kubesim_images.fields import Fields
-from kubesim_images.manager import ImageCredentials, ImageManager, PullNeeded
+from kubesim_images.logging import get_logger
+from kubesim_images.manager import Ensured, ImageCredentials, ImageManager, ManagedPull, PullNeeded
 from kubesim_images.pod import Container, Pod
 from kubesim_images.reasons import EventType, Reason
-from kubesim_images.tasks import create_guarded_task
+from kubesim_images.scheduler import Scheduler, Timer
 
 
 class State(enum.StrEnum):
@@ -98,6 +99,23 @@ def read_sync_settings(ctx: Fields, value: Any, path: str) -> SyncSettings:
 CredentialLookup = Callable[[Pod], ImageCredentials | None]
 
 
+class _Worker:
+    """One pod's worker: where its sync stands (which container, whether every app container
+    got its image so far), the pull it waits for, and its requeue timer. A worker that is
+    stopped (`dead`) ignores whatever callback still reaches it."""
+
+    __slots__ = ("credentials", "dead", "index", "ok", "pull", "status", "timer")
+
+    def __init__(self, status: PodStatus) -> None:
+        self.status = status
+        self.dead = False
+        self.credentials: ImageCredentials | None = None
+        self.index = 0  # the next container to walk: init containers, then app containers
+        self.ok = True
+        self.pull: ManagedPull | None = None
+        self.timer: Timer | None = None
+
+
 class PodWorkers:
     def __init__(
         self,
@@ -122,18 +140,19 @@ class PodWorkers:
         # beyond images; scenarios leave it unset).
         self._on_sync = on_sync
         self.pods: dict[str, PodStatus] = {}
-        self._clock = LoopClock()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._scheduler: Scheduler = manager.puller.scheduler
+        self._workers: dict[str, _Worker] = {}
+        self._log = get_logger(node=manager.node)
 
     def add(self, pod: Pod, *, created_at: int | None = None) -> PodStatus:
-        """Start a worker for a new pod; its first sync runs at once."""
+        """Start a worker for a new pod; its first sync runs in the next turn."""
         if pod.uid in self.pods:
             raise ValueError(f"pod {pod.key} ({pod.uid}) already has a worker")
         default_reason = "PodInitializing" if pod.init_containers else "ContainerCreating"
         status = PodStatus(
             pod=pod,
             node=self.manager.node,
-            created_at=self._clock.now() if created_at is None else created_at,
+            created_at=self._scheduler.now() if created_at is None else created_at,
             init_statuses=[ContainerStatus(c, reason=default_reason) for c in pod.init_containers],
             statuses=[ContainerStatus(c, reason=default_reason) for c in pod.containers],
         )
@@ -146,14 +165,8 @@ class PodWorkers:
         self.pods[status.pod.uid] = status
         if status.ready:
             return
-        # Guarded: a worker that raises logs `task_crashed` at once instead of leaving its pod
-        # Pending with nothing said until shutdown awaits it.
-        self._tasks[status.pod.uid] = create_guarded_task(
-            self._work(status),
-            name=f"pod-worker:{status.pod.key}",
-            node=self.manager.node,
-            pod=status.pod.key,
-        )
+        worker = self._workers[status.pod.uid] = _Worker(status)
+        self._scheduler.call_soon(self._sync, worker)
 
     def update(self, status: PodStatus, pod: Pod) -> list[Container]:
         """The pod's spec changed (only images may): as the kubelet's SyncPod does when a
@@ -162,8 +175,8 @@ class PodWorkers:
         again once its new image is ensured under its pull policy. A waiting container simply
         uses the new image at its next start; a completed init container is not re-run.
 
-        The sync under way, if any, is cancelled and a new one starts at once, so no pull of
-        the old image can mark the new container ready. Returns the restarted containers.
+        The sync under way, if any, is stopped and a new one starts, so no pull of the old
+        image can mark the new container ready. Returns the restarted containers.
         """
         restarted: list[Container] = []
         changed_any = False
@@ -183,7 +196,7 @@ class PodWorkers:
                 cs.restarts += 1
                 self.events.emit(
                     container_event(
-                        self._clock.now(),
+                        self._scheduler.now(),
                         self.manager.node,
                         pod,
                         container,
@@ -196,21 +209,20 @@ class PodWorkers:
             cs.image_id, cs.started_at = "", None
         if changed_any:
             status.images_ready_at = None
-            task = self._tasks.pop(pod.uid, None)
-            if task is not None:
-                task.cancel()
+            self._stop_worker(pod.uid, killed=False)
             self.start(status)
         self._changed(status)
         return restarted
 
-    async def remove(self, uid: str) -> PodStatus | None:
-        task = self._tasks.pop(uid, None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    def discard(self, uid: str) -> PodStatus | None:
+        """Forget a pod: its worker stops (a pull under way is abandoned, unrecorded)."""
+        self._stop_worker(uid, killed=False)
         return self.pods.pop(uid, None)
 
-    async def kill(self, uid: str) -> PodStatus | None:
+    async def remove(self, uid: str) -> PodStatus | None:
+        return self.discard(uid)
+
+    def kill_now(self, uid: str) -> PodStatus | None:
         """The pod was deleted, as the kubelet's pod worker handles it: its context is
         cancelled (a pull under way fails with `context canceled`), then each running
         container is stopped (Normal `Killing`, "Stopping container NAME"). The simulated
@@ -220,8 +232,9 @@ class PodWorkers:
         if status is None:
             return None
         status.killed = True
-        await self.remove(uid)
-        now = self._clock.now()
+        self._stop_worker(uid, killed=True)
+        self.pods.pop(uid, None)
+        now = self._scheduler.now()
         sidecars = [cs for cs in status.init_statuses if cs.container.sidecar]
         # Apps first, then sidecars in reverse order, as the kubelet stops them.
         for cs in [*status.statuses, *reversed(sidecars)]:
@@ -239,12 +252,29 @@ class PodWorkers:
                 )
         return status
 
+    async def kill(self, uid: str) -> PodStatus | None:
+        return self.kill_now(uid)
+
+    def halt(self) -> None:
+        """Stop every worker (the node is stopping): nothing more is synced or recorded."""
+        for uid in list(self._workers):
+            self._stop_worker(uid, killed=False)
+
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self.halt()
+
+    def _stop_worker(self, uid: str, *, killed: bool) -> None:
+        worker = self._workers.pop(uid, None)
+        if worker is None:
+            return
+        worker.dead = True
+        if worker.timer is not None:
+            worker.timer.cancel()
+            worker.timer = None
+        pull = worker.pull
+        if pull is not None:
+            worker.pull = None
+            pull.cancel(killed=killed)
 
     def _requeue_delay(self) -> int:
         # wait.Jitter: duration + time.Duration(rand.Float64() * maxFactor * float64(duration)),
@@ -253,38 +283,146 @@ class PodWorkers:
         factor = self.settings.jitter_factor
         return base + int(self._rng.random() * factor * base) if factor > 0 else base
 
-    async def _work(self, status: PodStatus) -> None:
-        try:
-            # The requeue is a timer, not a poll of state another task sets.
-            while not await self.sync(status):
-                await sleep_ns(self._requeue_delay())
-        finally:
-            # `update` may already have replaced this task with the pod's next worker.
-            if self._tasks.get(status.pod.uid) is asyncio.current_task():
-                del self._tasks[status.pod.uid]
+    # -- one sync, step by step -------------------------------------------------------------
 
-    async def sync(self, status: PodStatus) -> bool:
-        """One sync; True when every container has its image (the pod can run)."""
+    def _sync(self, worker: _Worker) -> None:
+        """A sync begins: every container in turn (`_walk`) until one must wait for a pull."""
+        if worker.dead:
+            return
+        worker.timer = None
+        status = worker.status
         status.syncs += 1
-        if self._on_sync is not None:
-            self._on_sync(status)
-        lookup = self._credentials
-        credentials = lookup(status.pod) if lookup is not None else None
-        for cs in status.init_statuses:
-            if cs.state is not State.WAITING:
-                continue
-            done, reason = (
-                (State.RUNNING, "") if cs.container.sidecar else (State.TERMINATED, "Completed")
+        try:
+            if self._on_sync is not None:
+                self._on_sync(status)
+            lookup = self._credentials
+            worker.credentials = lookup(status.pod) if lookup is not None else None
+            worker.index = 0
+            worker.ok = True
+            self._walk(worker)
+        except Exception as exc:  # noqa: BLE001 - the guard: a crash is logged, never silent
+            self._crashed(worker, exc)
+
+    def _walk(self, worker: _Worker) -> None:
+        """EnsureImageExists for each waiting container from `worker.index` on: init
+        containers in order (the first without its image ends the sync), then the app
+        containers (a failure does not stop the later ones). Returns when a pull must be
+        waited for; `_pulled` walks on from there."""
+        status = worker.status
+        inits = status.init_statuses
+        apps = status.statuses
+        n_init = len(inits)
+        total = n_init + len(apps)
+        while worker.index < total:
+            index = worker.index
+            worker.index = index + 1
+            if index < n_init:
+                cs = inits[index]
+                if cs.state is not State.WAITING:
+                    continue
+                if cs.container.sidecar:
+                    ensured = self._ensure(worker, cs, State.RUNNING, "")
+                else:
+                    ensured = self._ensure(worker, cs, State.TERMINATED, "Completed")
+                if ensured is None:
+                    return
+                if not ensured:
+                    self._changed(status)
+                    self._requeue(worker)
+                    return
+            else:
+                cs = apps[index - n_init]
+                if cs.state is State.WAITING:
+                    ensured = self._ensure(worker, cs, State.RUNNING, "")
+                    if ensured is None:
+                        return
+                    worker.ok = ensured and worker.ok
+        self._synced(worker)
+
+    def _ensure(
+        self, worker: _Worker, cs: ContainerStatus, done: State, done_reason: str
+    ) -> bool | None:
+        """EnsureImageExists for one container: True when its image is present, False when
+        not, None when a pull must be waited for. Only a pull waits; every other outcome is
+        decided at once (`ImageManager.decide`)."""
+        status = worker.status
+        try:
+            step = self.manager.decide(status.pod, cs.container)
+        except ContainerError as exc:
+            self._failed(status, cs, exc)
+            return False
+        if isinstance(step, PullNeeded):
+            outcome: list[Ensured | ContainerError] = []
+            worker.pull = self.manager.begin_pull(
+                step,
+                credentials=worker.credentials,
+                on_pulling=cs.count_pull,
+                done=outcome.append,
             )
-            if not await self._ensure(status, cs, credentials, done, reason):
-                self._changed(status)
+            if not outcome:  # waits: `_pulled` takes the outcome from a later turn
+                pull = worker.pull
+                pull.done = functools.partial(self._pulled, worker, cs, done, done_reason)
+                return None
+            worker.pull = None
+            ended = outcome[0]
+            if isinstance(ended, ContainerError):
+                self._failed(status, cs, ended)
                 return False
-        ok = True
-        for cs in status.statuses:
-            if cs.state is State.WAITING:
-                ok = await self._ensure(status, cs, credentials, State.RUNNING, "") and ok
-        if ok:
-            status.images_ready_at = self._clock.now()
+            self._started(status, cs, ended, done, done_reason)
+            return True
+        self._started(status, cs, step, done, done_reason)
+        return True
+
+    def _pulled(
+        self,
+        worker: _Worker,
+        cs: ContainerStatus,
+        done: State,
+        done_reason: str,
+        outcome: Ensured | ContainerError,
+    ) -> None:
+        """A pull the sync waited for ended: the sync walks on."""
+        if worker.dead:
+            return
+        worker.pull = None
+        status = worker.status
+        try:
+            if isinstance(outcome, ContainerError):
+                self._failed(status, cs, outcome)
+                if worker.index <= len(status.init_statuses):
+                    self._changed(status)
+                    self._requeue(worker)
+                    return
+                worker.ok = False
+            else:
+                self._started(status, cs, outcome, done, done_reason)
+            self._walk(worker)
+        except Exception as exc:  # noqa: BLE001 - the guard: a crash is logged, never silent
+            self._crashed(worker, exc)
+
+    def _started(
+        self,
+        status: PodStatus,
+        cs: ContainerStatus,
+        ensured: Ensured,
+        done: State,
+        done_reason: str,
+    ) -> None:
+        cs.state, cs.reason, cs.message = done, done_reason, ""
+        cs.image_id = ensured.image_id
+        cs.started_at = self._scheduler.now()
+        # Report each container as it becomes ready, not only at the end of the sync.
+        self._changed(status)
+
+    def _failed(self, status: PodStatus, cs: ContainerStatus, exc: ContainerError) -> None:
+        cs.state, cs.reason, cs.message = State.WAITING, exc.reason, str(exc)
+        self._emit_failed(status.pod, cs.container, exc.reason)
+
+    def _synced(self, worker: _Worker) -> None:
+        """The sync reached the last container: ready when every one has its image."""
+        status = worker.status
+        if worker.ok:
+            status.images_ready_at = self._scheduler.now()
             if self._on_ready is not None:
                 self._on_ready(status)
         elif status.init_statuses:
@@ -292,49 +430,35 @@ class PodWorkers:
                 if cs.state is State.WAITING and cs.reason == "ContainerCreating":
                     cs.reason = "PodInitializing"
         self._changed(status)
-        return ok
+        if worker.ok:
+            if self._workers.get(status.pod.uid) is worker:
+                del self._workers[status.pod.uid]
+            worker.dead = True
+        else:
+            self._requeue(worker)
 
-    def _changed(self, status: PodStatus) -> None:
-        if self._on_change is not None:
-            self._on_change(status)
+    def _requeue(self, worker: _Worker) -> None:
+        # The requeue is a timer; the sync runs in the turn after it fires, as a task
+        # sleeping on it would wake.
+        scheduler = self._scheduler
+        worker.timer = scheduler.call_at(
+            scheduler.now() + self._requeue_delay(), scheduler.call_soon, self._sync, worker
+        )
 
-    async def _ensure(
-        self,
-        status: PodStatus,
-        cs: ContainerStatus,
-        credentials: ImageCredentials | None,
-        done: State,
-        done_reason: str,
-    ) -> bool:
-        """EnsureImageExists for one container: True when its image is present. Only a pull
-        suspends; every other outcome is decided synchronously (`ImageManager.decide`)."""
-        try:
-            step = self.manager.decide(status.pod, cs.container)
-            if isinstance(step, PullNeeded):
-                ensured = await self.manager.pull(
-                    step,
-                    credentials=credentials,
-                    on_pulling=cs.count_pull,
-                    killed=lambda: status.killed,
-                )
-            else:
-                ensured = step
-        except ContainerError as exc:
-            cs.state, cs.reason, cs.message = State.WAITING, exc.reason, str(exc)
-            self._emit_failed(status.pod, cs.container, exc.reason)
-            return False
-        cs.state, cs.reason, cs.message = done, done_reason, ""
-        cs.image_id = ensured.image_id
-        cs.started_at = self._clock.now()
-        # Report each container as it becomes ready, not only at the end of the sync.
-        self._changed(status)
-        return True
+    def _crashed(self, worker: _Worker, exc: Exception) -> None:
+        """A sync that raised: logged at once, and the worker ends, as a crashed task would
+        (the pod stays as it was; the node and the other pods go on)."""
+        pod = worker.status.pod
+        if self._workers.get(pod.uid) is worker:
+            del self._workers[pod.uid]
+        worker.dead = True
+        self._log.error("task_crashed", task=f"pod-worker:{pod.key}", pod=pod.key, exc_info=exc)
 
     def _emit_failed(self, pod: Pod, container: Container, reason: str) -> None:
         # kuberuntime's startContainer: Warning Failed "Error: <reason>" after every failure.
         self.events.emit(
             container_event(
-                self._clock.now(),
+                self._scheduler.now(),
                 self.manager.node,
                 pod,
                 container,
@@ -343,6 +467,10 @@ class PodWorkers:
                 reasons.container_error(reason),
             )
         )
+
+    def _changed(self, status: PodStatus) -> None:
+        if self._on_change is not None:
+            self._on_change(status)
 
 
 def initialized_condition(status: PodStatus) -> tuple[bool, str]:

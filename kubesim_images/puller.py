@@ -17,11 +17,11 @@ import itertools
 import logging
 import struct
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import NamedTuple
 
-from kubesim_images.clock import LoopClock, go_seconds
+from kubesim_images.clock import go_seconds
 from kubesim_images.credentials import CredentialProvider
 from kubesim_images.errors import PullQPSExceededError, RegistryError
 from kubesim_images.keyring import Credential
@@ -29,8 +29,17 @@ from kubesim_images.kubeletconfig import KubeletConfig
 from kubesim_images.logging import get_logger
 from kubesim_images.pulling import CallbackPull, pull
 from kubesim_images.reference import ImageReference
-from kubesim_images.registry.base import CallbackBackend, LayerSink, PullRequest, RegistryBackend
+from kubesim_images.registry.base import (
+    CallbackBackend,
+    LayerSink,
+    Manifest,
+    Outcome,
+    PullRequest,
+    RegistryBackend,
+)
+from kubesim_images.scheduler import LoopScheduler, Scheduler
 from kubesim_images.store import ImageRecord, ImageStore
+from kubesim_images.tasks import create_guarded_task
 
 
 class TokenBucket:
@@ -62,18 +71,18 @@ class TokenBucket:
 class FifoGate:
     """At most `limit` holders (None: unlimited); waiters are admitted in arrival order.
 
-    A waiter is a future (`acquire`) or a callback (`enqueue`): handing a slot resolves the
-    future or schedules the callback, either way one turn of the loop later, at the same place
-    in the loop's queue, so which kind waits changes nothing about the order things happen in.
+    A waiter is a callback (`enqueue`), handed its slot in the next turn (`call_soon`), as a
+    task waiting on a future would be woken; `acquire` is the same for a coroutine.
     """
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, scheduler: Scheduler | None = None) -> None:
         self.limit = limit
         self.holders = 0
-        self._waiters: deque[asyncio.Future[None] | Callable[[], None]] = deque()
+        self._scheduler: Scheduler = LoopScheduler() if scheduler is None else scheduler
+        self._waiters: deque[Callable[[], None]] = deque()
 
     def try_acquire(self) -> bool:
-        """Take a slot now if one is free and nobody is ahead; the hot path, no coroutine."""
+        """Take a slot now if one is free and nobody is ahead."""
         if self.limit is None or (self.holders < self.limit and not self._waiters):
             self.holders += 1
             return True
@@ -83,15 +92,18 @@ class FifoGate:
         if self.try_acquire():
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
+
+        def admitted() -> None:
+            if future.done():  # cancelled while its slot was on the way: pass it on
+                self.release()
+            else:
+                future.set_result(None)
+
+        self._waiters.append(admitted)
         try:
             await future
         except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                # Admitted just as we were cancelled: pass the slot on.
-                self.release()
-            else:
-                self._waiters.remove(future)
+            self.discard(admitted)
             raise
 
     def enqueue(self, admitted: Callable[[], None]) -> None:
@@ -108,15 +120,10 @@ class FifoGate:
         return True
 
     def release(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if isinstance(waiter, asyncio.Future):
-                if not waiter.done():
-                    waiter.set_result(None)  # the slot passes directly to the next waiter
-                    return
-            else:
-                asyncio.get_running_loop().call_soon(waiter)
-                return
+        if self._waiters:
+            # The slot passes directly to the next waiter.
+            self._scheduler.call_soon(self._waiters.popleft())
+            return
         self.holders -= 1
 
     @property
@@ -136,8 +143,8 @@ class PullEntry:
     started_at: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PullResult:
+class PullResult(NamedTuple):
+    # A named tuple, not a frozen dataclass: made on every pull, five times faster.
     record: ImageRecord
     pull_ns: int  # from winning the slot to having the image
     waited_ns: int  # in the queue before that
@@ -159,16 +166,46 @@ def _as_cri_client_error(exc: RegistryError) -> RegistryError:
     )
 
 
-class _CredentialsChanged(Exception):
-    """The one-suspension path cannot try the credentials found once admitted (several, or
-    a provider that must be awaited): the pull goes on with the coroutine steps."""
+class PullHandle:
+    """One pull the queue knows: waiting for its slot, then trying each credential in turn.
+    `cancel` withdraws it (its slot, its fetch); `done` is then never called."""
 
+    __slots__ = (
+        "admitted",
+        "cancelled",
+        "done",
+        "entry",
+        "fast",
+        "finished",
+        "provider",
+        "puller",
+        "run",
+        "task",
+    )
 
-async def _lookup(provider: CredentialProvider | None, ref: ImageReference) -> Sequence[Credential]:
-    if provider is None:
-        return ()
-    found = provider.ready(ref)
-    return found if found is not None else await provider.provide(ref)
+    def __init__(
+        self,
+        puller: ImagePuller,
+        entry: PullEntry,
+        provider: CredentialProvider | None,
+        done: Callable[[PullResult | Exception], None],
+    ) -> None:
+        self.puller = puller
+        self.entry = entry
+        self.provider = provider
+        self.done = done
+        self.fast = False
+        self.admitted: Callable[[], None] | None = None  # its callback while queued
+        self.run: CallbackPull | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.cancelled = False
+        self.finished = False
+
+    def cancel(self) -> None:
+        if self.cancelled or self.finished:
+            return
+        self.cancelled = True
+        self.puller.withdraw(self)
 
 
 class ImagePuller:
@@ -179,149 +216,244 @@ class ImagePuller:
         store: ImageStore,
         config: KubeletConfig,
         sink: LayerSink | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.node = node
         self.backend = backend
         self.store = store
         self.sink = sink  # where a real backend writes the bytes it fetches
         self.config = config
-        self._gate = FifoGate(config.pull_concurrency)
+        self.scheduler: Scheduler = LoopScheduler() if scheduler is None else scheduler
+        self._gate = FifoGate(config.pull_concurrency, self.scheduler)
         self._bucket = (
             TokenBucket(config.registry_pull_qps, config.registry_burst)
             if config.registry_pull_qps > 0
             else None
         )
-        self._clock = LoopClock()
         self.waiting: dict[int, PullEntry] = {}
         self.in_flight: dict[int, PullEntry] = {}
         self._log = get_logger(node=node)
         # Per-pull lines are built only when they will be written: this is the hot path.
         self._log_pulls = self._log.is_enabled_for(logging.INFO)
-        # One suspension per pull when the backend can be started from a callback and no QPS
-        # token is taken at the start (a refused token must fail the pull in its own task, at
-        # the moment it would have started, as the general path does).
-        self._round_trip = (
-            backend if isinstance(backend, CallbackBackend) and self._bucket is None else None
-        )
+        # A backend driven by callbacks (the simulated registry, which writes into no sink)
+        # needs no coroutine; any other pulls as a task on the loop.
+        self._callbacks = backend if isinstance(backend, CallbackBackend) and sink is None else None
 
-    def pull(
+    def begin(
         self,
         ref: ImageReference,
         *,
         image: str,
         pod: str,
         credentials: CredentialProvider | None = None,
-    ) -> Coroutine[Any, Any, PullResult]:
-        """The pull, to await: queued, QPS-checked, then its credentials looked up and each
-        tried in turn. A plain method returning the coroutine of the path taken, so a pull
-        costs one coroutine less. The path is chosen by a peek at the credentials (one pull
-        suspends once with at most one); those used are looked up again once admitted."""
-        entry = PullEntry(next(_pull_ids), image, ref, pod, self._clock.now())
-        if self._round_trip is not None:
+        done: Callable[[PullResult | Exception], None],
+    ) -> PullHandle:
+        """Queue a pull; `done` gets its `PullResult`, or the `RegistryError` or
+        `PullQPSExceededError` it failed with. Called at once when the pull ends without
+        waiting (a free slot, no latency, nothing to download), else from a later turn."""
+        scheduler = self.scheduler
+        entry = PullEntry(next(_pull_ids), image, ref, pod, scheduler.now())
+        handle = PullHandle(self, entry, credentials, done)
+        if self._callbacks is not None and self._bucket is None:
+            # What a pull awaiting one future would be: woken once more after its slot comes.
             peek = credentials.ready(ref) if credentials is not None else ()
-            if peek is not None and len(peek) <= 1:
-                return self._pull_once(self._round_trip, entry, credentials)
-        return self._pull_general(entry, credentials)
-
-    async def _pull_general(
-        self, entry: PullEntry, provider: CredentialProvider | None
-    ) -> PullResult:
-        now = self._clock.now
-        if not self._gate.try_acquire():
+            handle.fast = peek is not None and len(peek) <= 1
+        if self._gate.try_acquire():
+            self._admit(handle, queued=False)
+        else:
             self.waiting[entry.pull_id] = entry
-            try:
-                await self._gate.acquire()
-            finally:
-                del self.waiting[entry.pull_id]
+            handle.admitted = functools.partial(self._admitted, handle)
+            self._gate.enqueue(handle.admitted)
+        return handle
+
+    async def pull(
+        self,
+        ref: ImageReference,
+        *,
+        image: str,
+        pod: str,
+        credentials: CredentialProvider | None = None,
+    ) -> PullResult:
+        """`begin`, awaited: for callers on an asyncio loop."""
+        future: asyncio.Future[PullResult] = asyncio.get_running_loop().create_future()
+
+        def done(outcome: PullResult | Exception) -> None:
+            if future.done():
+                return
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        handle = self.begin(ref, image=image, pod=pod, credentials=credentials, done=done)
         try:
-            started = entry.started_at = now()
-            if self._bucket is not None and not self._bucket.try_accept(started):
-                raise PullQPSExceededError
-            self.in_flight[entry.pull_id] = entry
-            credentials = await _lookup(provider, entry.ref)
-            if self._log_pulls:
-                self._log_started(entry, len(credentials))
-            try:
-                record = await self._pull_with_credentials(entry, credentials)
-            except RegistryError as exc:
-                # An outcome the pod's events already record; a line per failure only when
-                # pulls are logged at all (the daemon), never a flood in a large scenario.
-                if self._log_pulls:
-                    self._log_failed(entry, exc)
-                raise
-            return self._finished(entry, record)
-        finally:
+            return await future
+        except asyncio.CancelledError:
+            handle.cancel()
+            raise
+
+    def withdraw(self, handle: PullHandle) -> None:
+        """A cancelled pull: out of the queue, or its fetch stopped and its slot passed on."""
+        entry = handle.entry
+        if handle.admitted is not None:
+            if self._gate.discard(handle.admitted):
+                del self.waiting[entry.pull_id]  # never admitted: no slot to give back
+            # Else its slot is on the way: `_admitted` finds it cancelled and passes it on.
+            return
+        if handle.run is not None:
+            handle.run.cancel()
+        if handle.task is not None:
+            handle.task.cancel()
+        if entry.started_at is not None:
             self.in_flight.pop(entry.pull_id, None)
             self._gate.release()
 
-    async def _pull_once(
-        self, backend: CallbackBackend, entry: PullEntry, provider: CredentialProvider | None
-    ) -> PullResult:
-        """The pull with one suspension: started at once when a slot is free, else by the
-        queue's callback when it hands this pull its slot; then awaited to its end."""
-        request = PullRequest(entry.pull_id, self.node, entry.ref)
-        run = CallbackPull(backend, self.store, self.sink, request, asyncio.get_running_loop())
-        admitted: Callable[[], None] | None = None
-        if self._gate.try_acquire():
-            self._start(entry, run, provider)
-        else:
-            self.waiting[entry.pull_id] = entry
-            admitted = functools.partial(self._admitted, entry, run, provider)
-            self._gate.enqueue(admitted)
-        try:
-            try:
-                try:
-                    record = await run.finish()
-                except _CredentialsChanged:
-                    # More credentials by the time the slot came: each is tried in turn.
-                    credentials = await _lookup(provider, entry.ref)
-                    if self._log_pulls:
-                        self._log_started(entry, len(credentials))
-                    record = await self._pull_with_credentials(entry, credentials)
-            except asyncio.CancelledError:
-                if admitted is not None and self._gate.discard(admitted):
-                    del self.waiting[entry.pull_id]  # never admitted: no slot to give back
-                # Admitted but not yet started: `_admitted` finds the future cancelled and
-                # passes the slot on.
-                raise
-            except RegistryError as exc:
-                if self._log_pulls:
-                    self._log_failed(entry, exc)
-                raise _as_cri_client_error(exc) from None
-            return self._finished(entry, record)
-        finally:
-            if entry.started_at is not None:
-                self.in_flight.pop(entry.pull_id, None)
-                self._gate.release()
-
-    def _admitted(
-        self, entry: PullEntry, run: CallbackPull, provider: CredentialProvider | None
-    ) -> None:
-        del self.waiting[entry.pull_id]
-        if run.future.done():  # cancelled while its slot was on the way
+    def _admitted(self, handle: PullHandle) -> None:
+        del self.waiting[handle.entry.pull_id]
+        handle.admitted = None
+        if handle.cancelled:  # cancelled while its slot was on the way
             self._gate.release()
             return
-        self._start(entry, run, provider)
+        self._admit(handle, queued=True)
 
-    def _start(
-        self, entry: PullEntry, run: CallbackPull, provider: CredentialProvider | None
-    ) -> None:
-        entry.started_at = self._clock.now()
-        self.in_flight[entry.pull_id] = entry
-        # The credentials are looked up now the pull has its slot, as kuberuntime's PullImage.
-        credentials = provider.ready(entry.ref) if provider is not None else ()
-        if credentials is None or len(credentials) > 1:
-            run.future.set_exception(_CredentialsChanged())
+    def _admit(self, handle: PullHandle, *, queued: bool) -> None:
+        """The pull has its slot: a QPS token, then its credentials, looked up now, as
+        kuberuntime's PullImage does."""
+        entry = handle.entry
+        started = entry.started_at = self.scheduler.now()
+        if self._bucket is not None and not self._bucket.try_accept(started):
+            self._end(handle, PullQPSExceededError())
             return
-        if credentials:
-            run.request = PullRequest(entry.pull_id, self.node, entry.ref, credentials[0])
+        self.in_flight[entry.pull_id] = entry
+        provider = handle.provider
+        credentials = provider.ready(entry.ref) if provider is not None else ()
+        if credentials is None:
+            # A provider that must be awaited (a plugin): only on an asyncio loop.
+            handle.task = create_guarded_task(
+                self._lookup_then_pull(handle), name=f"pull:{entry.pull_id}", node=self.node
+            )
+            return
         if self._log_pulls:
             self._log_started(entry, len(credentials))
+        self._attempt(handle, credentials, 0, [], waiting=queued and handle.fast)
+
+    async def _lookup_then_pull(self, handle: PullHandle) -> None:
+        provider = handle.provider
+        assert provider is not None  # noqa: S101 - only a provider can make us wait
+        credentials = await provider.provide(handle.entry.ref)
+        if handle.cancelled:
+            return
+        handle.task = None
+        if self._log_pulls:
+            self._log_started(handle.entry, len(credentials))
+        self._attempt(handle, credentials, 0, [], waiting=False)
+
+    def _attempt(
+        self,
+        handle: PullHandle,
+        credentials: Sequence[Credential],
+        index: int,
+        errors: list[RegistryError],
+        *,
+        waiting: bool,
+    ) -> None:
+        """Try credential `index` (or none); `_attempted` takes its outcome."""
+        entry = handle.entry
+        credential = credentials[index] if credentials else None
+        request = PullRequest(entry.pull_id, self.node, entry.ref, credential)
+        backend = self._callbacks
+        if backend is None:
+            handle.task = create_guarded_task(
+                self._pull_task(handle, request, credentials, index, errors),
+                name=f"pull:{entry.pull_id}",
+                node=self.node,
+            )
+            return
+        run = handle.run = CallbackPull(
+            backend,
+            self.store,
+            request,
+            self.scheduler,
+            functools.partial(self._attempted, handle, credentials, index, errors),
+        )
+        run.waiting = waiting
+        run.begin()
+        outcome = run.outcome
+        if outcome is not None:
+            run.outcome = None
+            self._attempted(handle, credentials, index, errors, outcome)
+        else:
+            run.waiting = True
+
+    async def _pull_task(
+        self,
+        handle: PullHandle,
+        request: PullRequest,
+        credentials: Sequence[Credential],
+        index: int,
+        errors: list[RegistryError],
+    ) -> None:
         try:
-            run.begin()
-        except Exception as exc:  # noqa: BLE001 - a bug: raised in the pulling task, not lost
-            if not run.future.done():
-                run.future.set_exception(exc)
+            outcome: Outcome = Manifest(await pull(self.backend, self.store, self.sink, request))
+        except RegistryError as exc:
+            outcome = exc
+        except Exception as exc:
+            # A bug or a disk error: the slot is passed on and the caller told, then the
+            # task's guard logs the crash.
+            if not handle.cancelled:
+                handle.task = None
+                self._end(handle, exc)
+            raise
+        if not handle.cancelled:
+            handle.task = None
+            self._attempted(handle, credentials, index, errors, outcome)
+
+    def _attempted(
+        self,
+        handle: PullHandle,
+        credentials: Sequence[Credential],
+        index: int,
+        errors: list[RegistryError],
+        outcome: Outcome,
+    ) -> None:
+        handle.run = None
+        if not isinstance(outcome, RegistryError):
+            self._end(handle, outcome.record)
+            return
+        error = _as_cri_client_error(outcome)
+        if len(credentials) <= 1:
+            self._end(handle, error)  # the common case: one attempt, its error as it is
+            return
+        errors.append(error)
+        if index + 1 < len(credentials):
+            self._attempt(handle, credentials, index + 1, errors, waiting=False)
+            return
+        distinct = list(dict.fromkeys(str(e) for e in errors))
+        if len(distinct) == 1:
+            # utilerrors.NewAggregate prints one distinct message as itself: the same error
+            # once per credential reads as that error.
+            self._end(handle, errors[-1])
+            return
+        # Otherwise "[err1, err2]"; the kubelet's evalCRIPullErr then judges the whole text,
+        # which no longer starts with "RegistryUnavailable".
+        self._end(handle, RegistryError("[" + ", ".join(distinct) + "]", code=errors[-1].code))
+
+    def _end(self, handle: PullHandle, outcome: ImageRecord | Exception) -> None:
+        """The pull is over: its image stored, its slot passed on, its caller told."""
+        entry = handle.entry
+        handle.finished = True
+        result: PullResult | Exception
+        if isinstance(outcome, ImageRecord):
+            result = self._finished(entry, outcome)
+        else:
+            result = outcome
+            if self._log_pulls and isinstance(outcome, RegistryError):
+                # An outcome the pod's events already record; a line per failure only when
+                # pulls are logged at all (the daemon), never a flood in a large scenario.
+                self._log_failed(entry, outcome)
+        self.in_flight.pop(entry.pull_id, None)
+        self._gate.release()
+        handle.done(result)
 
     def _log_started(self, entry: PullEntry, credentials: int) -> None:
         started = entry.started_at
@@ -349,7 +481,7 @@ class ImagePuller:
     def _finished(self, entry: PullEntry, record: ImageRecord) -> PullResult:
         started = entry.started_at
         assert started is not None  # noqa: S101 - a finished pull was started
-        finished = self._clock.now()
+        finished = self.scheduler.now()
         stored = self.store.add(record, entry.ref, finished)
         if self._log_pulls:
             self._log.info(
@@ -362,42 +494,6 @@ class ImagePuller:
                 seconds=round((finished - started) / 1e9, 3),
             )
         return PullResult(stored, finished - started, started - entry.enqueued_at)
-
-    async def _pull_with_credentials(
-        self, entry: PullEntry, credentials: Sequence[Credential]
-    ) -> ImageRecord:
-        if len(credentials) <= 1:
-            # The common case: one attempt, its error as it is.
-            credential = credentials[0] if credentials else None
-            try:
-                return await pull(
-                    self.backend,
-                    self.store,
-                    self.sink,
-                    PullRequest(entry.pull_id, self.node, entry.ref, credential),
-                )
-            except RegistryError as exc:
-                raise _as_cri_client_error(exc) from None
-        attempts: Sequence[Credential | None] = credentials
-        errors: list[RegistryError] = []
-        for credential in attempts:
-            try:
-                return await pull(
-                    self.backend,
-                    self.store,
-                    self.sink,
-                    PullRequest(entry.pull_id, self.node, entry.ref, credential),
-                )
-            except RegistryError as exc:
-                errors.append(_as_cri_client_error(exc))
-        distinct = list(dict.fromkeys(str(e) for e in errors))
-        if len(distinct) == 1:
-            # utilerrors.NewAggregate prints one distinct message as itself: the same error
-            # once per credential reads as that error.
-            raise errors[-1]
-        # Otherwise "[err1, err2]"; the kubelet's evalCRIPullErr then judges the whole text,
-        # which no longer starts with "RegistryUnavailable".
-        raise RegistryError("[" + ", ".join(distinct) + "]", code=errors[-1].code)
 
     def progress(self, pull_id: int) -> tuple[float, int] | None:
         return self.backend.progress(pull_id)

@@ -6,15 +6,18 @@ knows which, as containerd's content store does: the second pull waits instead o
 it twice), and commits what arrived to the store - all or nothing, refused with containerd's
 `no space left on device` when the image filesystem is full - and to the backend's sink.
 
-A `CallbackBackend` (the simulated registry) is driven by callbacks that settle one future
-(`begin`, then `finish`), so a pull suspends once however many steps it takes; a pull that must
-wait for another's layers falls back to the coroutine steps (`fetch_missing`), which do the same
-things in the same order.
+A `CallbackBackend` with no sink (the simulated registry) is driven by callbacks through the
+node's `Scheduler` (`CallbackPull`), with no coroutine at all: the same steps run on the daemon's
+loop and on a scenario's lean event core. A backend that does I/O (a real registry writing into
+a content store) runs as coroutines on an asyncio loop (`pull`, `fetch_missing`), which do the
+same things in the same order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 
 from kubesim_images.errors import RegistryError
 from kubesim_images.reference import ImageReference
@@ -27,7 +30,8 @@ from kubesim_images.registry.base import (
     RegistryBackend,
 )
 from kubesim_images.registryerrors import failed_to_pull
-from kubesim_images.store import ImageRecord, ImageStore, Layer, NoSpaceLeftError
+from kubesim_images.scheduler import Scheduler
+from kubesim_images.store import FetchClaim, ImageRecord, ImageStore, Layer, NoSpaceLeftError
 
 
 def no_space_error(exc: NoSpaceLeftError, ref: ImageReference) -> RegistryError:
@@ -38,11 +42,8 @@ def no_space_error(exc: NoSpaceLeftError, ref: ImageReference) -> RegistryError:
 async def pull(
     backend: RegistryBackend, store: ImageStore, sink: LayerSink | None, request: PullRequest
 ) -> ImageRecord:
-    """The whole pull as one coroutine; raises `RegistryError`."""
-    if isinstance(backend, CallbackBackend):
-        run = CallbackPull(backend, store, sink, request, asyncio.get_running_loop())
-        run.begin()
-        return await run.finish()
+    """The whole pull as one coroutine, on an asyncio loop (a real registry, a content store
+    to write into); raises `RegistryError`."""
     manifest = await backend.resolve(request)
     await fetch_missing(backend, store, sink, request, manifest, always=True)
     if sink is not None:
@@ -80,8 +81,7 @@ async def fetch_missing(
             ]
         if own or first:
             first = False
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            store.claim(own, done)
+            claim = store.claim(own)
             try:
                 await backend.fetch(request, manifest, own, sink)
                 try:
@@ -89,97 +89,124 @@ async def fetch_missing(
                 except NoSpaceLeftError as exc:
                     raise no_space_error(exc, request.ref) from None
             finally:
-                store.release(own, done)
+                store.release(own, claim)
         for waited in waits:
-            await asyncio.shield(waited)
+            await _settled(waited)
+
+
+async def _settled(claim: FetchClaim) -> None:
+    """Wait for another pull's claim to settle (shielded: the claim is not ours to cancel)."""
+    if claim.settled:
+        return
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    claim.add_waiter(lambda: None if future.done() else future.set_result(None))
+    await future
 
 
 class CallbackPull:
-    """One pull through a `CallbackBackend`: `begin` from any callback, then await `finish`.
+    """One pull through a `CallbackBackend` with no sink, driven by callbacks: `begin`, then
+    `on_done` is called once with the manifest or a `RegistryError`, unless `cancel` came
+    first. No coroutine, no future: a scenario's lean core runs it as the daemon's loop does.
 
-    The future settles with the manifest or an error; `complete` says whether its layers are
-    all on the node by then. When another pull on the node is fetching some of them, `finish`
-    completes the pull with the coroutine steps. A pull cancelled before its resolve ends
-    leaves the backend's callback to find the future done and do nothing.
+    `on_done` is called at once when the pull ends within `begin` (no latency, nothing to
+    download) and the caller is not yet waiting; otherwise in the next turn (`call_soon`), as a
+    task awaiting the pull would be woken. When another pull on the node is fetching some of
+    the layers, this one waits for it, then looks again, as `fetch_missing` does.
     """
 
-    __slots__ = ("_claimed", "backend", "complete", "future", "request", "sink", "store")
+    __slots__ = (
+        "_claimed",
+        "_done",
+        "backend",
+        "on_done",
+        "outcome",
+        "request",
+        "scheduler",
+        "store",
+        "waiting",
+    )
 
     def __init__(
         self,
         backend: CallbackBackend,
         store: ImageStore,
-        sink: LayerSink | None,
         request: PullRequest,
-        loop: asyncio.AbstractEventLoop,
+        scheduler: Scheduler,
+        on_done: Callable[[Outcome], None],
     ) -> None:
         self.backend = backend
         self.store = store
-        self.sink = sink
         self.request = request
-        self.future: asyncio.Future[Manifest] = loop.create_future()
-        self.complete = False
-        self._claimed: tuple[list[Layer], asyncio.Future[None]] | None = None
+        self.scheduler = scheduler
+        self.on_done = on_done
+        # Whether the caller already waits (a queued pull, begun from the queue's callback):
+        # an end within `begin` is then delivered in the next turn, like a woken task.
+        self.waiting = False
+        self.outcome: Outcome | None = None  # an end within `begin`, for the caller to take
+        self._done = False
+        self._claimed: tuple[list[Layer], FetchClaim] | None = None
 
     def begin(self) -> None:
         self.backend.begin_resolve(self.request, self._resolved)
 
-    async def finish(self) -> ImageRecord:
-        try:
-            manifest = await self.future
-        except asyncio.CancelledError:
-            self._abandon()
-            raise
-        if self.sink is None:
-            if not self.complete:
-                await fetch_missing(self.backend, self.store, self.sink, self.request, manifest)
-            return manifest.record
-        # A sink has more to be written than the layers the store lacks: ask once more.
-        await fetch_missing(
-            self.backend, self.store, self.sink, self.request, manifest, always=True
-        )
-        await self.sink.commit(manifest)
-        return manifest.record
+    def cancel(self) -> None:
+        """A cancelled pull stops its fetch and hands its layers back; `on_done` is not
+        called."""
+        if self._done:
+            return
+        self._done = True
+        if self._claimed is not None:
+            self.backend.cancel_fetch(self.request)
+            self._release()
+
+    def _end(self, outcome: Outcome) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self.waiting:
+            self.scheduler.call_soon(self.on_done, outcome)
+        else:
+            self.outcome = outcome
 
     def _resolved(self, outcome: Outcome) -> None:
         """The resolve is over: start fetching what the node lacks."""
-        future = self.future
-        if future.done():
+        if self._done:
             return
         if isinstance(outcome, RegistryError):
-            future.set_exception(outcome)
+            self._end(outcome)
             return
         store = self.store
         missing = store.missing_layers(outcome.layers)
         if not missing:
-            self.complete = True
-            future.set_result(outcome)
+            self._end(outcome)
             return
         fetching = store.fetching
         if any(fetching(layer.digest) is not None for layer in missing):
-            future.set_result(outcome)  # shares a fetch in flight: the coroutine steps
+            # Shares a fetch in flight: woken first (as a task would be), then the steps of
+            # `fetch_missing`, each wait one turn later, as awaiting each would be.
+            self._wake(self._share, outcome)
             return
-        loop = future.get_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        store.claim(missing, done)
-        self._claimed = (missing, done)
-        self.backend.begin_fetch(
-            self.request, missing, lambda: self._fetched(outcome, missing), loop
-        )
+        claim = store.claim(missing)
+        self._claimed = (missing, claim)
+        self.backend.begin_fetch(self.request, missing, lambda: self._fetched(outcome, missing))
+
+    def _wake(self, step: Callable[[Manifest], None], manifest: Manifest) -> None:
+        if self.waiting:
+            self.scheduler.call_soon(step, manifest)
+        else:
+            self.waiting = True
+            self.outcome = None
+            step(manifest)
 
     def _fetched(self, manifest: Manifest, layers: list[Layer]) -> None:
-        future = self.future
         try:
             self.store.add_layers(layers)
         except NoSpaceLeftError as exc:
             self._release()
-            if not future.done():
-                future.set_exception(no_space_error(exc, self.request.ref))
+            self._end(no_space_error(exc, self.request.ref))
             return
         self._release()
-        if not future.done():
-            self.complete = True
-            future.set_result(manifest)
+        self._end(manifest)
 
     def _release(self) -> None:
         claimed = self._claimed
@@ -187,8 +214,67 @@ class CallbackPull:
             self._claimed = None
             self.store.release(*claimed)
 
-    def _abandon(self) -> None:
-        """A cancelled pull stops its fetch and hands its layers back."""
-        if self._claimed is not None:
-            self.backend.cancel_fetch(self.request, self.future.get_loop())
+    # -- sharing layers another pull is fetching (`fetch_missing`, step by step) ---------------
+
+    def _share(self, manifest: Manifest) -> None:
+        if self._done:
+            return
+        store = self.store
+        missing = store.missing_layers(manifest.layers)
+        if not missing:
+            self._finish(manifest)
+            return
+        own = [layer for layer in missing if store.fetching(layer.digest) is None]
+        waits = [c for layer in missing if (c := store.fetching(layer.digest)) is not None]
+        if not own:
+            self._await_claims(manifest, waits)
+            return
+        claim = store.claim(own)
+        self._claimed = (own, claim)
+        inside = [True]
+
+        def arrived() -> None:
+            if inside[0]:  # nothing to download: no wait
+                self._own_fetched(manifest, own, waits)
+            else:
+                self.scheduler.call_soon(self._own_fetched, manifest, own, waits)
+
+        self.backend.begin_fetch(self.request, own, arrived)
+        inside[0] = False
+
+    def _own_fetched(self, manifest: Manifest, own: list[Layer], waits: list[FetchClaim]) -> None:
+        if self._done:
+            return
+        try:
+            self.store.add_layers(own)
+        except NoSpaceLeftError as exc:
             self._release()
+            self._finish(no_space_error(exc, self.request.ref))
+            return
+        self._release()
+        self._await_claims(manifest, waits)
+
+    def _await_claims(self, manifest: Manifest, waits: list[FetchClaim]) -> None:
+        if self._done:
+            return
+        for index, claim in enumerate(waits):
+            if not claim.settled:
+                # Two turns, as `await asyncio.shield(future)` takes once the future settles.
+                claim.add_waiter(
+                    functools.partial(
+                        self.scheduler.call_soon,
+                        self.scheduler.call_soon,
+                        self._await_claims,
+                        manifest,
+                        waits[index + 1 :],
+                    )
+                )
+                return
+        self._share(manifest)
+
+    def _finish(self, outcome: Outcome) -> None:
+        """The end of the sharing steps, which run as the woken caller: delivered now."""
+        if self._done:
+            return
+        self._done = True
+        self.on_done(outcome)

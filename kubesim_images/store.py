@@ -18,9 +18,8 @@ downloading it again.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -99,6 +98,29 @@ class NoSpaceLeftError(RegistryError):
         )
 
 
+class FetchClaim:
+    """A pull's hold on the layers it is fetching: others needing them wait for it to settle
+    (callbacks, called once, in the order they were added), then look again."""
+
+    __slots__ = ("_waiters", "settled")
+
+    def __init__(self) -> None:
+        self.settled = False
+        self._waiters: list[Callable[[], None]] = []
+
+    def add_waiter(self, waiter: Callable[[], None]) -> None:
+        if self.settled:
+            waiter()
+        else:
+            self._waiters.append(waiter)
+
+    def settle(self) -> None:
+        self.settled = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter()
+
+
 class StoreListener(Protocol):
     """Told of every change, e.g. to write it through to disk."""
 
@@ -128,7 +150,7 @@ class ImageStore:
         self._images: dict[str, ImageRecord] = {}
         self._by_name: dict[str, str] = {}  # "repo:tag" or "repo@digest" -> image id
         # Layers a pull is fetching -> settled when that pull stops fetching them.
-        self._fetching: dict[str, asyncio.Future[None]] = {}
+        self._fetching: dict[str, FetchClaim] = {}
 
     def has_layer(self, digest: str) -> bool:
         return digest in self._layers
@@ -166,22 +188,25 @@ class ImageStore:
             self._layer_bytes += layer.size
             self.bytes_downloaded += layer.size
 
-    def fetching(self, digest: str) -> asyncio.Future[None] | None:
-        """Settled when the pull fetching `digest` stops (done or not); None when none is."""
+    def fetching(self, digest: str) -> FetchClaim | None:
+        """The claim of the pull fetching `digest`, settled when it stops (done or not); None
+        when no pull is fetching it."""
         return self._fetching.get(digest)
 
-    def claim(self, layers: Iterable[Layer], done: asyncio.Future[None]) -> None:
+    def claim(self, layers: Iterable[Layer]) -> FetchClaim:
         """A pull starts fetching `layers` (none of them claimed); `release` ends it."""
+        claim = FetchClaim()
         fetching = self._fetching
         for layer in layers:
-            fetching[layer.digest] = done
+            fetching[layer.digest] = claim
+        return claim
 
-    def release(self, layers: Iterable[Layer], done: asyncio.Future[None]) -> None:
+    def release(self, layers: Iterable[Layer], claim: FetchClaim) -> None:
         """The pull stopped fetching: whoever waits on its layers looks again."""
         fetching = self._fetching
         for layer in layers:
             del fetching[layer.digest]
-        done.set_result(None)
+        claim.settle()
 
     def lookup(self, ref: ImageReference) -> ImageRecord | None:
         """The image a reference names on this node, or None (`GetImageRef` == "")."""

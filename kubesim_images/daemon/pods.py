@@ -510,7 +510,7 @@ class PodStore:
         try:
             owner = self._nodes.get(node)
             if owner is not None:
-                await owner.kill_pod(uid)
+                owner.kill_pod(uid)
             record = self.records.get(uid)
             if remove and record is not None:
                 self._remove(record)

@@ -10,11 +10,10 @@ Backends raise only `RegistryError`: transport and protocol errors are mapped at
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from kubesim_images.contentstore import BlobWriter
 from kubesim_images.errors import RegistryError
@@ -23,8 +22,8 @@ from kubesim_images.reference import ImageReference
 from kubesim_images.store import ImageRecord, Layer
 
 
-@dataclass(frozen=True, slots=True)
-class PullRequest:
+class PullRequest(NamedTuple):
+    # A named tuple, not a frozen dataclass: made on every pull, five times faster.
     pull_id: int
     node: str
     ref: ImageReference
@@ -104,10 +103,10 @@ Outcome = Manifest | RegistryError
 
 @runtime_checkable
 class CallbackBackend(RegistryBackend, Protocol):
-    """A backend whose steps can be started from callbacks: the pull queue starts a pull the
-    moment it hands it a slot, and the whole pull settles one future, so a queued pull suspends
-    once rather than once per step. The simulated registry is one; its timing is then that of
-    the coroutine steps exactly."""
+    """A backend whose steps are started from callbacks and end in callbacks, on the node's
+    `Scheduler`: no coroutine, so the same steps run on the daemon's loop and on a scenario's
+    lean event core. The simulated registry is one; its timing is that of the coroutine steps
+    exactly."""
 
     def begin_resolve(self, request: PullRequest, done: Callable[[Outcome], None]) -> None:
         """Start resolving; `done` is called (from the loop) with the manifest or the error."""
@@ -118,11 +117,10 @@ class CallbackBackend(RegistryBackend, Protocol):
         request: PullRequest,
         layers: Sequence[Layer],
         done: Callable[[], None],
-        loop: asyncio.AbstractEventLoop,
     ) -> None:
         """Start downloading `layers`; `done` is called once they have all arrived."""
         ...
 
-    def cancel_fetch(self, request: PullRequest, loop: asyncio.AbstractEventLoop) -> None:
+    def cancel_fetch(self, request: PullRequest) -> None:
         """Stop a download `begin_fetch` started (a cancelled pull); a no-op when none runs."""
         ...

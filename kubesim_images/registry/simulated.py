@@ -17,13 +17,14 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from kubesim_images.clock import LoopClock, call_at_ns, now_ns, to_ns
+from kubesim_images.clock import to_ns
 from kubesim_images.errors import RegistryError
 from kubesim_images.flows import FlowNetwork
 from kubesim_images.reference import ImageReference
 from kubesim_images.registry.base import LayerSink, Manifest, Outcome, PullRequest
 from kubesim_images.registry.catalogue import Catalogue, SimImage
 from kubesim_images.registryerrors import registry_error
+from kubesim_images.scheduler import LoopScheduler, Scheduler, Timer
 from kubesim_images.store import ImageRecord, Layer
 
 # The simulated catalogue has one platform per image: the nodes'.
@@ -71,7 +72,10 @@ class SimulatedRegistry:
         faults: Sequence[Fault] = (),
         rate_limit: RateLimit | None = None,
         seed: int = 0,
+        scheduler: Scheduler | None = None,
     ) -> None:
+        # Every node's pulls share the registry, so they share its scheduler (its timers).
+        self.scheduler: Scheduler = LoopScheduler() if scheduler is None else scheduler
         self.catalogue = catalogue
         self.latency = latency
         self._latency_ns = to_ns(latency)
@@ -86,10 +90,9 @@ class SimulatedRegistry:
         self._known_nodes: set[str] = set()
         # Per flow (keyed by pull id): what to do when its download completes.
         self._on_done: dict[int, Callable[[], None]] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._timer_at = -1
         self.bytes_sent = 0
-        self._clock = LoopClock()
         self._manifests: dict[tuple[str, str | None, str | None], Manifest] = {}
 
     def set_node_bandwidth(self, node: str, bandwidth: float) -> None:
@@ -109,8 +112,8 @@ class SimulatedRegistry:
         """One round trip (`latency`), then the registry's answer: from a timer, so a pull
         suspends once. The answer is judged when the round trip ends, as a registry would."""
         if self._latency_ns > 0:
-            loop = asyncio.get_running_loop()
-            call_at_ns(loop, self._clock.now() + self._latency_ns, self._answer, request, done)
+            scheduler = self.scheduler
+            scheduler.call_at(scheduler.now() + self._latency_ns, self._answer, request, done)
         else:
             self._answer(request, done)
 
@@ -144,13 +147,12 @@ class SimulatedRegistry:
     ) -> None:
         if not layers:
             return
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self.begin_fetch(request, layers, lambda: _resolve_future(future), loop)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.begin_fetch(request, layers, lambda: _resolve_future(future))
         try:
             await future
         except asyncio.CancelledError:
-            self.cancel_fetch(request, loop)
+            self.cancel_fetch(request)
             raise
 
     def begin_fetch(
@@ -158,7 +160,6 @@ class SimulatedRegistry:
         request: PullRequest,
         layers: Sequence[Layer],
         done: Callable[[], None],
-        loop: asyncio.AbstractEventLoop,
     ) -> None:
         """One download flow of `layers`, sharing bandwidth with the others in flight."""
         size = sum(layer.size for layer in layers)
@@ -174,13 +175,13 @@ class SimulatedRegistry:
             done()
 
         self._on_done[request.pull_id] = arrived
-        self._network.start(request.pull_id, node, size, self._clock.now())
-        self._reschedule(loop)
+        self._network.start(request.pull_id, node, size, self.scheduler.now())
+        self._reschedule()
 
-    def cancel_fetch(self, request: PullRequest, loop: asyncio.AbstractEventLoop) -> None:
+    def cancel_fetch(self, request: PullRequest) -> None:
         if self._on_done.pop(request.pull_id, None) is not None:
-            self._network.cancel(request.pull_id, now_ns(loop))
-            self._reschedule(loop)
+            self._network.cancel(request.pull_id, self.scheduler.now())
+            self._reschedule()
 
     def _manifest(self, image: SimImage, ref: ImageReference) -> Manifest:
         # One manifest per (image, tag pulled), shared by every pull of it: the store copies the
@@ -214,14 +215,14 @@ class SimulatedRegistry:
                 raise registry_error(fault.error, ref)
         limit = self._rate_limit
         if limit is not None:
-            window = self._clock.now() // self._window_ns
+            window = self.scheduler.now() // self._window_ns
             key = (node if limit.per_node else "", window)
             used = self._window_counts.get(key, 0)
             if used >= limit.pulls:
                 raise registry_error("toomanyrequests", ref)
             self._window_counts[key] = used + 1
 
-    def _reschedule(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _reschedule(self) -> None:
         upcoming = self._network.next_completion()
         if upcoming is None:
             if self._timer is not None:
@@ -237,21 +238,21 @@ class SimulatedRegistry:
                 return
             self._timer.cancel()
         self._timer_at = when
-        self._timer = call_at_ns(loop, when, self._on_timer, loop)
+        self._timer = self.scheduler.call_at(when, self._on_timer)
 
-    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = -1
-        for flow_id in self._network.complete_due(self._clock.now()):
+        for flow_id in self._network.complete_due(self.scheduler.now()):
             on_done = self._on_done.pop(flow_id, None)
             if on_done is not None:
                 on_done()
-        self._reschedule(loop)
+        self._reschedule()
 
     def progress(self, pull_id: int) -> tuple[float, int] | None:
         if pull_id not in self._on_done:
             return None
-        return self._network.progress(pull_id, now_ns())
+        return self._network.progress(pull_id, self.scheduler.now())
 
     def active_flows(self) -> int:
         return len(self._network)

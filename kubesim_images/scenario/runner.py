@@ -18,19 +18,13 @@ import contextlib
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kubesim_images import backends
-from kubesim_images.clock import (
-    WallClock,
-    call_at_ns,
-    collect_cycles,
-    now_ns,
-    run_virtual,
-    sleep_ns,
-)
+from kubesim_images.clock import WallClock, collect_cycles, fewer_collections, now_ns
 from kubesim_images.credentials import KeyringProvider, ProviderChain
 from kubesim_images.events import Event, EventLog, scheduler_event
 from kubesim_images.keyring import Keyring
@@ -42,7 +36,7 @@ from kubesim_images.podworkers import CredentialLookup, PodStatus
 from kubesim_images.reasons import Reason
 from kubesim_images.registry.simulated import preload
 from kubesim_images.scenario.model import Scenario, VariantSpec
-from kubesim_images.tasks import create_guarded_task
+from kubesim_images.scheduler import EventCore, LoopScheduler, Scheduler, Timer
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +195,8 @@ def run_scenario(
 def run_variant(
     spec: VariantSpec, *, real_time: bool = False, workdir: Path | None = None
 ) -> VariantResult:
-    """In virtual time, or on the wall clock (`--real-time`, which real registries need)."""
+    """In virtual time, on the lean event core, or on the wall clock (`--real-time`, which
+    real registries need), on an asyncio loop; the same rules run either way."""
     if spec.oci is not None and not real_time:
         raise ValueError(f"variant {spec.name}: registry type oci pulls for real: use --real-time")
     started = time.perf_counter()  # wall time of the run, reported and never used in logic
@@ -209,9 +204,9 @@ def run_variant(
         # Real registries need aiohttp and the content store; a simulated run imports neither.
         from kubesim_images.scenario.realtime import run_real_time  # noqa: PLC0415
 
-        result = run_real_time(_simulate(spec, workdir))
+        result = run_real_time(_simulate_on_loop(spec, workdir))
     else:
-        result = run_virtual(_simulate(spec, workdir))
+        result = _simulate_virtual(spec)
     result.wall_seconds = time.perf_counter() - started
     return result
 
@@ -239,12 +234,35 @@ def _credential_lookup(spec: VariantSpec) -> CredentialLookup | None:
     return lookup
 
 
-async def _simulate(spec: VariantSpec, workdir: Path | None) -> VariantResult:
+def _simulate_virtual(spec: VariantSpec) -> VariantResult:
+    """The variant in virtual time, on an `EventCore`: no asyncio at all."""
+    core = EventCore()
+    registries = backends.build(
+        spec.registry,
+        None,
+        seed=spec.seed,
+        node_bandwidth=spec.node_bandwidth,
+        content_root=Path,
+        now=lambda: 0.0,  # only real pulls' records are stamped
+        scheduler=core,
+    )
+    run = _Run(spec, registries, core, core.stop_after_instant)
+    with fewer_collections():
+        run.start()
+        core.run()
+        result = run.finish()
+    result.bytes_pulled = registries.bytes_fetched
+    return result
+
+
+async def _simulate_on_loop(spec: VariantSpec, workdir: Path | None) -> VariantResult:
+    """The variant on the running asyncio loop (the wall clock: real registries)."""
     with contextlib.ExitStack() as stack:
         if spec.oci is not None and workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kubesim-")))
         root = workdir if workdir is not None else Path()
         loop = asyncio.get_running_loop()
+        scheduler = LoopScheduler(loop)
         registries = backends.build(
             spec.registry,
             spec.oci,
@@ -252,9 +270,23 @@ async def _simulate(spec: VariantSpec, workdir: Path | None) -> VariantResult:
             node_bandwidth=spec.node_bandwidth,
             content_root=lambda node: root / node,
             now=lambda: WallClock(loop).epoch(now_ns(loop)),  # real pulls' records only
+            scheduler=scheduler,
         )
         try:
-            result = await _run(spec, registries)
+            ended = loop.create_future()
+            run = _Run(
+                spec,
+                registries,
+                scheduler,
+                lambda: None if ended.done() else ended.set_result(None),
+            )
+            run.start()
+            try:
+                await ended
+            finally:
+                for node in run.nodes.values():
+                    await node.stop()
+            result = run.finish()
         finally:
             await registries.close()
         result.bytes_pulled = registries.bytes_fetched
@@ -263,124 +295,158 @@ async def _simulate(spec: VariantSpec, workdir: Path | None) -> VariantResult:
         return result
 
 
-async def _run(spec: VariantSpec, registries: backends.Registries) -> VariantResult:
-    loop = asyncio.get_running_loop()
-    log = EventLog()
-    tally = PullTally()
-    rng = random.Random(spec.seed)
-    total = len(spec.pods)
-    done = asyncio.Event()
-    settled = 0  # pods that got their images, or were deleted before
+class _Run:
+    """One variant's run on a scheduler: its nodes, its pods created at their `at` times on
+    the node `Placer` picks, deleted when their `lifetime` ends; `on_end` is called once every
+    pod has its images (or was deleted first), or when the duration cap is reached."""
 
-    def settle() -> None:
-        nonlocal settled
-        settled += 1
-        if settled == total:
-            done.set()
+    def __init__(
+        self,
+        spec: VariantSpec,
+        registries: backends.Registries,
+        scheduler: Scheduler,
+        on_end: Callable[[], None],
+    ) -> None:
+        self.spec = spec
+        self.registries = registries
+        self.scheduler = scheduler
+        self._on_end = on_end
+        self.log = EventLog()
+        self.tally = PullTally()
+        self.nodes: dict[str, Node] = {}
+        self.statuses: list[PodStatus] = []
+        self._total = len(spec.pods)
+        self._settled = 0  # pods that got their images, or were deleted before
+        self._deleted = 0
+        self._ended = False
+        self._deadline: Timer | None = None
+        self._creator: Timer | None = None
+        self._placer: Placer | None = None
 
-    def on_ready(_status: PodStatus) -> None:
-        settle()
-
-    credentials = _credential_lookup(spec)
-    nodes: dict[str, Node] = {}
-    for pool in spec.pools:
-        preloaded = preload(pool.preloaded)
-        for name in pool.node_names():
-            backend, sink = registries.node(name, pool.bandwidth, spec.platform(pool))
-            store = pool.image_store()
-            node = Node(
-                name,
-                backend,
-                pool.kubelet,
-                log,
-                sync=spec.sync,
-                rng=rng,
-                on_ready=on_ready,
-                credentials=credentials,
-                observer=tally,
-                store=store,
-                # With --real-time and store: keep, image GC works on the node's content store.
-                runtime=registries.runtime(
+    def start(self) -> None:
+        spec = self.spec
+        rng = random.Random(spec.seed)
+        credentials = _credential_lookup(spec)
+        registries = self.registries
+        for pool in spec.pools:
+            preloaded = preload(pool.preloaded)
+            for name in pool.node_names():
+                backend, sink = registries.node(name, pool.bandwidth, spec.platform(pool))
+                store = pool.image_store()
+                node = Node(
                     name,
-                    store,
-                    capacity=pool.image_fs.capacity,
-                    other_usage=pool.image_fs.other_usage,
-                    pinned=[pool.sandbox_image],
-                ),
-                sink=sink,
-            )
-            node.preload(preloaded, 0)
-            node.start()
-            nodes[name] = node
-    # Pods already placed count, deleted or not: with no node selectors this is exactly the
-    # round-robin over nodes in workload order that scenario files promise (SPEC section 8).
-    placer = Placer([(name, pool.labels) for pool in spec.pools for name in pool.node_names()])
+                    backend,
+                    pool.kubelet,
+                    self.log,
+                    sync=spec.sync,
+                    rng=rng,
+                    on_ready=self._ready,
+                    credentials=credentials,
+                    observer=self.tally,
+                    store=store,
+                    # With --real-time and store: keep, image GC works on the node's content
+                    # store.
+                    runtime=registries.runtime(
+                        name,
+                        store,
+                        capacity=pool.image_fs.capacity,
+                        other_usage=pool.image_fs.other_usage,
+                        pinned=[pool.sandbox_image],
+                    ),
+                    sink=sink,
+                    scheduler=self.scheduler,
+                )
+                node.preload(preloaded, 0)
+                node.start()
+                self.nodes[name] = node
+        # Pods already placed count, deleted or not: with no node selectors this is exactly
+        # the round-robin over nodes in workload order that scenario files promise (SPEC 8).
+        self._placer = Placer(
+            [(name, pool.labels) for pool in spec.pools for name in pool.node_names()]
+        )
+        # Pods are created from the next turn on (as a task started now would run).
+        self.scheduler.call_soon(self._create_from, 0)
+        # The cap is one more timer: whatever else is due at that very nanosecond and was
+        # scheduled before it still runs (the tie rule).
+        self._deadline = self.scheduler.call_at(spec.duration, self._end)
+        if not self._total:
+            # Nothing to wait for: the run ends once the (empty) workload is created.
+            self.scheduler.call_soon(self._end)
 
-    statuses: list[PodStatus] = []
-    deletions: set[asyncio.Task[None]] = set()
-
-    deleted = 0
-
-    async def delete(node: Node, uid: str) -> None:
-        nonlocal deleted
-        status = await node.remove_pod(uid)
-        if status is not None and not status.ready:
-            settle()
-        deleted += 1
-        if not deleted % _CYCLES_PER_COLLECTION:
-            collect_cycles()  # a cancelled worker leaves its CancelledError's cycle
-
-    def schedule_delete(node: Node, uid: str) -> None:
-        task = create_guarded_task(delete(node, uid), name=f"scenario-delete:{uid}")
-        deletions.add(task)
-        task.add_done_callback(deletions.discard)
-
-    async def create_pods() -> None:
-        for at, pod in spec.pods:
-            if at > now_ns(loop):
-                await sleep_ns(at - now_ns(loop))
+    def _create_from(self, index: int) -> None:
+        """Create the pods due now, from `index` on; wait for the next one's time."""
+        self._creator = None
+        scheduler = self.scheduler
+        pods = self.spec.pods
+        placer = self._placer
+        assert placer is not None  # noqa: S101 - made by start
+        now = scheduler.now()
+        for position in range(index, len(pods)):
+            at, pod = pods[position]
+            if at > now:
+                # Woken in the turn after the timer fires, as a task sleeping until then.
+                self._creator = scheduler.call_at(
+                    at, scheduler.call_soon, self._create_from, position
+                )
+                return
             target = placer.place(pod.node_name or None, pod.node_selector, pod.node_affinity)
             if isinstance(target, Unschedulable):
                 # Pending for good: no node takes it, so it never settles the run either.
-                statuses.append(PodStatus(pod, "", now_ns(loop)))
+                self.statuses.append(PodStatus(pod, "", now))
                 if target.message is not None:
-                    log.emit(scheduler_event(now_ns(loop), pod, target.message))
+                    self.log.emit(scheduler_event(now, pod, target.message))
                 continue
-            node = nodes[target]
-            statuses.append(node.add_pod(pod))
-            lifetime = spec.pod_lifetimes.get(pod.uid)
+            node = self.nodes[target]
+            self.statuses.append(node.add_pod(pod))
+            lifetime = self.spec.pod_lifetimes.get(pod.uid)
             if lifetime is not None:
-                call_at_ns(loop, now_ns(loop) + lifetime, schedule_delete, node, pod.uid)
+                scheduler.call_at(now + lifetime, scheduler.call_soon, self._delete, node, pod.uid)
 
-    creator = loop.create_task(create_pods(), name="scenario-workload")
-    # The cap is one more timer: whatever else is due at that very nanosecond and was
-    # scheduled before it still runs (the tie rule).
-    deadline = call_at_ns(loop, spec.duration, done.set)
-    try:
-        if total:
-            await done.wait()
-        else:
-            await creator
-    finally:
-        deadline.cancel()
-        creator.cancel()
-        await asyncio.gather(creator, return_exceptions=True)
-        for task in list(deletions):
-            task.cancel()
-        await asyncio.gather(*deletions, return_exceptions=True)
-        for node in nodes.values():
-            await node.stop()
-    return VariantResult(
-        name=spec.name,
-        spec=spec,
-        pods=statuses,
-        events=log.events,
-        simulated_ns=now_ns(loop),
-        wall_seconds=0.0,
-        bytes_pulled=0,
-        counts=dict(log.counts),
-        pulls=tally.started,
-        failed_pulls=tally.failed,
-        nodes=[node_report(node) for node in nodes.values()],
-        pull_seconds=tally.durations,
-    )
+    def _delete(self, node: Node, uid: str) -> None:
+        if self._ended:
+            return
+        status = node.remove_pod(uid)
+        self._deleted += 1
+        if not self._deleted % _CYCLES_PER_COLLECTION:
+            collect_cycles()
+        if status is not None and not status.ready:
+            self._settle()
+
+    def _ready(self, _status: PodStatus) -> None:
+        self._settle()
+
+    def _settle(self) -> None:
+        self._settled += 1
+        if self._settled == self._total:
+            self._end()
+
+    def _end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._on_end()
+
+    def finish(self) -> VariantResult:
+        """Stop everything (nothing more happens) and collect the results."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self._creator is not None:
+            self._creator.cancel()
+        for node in self.nodes.values():
+            node.halt()
+        spec = self.spec
+        tally = self.tally
+        return VariantResult(
+            name=spec.name,
+            spec=spec,
+            pods=self.statuses,
+            events=self.log.events,
+            simulated_ns=self.scheduler.now(),
+            wall_seconds=0.0,
+            bytes_pulled=0,
+            counts=dict(self.log.counts),
+            pulls=tally.started,
+            failed_pulls=tally.failed,
+            nodes=[node_report(node) for node in self.nodes.values()],
+            pull_seconds=tally.durations,
+        )

@@ -94,7 +94,7 @@ class TestSnapshot:
             status = node.add_pod(pod_from_manifest(pod("b", SMALL), uid="uid-b"))
             await asyncio.sleep(2)
             assert status.ready
-            await node.remove_pod("uid-b")
+            node.remove_pod("uid-b")
             loop = asyncio.get_running_loop()
             await asyncio.sleep(GC_PERIOD_NS / S - 2)  # the first run, at 5m
             first = node.snapshot(now_ns(loop))
