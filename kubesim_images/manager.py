@@ -51,6 +51,7 @@ class Ensured(NamedTuple):
 
 class PullNeeded(NamedTuple):
     """`ImageManager.decide`'s answer when the image must be pulled."""
+
     # A named tuple, not a frozen dataclass: made on every pull, five times faster.
 
     pod: Pod

@@ -213,7 +213,20 @@ class Node:
         self.workers.halt()
 
 
+_POLICIES: dict[KubeletConfig, GCPolicy] = {}
+
+
 def gc_policy(kubelet: KubeletConfig) -> GCPolicy:
+    """Image GC's policy from the kubelet's configuration; the nodes of a pool share it."""
+    policy = _POLICIES.get(kubelet)
+    if policy is None:
+        if len(_POLICIES) > 1024:
+            _POLICIES.clear()
+        policy = _POLICIES[kubelet] = _gc_policy(kubelet)
+    return policy
+
+
+def _gc_policy(kubelet: KubeletConfig) -> GCPolicy:
     return GCPolicy.from_seconds(
         kubelet.image_gc_high_threshold_percent,
         kubelet.image_gc_low_threshold_percent,

@@ -14,7 +14,6 @@ pod conditions the kubelet's status manager derives from them.
 from __future__ import annotations
 
 import enum
-import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,16 +103,43 @@ class _Worker:
     got its image so far), the pull it waits for, and its requeue timer. A worker that is
     stopped (`dead`) ignores whatever callback still reaches it."""
 
-    __slots__ = ("credentials", "dead", "index", "ok", "pull", "status", "timer")
+    __slots__ = (
+        "begun",
+        "container",
+        "credentials",
+        "dead",
+        "index",
+        "ok",
+        "outcome",
+        "pull",
+        "reason",
+        "state",
+        "status",
+        "timer",
+        "workers",
+    )
 
-    def __init__(self, status: PodStatus) -> None:
+    def __init__(self, workers: PodWorkers, status: PodStatus) -> None:
+        self.workers = workers
         self.status = status
         self.dead = False
         self.credentials: ImageCredentials | None = None
         self.index = 0  # the next container to walk: init containers, then app containers
         self.ok = True
-        self.pull: ManagedPull | None = None
         self.timer: Timer | None = None
+        # The pull waited for: its container and the state the container gets with its image.
+        self.pull: ManagedPull | None = None
+        self.container: ContainerStatus | None = None
+        self.state = State.RUNNING
+        self.reason = ""
+        self.begun = False  # within `begin_pull`: an outcome then is taken at once
+        self.outcome: Ensured | ContainerError | None = None
+
+    def pulled(self, outcome: Ensured | ContainerError) -> None:
+        if self.begun:
+            self.outcome = outcome
+        else:
+            self.workers.pulled(self, outcome)
 
 
 class PodWorkers:
@@ -142,7 +168,6 @@ class PodWorkers:
         self.pods: dict[str, PodStatus] = {}
         self._scheduler: Scheduler = manager.puller.scheduler
         self._workers: dict[str, _Worker] = {}
-        self._log = get_logger(node=manager.node)
 
     def add(self, pod: Pod, *, created_at: int | None = None) -> PodStatus:
         """Start a worker for a new pod; its first sync runs in the next turn."""
@@ -165,7 +190,7 @@ class PodWorkers:
         self.pods[status.pod.uid] = status
         if status.ready:
             return
-        worker = self._workers[status.pod.uid] = _Worker(status)
+        worker = self._workers[status.pod.uid] = _Worker(self, status)
         self._scheduler.call_soon(self._sync, worker)
 
     def update(self, status: PodStatus, pod: Pod) -> list[Container]:
@@ -352,39 +377,31 @@ class PodWorkers:
             self._failed(status, cs, exc)
             return False
         if isinstance(step, PullNeeded):
-            outcome: list[Ensured | ContainerError] = []
+            worker.container, worker.state, worker.reason = cs, done, done_reason
+            worker.begun = True
             worker.pull = self.manager.begin_pull(
-                step,
-                credentials=worker.credentials,
-                on_pulling=cs.count_pull,
-                done=outcome.append,
+                step, credentials=worker.credentials, on_pulling=cs.count_pull, done=worker.pulled
             )
-            if not outcome:  # waits: `_pulled` takes the outcome from a later turn
-                pull = worker.pull
-                pull.done = functools.partial(self._pulled, worker, cs, done, done_reason)
+            worker.begun = False
+            outcome = worker.outcome
+            if outcome is None:  # waits: `pulled` takes the outcome from a later turn
                 return None
-            worker.pull = None
-            ended = outcome[0]
-            if isinstance(ended, ContainerError):
-                self._failed(status, cs, ended)
+            worker.outcome = worker.pull = worker.container = None
+            if isinstance(outcome, ContainerError):
+                self._failed(status, cs, outcome)
                 return False
-            self._started(status, cs, ended, done, done_reason)
+            self._started(status, cs, outcome, done, done_reason)
             return True
         self._started(status, cs, step, done, done_reason)
         return True
 
-    def _pulled(
-        self,
-        worker: _Worker,
-        cs: ContainerStatus,
-        done: State,
-        done_reason: str,
-        outcome: Ensured | ContainerError,
-    ) -> None:
+    def pulled(self, worker: _Worker, outcome: Ensured | ContainerError) -> None:
         """A pull the sync waited for ended: the sync walks on."""
         if worker.dead:
             return
-        worker.pull = None
+        cs = worker.container
+        assert cs is not None  # noqa: S101 - set with the pull
+        worker.pull = worker.container = None
         status = worker.status
         try:
             if isinstance(outcome, ContainerError):
@@ -395,7 +412,7 @@ class PodWorkers:
                     return
                 worker.ok = False
             else:
-                self._started(status, cs, outcome, done, done_reason)
+                self._started(status, cs, outcome, worker.state, worker.reason)
             self._walk(worker)
         except Exception as exc:  # noqa: BLE001 - the guard: a crash is logged, never silent
             self._crashed(worker, exc)
@@ -452,7 +469,9 @@ class PodWorkers:
         if self._workers.get(pod.uid) is worker:
             del self._workers[pod.uid]
         worker.dead = True
-        self._log.error("task_crashed", task=f"pod-worker:{pod.key}", pod=pod.key, exc_info=exc)
+        get_logger(node=self.manager.node).error(
+            "task_crashed", task=f"pod-worker:{pod.key}", pod=pod.key, exc_info=exc
+        )
 
     def _emit_failed(self, pod: Pod, container: Container, reason: str) -> None:
         # kuberuntime's startContainer: Warning Failed "Error: <reason>" after every failure.

@@ -12,14 +12,12 @@ slot is won; the wait before it is "including waiting".
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
 import struct
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeGuard
 
 from kubesim_images.clock import go_seconds
 from kubesim_images.credentials import CredentialProvider
@@ -131,18 +129,6 @@ class FifoGate:
         return len(self._waiters)
 
 
-@dataclass(slots=True)
-class PullEntry:
-    """A pull known to the queue, for /debug/pulls and metrics."""
-
-    pull_id: int
-    image: str
-    ref: ImageReference
-    pod: str
-    enqueued_at: int  # loop ns
-    started_at: int | None = None
-
-
 class PullResult(NamedTuple):
     # A named tuple, not a frozen dataclass: made on every pull, five times faster.
     record: ImageRecord
@@ -166,46 +152,92 @@ def _as_cri_client_error(exc: RegistryError) -> RegistryError:
     )
 
 
-class PullHandle:
-    """One pull the queue knows: waiting for its slot, then trying each credential in turn.
-    `cancel` withdraws it (its slot, its fetch); `done` is then never called."""
+class PullEntry:
+    """A pull the queue knows (what /debug/pulls and metrics show of it): waiting for its
+    slot, then trying each credential in turn. `cancel` withdraws it (its slot, its fetch);
+    `done` is then never called. One object per pull carries its whole way through the queue:
+    a scenario makes millions."""
 
     __slots__ = (
-        "admitted",
         "cancelled",
+        "credentials",
         "done",
-        "entry",
+        "enqueued_at",
+        "errors",
         "fast",
         "finished",
+        "image",
+        "index",
+        "pod",
         "provider",
+        "pull_id",
         "puller",
+        "queued",
+        "ref",
         "run",
+        "started_at",
         "task",
     )
 
     def __init__(
         self,
         puller: ImagePuller,
-        entry: PullEntry,
+        pull_id: int,
+        image: str,
+        ref: ImageReference,
+        pod: str,
+        enqueued_at: int,
         provider: CredentialProvider | None,
         done: Callable[[PullResult | Exception], None],
     ) -> None:
         self.puller = puller
-        self.entry = entry
+        self.pull_id = pull_id
+        self.image = image
+        self.ref = ref
+        self.pod = pod
+        self.enqueued_at = enqueued_at  # loop ns
+        self.started_at: int | None = None
         self.provider = provider
         self.done = done
         self.fast = False
-        self.admitted: Callable[[], None] | None = None  # its callback while queued
+        self.queued = False  # waiting in the gate for its slot
+        self.credentials: Sequence[Credential] = ()
+        self.index = 0  # the credential being tried
+        self.errors: list[RegistryError] | None = None  # of the credentials tried before
         self.run: CallbackPull | None = None
         self.task: asyncio.Task[None] | None = None
         self.cancelled = False
         self.finished = False
+
+    def admit(self) -> None:
+        """The gate's callback: the pull's slot has come."""
+        self.puller.admitted(self)
+
+    def attempted(self, outcome: Outcome) -> None:
+        """The callback of the attempt under way."""
+        self.puller.attempted(self, outcome)
 
     def cancel(self) -> None:
         if self.cancelled or self.finished:
             return
         self.cancelled = True
         self.puller.withdraw(self)
+
+
+PullHandle = PullEntry
+
+
+_CALLBACK_TYPES: dict[type, bool] = {}
+
+
+def _driven_by_callbacks(backend: RegistryBackend) -> TypeGuard[CallbackBackend]:
+    """isinstance against the runtime protocol, once per backend type: the check walks the
+    protocol's members, and every node of a large scenario asks it."""
+    kind = type(backend)
+    known = _CALLBACK_TYPES.get(kind)
+    if known is None:
+        known = _CALLBACK_TYPES[kind] = isinstance(backend, CallbackBackend)
+    return known
 
 
 class ImagePuller:
@@ -232,12 +264,12 @@ class ImagePuller:
         )
         self.waiting: dict[int, PullEntry] = {}
         self.in_flight: dict[int, PullEntry] = {}
-        self._log = get_logger(node=node)
-        # Per-pull lines are built only when they will be written: this is the hot path.
-        self._log_pulls = self._log.is_enabled_for(logging.INFO)
+        # Per-pull lines are built only when they will be written: this is the hot path, and
+        # a large scenario builds 100,000 pullers, so the node's logger is bound only then.
+        self._log_pulls = get_logger().is_enabled_for(logging.INFO)
         # A backend driven by callbacks (the simulated registry, which writes into no sink)
         # needs no coroutine; any other pulls as a task on the loop.
-        self._callbacks = backend if isinstance(backend, CallbackBackend) and sink is None else None
+        self._callbacks = backend if sink is None and _driven_by_callbacks(backend) else None
 
     def begin(
         self,
@@ -247,24 +279,24 @@ class ImagePuller:
         pod: str,
         credentials: CredentialProvider | None = None,
         done: Callable[[PullResult | Exception], None],
-    ) -> PullHandle:
+    ) -> PullEntry:
         """Queue a pull; `done` gets its `PullResult`, or the `RegistryError` or
         `PullQPSExceededError` it failed with. Called at once when the pull ends without
         waiting (a free slot, no latency, nothing to download), else from a later turn."""
-        scheduler = self.scheduler
-        entry = PullEntry(next(_pull_ids), image, ref, pod, scheduler.now())
-        handle = PullHandle(self, entry, credentials, done)
+        entry = PullEntry(
+            self, next(_pull_ids), image, ref, pod, self.scheduler.now(), credentials, done
+        )
         if self._callbacks is not None and self._bucket is None:
             # What a pull awaiting one future would be: woken once more after its slot comes.
             peek = credentials.ready(ref) if credentials is not None else ()
-            handle.fast = peek is not None and len(peek) <= 1
+            entry.fast = peek is not None and len(peek) <= 1
         if self._gate.try_acquire():
-            self._admit(handle, queued=False)
+            self._admit(entry, queued=False)
         else:
             self.waiting[entry.pull_id] = entry
-            handle.admitted = functools.partial(self._admitted, handle)
-            self._gate.enqueue(handle.admitted)
-        return handle
+            entry.queued = True
+            self._gate.enqueue(entry.admit)
+        return entry
 
     async def pull(
         self,
@@ -285,114 +317,93 @@ class ImagePuller:
             else:
                 future.set_result(outcome)
 
-        handle = self.begin(ref, image=image, pod=pod, credentials=credentials, done=done)
+        entry = self.begin(ref, image=image, pod=pod, credentials=credentials, done=done)
         try:
             return await future
         except asyncio.CancelledError:
-            handle.cancel()
+            entry.cancel()
             raise
 
-    def withdraw(self, handle: PullHandle) -> None:
+    def withdraw(self, entry: PullEntry) -> None:
         """A cancelled pull: out of the queue, or its fetch stopped and its slot passed on."""
-        entry = handle.entry
-        if handle.admitted is not None:
-            if self._gate.discard(handle.admitted):
+        if entry.queued:
+            if self._gate.discard(entry.admit):
                 del self.waiting[entry.pull_id]  # never admitted: no slot to give back
-            # Else its slot is on the way: `_admitted` finds it cancelled and passes it on.
+            # Else its slot is on the way: `admitted` finds it cancelled and passes it on.
             return
-        if handle.run is not None:
-            handle.run.cancel()
-        if handle.task is not None:
-            handle.task.cancel()
+        if entry.run is not None:
+            entry.run.cancel()
+        if entry.task is not None:
+            entry.task.cancel()
         if entry.started_at is not None:
             self.in_flight.pop(entry.pull_id, None)
             self._gate.release()
 
-    def _admitted(self, handle: PullHandle) -> None:
-        del self.waiting[handle.entry.pull_id]
-        handle.admitted = None
-        if handle.cancelled:  # cancelled while its slot was on the way
+    def admitted(self, entry: PullEntry) -> None:
+        del self.waiting[entry.pull_id]
+        entry.queued = False
+        if entry.cancelled:  # cancelled while its slot was on the way
             self._gate.release()
             return
-        self._admit(handle, queued=True)
+        self._admit(entry, queued=True)
 
-    def _admit(self, handle: PullHandle, *, queued: bool) -> None:
+    def _admit(self, entry: PullEntry, *, queued: bool) -> None:
         """The pull has its slot: a QPS token, then its credentials, looked up now, as
         kuberuntime's PullImage does."""
-        entry = handle.entry
         started = entry.started_at = self.scheduler.now()
         if self._bucket is not None and not self._bucket.try_accept(started):
-            self._end(handle, PullQPSExceededError())
+            self._end(entry, PullQPSExceededError())
             return
         self.in_flight[entry.pull_id] = entry
-        provider = handle.provider
+        provider = entry.provider
         credentials = provider.ready(entry.ref) if provider is not None else ()
         if credentials is None:
             # A provider that must be awaited (a plugin): only on an asyncio loop.
-            handle.task = create_guarded_task(
-                self._lookup_then_pull(handle), name=f"pull:{entry.pull_id}", node=self.node
+            entry.task = create_guarded_task(
+                self._lookup_then_pull(entry), name=f"pull:{entry.pull_id}", node=self.node
             )
             return
         if self._log_pulls:
             self._log_started(entry, len(credentials))
-        self._attempt(handle, credentials, 0, [], waiting=queued and handle.fast)
+        entry.credentials = credentials
+        self._attempt(entry, waiting=queued and entry.fast)
 
-    async def _lookup_then_pull(self, handle: PullHandle) -> None:
-        provider = handle.provider
+    async def _lookup_then_pull(self, entry: PullEntry) -> None:
+        provider = entry.provider
         assert provider is not None  # noqa: S101 - only a provider can make us wait
-        credentials = await provider.provide(handle.entry.ref)
-        if handle.cancelled:
+        credentials = await provider.provide(entry.ref)
+        if entry.cancelled:
             return
-        handle.task = None
+        entry.task = None
         if self._log_pulls:
-            self._log_started(handle.entry, len(credentials))
-        self._attempt(handle, credentials, 0, [], waiting=False)
+            self._log_started(entry, len(credentials))
+        entry.credentials = credentials
+        self._attempt(entry, waiting=False)
 
-    def _attempt(
-        self,
-        handle: PullHandle,
-        credentials: Sequence[Credential],
-        index: int,
-        errors: list[RegistryError],
-        *,
-        waiting: bool,
-    ) -> None:
-        """Try credential `index` (or none); `_attempted` takes its outcome."""
-        entry = handle.entry
-        credential = credentials[index] if credentials else None
+    def _attempt(self, entry: PullEntry, *, waiting: bool) -> None:
+        """Try credential `entry.index` (or none); `attempted` takes its outcome."""
+        credentials = entry.credentials
+        credential = credentials[entry.index] if credentials else None
         request = PullRequest(entry.pull_id, self.node, entry.ref, credential)
         backend = self._callbacks
         if backend is None:
-            handle.task = create_guarded_task(
-                self._pull_task(handle, request, credentials, index, errors),
-                name=f"pull:{entry.pull_id}",
-                node=self.node,
+            entry.task = create_guarded_task(
+                self._pull_task(entry, request), name=f"pull:{entry.pull_id}", node=self.node
             )
             return
-        run = handle.run = CallbackPull(
-            backend,
-            self.store,
-            request,
-            self.scheduler,
-            functools.partial(self._attempted, handle, credentials, index, errors),
+        run = entry.run = CallbackPull(
+            backend, self.store, request, self.scheduler, entry.attempted
         )
         run.waiting = waiting
         run.begin()
         outcome = run.outcome
         if outcome is not None:
             run.outcome = None
-            self._attempted(handle, credentials, index, errors, outcome)
+            self.attempted(entry, outcome)
         else:
             run.waiting = True
 
-    async def _pull_task(
-        self,
-        handle: PullHandle,
-        request: PullRequest,
-        credentials: Sequence[Credential],
-        index: int,
-        errors: list[RegistryError],
-    ) -> None:
+    async def _pull_task(self, entry: PullEntry, request: PullRequest) -> None:
         try:
             outcome: Outcome = Manifest(await pull(self.backend, self.store, self.sink, request))
         except RegistryError as exc:
@@ -400,48 +411,45 @@ class ImagePuller:
         except Exception as exc:
             # A bug or a disk error: the slot is passed on and the caller told, then the
             # task's guard logs the crash.
-            if not handle.cancelled:
-                handle.task = None
-                self._end(handle, exc)
+            if not entry.cancelled:
+                entry.task = None
+                self._end(entry, exc)
             raise
-        if not handle.cancelled:
-            handle.task = None
-            self._attempted(handle, credentials, index, errors, outcome)
+        if not entry.cancelled:
+            entry.task = None
+            self.attempted(entry, outcome)
 
-    def _attempted(
-        self,
-        handle: PullHandle,
-        credentials: Sequence[Credential],
-        index: int,
-        errors: list[RegistryError],
-        outcome: Outcome,
-    ) -> None:
-        handle.run = None
+    def attempted(self, entry: PullEntry, outcome: Outcome) -> None:
+        entry.run = None
         if not isinstance(outcome, RegistryError):
-            self._end(handle, outcome.record)
+            self._end(entry, outcome.record)
             return
         error = _as_cri_client_error(outcome)
+        credentials = entry.credentials
         if len(credentials) <= 1:
-            self._end(handle, error)  # the common case: one attempt, its error as it is
+            self._end(entry, error)  # the common case: one attempt, its error as it is
             return
+        errors = entry.errors
+        if errors is None:
+            errors = entry.errors = []
         errors.append(error)
-        if index + 1 < len(credentials):
-            self._attempt(handle, credentials, index + 1, errors, waiting=False)
+        if entry.index + 1 < len(credentials):
+            entry.index += 1
+            self._attempt(entry, waiting=False)
             return
         distinct = list(dict.fromkeys(str(e) for e in errors))
         if len(distinct) == 1:
             # utilerrors.NewAggregate prints one distinct message as itself: the same error
             # once per credential reads as that error.
-            self._end(handle, errors[-1])
+            self._end(entry, errors[-1])
             return
         # Otherwise "[err1, err2]"; the kubelet's evalCRIPullErr then judges the whole text,
         # which no longer starts with "RegistryUnavailable".
-        self._end(handle, RegistryError("[" + ", ".join(distinct) + "]", code=errors[-1].code))
+        self._end(entry, RegistryError("[" + ", ".join(distinct) + "]", code=errors[-1].code))
 
-    def _end(self, handle: PullHandle, outcome: ImageRecord | Exception) -> None:
+    def _end(self, entry: PullEntry, outcome: ImageRecord | Exception) -> None:
         """The pull is over: its image stored, its slot passed on, its caller told."""
-        entry = handle.entry
-        handle.finished = True
+        entry.finished = True
         result: PullResult | Exception
         if isinstance(outcome, ImageRecord):
             result = self._finished(entry, outcome)
@@ -453,12 +461,12 @@ class ImagePuller:
                 self._log_failed(entry, outcome)
         self.in_flight.pop(entry.pull_id, None)
         self._gate.release()
-        handle.done(result)
+        entry.done(result)
 
     def _log_started(self, entry: PullEntry, credentials: int) -> None:
         started = entry.started_at
         assert started is not None  # noqa: S101 - logged once the pull has its slot
-        self._log.info(
+        get_logger(node=self.node).info(
             "pull_started",
             pod=entry.pod,
             image=entry.image,
@@ -469,7 +477,7 @@ class ImagePuller:
         )
 
     def _log_failed(self, entry: PullEntry, exc: RegistryError) -> None:
-        self._log.info(
+        get_logger(node=self.node).info(
             "pull_failed",
             pod=entry.pod,
             image=entry.image,
@@ -484,7 +492,7 @@ class ImagePuller:
         finished = self.scheduler.now()
         stored = self.store.add(record, entry.ref, finished)
         if self._log_pulls:
-            self._log.info(
+            get_logger(node=self.node).info(
                 "pull_finished",
                 pod=entry.pod,
                 image=entry.image,

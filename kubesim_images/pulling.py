@@ -117,6 +117,7 @@ class CallbackPull:
     __slots__ = (
         "_claimed",
         "_done",
+        "_manifest",
         "backend",
         "on_done",
         "outcome",
@@ -145,6 +146,7 @@ class CallbackPull:
         self.outcome: Outcome | None = None  # an end within `begin`, for the caller to take
         self._done = False
         self._claimed: tuple[list[Layer], FetchClaim] | None = None
+        self._manifest: Manifest | None = None  # resolved, its missing layers being fetched
 
     def begin(self) -> None:
         self.backend.begin_resolve(self.request, self._resolved)
@@ -186,9 +188,9 @@ class CallbackPull:
             # `fetch_missing`, each wait one turn later, as awaiting each would be.
             self._wake(self._share, outcome)
             return
-        claim = store.claim(missing)
-        self._claimed = (missing, claim)
-        self.backend.begin_fetch(self.request, missing, lambda: self._fetched(outcome, missing))
+        self._claimed = (missing, store.claim(missing))
+        self._manifest = outcome
+        self.backend.begin_fetch(self.request, missing, self._fetched)
 
     def _wake(self, step: Callable[[Manifest], None], manifest: Manifest) -> None:
         if self.waiting:
@@ -198,9 +200,12 @@ class CallbackPull:
             self.outcome = None
             step(manifest)
 
-    def _fetched(self, manifest: Manifest, layers: list[Layer]) -> None:
+    def _fetched(self) -> None:
+        manifest, claimed = self._manifest, self._claimed
+        if manifest is None or claimed is None:  # cancelled: its fetch was stopped
+            return
         try:
-            self.store.add_layers(layers)
+            self.store.add_layers(claimed[0])
         except NoSpaceLeftError as exc:
             self._release()
             self._end(no_space_error(exc, self.request.ref))

@@ -88,8 +88,8 @@ class SimulatedRegistry:
         self._rng = random.Random(seed)
         self._network = FlowNetwork(bandwidth)
         self._known_nodes: set[str] = set()
-        # Per flow (keyed by pull id): what to do when its download completes.
-        self._on_done: dict[int, Callable[[], None]] = {}
+        # Per flow (keyed by pull id): what to call when its download completes, and its size.
+        self._on_done: dict[int, tuple[Callable[[], None], int]] = {}
         self._timer: Timer | None = None
         self._timer_at = -1
         self.bytes_sent = 0
@@ -169,12 +169,7 @@ class SimulatedRegistry:
         node = request.node
         if node not in self._known_nodes:
             self.set_node_bandwidth(node, self._node_bandwidth)
-
-        def arrived() -> None:
-            self.bytes_sent += size
-            done()
-
-        self._on_done[request.pull_id] = arrived
+        self._on_done[request.pull_id] = (done, size)
         self._network.start(request.pull_id, node, size, self.scheduler.now())
         self._reschedule()
 
@@ -244,9 +239,10 @@ class SimulatedRegistry:
         self._timer = None
         self._timer_at = -1
         for flow_id in self._network.complete_due(self.scheduler.now()):
-            on_done = self._on_done.pop(flow_id, None)
-            if on_done is not None:
-                on_done()
+            arrived = self._on_done.pop(flow_id, None)
+            if arrived is not None:
+                self.bytes_sent += arrived[1]
+                arrived[0]()
         self._reschedule()
 
     def progress(self, pull_id: int) -> tuple[float, int] | None:
