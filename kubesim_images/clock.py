@@ -1,10 +1,13 @@
 """Time for the whole package: the event loop's clock, real or virtual, in integer nanoseconds.
 
-Logic reads time only through `now_ns()` and waits only with `sleep_ns`/`call_at_ns` (or asyncio's
-own sleeps and timeouts), so one code path serves both the daemon (a normal loop, real time) and
-scenarios (`VirtualTimeLoop`, which jumps straight to the next timer whenever nothing is runnable:
-hours of back-off cost microseconds, and a run is deterministic). `WallClock` is the single place
-that maps loop time to calendar time for timestamps shown to people.
+The kubelet's rules read time and set timers only through a `scheduler.Scheduler`: the daemon's
+asyncio loop (real time), or a scenario's lean event core (virtual time). Asyncio code reads
+time with `now_ns()` and waits with `sleep_ns`/`call_at_ns` (or asyncio's own sleeps and
+timeouts); `VirtualTimeLoop` runs such code in virtual time, jumping straight to the next timer
+whenever nothing is runnable (hours of back-off cost microseconds, and a run is deterministic):
+the tests run the daemon's side of the rules on it, and hold the event core to its ties.
+`WallClock` is the single place that maps loop time to calendar time for timestamps shown to
+people.
 
 Virtual time is an integer number of nanoseconds, as Go's `time.Duration`, so the kubelet's
 comparisons (`now - lastUpdate < backoff`) are decided exactly, never by float rounding. The tie
@@ -18,10 +21,8 @@ import asyncio
 import contextlib
 import contextvars
 import datetime as dt
-import functools
 import gc
 import heapq
-import operator
 import selectors
 import time
 from collections import deque
@@ -234,32 +235,6 @@ def now_ns(loop: asyncio.AbstractEventLoop | None = None) -> int:
     if isinstance(loop, VirtualTimeLoop):
         return loop.now_ns
     return to_ns(loop.time())
-
-
-def ns_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], int]:
-    """A zero-argument reader of `loop`'s time in nanoseconds, for hot paths: asking asyncio
-    for the running loop on every read costs more than the read itself."""
-    if isinstance(loop, VirtualTimeLoop):
-        # All in C (no Python frame per read): a dozen reads per simulated pull.
-        return functools.partial(_read_now_ns, loop)
-    return lambda: to_ns(loop.time())
-
-
-_read_now_ns = operator.attrgetter("now_ns")
-
-
-class LoopClock:
-    """`now()` in nanoseconds on the loop it is first read on: for objects made before their
-    loop runs (a node, a registry), bound at first use."""
-
-    __slots__ = ("now",)
-
-    def __init__(self) -> None:
-        self.now: Callable[[], int] = self._bind
-
-    def _bind(self) -> int:
-        self.now = ns_clock(asyncio.get_running_loop())
-        return self.now()
 
 
 def call_at_ns(
