@@ -139,7 +139,12 @@ class ImageManager:
         # The last pull error per back-off key, appended to the ImagePullBackOff message so
         # `kubectl get pod -o yaml` says why (the kubelet's prevPullErrMsg, since 1.32).
         self._prev_error: dict[str, str] = {}
-        self._pulling: dict[str, str] = {}  # image -> its Pulling text, the same every pull
+        # image -> its Pulling text and the start of its Pulled texts, the same every pull
+        self._texts: dict[str, tuple[str, str]] = {}
+        # The observer's calls a scenario's tally leaves as no-ops are not made at all.
+        self._counts_requests = (
+            type(self.observer).ensure_request is not PullObserver.ensure_request
+        )
 
     def _emit(
         self, pod: Pod, container: Container, kind: EventType, reason: Reason, message: str
@@ -216,9 +221,12 @@ class ImageManager:
                 self._emit(
                     pod, container, EventType.NORMAL, Reason.PULLED, reasons.already_present(image)
                 )
-                self.observer.ensure_request(
-                    present_locally=present_locally, pull_policy=policy.value, pull_required=False
-                )
+                if self._counts_requests:
+                    self.observer.ensure_request(
+                        present_locally=present_locally,
+                        pull_policy=policy.value,
+                        pull_required=False,
+                    )
                 return Ensured(present.id, pulled=False)
             if decision is Decision.NEVER_PULL_ERROR:
                 message = reasons.never_pull(image)
@@ -233,11 +241,12 @@ class ImageManager:
                 previous = self._prev_error.get(key)
                 raise ImagePullBackOff(f"{message}: {previous}" if previous else message)
         except ContainerError:
-            self.observer.ensure_request(
-                present_locally=present_locally,
-                pull_policy=policy.value,
-                pull_required=pull_required,
-            )
+            if self._counts_requests:
+                self.observer.ensure_request(
+                    present_locally=present_locally,
+                    pull_policy=policy.value,
+                    pull_required=pull_required,
+                )
             raise
         return PullNeeded(pod, container, ref, key, present_locally)
 
@@ -282,10 +291,10 @@ class ImageManager:
         image = step.container.image
         if self._prev_error:
             self._prev_error.pop(step.key, None)
-        pulling = self._pulling.get(image)
-        if pulling is None:
-            pulling = self._pulling[image] = reasons.pulling(image)
-        self._emit(step.pod, step.container, EventType.NORMAL, Reason.PULLING, pulling)
+        texts = self._texts.get(image)
+        if texts is None:
+            texts = self._texts[image] = (reasons.pulling(image), reasons.pulled_prefix(image))
+        self._emit(step.pod, step.container, EventType.NORMAL, Reason.PULLING, texts[0])
         if on_pulling is not None:
             on_pulling()
         self.observer.pull_started(image)
@@ -312,7 +321,7 @@ class ImageManager:
                 container,
                 EventType.NORMAL,
                 Reason.PULLED,
-                reasons.pulled(image, outcome.pull_ns, total, size),
+                reasons.pulled_after(self._texts[image][1], outcome.pull_ns, total, size),
             )
             # The kubelet's histogram observes the time including the wait for a pull slot,
             # as truncated to the millisecond for the event.
@@ -360,6 +369,8 @@ class ImageManager:
         self._ensured(step)
 
     def _ensured(self, step: PullNeeded) -> None:
+        if not self._counts_requests:
+            return
         self.observer.ensure_request(
             present_locally=step.present_locally,
             pull_policy=step.container.pull_policy.value,

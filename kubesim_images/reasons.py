@@ -93,25 +93,40 @@ def pulled(image: str, pull_ns: int, total_ns: int, size: int) -> str:
     """The kubelet's `Pulled` text: both durations truncated to the millisecond (1.32's
     `imagePullResult.pullDuration.Truncate(time.Millisecond)` and
     `time.Since(startTime).Truncate(time.Millisecond)`) and printed as `time.Duration`."""
+    return pulled_after(pulled_prefix(image), pull_ns, total_ns, size)
+
+
+def pulled_prefix(image: str) -> str:
+    """The start of an image's `Pulled` texts, the same for every pull of it (to keep)."""
+    return f"Successfully pulled image {go_quote(image)} in "
+
+
+def pulled_after(prefix: str, pull_ns: int, total_ns: int, size: int) -> str:
+    """`pulled` from its image's `pulled_prefix`: on the hot path of every pull."""
     return (
-        f"Successfully pulled image {go_quote(image)} in {_ms_duration(pull_ns)} "
-        f"({_ms_duration(total_ns)} including waiting). Image size: {size} bytes."
+        f"{prefix}{_ms_duration(pull_ns)} ({_ms_duration(total_ns)} including waiting). "
+        f"Image size: {size} bytes."
     )
+
+
+# ".234", ".23", ".2" or "" for 0..999 ms: how Go prints a whole number of milliseconds after
+# the seconds.
+_MS_FRACTIONS = tuple("." + f"{ms:03d}".rstrip("0") if ms else "" for ms in range(1000))
 
 
 def _ms_duration(ns: int) -> str:
     """`format_duration_ns(truncate_ms_ns(ns))`, on the hot path of every pull: Go prints whole
     milliseconds as `12ms` below a second, else `[<h>h][<m>m]<s>[.<ms>]s`."""
     ms = ns // 1_000_000
-    if ms <= 0:
-        return format_duration_ns(truncate_ms_ns(ns))
     if ms < 1000:
-        return f"{ms}ms"
+        if ms > 0:
+            return f"{ms}ms"
+        return format_duration_ns(truncate_ms_ns(ns))
     whole, frac = divmod(ms, 1000)
+    if whole < 60:
+        return f"{whole}{_MS_FRACTIONS[frac]}s"
     minutes, sec = divmod(whole, 60)
-    text = (f"{sec}.{frac:03d}".rstrip("0") if frac else str(sec)) + "s"
-    if not minutes:
-        return text
+    text = f"{sec}{_MS_FRACTIONS[frac]}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes}m{text}" if hours else f"{minutes}m{text}"
 
