@@ -126,12 +126,16 @@ class Node:
 
     def images_in_use(self) -> set[str]:
         """Image ids of the containers of the node's pods (started ones; exited init too)."""
-        return {
-            cs.image_id
-            for status in self.workers.pods.values()
-            for cs in status.all_statuses()
-            if cs.image_id
-        }
+        used: set[str] = set()
+        add = used.add
+        for status in self.workers.pods.values():
+            for cs in status.init_statuses:
+                if cs.image_id:
+                    add(cs.image_id)
+            for cs in status.statuses:
+                if cs.image_id:
+                    add(cs.image_id)
+        return used
 
     def snapshot(self, at: int | None = None) -> NodeSnapshot:
         """The node's read model, stamped with loop time `at` (None when the reader does not

@@ -183,6 +183,10 @@ class NodeImageGC:
             self.manager.detect(now, in_use)
             return before, None, before
         run = self.manager.periodic(now, in_use)
+        if not run.removed and not self._offload:
+            # Nothing removed and nothing else ran meanwhile (on the loop, a period is one
+            # step): the disk is as it was.
+            return before, run, before
         return before, run, self.used()
 
     def _record(

@@ -232,12 +232,18 @@ class ImageStore:
                     self._layer_bytes += layer.size
                 self._layers[layer.digest] = layer.size
                 self._layer_refs[layer.digest] = self._layer_refs.get(layer.digest, 0) + 1
+        by_name = self._by_name
+        image_id = record.id
         for tag in record.repo_tags:
-            self._name(existing, tag, existing.repo_tags)
+            if by_name.get(tag) != image_id or tag not in existing.repo_tags:
+                self._name(existing, tag, existing.repo_tags)
         for digest in record.repo_digests:
-            self._name(existing, digest, existing.repo_digests)
+            if by_name.get(digest) != image_id or digest not in existing.repo_digests:
+                self._name(existing, digest, existing.repo_digests)
         if ref is not None and ref.tag and not ref.digest:
-            self._name(existing, f"{ref.name}:{ref.tag}", existing.repo_tags)
+            tag = f"{ref.name}:{ref.tag}"
+            if by_name.get(tag) != image_id or tag not in existing.repo_tags:
+                self._name(existing, tag, existing.repo_tags)
         existing.last_used = now
         if self.listener is not None:
             self.listener.image_changed(existing)
