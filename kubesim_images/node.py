@@ -137,10 +137,12 @@ class Node:
                     add(cs.image_id)
         return used
 
-    def snapshot(self, at: int | None = None) -> NodeSnapshot:
+    def snapshot(self, at: int | None = None, *, queue: bool = True) -> NodeSnapshot:
         """The node's read model, stamped with loop time `at` (None when the reader does not
         care, as a metrics scrape): frozen, built now, O(queue + back-off + images); what
-        metrics, debug endpoints, node status and reports read."""
+        metrics, debug endpoints, node status and reports read. Without `queue`, the pulls
+        waiting and in flight are left out (a report of the node's disk and images has no use
+        for a million stranded pulls)."""
         puller = self.puller
         store = self.store
         records = self.gc.manager.records
@@ -177,10 +179,12 @@ class Node:
             node=self.name,
             at=at,
             pull_concurrency=self.kubelet.pull_concurrency,
-            waiting=tuple(_pull_view(e, None) for e in puller.waiting.values()),
+            waiting=tuple(_pull_view(e, None) for e in puller.waiting.values()) if queue else (),
             in_flight=tuple(
                 _pull_view(e, puller.progress(e.pull_id)) for e in puller.in_flight.values()
-            ),
+            )
+            if queue
+            else (),
             backoff=tuple(backoff),
             images=tuple(images),
             disk=disk,

@@ -24,7 +24,7 @@ from kubesim_images.credentials import CredentialProvider
 from kubesim_images.errors import PullQPSExceededError, RegistryError
 from kubesim_images.keyring import Credential
 from kubesim_images.kubeletconfig import KubeletConfig
-from kubesim_images.logging import get_logger
+from kubesim_images.logging import enabled, get_logger
 from kubesim_images.pulling import CallbackPull, pull
 from kubesim_images.reference import ImageReference
 from kubesim_images.registry.base import (
@@ -266,7 +266,7 @@ class ImagePuller:
         self.in_flight: dict[int, PullEntry] = {}
         # Per-pull lines are built only when they will be written: this is the hot path, and
         # a large scenario builds 100,000 pullers, so the node's logger is bound only then.
-        self._log_pulls = get_logger().is_enabled_for(logging.INFO)
+        self._log_pulls = enabled(logging.INFO)
         # A backend driven by callbacks (the simulated registry, which writes into no sink)
         # needs no coroutine; any other pulls as a task on the loop.
         self._callbacks = backend if sink is None and _driven_by_callbacks(backend) else None

@@ -64,7 +64,7 @@ class NodeReport:
 
 
 def node_report(node: Node) -> NodeReport:
-    snapshot = node.snapshot()
+    snapshot = node.snapshot(queue=False)
     images = [
         ImageReport(
             (image.repo_tags or image.repo_digests or (image.id,))[0],
