@@ -451,16 +451,20 @@ class ImagePuller:
         """The pull is over: its image stored, its slot passed on, its caller told."""
         entry.finished = True
         result: PullResult | Exception
-        if isinstance(outcome, ImageRecord):
-            result = self._finished(entry, outcome)
-        else:
-            result = outcome
-            if self._log_pulls and isinstance(outcome, RegistryError):
-                # An outcome the pod's events already record; a line per failure only when
-                # pulls are logged at all (the daemon), never a flood in a large scenario.
-                self._log_failed(entry, outcome)
-        self.in_flight.pop(entry.pull_id, None)
-        self._gate.release()
+        try:
+            if isinstance(outcome, ImageRecord):
+                result = self._finished(entry, outcome)
+            else:
+                result = outcome
+                if self._log_pulls and isinstance(outcome, RegistryError):
+                    # An outcome the pod's events already record; a line per failure only
+                    # when pulls are logged at all (the daemon), never a flood in a large
+                    # scenario.
+                    self._log_failed(entry, outcome)
+        finally:
+            # Whatever happened (a store that could not save), the slot is passed on.
+            self.in_flight.pop(entry.pull_id, None)
+            self._gate.release()
         entry.done(result)
 
     def _log_started(self, entry: PullEntry, credentials: int) -> None:

@@ -333,3 +333,49 @@ class TestImagePuller:
 
 def test_qps_error_text():
     assert str(PullQPSExceededError()) == "pull QPS exceeded"
+
+
+class _BrokenListener:
+    """A store whose write-through fails once (a disk error while saving the first image)."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def image_changed(self, record: object) -> None:
+        if not self.failed:
+            self.failed = True
+            raise OSError("disk I/O error")
+
+    def image_removed(self, image_id: str) -> None:
+        pass
+
+
+def test_a_pull_whose_image_cannot_be_saved_still_passes_its_slot_on() -> None:
+    """The error reaches the loop's handler, and the next pull in a serial queue still runs."""
+
+    async def main() -> tuple[list[object], bool, int]:
+        loop = asyncio.get_running_loop()
+        errors: list[object] = []
+        loop.set_exception_handler(lambda _loop, context: errors.append(context["exception"]))
+        puller, _ = _puller(
+            KubeletConfig(registry_pull_qps=0),
+            ("example.com/a:v1", 100 * MI),
+            ("example.com/b:v1", 50 * MI),
+        )
+        puller.store.listener = _BrokenListener()
+        first = asyncio.ensure_future(
+            puller.pull(parse_normalized("example.com/a:v1"), image="a", pod="p")
+        )
+        await asyncio.sleep(0)  # the first pull takes the slot; its image is the one not saved
+        second = await puller.pull(parse_normalized("example.com/b:v1"), image="b", pod="q")
+        first.cancel()
+        return (
+            errors,
+            second.record.id == puller.store.lookup(parse_normalized("example.com/b:v1")).id,
+            len(puller.in_flight),
+        )
+
+    errors, second_stored, in_flight = run_virtual(main())
+    assert [str(e) for e in errors] == ["disk I/O error"]
+    assert second_stored
+    assert in_flight == 0
