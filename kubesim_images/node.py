@@ -210,12 +210,6 @@ class Node:
             self.backoff.on_change = listener.backoff_changed
         self.gc.start()
 
-    def halt(self) -> None:
-        """Stop at once: no more GC runs, syncs or pulls (a GC run in a worker thread goes
-        on; `stop` waits for it)."""
-        self.gc.halt()
-        self.workers.halt()
-
     async def stop(self) -> None:
         await self.gc.stop()
         self.workers.halt()

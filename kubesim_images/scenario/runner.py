@@ -427,13 +427,13 @@ class _Run:
         self._on_end()
 
     def finish(self) -> VariantResult:
-        """Stop everything (nothing more happens) and collect the results."""
+        """Collect the results, once nothing more runs: the event core has returned (and is
+        dropped with whatever it still held: a million pulls stranded in queues need no
+        unwinding), or the nodes on the loop were stopped."""
         if self._deadline is not None:
             self._deadline.cancel()
         if self._creator is not None:
             self._creator.cancel()
-        for node in self.nodes.values():
-            node.halt()
         spec = self.spec
         tally = self.tally
         return VariantResult(
