@@ -82,6 +82,7 @@ class Node:
             on_change=None if listener is None else listener.pod_changed,
             on_sync=on_sync,
         )
+        self._in_use: tuple[int, frozenset[str]] = (-1, frozenset())
         # Image GC lists, measures and removes through the runtime: the store itself, or a real
         # content store that keeps the store in step (`runtime.ContentRuntime`).
         self.runtime: ImageRuntime = runtime if runtime is not None else self.store
@@ -124,18 +125,23 @@ class Node:
         """Delete a pod: its worker stops and its containers no longer hold their images."""
         return self.workers.discard(uid)
 
-    def images_in_use(self) -> set[str]:
-        """Image ids of the containers of the node's pods (started ones; exited init too)."""
+    def images_in_use(self) -> frozenset[str]:
+        """Image ids of the containers of the node's pods (started ones; exited init too):
+        worked out again only when the pods' images may have changed."""
+        workers = self.workers
+        if self._in_use[0] == workers.images_version:
+            return self._in_use[1]
         used: set[str] = set()
         add = used.add
-        for status in self.workers.pods.values():
+        for status in workers.pods.values():
             for cs in status.init_statuses:
                 if cs.image_id:
                     add(cs.image_id)
             for cs in status.statuses:
                 if cs.image_id:
                     add(cs.image_id)
-        return used
+        self._in_use = (workers.images_version, frozenset(used))
+        return self._in_use[1]
 
     def snapshot(self, at: int | None = None, *, queue: bool = True) -> NodeSnapshot:
         """The node's read model, stamped with loop time `at` (None when the reader does not

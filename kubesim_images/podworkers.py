@@ -166,6 +166,9 @@ class PodWorkers:
         # beyond images; scenarios leave it unset).
         self._on_sync = on_sync
         self.pods: dict[str, PodStatus] = {}
+        # Bumped whenever the images the pods' containers run may have changed: image GC
+        # reads them every 5 minutes on every node, and most periods nothing changed.
+        self.images_version = 0
         self._scheduler: Scheduler = manager.puller.scheduler
         self._workers: dict[str, _Worker] = {}
 
@@ -188,6 +191,7 @@ class PodWorkers:
     def start(self, status: PodStatus) -> None:
         """(Re)start the worker of a known pod, e.g. after a restart restored its status."""
         self.pods[status.pod.uid] = status
+        self.images_version += 1
         if status.ready:
             return
         worker = self._workers[status.pod.uid] = _Worker(self, status)
@@ -233,6 +237,7 @@ class PodWorkers:
             cs.state, cs.reason, cs.message = State.WAITING, "ContainerCreating", ""
             cs.image_id, cs.started_at = "", None
         if changed_any:
+            self.images_version += 1
             status.images_ready_at = None
             self._stop_worker(pod.uid, killed=False)
             self.start(status)
@@ -242,6 +247,7 @@ class PodWorkers:
     def discard(self, uid: str) -> PodStatus | None:
         """Forget a pod: its worker stops (a pull under way is abandoned, unrecorded)."""
         self._stop_worker(uid, killed=False)
+        self.images_version += 1
         return self.pods.pop(uid, None)
 
     async def remove(self, uid: str) -> PodStatus | None:
@@ -259,6 +265,7 @@ class PodWorkers:
         status.killed = True
         self._stop_worker(uid, killed=True)
         self.pods.pop(uid, None)
+        self.images_version += 1
         now = self._scheduler.now()
         sidecars = [cs for cs in status.init_statuses if cs.container.sidecar]
         # Apps first, then sidecars in reverse order, as the kubelet stops them.
@@ -427,6 +434,7 @@ class PodWorkers:
     ) -> None:
         cs.state, cs.reason, cs.message = done, done_reason, ""
         cs.image_id = ensured.image_id
+        self.images_version += 1
         cs.started_at = self._scheduler.now()
         # Report each container as it becomes ready, not only at the end of the sync.
         self._changed(status)
