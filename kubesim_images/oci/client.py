@@ -36,6 +36,7 @@ from kubesim_images.keyring import Credential
 from kubesim_images.logging import get_logger
 from kubesim_images.oci.auth import AuthError, Authorizer
 from kubesim_images.oci.media import ACCEPT, Descriptor
+from kubesim_images.oci.writebehind import WriteBehind
 from kubesim_images.reference import ImageReference
 
 _MAX_MANIFEST_BYTES = 4 << 20  # containerd's limit: a manifest is metadata, not content
@@ -137,6 +138,9 @@ class RegistryClient:
             headers={"User-Agent": _USER_AGENT},
             trust_env=False,  # a proxy from the environment must not see registry traffic
             auto_decompress=False,  # blobs are hashed as stored, never decoded
+            # What a response may buffer before aiohttp stops reading its socket: at 64 KiB,
+            # its default, a blob stream pauses and resumes the transport every few reads.
+            read_bufsize=1 << 20,
         )
         self._authorizer = Authorizer(self._session)
         return self
@@ -407,16 +411,23 @@ class RegistryClient:
                 if throttle is None
                 else response.content.iter_chunked(_THROTTLED_CHUNK)
             )
+            # Hashed and written by a worker thread while the next bytes are read (see
+            # writebehind); the ingest is ours again only once it has settled.
+            writer = WriteBehind(ingest)
             try:
                 async for chunk in chunks:
                     if throttle is not None:
                         await throttle(len(chunk))
-                    ingest.write(chunk)
+                    await writer.write(chunk)
                     on_bytes(len(chunk))
+                await writer.flush()
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+                await writer.flush()  # what came before the cut is good: resume after it
                 raise _Interrupted(_describe(exc)) from None
             except ContentError as exc:
                 raise registryerrors.content_failed(ref, str(exc)) from None
+            finally:
+                writer.settle()
             if ingest.offset < descriptor.size:
                 raise _Interrupted("unexpected EOF")
         finally:
