@@ -4,10 +4,11 @@ Laid out as containerd's content store is: `blobs/sha256/<hex>` holds only verif
 downloads grow in `ingest/<hex>.partial` and reach `blobs/` by one atomic rename after their
 size and sha256 were checked and the data fsynced. An image record (id = config digest, repo
 tags, repo digests, size, last used, pinned) is committed in one SQLite transaction only after
-every blob it names is in `blobs/`, and `rmi` deletes the record before the blobs it alone
-held. So after a `kill -9` at any instant no partial blob is visible and no listed image lacks a
-blob; what a crash can leave is a partial ingest (resumed by the next pull of that blob) or an
-unreferenced blob (swept by the next `rmi` or `prune`).
+every blob it names is in `blobs/` (the directory fsynced once before it, for all its renames),
+and `rmi` deletes the record before the blobs it alone held. So after a `kill -9` at any instant
+no partial blob is visible and no listed image lacks a blob; what a crash can leave is a partial
+ingest (resumed by the next pull of that blob) or an unreferenced blob (swept by the next `rmi`
+or `prune`).
 
 Blobs are shared between images and counted by reference (`image_blobs`). Downloads of one
 blob in one process are deduplicated with a per-digest lock (a second pull waits and then finds
@@ -53,6 +54,11 @@ CREATE TABLE IF NOT EXISTS image_blobs (
 CREATE INDEX IF NOT EXISTS image_blobs_digest ON image_blobs (digest);
 """
 _HASH_CHUNK = 1 << 20
+# How much of a blob is written before the disk is asked to start writing it back: large
+# enough to be a few calls per blob, small enough that the final fsync has little left.
+_WRITEBACK_BYTES = 8 << 20
+_fadvise = getattr(os, "posix_fadvise", None)
+_FADV_DONTNEED: int = getattr(os, "POSIX_FADV_DONTNEED", 4)
 
 
 class ContentError(KubesimError):
@@ -134,6 +140,7 @@ class Ingest:
         self._file = file
         self._hasher = hasher
         self.offset = offset  # bytes already written (and hashed)
+        self._written_back = offset  # bytes the disk was asked to write so far
 
     def write(self, chunk: bytes) -> None:
         if self.offset + len(chunk) > self.size:
@@ -145,6 +152,25 @@ class Ingest:
         self._hasher.update(chunk)
         self.offset += len(chunk)
         self._store.account(len(chunk))
+        if self._store.durable and self.offset - self._written_back >= _WRITEBACK_BYTES:
+            self._write_back()
+
+    def _write_back(self) -> None:
+        """Start the disk writing what the blob has so far, without waiting for it: the fsync
+        before the commit then has only the tail left, instead of the whole blob at once on
+        the pull's critical path. POSIX_FADV_DONTNEED is how Python can ask for it (Linux
+        starts the writeback of the range, then drops the pages already clean: a layer is
+        not read back by the pull); where it is missing, that fsync does it all."""
+        if _fadvise is None:
+            return
+        self._file.flush()
+        _fadvise(
+            self._file.fileno(),
+            self._written_back,
+            self.offset - self._written_back,
+            _FADV_DONTNEED,
+        )
+        self._written_back = self.offset
 
     def restart(self) -> None:
         """The server ignored our Range: start the blob again from byte 0."""
@@ -153,6 +179,7 @@ class Ingest:
         self._file.truncate()
         self._hasher = hashlib.sha256()
         self.offset = 0
+        self._written_back = 0
 
     def commit(self) -> None:
         """Verify size and digest, fsync, and rename into `blobs/` (blocking: run in a thread)."""
@@ -179,8 +206,9 @@ class Ingest:
                 # Another writer landed the same blob first: ours replaces its bytes.
                 self._store.account(-blob.stat().st_size)
             self.path.replace(blob)
-            if self._store.durable:
-                self._store.sync_dir(self._store.blobs_dir)
+            # The directory entry is made durable once for all of an image's blobs, before
+            # its record names them (`commit_image`), not once per blob.
+            self._store.blobs_renamed()
         finally:
             self.close()
 
@@ -229,7 +257,8 @@ class ContentStore:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
-            self._db.executescript(_SCHEMA)
+            # One transaction: a new store's tables cost one sync of the log, not one each.
+            self._db.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(images)")}
             if "first_detected" not in columns:  # a store written before image GC used it
                 self._db.execute("ALTER TABLE images ADD COLUMN first_detected REAL")
@@ -238,6 +267,7 @@ class ContentStore:
         # Commits run in worker threads (asyncio.to_thread) and two pulls may commit at once:
         # one connection, one statement or transaction at a time.
         self._lock = threading.RLock()
+        self._blobs_dir_dirty = False  # renames into blobs/ not yet made durable
         # digest -> (lock, pulls holding or waiting for it); dropped when the last one leaves
         self._downloading: dict[str, tuple[asyncio.Lock, int]] = {}
         # Bytes of blobs and partial downloads, counted as this process writes and removes
@@ -304,6 +334,18 @@ class ContentStore:
         file.seek(offset)
         return Ingest(self, digest, size, path, file, hasher, offset)
 
+    def blobs_renamed(self) -> None:
+        """A blob was renamed into `blobs/`: the directory needs an fsync before a record."""
+        if self.durable:
+            self._blobs_dir_dirty = True
+
+    def _sync_blobs_dir(self) -> None:
+        # Cleared before the fsync: a rename after it is either covered by this fsync or
+        # marks the directory dirty again for the next record.
+        if self._blobs_dir_dirty:
+            self._blobs_dir_dirty = False
+            self.sync_dir(self.blobs_dir)
+
     @staticmethod
     def sync_dir(directory: Path) -> None:
         fd = os.open(directory, os.O_RDONLY)
@@ -319,6 +361,8 @@ class ContentStore:
     def commit_image(self, image: StoredImage, blobs: Iterable[str]) -> StoredImage:
         """Record an image whose blobs are all committed; names move to it from older images."""
         blob_list = sorted(set(blobs))
+        # After a power cut, a record must not name a blob whose rename was lost.
+        self._sync_blobs_dir()
         # Checked under the database's write lock, which a sweep holds while it deletes: a blob
         # is either still there for this record or gone before it is written.
         with self._transaction() as db:
