@@ -38,10 +38,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from kubesim_images.errors import ImageFsStatsError, ImageRemoveError, KubesimError
-from kubesim_images.image_gc import FsStats
+
+if TYPE_CHECKING:
+    from kubesim_images.image_gc import FsStats
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -527,6 +529,9 @@ class ContentStore:
 
     def image_fs_stats(self) -> FsStats:
         """The configured capacity less what is used, or the store's filesystem as it is."""
+        # Image GC's module is not needed by a pull, whose start-up is part of its time.
+        from kubesim_images.image_gc import FsStats  # noqa: PLC0415
+
         if self.capacity is not None:
             try:
                 used = self.other_usage + self.bytes_on_disk()

@@ -24,6 +24,7 @@ from kubesim_images.contentstore import ContentError, ContentStore, StoredImage
 from kubesim_images.errors import ConfigError, InvalidReferenceError, RegistryError
 from kubesim_images.keyring import Credential, Keyring, load_docker_config
 from kubesim_images.reference import ImageReference, parse_normalized
+from kubesim_images.startup import imports_without_gc
 from kubesim_images.state import StateDirInUse, default_state_dir, lock_state_dir
 
 if TYPE_CHECKING:
@@ -128,8 +129,9 @@ def _credentials(args: argparse.Namespace, ref: ImageReference) -> list[Credenti
 
 def pull(args: argparse.Namespace) -> int:
     # aiohttp is imported only by the verb that talks to registries: the others stay quick.
-    from kubesim_images.oci.client import ClientConfig, registry_host  # noqa: PLC0415
-    from kubesim_images.oci.media import Platform  # noqa: PLC0415
+    with imports_without_gc():
+        from kubesim_images.oci.client import ClientConfig, registry_host  # noqa: PLC0415
+        from kubesim_images.oci.media import Platform  # noqa: PLC0415
 
     try:
         ref = parse_normalized(args.image).with_default_tag()
