@@ -138,9 +138,10 @@ class RegistryClient:
             headers={"User-Agent": _USER_AGENT},
             trust_env=False,  # a proxy from the environment must not see registry traffic
             auto_decompress=False,  # blobs are hashed as stored, never decoded
-            # What a response may buffer before aiohttp stops reading its socket: at 64 KiB,
-            # its default, a blob stream pauses and resumes the transport every few reads.
-            read_bufsize=1 << 20,
+            # What a response may buffer before aiohttp stops reading its socket (twice this):
+            # at 64 KiB, its default, a blob stream pauses and resumes the transport every
+            # read or two; a socket read is at most 256 KiB. Larger only costs memory.
+            read_bufsize=1 << 18,
         )
         self._authorizer = Authorizer(self._session)
         return self
