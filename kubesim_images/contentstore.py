@@ -257,13 +257,17 @@ class ContentStore:
             self._db = sqlite3.connect(
                 root / "images.db", isolation_level=None, check_same_thread=False, timeout=30
             )
+            # A new store's set-up (the log mode, the tables) is synced with the first record,
+            # not on its own: in WAL mode NORMAL never corrupts, it may only lose the last
+            # commits to a power cut, and a store that lost its tables makes them again.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
-            # One transaction: a new store's tables cost one sync of the log, not one each.
             self._db.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(images)")}
             if "first_detected" not in columns:  # a store written before image GC used it
                 self._db.execute("ALTER TABLE images ADD COLUMN first_detected REAL")
+            # Records are durable once committed (a pull said the image is there).
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         except (OSError, sqlite3.Error) as exc:
             raise ContentError(f"cannot open the content store in {root}: {exc}") from None
         # Commits run in worker threads (asyncio.to_thread) and two pulls may commit at once:
