@@ -110,8 +110,6 @@ async def fetch(
     """The manifests, the config and the layers (all, or those in `layers`) the store lacks,
     verified and committed; returns the bytes fetched over the network."""
     ref = resolved.ref
-    for fetched in resolved.manifests:
-        await _store_bytes(store, ref, fetched.digest, fetched.body)
     wanted = [
         d
         for d in resolved.blobs
@@ -139,6 +137,13 @@ async def fetch(
     endpoints = list(resolved.endpoints)
     try:
         async with asyncio.TaskGroup() as group:
+            # The manifests, already in memory, are written while the blobs stream: nothing
+            # names them before `record`, which runs once all of this is done.
+            for fetched in resolved.manifests:
+                group.create_task(
+                    _store_bytes(store, ref, fetched.digest, fetched.body),
+                    name=f"store {fetched.digest[:19]}",
+                )
             for descriptor in missing.values():
                 group.create_task(
                     _fetch(
