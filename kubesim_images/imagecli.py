@@ -16,6 +16,7 @@ import contextlib
 import json
 import ssl
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,10 +129,7 @@ def _credentials(args: argparse.Namespace, ref: ImageReference) -> list[Credenti
 
 
 def pull(args: argparse.Namespace) -> int:
-    # aiohttp is imported only by the verb that talks to registries: the others stay quick.
-    with imports_without_gc():
-        from kubesim_images.oci.client import ClientConfig, registry_host  # noqa: PLC0415
-        from kubesim_images.oci.media import Platform  # noqa: PLC0415
+    from kubesim_images.oci.media import Platform  # noqa: PLC0415 - the registry verb's own
 
     try:
         ref = parse_normalized(args.image).with_default_tag()
@@ -142,18 +140,25 @@ def pull(args: argparse.Namespace) -> int:
     if args.max_concurrent_downloads < 1:
         return _fail("--max-concurrent-downloads must be at least 1", EXIT_INVALID)
     if args.ca_file:
-        try:
-            ssl.create_default_context().load_verify_locations(args.ca_file)
+        try:  # the file only: the system's CAs are loaded once, by the client
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(args.ca_file)
         except (OSError, ssl.SSLError) as exc:
             return _fail(f"--ca-file {args.ca_file}: cannot load the CA: {exc}", EXIT_INVALID)
+    # The store is opened (made, locked, its database set up and synced) in a thread while
+    # aiohttp is imported here, which only the verb that talks to registries does: the disk's
+    # waits and the import's loading of the system CAs overlap with the import's Python.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="open-store") as pool:
+        opening = pool.submit(_open, args, writes=True)
+        with imports_without_gc():
+            from kubesim_images.oci.client import ClientConfig, registry_host  # noqa: PLC0415
+        store = opening.result()
+    if store is None:
+        return EXIT_FAILED
     config = ClientConfig(
         insecure=frozenset({registry_host(ref)} if args.insecure else ()),
         ca_file=args.ca_file,
         max_concurrent_downloads=args.max_concurrent_downloads,
     )
-    store = _open(args, writes=True)
-    if store is None:
-        return EXIT_FAILED
     try:
         result = asyncio.run(_pull(store, config, ref, credentials, platform, args.output))
     except RegistryError as exc:

@@ -119,6 +119,20 @@ class TestEdges:
         assert code == 2
         assert err.startswith(f"error: --ca-file {missing}: cannot load the CA:")
 
+    def test_a_ca_file_without_certificates(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        garbage = tmp_path / "ca.pem"
+        garbage.write_text("not a certificate\n")
+        code, _, err = run(
+            capsys, "pull", "127.0.0.1:5000/a:v1", "--ca-file", str(garbage), "--state-dir",
+            str(tmp_path / "state"),
+        )  # fmt: skip
+        assert code == 2
+        assert err.startswith(f"error: --ca-file {garbage}: cannot load the CA:")
+        assert "no certificate or crl found" in err
+        assert not (tmp_path / "state").exists()  # refused before anything is written
+
     def test_state_dir_that_is_a_file(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
