@@ -21,7 +21,7 @@ import hashlib
 import ipaddress
 import ssl
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -405,10 +405,11 @@ class RegistryClient:
             else:
                 raise await self._error(ref, "GET", url, response)
             # Paced by a downlink, a stream takes at most a bounded chunk per turn: pulls
-            # sharing a node's link then alternate fairly (iter_any hands over all that is
-            # buffered, so a stream that waited longer would take more of the link).
+            # sharing a node's link then alternate fairly (a stream that waited longer would
+            # otherwise take all it has buffered). Unpaced, it takes each buffered read as it
+            # is, never joined into a copy (iter_any joins what is buffered).
             chunks = (
-                response.content.iter_any()
+                _bodies(response.content)
                 if throttle is None
                 else response.content.iter_chunked(_THROTTLED_CHUNK)
             )
@@ -433,6 +434,12 @@ class RegistryClient:
                 raise _Interrupted("unexpected EOF")
         finally:
             response.release()
+
+
+async def _bodies(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    async for data, _ in content.iter_chunks():
+        if data:  # an empty one marks the end of an HTTP chunk (chunked encoding)
+            yield data
 
 
 class _Interrupted(Exception):

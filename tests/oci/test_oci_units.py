@@ -179,6 +179,7 @@ class FakeRegistry:
         self.paths: list[str] = []
         self.has_image = True
         self.status = 200  # anything else: the manifest answers this with an errors body
+        self.chunked = False  # blobs sent with chunked transfer encoding, a few HTTP chunks
         self.runner: web.AppRunner | None = None
         self.host = ""
 
@@ -233,10 +234,19 @@ class FakeRegistry:
             return denied
         raise web.HTTPTemporaryRedirect(f"/storage/{request.match_info['digest']}")
 
-    async def storage(self, request: web.Request) -> web.Response:
+    async def storage(self, request: web.Request) -> web.StreamResponse:
         self.paths.append(request.path)
         blobs = {digest_of(self.layer): self.layer, digest_of(self.config): self.config}
-        return web.Response(body=blobs[request.match_info["digest"]])
+        body = blobs[request.match_info["digest"]]
+        if not self.chunked:
+            return web.Response(body=body)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(body), 1000):
+            await response.write(body[start : start + 1000])
+        await response.write_eof()
+        return response
 
     async def token(self, request: web.Request) -> web.Response:
         self.tokens_issued += 1
@@ -271,6 +281,13 @@ class TestHttp:
         image = await _pull(f"{fake.host}/demo/app:v1", tmp_path)
         assert image.id == digest_of(fake.config)
         assert f"/storage/{digest_of(fake.layer)}" in fake.paths
+
+    async def test_blobs_sent_in_http_chunks(self, fake: FakeRegistry, tmp_path: Path) -> None:
+        fake.chunked = True
+        image = await _pull(f"{fake.host}/demo/app:v1", tmp_path)
+        store = ContentStore(tmp_path / "content")
+        assert store.read_blob(image.layers[0][0]) == fake.layer
+        store.close()
 
     async def test_429_is_retried_after_retry_after(
         self, fake: FakeRegistry, tmp_path: Path
