@@ -414,8 +414,8 @@ class RegistryClient:
                 else response.content.iter_chunked(_THROTTLED_CHUNK)
             )
             # Hashed and written by a worker thread while the next bytes are read (see
-            # writebehind); the ingest is ours again only once it has settled.
-            writer = WriteBehind(ingest)
+            # writebehind), unless paced; the ingest is ours again only once it has settled.
+            writer = WriteBehind(ingest, threaded=throttle is None)
             try:
                 async for chunk in chunks:
                     if throttle is not None:

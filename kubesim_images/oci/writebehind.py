@@ -10,6 +10,10 @@ download instead of filling memory.
 
 The ingest may be touched again (its offset read, restarted, committed or closed) only once
 the worker is idle: `flush` on the way out of a good stream, `settle` on any other way out.
+
+A stream paced by a node's downlink comes in small chunks at the link's rate: a thread
+hand-over per chunk would cost more than the hashing it moves, so `threaded=False` writes each
+chunk at once, on the loop, behind the same interface.
 """
 
 from __future__ import annotations
@@ -27,8 +31,11 @@ MAX_PENDING = 1 << 20
 class WriteBehind:
     """Feeds one `BlobWriter` from a worker thread; use from the event loop only."""
 
-    def __init__(self, ingest: BlobWriter, *, max_pending: int = MAX_PENDING) -> None:
+    def __init__(
+        self, ingest: BlobWriter, *, max_pending: int = MAX_PENDING, threaded: bool = True
+    ) -> None:
         self._ingest = ingest
+        self._threaded = threaded
         self._max_pending = max_pending
         self._batch: list[bytes] = []
         self._batched = 0
@@ -38,6 +45,9 @@ class WriteBehind:
 
     async def write(self, chunk: bytes) -> None:
         """Hand `chunk` over; raises what an earlier batch's write raised."""
+        if not self._threaded:
+            self._ingest.write(chunk)
+            return
         self._batch.append(chunk)
         self._batched += len(chunk)
         if self._inflight is not None:

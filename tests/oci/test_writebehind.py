@@ -106,3 +106,15 @@ async def test_settle_waits_for_the_worker_after_a_cancelled_write() -> None:
     opener.join()
     assert not writer.inside
     assert writer.chunks == [b"first"]  # what was never handed over is dropped
+
+
+async def test_unthreaded_writes_each_chunk_at_once_on_the_loop() -> None:
+    writer = GatedWriter()
+    behind = WriteBehind(writer, threaded=False)
+    await behind.write(b"one")
+    assert writer.chunks == [b"one"]  # already in the ingest, no flush needed
+    await behind.write(b"two")
+    await behind.flush()
+    behind.settle()
+    assert writer.chunks == [b"one", b"two"]
+    assert writer.threads == {threading.get_ident()}
