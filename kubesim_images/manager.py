@@ -6,9 +6,10 @@ back-off keyed `podUID_image` (BackOff / ImagePullBackOff), then pull through th
 (Pulling, then Pulled with the kubelet's durations, or Failed and the next back-off step). Every
 outcome emits the kubelet's event with its exact reason and text.
 
-Everything before the pull is one synchronous step (`decide`), the pull the only awaited one
-(`pull`): most syncs of a large rollout find the image present or in back-off, and then cost a
-method call, not a chain of coroutines.
+Everything before the pull is one synchronous step (`decide`); the pull is started by
+`begin_pull` and ends in a callback (`pulled`), with no coroutine, so the same steps run on the
+daemon's loop and on a scenario's event core. `pull` and `ensure_image_exists` await them, for
+callers on an asyncio loop.
 """
 
 from __future__ import annotations
@@ -195,8 +196,8 @@ class ImageManager:
         """`EnsureImageExists` up to the pull, synchronously: parse, presence, policy, back-off.
 
         Returns the outcome when no pull is needed, raises the kubelet's `ContainerError`, or
-        says which pull to run (`pull` must then be awaited at once, as the kubelet goes
-        straight on to pull). Most syncs of a rollout end here, so they cost no coroutine.
+        says which pull to run (`begin_pull` must then be called at once, as the kubelet goes
+        straight on to pull). Most syncs of a rollout end here.
         """
         # The kubelet counts every call once, as it returns, with what it learned by then.
         present_locally: bool | None = None

@@ -1,4 +1,4 @@
-"""Pod workers: one task per pod that syncs its images until every container can run.
+"""Pod workers: one worker per pod that syncs its images until every container can run.
 
 As the kubelet's pod workers and `SyncPod`: a pod is synced the moment it is created; a sync walks
 the init containers in order (each must have its image, and completes instantly in the
@@ -6,9 +6,15 @@ simulation, before the next; a sidecar, `restartPolicy: Always`, starts and keep
 the next init container waits only for it to have started), then the app containers in order,
 where a failure does not stop the later ones. A sync that leaves any container waiting is
 retried after `errorRequeue` plus a seeded jitter (`wait.Jitter`). Within a pod, pulls are
-strictly one after another because the sync awaits each. Container states carry the kubelet's
+strictly one after another because the sync waits for each. Container states carry the kubelet's
 waiting reasons and messages; `initialized_condition` and `containers_ready_condition` give the
 pod conditions the kubelet's status manager derives from them.
+
+A worker is not a task: a sync is synchronous steps on the node's `Scheduler`, suspended where
+it waits for a pull (`ImageManager.begin_pull` calls it back) and between syncs (a timer), so a
+million pods waiting in pull queues are a million small objects, not coroutine chains. Where an
+asyncio task would be woken in the next turn of the loop (after a pull, a requeue), the step is
+run in the next turn (`call_soon`), so the order of same-instant events is that of the tasks.
 """
 
 from __future__ import annotations

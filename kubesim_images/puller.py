@@ -7,6 +7,10 @@ there is none, then looks up the pod's credentials (`credentials`: pull secrets 
 now, then the node's config, as kuberuntime's `PullImage`) and tries each in turn until one pull
 succeeds; the pull itself is `pulling`'s. The pull duration the kubelet reports starts when the
 slot is won; the wait before it is "including waiting".
+
+A pull is one `PullEntry` driven by callbacks on the node's `Scheduler` (`begin`, then its
+`done`); only a backend that does I/O, or a credential provider that must be awaited, runs as
+an asyncio task, which calls back when done. `pull` awaits the whole, for asyncio callers.
 """
 
 from __future__ import annotations
