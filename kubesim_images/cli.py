@@ -15,7 +15,7 @@ import ssl
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from kubesim_images import __version__, imagecli
 from kubesim_images.errors import ConfigError
@@ -180,6 +180,21 @@ def _explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _terminal(stream: TextIO) -> bool:
+    """Whether rich's console would take `stream` for a terminal (its `is_terminal`: the
+    TTY_COMPATIBLE and FORCE_COLOR settings, else isatty), without importing rich."""
+    tty_compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if tty_compatible in {"0", "1"}:
+        return tty_compatible == "1"
+    force_color = os.environ.get("FORCE_COLOR")
+    if force_color is not None:
+        return force_color != ""
+    try:
+        return stream.isatty()
+    except ValueError:  # a closed stream
+        return False
+
+
 def _scenario_run(args: argparse.Namespace) -> int:
     from kubesim_images.scenario.model import load_file  # noqa: PLC0415 - keeps explain fast
     from kubesim_images.scenario.report import render_table, to_json, write_json  # noqa: PLC0415
@@ -200,6 +215,15 @@ def _scenario_run(args: argparse.Namespace) -> int:
         )
     if args.compare and not args.real_time:
         return _fail("--compare puts a virtual run beside a real-time one: add --real-time")
+    if args.output == "json" and not args.report and not _terminal(sys.stderr):
+        # rich draws its status only on a terminal: without one there is nothing to show,
+        # and a run that prints only JSON starts without rich.
+        result = run_scenario(
+            scenario, variant=args.variant, real_time=args.real_time, compare=args.compare
+        )
+        write_json(result, sys.stdout.buffer)
+        sys.stdout.flush()
+        return EXIT_OK
     from rich.console import Console  # noqa: PLC0415 - the image verbs start without rich
 
     console = Console(stderr=True) if args.output == "json" else Console()

@@ -21,17 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubesim_images.clock import WallClock
-from kubesim_images.contentstore import ContentError, ContentStore, StoredImage
 from kubesim_images.errors import ConfigError, InvalidReferenceError, RegistryError
 from kubesim_images.keyring import Credential, Keyring, load_docker_config
 from kubesim_images.reference import ImageReference, parse_normalized
 from kubesim_images.startup import imports_without_gc
-from kubesim_images.state import StateDirInUse, default_state_dir, lock_state_dir
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractContextManager
 
+    from kubesim_images.contentstore import ContentStore, StoredImage
     from kubesim_images.oci.client import ClientConfig
     from kubesim_images.oci.media import Platform
     from kubesim_images.oci.pull import PullResult
@@ -95,20 +94,25 @@ def _fail(message: str, code: int = EXIT_FAILED) -> int:
     return code
 
 
-def _store(args: argparse.Namespace, *, writes: bool = False) -> ContentStore:
-    base = Path(args.state_dir) if args.state_dir else default_state_dir()
-    if writes:
-        # Shared with other verbs, refused while a daemon holds the directory (its memory of
-        # the node's images would go stale). Held until this short-lived process exits.
-        lock_state_dir(base, shared=True)
-    return ContentStore(base / "content")
-
-
 def _open(args: argparse.Namespace, *, writes: bool = False) -> ContentStore | None:
     """The store, or None once the reason it cannot be opened is on stderr. `pull` and `rmi`
     write (`writes`); `images` and `inspecti` only read, which SQLite allows beside a writer."""
+    # The store (and SQLite) load with the verbs that use it: every command builds this
+    # module's parsers, and a scenario run's start-up is part of the time it takes.
+    from kubesim_images.contentstore import ContentError, ContentStore  # noqa: PLC0415
+    from kubesim_images.state import (  # noqa: PLC0415
+        StateDirInUse,
+        default_state_dir,
+        lock_state_dir,
+    )
+
     try:
-        return _store(args, writes=writes)
+        base = Path(args.state_dir) if args.state_dir else default_state_dir()
+        if writes:
+            # Shared with other verbs, refused while a daemon holds the directory (its memory
+            # of the node's images would go stale). Held until this short-lived process exits.
+            lock_state_dir(base, shared=True)
+        return ContentStore(base / "content")
     except (ContentError, StateDirInUse) as exc:
         _fail(str(exc))
         return None

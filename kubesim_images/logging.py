@@ -3,9 +3,10 @@
 Every log line passes through `redact`, so a credential that slips into an event dict (a
 password, token, auth string or pull secret) is masked before it is rendered.
 
-structlog (and rich, which it imports) is loaded by the first logger asked for, not by
-`configure`: `kubesim-images pull` logs nothing unless something goes wrong, and its start-up is
-part of the time a pull takes. `enabled` answers whether a level would be written without it.
+structlog (and rich, which it imports: most of a short command's start-up) is loaded by the first
+line a logger writes, not by `configure` nor by asking for a logger: `kubesim-images pull` and a
+scenario run log nothing unless something goes wrong, and their start-up is part of the time they
+take. Until then a logger answers `is_enabled_for` and drops lines below the level itself.
 """
 
 from __future__ import annotations
@@ -110,9 +111,58 @@ def _apply() -> None:
 
 def get_logger(**context: Any) -> structlog.typing.FilteringBoundLogger:
     """A logger with bound context; used as a library, the package logs warnings and worse."""
-    import structlog  # noqa: PLC0415 - see the module's doc
+    return cast("structlog.typing.FilteringBoundLogger", _DeferredLogger(context))
 
-    if _pending is not None or not structlog.is_configured():
-        _apply()
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger()
-    return logger.bind(**context) if context else logger
+
+# The level of each of a bound logger's line-writing methods.
+_METHOD_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+
+def _drop(*_args: Any, **_kwargs: Any) -> None:
+    """A line below the level, dropped as structlog's filtering logger drops it."""
+
+
+class _DeferredLogger:
+    """structlog's logger, made when a line is written. While structlog is not loaded nobody
+    can have configured it but `configure`, whose level then decides alone; once it is loaded,
+    every call goes to structlog's own logger."""
+
+    __slots__ = ("_bound", "_context")
+
+    def __init__(self, context: dict[str, Any]) -> None:
+        self._context = context
+        self._bound: Any = None
+
+    def _logger(self) -> Any:
+        import structlog  # noqa: PLC0415 - see the module's doc
+
+        if _pending is not None or not structlog.is_configured():
+            _apply()
+        if self._bound is None:
+            # Without context, structlog's lazy proxy: it follows later configuration.
+            logger = structlog.get_logger()
+            self._bound = logger.bind(**self._context) if self._context else logger
+        return self._bound
+
+    def is_enabled_for(self, level: int) -> bool:
+        if "structlog" not in sys.modules:
+            return enabled(level)
+        return bool(self._logger().is_enabled_for(level))
+
+    def bind(self, **context: Any) -> _DeferredLogger:
+        return _DeferredLogger({**self._context, **context})
+
+    def __getattr__(self, name: str) -> Any:
+        level = _METHOD_LEVELS.get(name)
+        if level is not None and "structlog" not in sys.modules and not enabled(level):
+            return _drop
+        return getattr(self._logger(), name)

@@ -13,13 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
-from kubesim_images.contentstore import BlobWriter
 from kubesim_images.errors import RegistryError
 from kubesim_images.keyring import Credential
 from kubesim_images.reference import ImageReference
 from kubesim_images.store import ImageRecord, Layer
+
+if TYPE_CHECKING:
+    # Only real registries write blobs: the simulated one, and so scenarios, never load the
+    # content store (or SQLite).
+    from kubesim_images.contentstore import BlobWriter
 
 
 class PullRequest(NamedTuple):

@@ -14,17 +14,18 @@ import contextlib
 import gc
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import orjson
-from rich.console import Console
-from rich.table import Table
 
 from kubesim_images.events import Event
 from kubesim_images.podworkers import ContainerStatus, PodStatus, State
 from kubesim_images.reasons import Reason
 from kubesim_images.scenario.runner import NodeReport, ScenarioResult, VariantResult
 from kubesim_images.units import format_size
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _PERCENTILES = (("p50", 50), ("p90", 90), ("p99", 99))
 _T = TypeVar("_T")
@@ -335,6 +336,8 @@ def _registry_rows(summaries: list[dict[str, Any]]) -> list[tuple[str, list[str]
 def render_table(result: ScenarioResult, console: Console) -> None:
     """Variants side by side (each beside its model with --compare), then the pods of small
     runs, then what went wrong."""
+    from rich.table import Table  # noqa: PLC0415 - `-o json` runs start without rich
+
     shown = columns(result)
     table = Table(title=f"scenario {result.scenario.name}", title_justify="left")
     table.add_column("")
