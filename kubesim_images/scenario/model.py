@@ -12,7 +12,7 @@ import copy
 import hashlib
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ from kubesim_images.pod import Pod, PodInvalidError, pod_from_manifest
 from kubesim_images.podworkers import SyncSettings, read_sync_settings
 from kubesim_images.registry.catalogue import SimImage
 from kubesim_images.registry.spec import REGISTRY_FIELDS, RegistrySpec, parse_registry
+from kubesim_images.scenario.nogc import no_cyclic_gc
 from kubesim_images.store import ImageFsSpec
 
 if TYPE_CHECKING:
@@ -147,6 +148,11 @@ def load_text(text: str, *, source: str = "<scenario>") -> Scenario:
 
 
 def load_document(document: Any, *, source: str = "<scenario>") -> Scenario:
+    with no_cyclic_gc():  # a workload's replicas are a million pods at 100,000 nodes
+        return _load_document(document, source)
+
+
+def _load_document(document: Any, source: str) -> Scenario:
     ctx = Fields(source)
     root = ctx.mapping(document, "", {"apiVersion", "kind", "metadata", "spec"})
     if root.get("apiVersion") != API_VERSION:
@@ -289,7 +295,6 @@ def _workload(
     ctx: Fields, raw: Any, where: str, always_pull: bool
 ) -> tuple[tuple[WorkloadEntry, ...], tuple[tuple[int, Pod], ...], dict[str, int]]:
     entries: list[WorkloadEntry] = []
-    names: set[str] = set()
     for index, item in enumerate(ctx.sequence(raw, where)):
         path = f"{where}[{index}]"
         entry = ctx.mapping(item, path, {"at", "replicas", "pod", "lifetime"})
@@ -317,41 +322,42 @@ def _workload(
     ordered = sorted(enumerate(entries), key=lambda pair: (pair[1].at, pair[0]))
     pods: list[tuple[int, Pod]] = []
     lifetimes: dict[str, int] = {}
+    stems: set[tuple[str, str]] = set()
     for index, item in ordered:
         base = item.pod.get("metadata") or {}
+        stem: str = base["name"]  # checked above: a non-empty string
+        namespace, at, lifetime = item.namespace, item.at, item.lifetime
         # Validate and default the entry once, as its first replica; the others differ only in
         # name and UID, so they are stamped from it (100,000 replicas cost one validation).
-        first = f"{base.get('name')}-0"
+        first = f"{stem}-0"
         try:
             template = pod_from_manifest(
                 {**item.pod, "metadata": {**base, "name": first}},
-                namespace=item.namespace,
+                namespace=namespace,
                 always_pull_images=always_pull,
-                uid=_uid(item.namespace, first),
+                uid=_uid(namespace, first),
             )
         except PodInvalidError as exc:
             cause = exc.causes[0]
             raise ctx.fail(f"{where}[{index}].pod.{cause.field}", cause.message) from None
-        # Everything but the name and UID is the template's: read once, not per replica.
-        stem, namespace, at, lifetime = base.get("name"), item.namespace, item.at, item.lifetime
+        # Replica names are `<stem>-<i>`, and the part after a name's last `-` is its index:
+        # two entries' pods can share a name only if they share namespace and stem, and then
+        # they do at once, at replica 0 (where a check of every name would first find it).
+        if (namespace, stem) in stems:
+            raise ctx.fail(
+                f"{where}[{index}].pod.metadata.name",
+                f"pod {namespace}/{first} is created twice (pod names must be unique)",
+            )
+        stems.add((namespace, stem))
+        # Everything but the name and UID is the template's (every field, whatever Pod gains).
+        shared = {
+            f.name: getattr(template, f.name) for f in fields(Pod) if f.name not in {"name", "uid"}
+        }
         uid_prefix = _uid_prefix(namespace)
-        containers, init_containers = template.containers, template.init_containers
-        secrets, account, labels = (
-            template.image_pull_secrets,
-            template.service_account,
-            template.labels,
-        )
-        node_name, node_selector = template.node_name, template.node_selector
-        for replica in range(item.replicas):
+        pods.append((at, template))
+        for replica in range(1, item.replicas):
             name = f"{stem}-{replica}"
-            key = f"{namespace}/{name}"
-            if key in names:
-                raise ctx.fail(
-                    f"{where}[{index}].pod.metadata.name",
-                    f"pod {key} is created twice (pod names must be unique)",
-                )
-            names.add(key)
-            if replica and len(name) > _MAX_NAME:
+            if len(name) > _MAX_NAME:
                 # The one check that depends on the name (a longer suffix can overflow it):
                 # validate that replica in full, for the API server's own text.
                 try:
@@ -359,24 +365,9 @@ def _workload(
                 except PodInvalidError as exc:
                     cause = exc.causes[0]
                     raise ctx.fail(f"{where}[{index}].pod.{cause.field}", cause.message) from None
-            created = (
-                Pod(
-                    namespace=namespace,
-                    name=name,
-                    uid=_uid_from(uid_prefix, name),
-                    containers=containers,
-                    init_containers=init_containers,
-                    image_pull_secrets=secrets,
-                    service_account=account,
-                    labels=labels,
-                    node_name=node_name,
-                    node_selector=node_selector,
-                )
-                if replica
-                else template
-            )
-            pods.append((at, created))
-            if lifetime is not None:
+            pods.append((at, Pod(name=name, uid=_uid_from(uid_prefix, name), **shared)))
+        if lifetime is not None:
+            for _at, created in pods[len(pods) - item.replicas :]:
                 lifetimes[created.uid] = lifetime
     return tuple(entries), tuple(pods), lifetimes
 
@@ -406,8 +397,10 @@ def _uid_prefix(namespace: str) -> _Hash:
 def _uid_from(prefix: _Hash, name: str) -> str:
     state = prefix.copy()
     state.update(name.encode())
-    raw = bytearray(state.digest()[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = state.hexdigest()
+    # The first 16 bytes, with the version (5) and the RFC 4122 variant set in their digits.
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+# A digit of the variant byte's high nibble, its top two bits set to 10.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}

@@ -14,6 +14,7 @@ from simkit import image, pod, scenario
 
 from kubesim_images.cli import main
 from kubesim_images.errors import ConfigError
+from kubesim_images.pod import pod_from_manifest
 from kubesim_images.scenario import model, plots
 from kubesim_images.scenario.model import load_document, load_file, load_text
 from kubesim_images.scenario.report import to_json
@@ -272,6 +273,38 @@ def test_replicas_are_stamped_from_one_validated_pod_but_names_still_checked():
     assert [p.name for p in pods] == [f"{long_name}-{i}" for i in range(10)]
     assert len({p.uid for p in pods}) == 10
     assert all(p.containers is pods[0].containers for p in pods)
+
+
+def test_every_stamped_replica_is_the_pod_its_own_manifest_makes():
+    """Nothing of the template is lost on the copies: replicas once dropped node affinity."""
+    manifest = pod("web", APP, init=(APP,))
+    manifest["metadata"].update(namespace="team", labels={"app": "web"})
+    manifest["spec"].update(
+        nodeSelector={"zone": "east"},
+        serviceAccountName="builder",
+        imagePullSecrets=[{"name": "regcred"}],
+        affinity={
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": "zone", "operator": "In", "values": ["east"]}
+                            ]
+                        }
+                    ]
+                }
+            }
+        },
+    )
+    loaded = load_document(_doc(workload=[{"replicas": 3, "pod": manifest}]))
+    pods = [p for _, p in loaded.variants[0].pods]
+    assert [p.name for p in pods] == ["web-0", "web-1", "web-2"]
+    for stamped in pods:
+        own = {**manifest, "metadata": {**manifest["metadata"], "name": stamped.name}}
+        expected = pod_from_manifest(own, uid=model._uid("team", stamped.name))
+        assert stamped == expected
+    assert pods[2].node_affinity is not None
 
 
 @given(st.text(min_size=1, max_size=20), st.text(min_size=1, max_size=60))
