@@ -10,10 +10,8 @@ silently vanishing from them, and every number reported is one a pod actually sa
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import orjson
@@ -21,6 +19,7 @@ import orjson
 from kubesim_images.events import Event
 from kubesim_images.podworkers import ContainerStatus, PodStatus, State
 from kubesim_images.reasons import Reason
+from kubesim_images.scenario.nogc import no_cyclic_gc
 from kubesim_images.scenario.runner import NodeReport, ScenarioResult, VariantResult
 from kubesim_images.units import format_size
 
@@ -146,21 +145,8 @@ def pod_json(status: PodStatus) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Building the document allocates millions of containers and no cycles: without this the
-    cyclic collector rescans them all, again and again, as the document grows."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def to_json(result: ScenarioResult) -> dict[str, Any]:
-    with _no_cyclic_gc():
+    with no_cyclic_gc():
         return _document(result)
 
 
@@ -234,7 +220,7 @@ def write_json(result: ScenarioResult, out: BinaryIO) -> None:
     newline, byte for byte, written a chunk of pods or events at a time: a million pods never
     exist as one document (which at 100,000 nodes was most of the command's memory)."""
     dumps = orjson.dumps
-    with _no_cyclic_gc():
+    with no_cyclic_gc():
         out.write(b'{\n  "scenario": ' + dumps(result.scenario.name) + b',\n  "variants": ')
         _write_variants(out, result.variants, 2)
         if result.virtual is not None:
@@ -279,15 +265,27 @@ def _indented(text: bytes, depth: int) -> bytes:
 def _write_list(
     out: BinaryIO, items: Sequence[_T], to_dict: Callable[[_T], Any], depth: int
 ) -> None:
+    """A list whose key sits `depth` (even) spaces deep. orjson indents from the top level
+    only, so each chunk is printed nested in `depth // 2` lists, which puts its items at the
+    depth they print at, and the text between the wrappers' brackets is written as printed:
+    no pass over a document's worth of bytes to re-indent or cut it."""
     if not items:
         out.write(b"[]")
         return
+    nesting = depth // 2
+    # "[\n  [\n    [" before the first item's "\n", and "\n    ]\n  ]\n]" after the last.
+    head = len(b"\n".join(b"  " * level + b"[" for level in range(nesting + 1)))
+    tail = len(b"".join(b"\n" + b"  " * level + b"]" for level in reversed(range(nesting + 1))))
+    dumps, indent = orjson.dumps, orjson.OPT_INDENT_2
     out.write(b"[")
     for start in range(0, len(items), _CHUNK):
-        chunk = [to_dict(item) for item in items[start : start + _CHUNK]]
-        # "[\n  a,\n  b\n]" without its brackets: "\n  a,\n  b", then nested `depth` deeper.
-        body = orjson.dumps(chunk, option=orjson.OPT_INDENT_2)[1:-2]
-        out.write((b"," if start else b"") + _indented(body, depth))
+        chunk: Any = [to_dict(item) for item in items[start : start + _CHUNK]]
+        for _ in range(nesting):
+            chunk = [chunk]
+        text = dumps(chunk, option=indent)
+        if start:
+            out.write(b",")
+        out.write(memoryview(text)[head : len(text) - tail])
     out.write(b"\n" + b" " * depth + b"]")
 
 
