@@ -13,12 +13,17 @@ from collections.abc import Iterator
 
 
 @contextlib.contextmanager
-def no_cyclic_gc() -> Iterator[None]:
-    """The collector off for the block, then as it was."""
+def no_cyclic_gc(*, freeze: bool = False) -> Iterator[None]:
+    """The collector off for the block, then as it was. `freeze`: what the process holds by
+    then is moved out of the collector's sight for good (`gc.freeze`), so the next collection
+    does not scan everything the block made once more: for a process's owner only (the
+    command line), whose results live until it exits; a virtual run freezes the same way."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if freeze:
+            gc.freeze()
         if enabled:
             gc.enable()
