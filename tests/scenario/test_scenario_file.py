@@ -275,6 +275,41 @@ def test_replicas_are_stamped_from_one_validated_pod_but_names_still_checked():
     assert all(p.containers is pods[0].containers for p in pods)
 
 
+YAML_CORNERS = [
+    "base: &base {cpu: 1, tags: [a, b]}\nuse: *base\nmerged: {<<: *base, cpu: 2}\n",
+    "text: |\n  two\n  lines\nfolded: >-\n  one\n  line\nkept: |+\n  end\n\n",
+    "bools: [yes, no, on, off, true, False, ~, null, '']\n",
+    "numbers: [017, 0o17, 0x1f, 1:30, 1e3, 1.5e3, .inf, -.Inf, .NaN, 1_000, +12]\n",
+    "when: [2001-12-14t21:59:43.10-05:00, 2002-12-14]\n",
+    'escapes: ["tab\\there", "\\u00e9\\x41\\/", \'it\'\'s\', "\\N\\_\\L"]\n',
+    "--- \nlist:\n- a\n-   - nested\n    - deeper\n- {k: v}\n...\n",
+    "? complex key\n: value\n'quoted key': 1\n\"double\": 2\n",
+    "# only a comment\n",
+    "",
+    "plain: a value:with colon\nurl: http://example.com:5000/x#frag\n",
+    "unicode: \u00e9t\u00e9 \U0001f600\n",
+]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [*YAML_CORNERS, *(p.read_text(encoding="utf-8") for p in EXAMPLES)],
+    ids=[*(f"corner{i}" for i in range(len(YAML_CORNERS))), *(p.stem for p in EXAMPLES)],
+)
+def test_yaml_is_read_as_pyyaml_reads_it(text):
+    """libyaml's parser does the reading where it is installed: the same documents."""
+    assert model.parse_yaml(text) == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("text", ["spec:\n  nodes: [\n", "a: b: c\n", "\tkey: 1\n", "k: \x07\n"])
+def test_yaml_errors_are_pyyamls(text):
+    with pytest.raises(yaml.YAMLError) as ours:
+        model.parse_yaml(text)
+    with pytest.raises(yaml.YAMLError) as theirs:
+        yaml.safe_load(text)
+    assert str(ours.value) == str(theirs.value)
+
+
 def test_every_stamped_replica_is_the_pod_its_own_manifest_makes():
     """Nothing of the template is lost on the copies: replicas once dropped node affinity."""
     manifest = pod("web", APP, init=(APP,))
