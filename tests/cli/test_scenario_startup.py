@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from simkit import image, pod, scenario
 
 APP = "example.com/app:v1"
@@ -83,3 +84,29 @@ def test_lines_below_warning_are_written_when_asked_for(tmp_path: Path) -> None:
     probe, _, err = _run(tmp_path, "--log-level", "debug")
     assert "structlog" in probe["loaded"]
     assert {json.loads(line)["level"] for line in err.splitlines()} & {"debug", "info"}
+
+
+@pytest.mark.parametrize("output", ["json", "table"])
+def test_the_process_ends_with_all_its_output_and_its_code(tmp_path: Path, output: str) -> None:
+    """A finished run's process ends without freeing its results: its output is all there."""
+    path = tmp_path / "small.json"
+    document = scenario(
+        {
+            "registry": {"images": [image(APP, 1)]},
+            "workload": [{"replicas": 4, "pod": pod("web", APP)}],
+        }
+    )
+    path.write_text(json.dumps(document), encoding="utf-8")
+    command = [sys.executable, "-m", "kubesim_images", "scenario", "run", str(path), "-o", output]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0
+    if output == "json":
+        assert done.stdout.endswith("}\n")
+        assert json.loads(done.stdout)["variants"][0]["summary"]["podsReady"] == 4
+    else:
+        assert "pods ready" in done.stdout
+        assert "4/4" in done.stdout
+    path.write_text("kind: Scenario\n", encoding="utf-8")
+    refused = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(f"error: {path}: apiVersion")
