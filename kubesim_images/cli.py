@@ -5,13 +5,11 @@ clear messages and exit codes, never tracebacks.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import gc
 import json
 import os
 import signal
-import ssl
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -273,6 +271,9 @@ def _catalogue(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - a scenario run's start need not load it (nor ssl)
+    import ssl  # noqa: PLC0415
+
     from kubesim_images.daemon import exposure  # noqa: PLC0415 - server deps
     from kubesim_images.daemon.config import load_config  # noqa: PLC0415
     from kubesim_images.daemon.server import Daemon  # noqa: PLC0415
@@ -323,6 +324,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _fault_proxy(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - see _serve
+
     from kubesim_images.faultproxy.rules import load_rules  # noqa: PLC0415 - aiohttp
     from kubesim_images.faultproxy.server import FaultProxy, serve  # noqa: PLC0415
 

@@ -11,16 +11,12 @@ texts on stderr with exit code 1, never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
-import ssl
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubesim_images.clock import WallClock
 from kubesim_images.errors import ConfigError, InvalidReferenceError, RegistryError
 from kubesim_images.keyring import Credential, Keyring, load_docker_config
 from kubesim_images.reference import ImageReference, parse_normalized
@@ -133,6 +129,12 @@ def _credentials(args: argparse.Namespace, ref: ImageReference) -> list[Credenti
 
 
 def pull(args: argparse.Namespace) -> int:
+    # asyncio, ssl and a thread pool (and aiohttp, below) load only with the verb that talks
+    # to registries: every command builds this module's parsers, a scenario run included.
+    import asyncio  # noqa: PLC0415
+    import ssl  # noqa: PLC0415
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
     from kubesim_images.oci.media import Platform  # noqa: PLC0415 - the registry verb's own
 
     try:
@@ -192,6 +194,9 @@ async def _pull(
     platform: Platform | None,
     output: str,
 ) -> PullResult:
+    import asyncio  # noqa: PLC0415
+
+    from kubesim_images.clock import WallClock  # noqa: PLC0415
     from kubesim_images.oci.client import RegistryClient  # noqa: PLC0415
     from kubesim_images.oci.pull import pull_image  # noqa: PLC0415
 
