@@ -186,6 +186,12 @@ class _RunState:
         self.events.append(NodeEvent(EventType.WARNING, reason, message))
 
 
+def _usage_percent(stats: FsStats) -> int:
+    """The filesystem's usage in percent, as the kubelet works it out: Go's integer arithmetic,
+    truncating, on non-negative values (capacity > 0)."""
+    return 100 - min(stats.available, stats.capacity) * 100 // stats.capacity
+
+
 class _GCError(Exception):
     """Ends a GC run; its text is the run's error, as the kubelet returns it."""
 
@@ -319,11 +325,21 @@ class ImageGCManager:
         self.collected_total[reason] = self.collected_total.get(reason, 0) + 1
         return Removal(image_id, record.size, released, reason)
 
-    def garbage_collect(self, now: int, in_use: Collection[str]) -> GCRun:
-        """`GarbageCollect`: one run at `now`, as the kubelet's loop calls it."""
+    def garbage_collect(
+        self, now: int, in_use: Collection[str], stats: FsStats | None = None
+    ) -> GCRun:
+        """`GarbageCollect`: one run at `now`, as the kubelet's loop calls it. `stats`: the
+        image filesystem as just read by the caller (None: read it here)."""
+        if stats is not None and self.policy.max_age == 0 and stats.capacity > 0:
+            # The common period: nothing past a maximum age, usage under the threshold. It
+            # costs a sweep and a reading, no more (millions of periods in a large run).
+            self.detect(now, in_use)
+            usage = _usage_percent(stats)
+            if usage < self.policy.high_threshold_percent:
+                return GCRun(now, usage, 0, 0, (), None, ())
         run = _RunState()
         try:
-            self._collect(now, in_use, run)
+            self._collect(now, in_use, run, stats)
         except _PartialError as exc:
             run.removed.extend(exc.removed)
             run.error = str(exc)
@@ -339,7 +355,9 @@ class ImageGCManager:
             tuple(run.events),
         )
 
-    def _collect(self, now: int, in_use: Collection[str], run: _RunState) -> None:
+    def _collect(
+        self, now: int, in_use: Collection[str], run: _RunState, stats: FsStats | None
+    ) -> None:
         self.detect(now, in_use)
         # The images that could go, in order, matter only once one may go: past the maximum
         # age, or above the high threshold. Most periods of a large run are neither, and
@@ -349,17 +367,17 @@ class ImageGCManager:
         if max_age != 0 and now - self.began > max_age:
             images, by_age = self.free_old_images(self._eviction_order(in_use), now)
             run.removed.extend(by_age)
-        try:
-            stats = self.runtime.image_fs_stats()
-        except ImageFsStatsError as exc:
-            raise _GCError(str(exc)) from None
+        if stats is None:
+            try:
+                stats = self.runtime.image_fs_stats()
+            except ImageFsStatsError as exc:
+                raise _GCError(str(exc)) from None
         capacity, available = stats.capacity, min(stats.available, stats.capacity)
         if capacity == 0:
             message = "invalid capacity 0 on image filesystem"
             run.warn(Reason.INVALID_DISK_CAPACITY, message)
             raise _GCError(message)
-        # Go's integer arithmetic, truncating, on non-negative values.
-        run.usage_percent = 100 - available * 100 // capacity
+        run.usage_percent = _usage_percent(stats)
         if run.usage_percent < self.policy.high_threshold_percent:
             return
         run.amount = capacity * (100 - self.policy.low_threshold_percent) // 100 - available
@@ -375,9 +393,9 @@ class ImageGCManager:
             run.warn(Reason.FREE_DISK_SPACE_FAILED, message)
             raise _GCError(message)
 
-    def periodic(self, now: int, in_use: Collection[str]) -> GCRun:
+    def periodic(self, now: int, in_use: Collection[str], stats: FsStats | None = None) -> GCRun:
         """The kubelet's GC loop body: an `ImageGCFailed` event only for repeated failures."""
-        run = self.garbage_collect(now, in_use)
+        run = self.garbage_collect(now, in_use, stats)
         if run.error is not None:
             if self._prev_failed:
                 failed = NodeEvent(EventType.WARNING, Reason.IMAGE_GC_FAILED, run.error)

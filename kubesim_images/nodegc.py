@@ -29,6 +29,7 @@ from kubesim_images.events import EventSink, node_event
 from kubesim_images.image_gc import (
     GC_PERIOD_NS,
     BlockingRuntime,
+    FsStats,
     GCPolicy,
     GCRun,
     ImageGCManager,
@@ -178,11 +179,15 @@ class NodeImageGC:
         self, now: int, in_use: Collection[str]
     ) -> tuple[int | None, GCRun | None, int | None]:
         """The runtime's part of a period (blocking for a real store): used, run, used."""
-        before = self.used()
+        try:
+            stats: FsStats | None = self.runtime.image_fs_stats()
+        except ImageFsStatsError:
+            stats = None  # the run reads it again, and reports the error
+        before = None if stats is None else stats.capacity - stats.available
         if not self.policy.enabled:
             self.manager.detect(now, in_use)
             return before, None, before
-        run = self.manager.periodic(now, in_use)
+        run = self.manager.periodic(now, in_use, stats)
         if not run.removed and not self._offload:
             # Nothing removed and nothing else ran meanwhile (on the loop, a period is one
             # step): the disk is as it was.
@@ -200,8 +205,9 @@ class NodeImageGC:
         if len(self.history) > _HISTORY:
             del self.history[0]
         self.runs += 1
-        self.images_collected += len(run.removed)
-        self.bytes_freed += run.released
+        if run.removed:
+            self.images_collected += len(run.removed)
+            self.bytes_freed += run.released
         for event in run.events:
             self._events.emit(node_event(now, self.node, event.type, event.reason, event.message))
         if (run.removed or run.error) and _log.is_enabled_for(logging.INFO):
