@@ -220,10 +220,10 @@ class ImageGCManager:
     def detect(self, now: int, in_use: Collection[str]) -> None:
         """`detectImages`: new images are first detected now; images in use were used now."""
         records = self.records
-        current: set[str] = set()
+        seen = 0
         for image in self.runtime.list_images():
             image_id = image.id
-            current.add(image_id)
+            seen += 1
             record = records.get(image_id)
             if record is None:
                 record = records[image_id] = ImageUsage(now, None, image.size, image.pinned)
@@ -232,7 +232,8 @@ class ImageGCManager:
                 record.pinned = image.pinned
             if image_id in in_use:
                 record.last_used = now
-        if len(current) != len(records):
+        if seen != len(records):  # images gone since: forget them (ids are listed once)
+            current = {image.id for image in self.runtime.list_images()}
             for image_id in [i for i in records if i not in current]:
                 del records[image_id]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Collection
 
 from kubesim_images.errors import ImageFsStatsError
@@ -81,7 +82,7 @@ class NodeImageGC:
         self._scheduler: Scheduler = LoopScheduler() if scheduler is None else scheduler
         self.runtime = runtime  # the node's store, or a real content store behind it
         self.manager = ImageGCManager(policy, runtime)
-        self.history: list[GCRun] = []  # the last runs, oldest first
+        self.history: deque[GCRun] = deque(maxlen=_HISTORY)  # the last runs, oldest first
         self.runs = 0
         self.images_collected = 0
         self.bytes_freed = 0  # bytes the filesystem got back, shared layers counted once
@@ -198,12 +199,11 @@ class NodeImageGC:
         self, now: int, before: int | None, run: GCRun | None, after: int | None
     ) -> GCRun | None:
         """The loop's part: disk sample, history, totals, node events and the log line."""
-        self._sample(now, before, after)
+        if before is not None and after is not None and len(self.disk) < _DISK_SAMPLES:
+            self.disk.append((now, before, after))
         if run is None:
             return None
         self.history.append(run)
-        if len(self.history) > _HISTORY:
-            del self.history[0]
         self.runs += 1
         if run.removed:
             self.images_collected += len(run.removed)
@@ -230,7 +230,3 @@ class NodeImageGC:
         except ImageFsStatsError:
             return None
         return stats.capacity - stats.available
-
-    def _sample(self, now: int, before: int | None, after: int | None) -> None:
-        if before is not None and after is not None and len(self.disk) < _DISK_SAMPLES:
-            self.disk.append((now, before, after))

@@ -184,7 +184,7 @@ class TestOffTheLoop:
         assert runtime.threads
         assert threading.get_ident() not in runtime.threads
         assert mirror.get(image.id) is None
-        assert gc.history == [run]
+        assert list(gc.history) == [run]
         assert gc.images_collected == 1
 
 
