@@ -74,7 +74,7 @@ class FifoGate:
     """At most `limit` holders (None: unlimited); waiters are admitted in arrival order.
 
     A waiter is a callback (`enqueue`), handed its slot in the next turn (`call_soon`), as a
-    task waiting on a future would be woken; `acquire` is the same for a coroutine.
+    task waiting on a future would be woken.
     """
 
     def __init__(self, limit: int | None, scheduler: Scheduler | None = None) -> None:
@@ -89,24 +89,6 @@ class FifoGate:
             self.holders += 1
             return True
         return False
-
-    async def acquire(self) -> None:
-        if self.try_acquire():
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def admitted() -> None:
-            if future.done():  # cancelled while its slot was on the way: pass it on
-                self.release()
-            else:
-                future.set_result(None)
-
-        self._waiters.append(admitted)
-        try:
-            await future
-        except asyncio.CancelledError:
-            self.discard(admitted)
-            raise
 
     def enqueue(self, admitted: Callable[[], None]) -> None:
         """Queue `admitted` to be called, holding a slot, when its turn comes (after

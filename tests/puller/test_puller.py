@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import pytest
 
@@ -15,6 +16,7 @@ from kubesim_images.puller import FifoGate, ImagePuller, TokenBucket
 from kubesim_images.reference import parse_normalized
 from kubesim_images.registry.catalogue import Catalogue, make_image
 from kubesim_images.registry.simulated import Fault, SimulatedRegistry
+from kubesim_images.scheduler import EventCore
 from kubesim_images.store import ImageStore
 
 MI = 2**20
@@ -56,46 +58,47 @@ class TestTokenBucket:
 
 
 class TestFifoGate:
-    def test_admits_in_arrival_order_and_hands_slots_on(self):
-        async def main():
-            gate = FifoGate(1)
-            order = []
+    """The gate on the lean event core: slots handed on in arrival order, one turn later."""
 
-            async def user(name):
-                await gate.acquire()
-                order.append(name)
-                await asyncio.sleep(1)
-                gate.release()
+    def test_admits_in_arrival_order_and_hands_slots_on(self) -> None:
+        core = EventCore()
+        gate = FifoGate(1, core)
+        order: list[tuple[str, int]] = []
 
-            await asyncio.gather(*(user(n) for n in "abcd"))
-            return order, gate.holders, gate.waiting
+        def admitted(name: str) -> None:
+            order.append((name, core.now_ns))
+            core.call_at(core.now_ns + S, gate.release)  # holds the slot for a second
 
-        assert run_virtual(main()) == (["a", "b", "c", "d"], 0, 0)
+        for name in "abcd":
+            if gate.try_acquire():
+                admitted(name)
+            else:
+                gate.enqueue(functools.partial(admitted, name))
+        core.run()
+        assert order == [("a", 0), ("b", S), ("c", 2 * S), ("d", 3 * S)]
+        assert (gate.holders, gate.waiting) == (0, 0)
 
-    def test_cancelled_waiter_leaves_the_gate_consistent(self):
-        async def main():
-            gate = FifoGate(1)
-            await gate.acquire()
-            waiter = asyncio.ensure_future(gate.acquire())
-            other = asyncio.ensure_future(gate.acquire())
-            await asyncio.sleep(0)
-            waiter.cancel()
-            await asyncio.gather(waiter, return_exceptions=True)
-            gate.release()  # the slot goes to `other`, not to the cancelled one
-            await other
-            gate.release()
-            return gate.holders, gate.waiting
+    def test_a_withdrawn_waiter_leaves_the_gate_consistent(self) -> None:
+        core = EventCore()
+        gate = FifoGate(1, core)
+        seen: list[str] = []
+        assert gate.try_acquire()
+        waiter = functools.partial(seen.append, "withdrawn")
+        other = functools.partial(seen.append, "other")
+        gate.enqueue(waiter)
+        gate.enqueue(other)
+        assert gate.discard(waiter)
+        gate.release()  # the slot goes to `other`, not to the withdrawn one
+        core.run()
+        assert seen == ["other"]
+        assert not gate.discard(other)  # already handed its slot
+        gate.release()
+        assert (gate.holders, gate.waiting) == (0, 0)
 
-        assert run_virtual(main()) == (0, 0)
-
-    def test_unlimited_never_waits(self):
-        async def main():
-            gate = FifoGate(None)
-            for _ in range(100):
-                await gate.acquire()
-            return gate.holders
-
-        assert run_virtual(main()) == 100
+    def test_unlimited_never_waits(self) -> None:
+        gate = FifoGate(None, EventCore())
+        assert all(gate.try_acquire() for _ in range(100))
+        assert gate.holders == 100
 
 
 class TestImagePuller:
