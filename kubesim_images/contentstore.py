@@ -13,7 +13,10 @@ or `prune`).
 Blobs are shared between images and counted by reference (`image_blobs`). Downloads of one
 blob in one process are deduplicated with a per-digest lock (a second pull waits and then finds
 the blob committed); across processes an `flock` on the ingest file keeps two writers apart,
-the loser writing to a private ingest name instead.
+the loser writing to a private ingest name instead. A pull in progress holds a lease on the
+blobs it will name (containerd's leases): no sweep removes a leased blob, so a pull that found
+a blob another pull wrote still finds it when it records the image, even when that other pull
+has since removed its own record (`store: discard`) or image GC removed an image holding it.
 
 It is also the container runtime image GC talks to on a node whose images are real
 (`image_gc.ImageRuntime`): it lists images with their size, pinned flag (named by a pinned
@@ -35,6 +38,7 @@ import os
 import sqlite3
 import threading
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,11 +206,12 @@ class Ingest:
             self._file.flush()
             if self._store.durable:
                 os.fsync(self._file.fileno())
-            self._file.close()
             blob = self._store.blob_path(self.digest)
             with contextlib.suppress(FileNotFoundError):
                 # Another writer landed the same blob first: ours replaces its bytes.
                 self._store.account(-blob.stat().st_size)
+            # Renamed while the file is open and locked: a writer that opened the ingest name
+            # and waits for its lock finds, once it has it, that the name left (`open_ingest`).
             self.path.replace(blob)
             # The directory entry is made durable once for all of an image's blobs, before
             # its record names them (`commit_image`), not once per blob.
@@ -274,6 +279,9 @@ class ContentStore:
         # one connection, one statement or transaction at a time.
         self._lock = threading.RLock()
         self._blobs_dir_dirty = False  # renames into blobs/ not yet made durable
+        # digest -> pulls in progress that will name it: never swept while leased
+        self._leases: Counter[str] = Counter()
+        self._leases_lock = threading.Lock()
         # digest -> (lock, pulls holding or waiting for it); dropped when the last one leaves
         self._downloading: dict[str, tuple[asyncio.Lock, int]] = {}
         # Bytes of blobs and partial downloads, counted as this process writes and removes
@@ -311,19 +319,35 @@ class ContentStore:
             else:
                 self._downloading[digest] = (lock, users - 1)
 
+    @contextlib.asynccontextmanager
+    async def leased(self, digests: Iterable[str], *, sweep: bool) -> AsyncIterator[None]:
+        """Held by a pull from before it looks for its blobs until after it recorded its image:
+        the blobs `digests` names are not swept meanwhile. With `sweep` (a store that keeps
+        nothing), those no other lease or image holds are removed on the way out."""
+        held = sorted(set(digests))
+        with self._leases_lock:
+            self._leases.update(held)
+        try:
+            yield
+        finally:
+            with self._leases_lock:
+                self._leases.subtract(held)
+                for digest in held:
+                    if self._leases[digest] <= 0:
+                        del self._leases[digest]
+            if sweep:
+                await asyncio.shield(asyncio.to_thread(self._sweep, held))
+
     def open_ingest(self, digest: str, size: int) -> Ingest:
         """A writer for `digest`, resuming an earlier partial download when one is there.
 
         Blocking (it re-hashes the partial bytes): run it in a thread.
         """
         path = self.ingest_dir / f"{hex_of(digest)}.partial"
-        file: BinaryIO = path.open("a+b")
-        try:
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            # Another process is fetching this blob: write a private copy; both renames
+        file = _locked_ingest(path)
+        if file is None:
+            # Another writer is fetching this blob: write a private copy; both renames
             # land the same verified bytes.
-            file.close()
             path = self.ingest_dir / f"{hex_of(digest)}.{uuid.uuid4().hex}.partial"
             file = path.open("w+b")
             fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -486,7 +510,11 @@ class ContentStore:
                 row = db.execute("SELECT 1 FROM image_blobs WHERE digest = ?", (digest,))
                 if row.fetchone() is None:
                     path = self.blob_path(digest)
-                    with contextlib.suppress(FileNotFoundError):
+                    # Under the leases' lock: a pull leasing the blob does so either before
+                    # this (and it stays) or after it is gone (and that pull fetches it).
+                    with self._leases_lock, contextlib.suppress(FileNotFoundError):
+                        if self._leases[digest]:
+                            continue
                         size = path.stat().st_size
                         path.unlink()
                         self.account(-size)
@@ -585,6 +613,23 @@ class ContentStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+
+def _locked_ingest(path: Path) -> BinaryIO | None:
+    """The shared ingest file `path`, opened and locked; None when another writer holds it,
+    or held it until it renamed it into `blobs/` (the file we opened is that committed blob
+    now, never to be written to)."""
+    file: BinaryIO = path.open("a+b")
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        there, here = path.stat(), os.fstat(file.fileno())
+    except (BlockingIOError, FileNotFoundError):
+        file.close()
+        return None
+    if (there.st_dev, there.st_ino) != (here.st_dev, here.st_ino):
+        file.close()
+        return None
+    return file
 
 
 def _doc(image: StoredImage) -> dict[str, Any]:

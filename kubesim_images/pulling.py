@@ -45,8 +45,11 @@ async def pull(
     """The whole pull as one coroutine, on an asyncio loop (a real registry, a content store
     to write into); raises `RegistryError`."""
     manifest = await backend.resolve(request)
-    await fetch_missing(backend, store, sink, request, manifest, always=True)
-    if sink is not None:
+    if sink is None:
+        await fetch_missing(backend, store, sink, request, manifest, always=True)
+        return manifest.record
+    async with sink.leased(manifest):
+        await fetch_missing(backend, store, sink, request, manifest, always=True)
         await sink.commit(manifest)
     return manifest.record
 

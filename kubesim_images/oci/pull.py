@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -181,7 +182,8 @@ async def record(
     try:
         config = _config_platform(store.read_blob(manifest.config.digest))
     except OSError as exc:  # pruned under us by another process
-        raise registryerrors.content_failed(ref, f"cannot read the image config: {exc}") from None
+        detail = f"failed to read config {manifest.config.digest}: {os_text(exc)}"
+        raise registryerrors.content_failed(ref, detail) from None
     image = StoredImage(
         id=manifest.config.digest,
         repo_tags=(f"{ref.name}:{ref.tag}",) if ref.tag else (),
@@ -204,6 +206,9 @@ async def record(
         return await asyncio.to_thread(store.commit_image, image, names)
     except ContentError as exc:
         raise registryerrors.content_failed(ref, str(exc)) from None
+    except OSError as exc:  # the blobs directory's fsync: the disk, as for a blob
+        detail = f"failed to create image {image.id}: {os_text(exc)}"
+        raise registryerrors.content_failed(ref, detail) from None
 
 
 async def pull_image(
@@ -234,8 +239,12 @@ def _parse(ref: ImageReference, fetched: FetchedManifest) -> media.Manifest | me
 
 
 async def _store_bytes(store: BlobStore, ref: ImageReference, digest: str, body: bytes) -> None:
-    if store.has_blob(digest):
-        return
+    async with store.downloading(digest):  # another pull of this image writes it too
+        if not store.has_blob(digest):
+            await _write_bytes(store, ref, digest, body)
+
+
+async def _write_bytes(store: BlobStore, ref: ImageReference, digest: str, body: bytes) -> None:
 
     def write() -> None:
         ingest = store.open_ingest(digest, len(body))
@@ -248,8 +257,10 @@ async def _store_bytes(store: BlobStore, ref: ImageReference, digest: str, body:
 
     try:
         await asyncio.to_thread(write)
-    except (ContentError, OSError) as exc:
-        raise registryerrors.content_failed(ref, f"failed to write {digest}: {exc}") from None
+    except ContentError as exc:
+        raise registryerrors.content_failed(ref, str(exc)) from None
+    except OSError as exc:
+        raise registryerrors.content_failed(ref, _write_failed(digest, exc)) from None
 
 
 async def _fetch(
@@ -271,8 +282,11 @@ async def _fetch(
             return
         try:
             ingest = await asyncio.to_thread(store.open_ingest, descriptor.digest, descriptor.size)
-        except (ContentError, OSError) as exc:
-            raise registryerrors.content_failed(ref, f"cannot write content: {exc}") from None
+        except ContentError as exc:
+            raise registryerrors.content_failed(ref, str(exc)) from None
+        except OSError as exc:
+            detail = _write_failed(descriptor.digest, exc)
+            raise registryerrors.content_failed(ref, detail) from None
         try:
             if ingest.offset:
                 credit(ingest.offset)  # resumed from an earlier, interrupted pull
@@ -283,10 +297,21 @@ async def _fetch(
         except ContentError as exc:
             raise registryerrors.content_failed(ref, str(exc)) from None
         except OSError as exc:  # the disk, not the registry: full, read-only, gone
-            detail = f'failed to write "layer-{descriptor.digest}": {exc.strerror or exc}'
+            detail = _write_failed(descriptor.digest, exc)
             raise registryerrors.content_failed(ref, detail) from None
         finally:
             ingest.close()
+
+
+def os_text(exc: OSError) -> str:
+    """An OS error as containerd (Go) words it - `no such file or directory` - never Python's
+    `[Errno 2] ...: '/path'` repr, which names our paths and reads as a crash."""
+    text = exc.strerror or (os.strerror(exc.errno) if exc.errno else "input/output error")
+    return text[:1].lower() + text[1:]
+
+
+def _write_failed(digest: str, exc: OSError) -> str:
+    return f'failed to write "layer-{digest}": {os_text(exc)}'
 
 
 def _config_platform(body: bytes) -> str:

@@ -1,9 +1,11 @@
 """A node's content store as the sink the puller hands the OCI backend.
 
 Blobs are written through the content store's ingests (verified, then renamed into place) and
-shared between concurrent pulls by its per-digest locks. `commit`, once a pull's fetch is
-done, names the image in the store's database; with `store: discard` the image and the blobs
-this pull wrote are dropped at once (verified and counted, the disk not kept).
+shared between concurrent pulls by its per-digest locks. A pull leases its image's blobs for
+its whole length (`leased`), so another pull ending meanwhile removes none of them. `commit`,
+once a pull's fetch is done, names the image in the store's database; with `store: discard`
+the record is dropped at once and the blobs no other pull in progress needs go when the lease
+ends (verified and counted, the disk not kept).
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ class ContentSink:
 
     def downloading(self, digest: str) -> AbstractAsyncContextManager[None]:
         return self.content.downloading(digest)
+
+    def leased(self, manifest: Manifest) -> AbstractAsyncContextManager[None]:
+        resolved = manifest.detail
+        if not isinstance(resolved, Resolved):
+            msg = "a manifest the OCI backend did not resolve"
+            raise RegistryError(msg)
+        digests = [m.digest for m in resolved.manifests] + [d.digest for d in resolved.blobs]
+        return self.content.leased(digests, sweep=not self.keep)
 
     def open_ingest(self, digest: str, size: int) -> BlobWriter:
         return self.content.open_ingest(digest, size)

@@ -72,6 +72,11 @@ class LayerSink(Protocol):
 
     def open_ingest(self, digest: str, size: int) -> BlobWriter: ...
 
+    def leased(self, manifest: Manifest) -> AbstractAsyncContextManager[None]:
+        """Held by one pull from its fetch to its commit: the blobs `manifest` names, once
+        found or written, stay until then whatever other pulls of them do."""
+        ...
+
     def lacks(self, layers: Sequence[Layer]) -> list[Layer]:
         """Of `layers` (which the node's store holds), those the sink does not: removed behind
         the store's back (`kubesim-images rmi` while the daemon runs). A sink that keeps

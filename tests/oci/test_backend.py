@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from kubesim_images.oci.media import Platform
 from kubesim_images.oci.sink import ContentSink
 from kubesim_images.pulling import pull
 from kubesim_images.reference import parse_normalized
-from kubesim_images.registry.base import PullRequest
+from kubesim_images.registry.base import Manifest, PullRequest
 from kubesim_images.store import ImageStore
 
 
@@ -139,3 +141,51 @@ class TestBackend:
         assert content.has_blob(seeded.big_layer["digest"])
         assert store.bytes_used == record.size  # counted once, not twice
         content.close()
+
+    @pytest.mark.parametrize("keep", ["keep", "discard"])
+    @pytest.mark.parametrize("images", [("big", "big"), ("shared-a", "shared-b")])
+    async def test_two_pulls_at_once_of_one_image_or_a_shared_layer_both_succeed(
+        self, seeded: Seeded, tmp_path: Path, keep: str, images: tuple[str, str]
+    ) -> None:
+        """Two pods of one image (or of two images sharing a layer) on a node with parallel
+        pulls: the second pull records its image after the first one has finished and (with
+        `store: discard`) dropped what it wrote; the blobs the second one found or waited for
+        are still there for it."""
+        config = parse_oci_registry(
+            Fields("test"), {"type": "oci", "platform": "linux/amd64", "store": keep}
+        )
+        content = ContentStore(tmp_path / "content")
+        sink = _SecondCommitWaits(content, keep=keep == "keep", now=lambda: 1.0e9)
+        store = ImageStore()
+        refs = [parse_normalized(f"{seeded.open.host}/demo/{name}:v1") for name in images]
+        async with OciRegistry(config) as backend:
+            pulls = [
+                asyncio.create_task(pull(backend, store, sink, PullRequest(n, "n", ref)))
+                for n, ref in enumerate(refs)
+            ]
+            await asyncio.wait(pulls, return_when=asyncio.FIRST_COMPLETED)
+            sink.first_done.set()
+            records = await asyncio.gather(*pulls)
+        assert sink.commits == 2
+        assert (records[0].id == records[1].id) == (images[0] == images[1])
+        for record in records:
+            assert (content.get(record.id) is not None) == (keep == "keep")
+            blobs = [record.id, *(layer.digest for layer in record.layers)]
+            assert [content.has_blob(digest) for digest in blobs] == [keep == "keep"] * len(blobs)
+        assert list((tmp_path / "content" / "ingest").iterdir()) == []
+        content.close()
+
+
+class _SecondCommitWaits(ContentSink):
+    """The race made certain: the second pull to commit waits until the first pull is over."""
+
+    def __init__(self, content: ContentStore, *, keep: bool, now: Callable[[], float]) -> None:
+        super().__init__(content, keep=keep, now=now)
+        self.commits = 0
+        self.first_done = asyncio.Event()
+
+    async def commit(self, manifest: Manifest) -> None:
+        self.commits += 1
+        if self.commits == 2:
+            await self.first_done.wait()
+        await super().commit(manifest)

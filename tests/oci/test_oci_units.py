@@ -23,7 +23,7 @@ from kubesim_images.keyring import Credential
 from kubesim_images.oci import media
 from kubesim_images.oci.auth import Authorizer, parse_challenges
 from kubesim_images.oci.client import ClientConfig, RegistryClient
-from kubesim_images.oci.pull import pull_image
+from kubesim_images.oci.pull import os_text, pull_image
 from kubesim_images.reference import parse_normalized
 
 
@@ -282,6 +282,28 @@ class TestHttp:
         assert image.id == digest_of(fake.config)
         assert f"/storage/{digest_of(fake.layer)}" in fake.paths
 
+    @pytest.mark.parametrize("step", ["open", "rename", "sync_dir"])
+    async def test_a_disk_that_fails_reaches_the_error_in_containerds_words(
+        self, fake: FakeRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+    ) -> None:
+        """Whichever step of writing the content the disk refuses, the pull's error says why
+        as containerd does, never Python's `[Errno 2] ...` with our paths."""
+
+        def refuse(*_args: object, **_kwargs: object) -> None:
+            raise FileNotFoundError(2, "No such file or directory", str(tmp_path / "x.partial"))
+
+        target = {
+            "open": (ContentStore, "open_ingest"),
+            "rename": (Path, "replace"),
+            "sync_dir": (ContentStore, "sync_dir"),
+        }[step]
+        monkeypatch.setattr(*target, refuse)
+        with pytest.raises(RegistryError) as info:
+            await _pull(f"{fake.host}/demo/app:v1", tmp_path)
+        assert str(info.value).endswith(": no such file or directory")
+        assert "Errno" not in str(info.value)
+        assert str(tmp_path) not in str(info.value)
+
     async def test_blobs_sent_in_http_chunks(self, fake: FakeRegistry, tmp_path: Path) -> None:
         fake.chunked = True
         image = await _pull(f"{fake.host}/demo/app:v1", tmp_path)
@@ -503,3 +525,19 @@ class TestContentStore:
                     future.result()
         assert {i.id for i in store.images()} == {i.id for i in images}
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (
+            FileNotFoundError(2, "No such file or directory", "ingest/x.partial"),
+            "no such file or directory",
+        ),
+        (OSError(28, "No space left on device"), "no space left on device"),
+        (PermissionError(), "input/output error"),
+    ],
+)
+def test_an_os_error_reaches_an_event_as_containerd_words_it(error: OSError, text: str) -> None:
+    assert os_text(error) == text
+    assert "Errno" not in os_text(error)

@@ -98,6 +98,28 @@ def test_two_nodes_pull_for_real(
     assert len(pulled) == 2
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("store", ["keep", "discard"])
+def test_pods_of_one_image_on_one_node_all_start(
+    seeded: Seeded, tmp_path: Path, capsys: pytest.CaptureFixture[str], store: str
+) -> None:
+    """Parallel pulls of one image on one node share its blobs, whether the store keeps them
+    or not: every pod starts, no pull fails (the race itself is made certain in
+    test_backend; this is the whole path a user runs)."""
+    doc = yaml.safe_load(_scenario(tmp_path, seeded.open.host).read_text())
+    doc["spec"]["nodes"] = {"count": 1}
+    doc["spec"]["registry"]["store"] = store
+    doc["spec"]["kubelet"]["maxParallelImagePulls"] = 4
+    doc["spec"]["workload"][0]["replicas"] = 4
+    path = tmp_path / "one-node.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["scenario", "run", str(path), "--real-time", "-o", "json"]) == 0
+    [variant] = json.loads(capsys.readouterr().out)["variants"]
+    assert variant["summary"]["pods"] == variant["summary"]["podsReady"] == 4
+    assert variant["summary"]["failedPulls"] == 0
+    assert not [e for e in variant["events"] if e["type"] == "Warning"]
+
+
 @pytest.mark.parametrize(
     ("registry", "nodes", "expected"),
     [
