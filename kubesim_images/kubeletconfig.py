@@ -11,8 +11,10 @@ decoder does not know ("Using lenient decoding as strict decoding failed"), with
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +36,22 @@ FIELDS = (
     "imageMaximumGCAge",
 )
 _log = get_logger()
+# Set by a loader that reads one document several times over (a scenario's variants: the base
+# with each one's overrides): where a field is written in the file, or None when its warning
+# was already given, so a typo is logged once, at its own place, not once per reading.
+_locate: ContextVar[Callable[[str], str | None] | None] = ContextVar(
+    "kubelet_field_locate", default=None
+)
+
+
+@contextlib.contextmanager
+def locating_fields(locate: Callable[[str], str | None]) -> Iterator[None]:
+    """Within it, a misspelt field's warning names `locate(path)`, and none when that is None."""
+    token = _locate.set(locate)
+    try:
+        yield
+    finally:
+        _locate.reset(token)
 
 
 def misspelt_fields(data: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -90,11 +108,15 @@ def load_kubelet_config(data: Mapping[str, Any] | None, *, path: str = "") -> Ku
     """Default and validate a KubeletConfiguration mapping (camelCase keys)."""
     data = dict(data or {})
     prefix = f"{path}." if path else ""
+    locate = _locate.get()
     for key, meant in misspelt_fields(data):
+        field: str | None = f"{prefix}{key}"
+        if locate is not None and (field := locate(f"{prefix}{key}")) is None:
+            continue
         _log.warning(
             "Using lenient decoding as strict decoding failed",
             err=f'strict decoding error: unknown field "{key}"',
-            field=f"{prefix}{key}",
+            field=field,
             hint=f"did you mean {meant}? the kubelet ignores {key}",
         )
     api_version = data.get("apiVersion")

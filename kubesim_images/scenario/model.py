@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -22,7 +23,7 @@ from kubesim_images.clock import to_ns
 from kubesim_images.errors import ConfigError
 from kubesim_images.fields import Fields
 from kubesim_images.keyring import Credential, parse_docker_config
-from kubesim_images.kubeletconfig import KubeletConfig, load_kubelet_config
+from kubesim_images.kubeletconfig import KubeletConfig, load_kubelet_config, locating_fields
 from kubesim_images.nodepool import NodePool, PoolDefaults, read_pools
 from kubesim_images.oci.config import OciRegistryConfig, parse_oci_registry
 from kubesim_images.oci.media import Platform
@@ -183,6 +184,7 @@ def _load_document(document: Any, source: str) -> Scenario:
         return Scenario(name, source, (_variant(ctx, "default", base, "spec"),))
     variants: list[VariantSpec] = []
     seen: set[str] = set()
+    warned: set[str] = set()  # where a misspelt kubelet field was reported: once each
     for index, raw in enumerate(raw_variants):
         path = f"spec.variants[{index}]"
         overrides = ctx.mapping(raw, path, _SPEC_FIELDS - {"variants"} | {"name"})
@@ -193,8 +195,45 @@ def _load_document(document: Any, source: str) -> Scenario:
             raise ctx.fail(f"{path}.name", f"duplicate variant name {vname!r}")
         seen.add(vname)
         merged = _merge(base, {k: v for k, v in overrides.items() if k != "name"})
-        variants.append(_variant(ctx, vname, merged, f"spec (variant {vname})"))
+        where = f"spec (variant {vname})"
+
+        def locate(field: str, where: str = where, overrides: Mapping[str, Any] = overrides) -> str:
+            return _written_at(field, where, overrides)
+
+        def once(field: str, locate: Callable[[str], str] = locate) -> str | None:
+            at = locate(field)
+            if at in warned:
+                return None
+            warned.add(at)
+            return at
+
+        try:
+            with locating_fields(once):
+                variants.append(_variant(ctx, vname, merged, where))
+        except ConfigError as exc:
+            raise ConfigError(exc.message, path=locate(exc.path), source=exc.source) from None
     return Scenario(name, source, tuple(variants))
+
+
+_PATH_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _written_at(field: str, where: str, overrides: Mapping[str, Any]) -> str:
+    """Where in the file a variant's field (`<where>.workload[0].replica`) is written: in
+    the variant's overrides (named as it is), or in the base spec all variants share
+    (`spec.workload[0].replica`), so a fault in the base is not blamed on a variant."""
+    if not field.startswith(f"{where}."):
+        return field
+    rest = field[len(where) + 1 :]
+    node: Any = overrides
+    for match in _PATH_STEP.finditer(rest):
+        if not isinstance(node, Mapping):
+            break  # a list or value the variant replaced whole: all of it is the variant's
+        key = match.group(1)
+        if key is None or key not in node:
+            return f"spec.{rest}"
+        node = node[key]
+    return field
 
 
 def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

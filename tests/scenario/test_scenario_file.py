@@ -11,6 +11,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from simkit import image, pod, scenario
+from structlog.testing import capture_logs
 
 from kubesim_images.cli import main
 from kubesim_images.errors import ConfigError
@@ -108,6 +109,34 @@ class TestValidation:
     def test_invalid_setting_in_a_variant_names_the_variant(self):
         document = _doc(variants=[{"name": "bad", "kubelet": {"maxParallelImagePulls": -1}}])
         assert "variant bad" in _error(document)
+
+    def test_a_fault_in_the_base_spec_is_not_blamed_on_a_variant(self):
+        workload = [{"replica": 10, "pod": pod("web", APP)}]
+        variants = [{"name": "serial"}, {"name": "parallel", "seed": 3}]
+        alone = _error(_doc(workload=workload))
+        assert alone.startswith("f.yaml: spec.workload[0].replica: unknown field")
+        assert _error(_doc(workload=workload, variants=variants)) == alone
+        # Overridden by a variant, the same fault is that variant's.
+        mine = _error(_doc(variants=[{"name": "mine", "workload": workload}]))
+        assert mine.startswith("f.yaml: spec (variant mine).workload[0].replica: unknown field")
+
+    def test_a_misspelt_kubelet_field_is_warned_once_where_it_is_written(self):
+        document = _doc(
+            kubelet={"serialiseImagePulls": False},
+            variants=[
+                {"name": "a"},
+                {"name": "b", "kubelet": {"maxParallelImagePulls": 2}},
+                {"name": "c", "kubelet": {"registryPullQPz": 3}},
+                {"name": "d", "kubelet": {"registryPullQPz": 3}},
+            ],
+        )
+        with capture_logs() as logs:
+            load_document(document, source="f.yaml")
+        assert [entry["field"] for entry in logs] == [
+            "spec.kubelet.serialiseImagePulls",
+            "spec (variant c).kubelet.registryPullQPz",
+            "spec (variant d).kubelet.registryPullQPz",
+        ]
 
     def test_wrong_kind_and_yaml_errors(self):
         assert "kind: must be Scenario" in _error({**_doc(), "kind": "Pod"})
