@@ -80,6 +80,9 @@ class PodRecord:
     # it, so nothing may modify it. Cleared by every change of the manifest or the status.
     rendered: dict[str, Any] | None = None
     unschedulable: str | None = None  # the scheduler's reason no node takes it
+    # When the kubelet stopped the containers of the pod being deleted (ns): from then on it
+    # shows them terminated and unready, as the kubelet reports them before the pod goes.
+    stopped_at: int | None = None
 
 
 class PodStore:
@@ -448,8 +451,9 @@ class PodStore:
         pod is marked (deletionTimestamp = now + grace, deletionGracePeriodSeconds), saved and
         published MODIFIED; kubectl shows it Terminating. The kubelet then kills it
         (`PodWorkers.kill`: a pull under way fails with `context canceled`, each running
-        container gets Normal `Killing`) and, its containers having exited at once, the pod
-        is removed: a final DELETED. A grace period of 0 (`--force`) removes it at once and
+        container gets Normal `Killing`); its containers exit at once, which its status says
+        (MODIFIED: terminated, unready, `0/1 Terminating`), and the pod is removed: a final
+        DELETED. A grace period of 0 (`--force`) removes it at once and
         the kubelet kills it afterwards. A delete of a pod already terminating only shortens
         its grace period. A dry run answers as the delete would and changes nothing.
         """
@@ -513,9 +517,30 @@ class PodStore:
                 owner.kill_pod(uid)
             record = self.records.get(uid)
             if remove and record is not None:
+                self._containers_stopped(record)
                 self._remove(record)
         finally:
             self._killing.pop(uid, None)
+
+    def _containers_stopped(self, record: PodRecord) -> None:
+        """The status update the kubelet writes once a deleted pod's containers exited: each
+        one that had started is terminated and unready. Saved and published as any status
+        change; nothing to say for a pod none of whose containers started."""
+        started = [*record.status.statuses, *record.status.init_statuses]
+        if not any(cs.state is not State.WAITING for cs in started):
+            return
+        record.stopped_at = self._clock.now_ns()
+        version = str(self._feed.next_version())
+        manifest = {
+            **record.manifest,
+            "metadata": {**record.manifest["metadata"], "resourceVersion": version},
+        }
+        meta = manifest["metadata"]
+        with self._state.transaction():
+            self._state.put_object("Pod", meta["namespace"], meta["name"], manifest)
+        record.manifest = manifest
+        record.rendered = None
+        self._feed.publish("Pod", MODIFIED, self.render(record))
 
     def _remove(self, record: PodRecord) -> dict[str, Any]:
         """The object's removal: saved, forgotten, then published as a DELETED change at a
@@ -683,6 +708,12 @@ class PodStore:
         stamp = self._clock.rfc3339
         initialized, init_message = initialized_condition(status)
         ready, ready_message = containers_ready_condition(status)
+        running = ready
+        if record.stopped_at is not None:
+            # Stopped for the pod's deletion: still Running in phase (kubectl: Terminating),
+            # no container ready.
+            names = " ".join(cs.container.name for cs in status.statuses)
+            ready, ready_message = False, f"containers with unready status: [{names}]"
         created = doc["metadata"]["creationTimestamp"]
         ready_at = stamp(status.images_ready_at) if status.images_ready_at is not None else created
 
@@ -699,7 +730,7 @@ class PodStore:
 
         not_ready = "ContainersNotReady"
         doc["status"] = {
-            "phase": "Running" if ready else "Pending",
+            "phase": "Running" if running else "Pending",
             "conditions": [
                 condition("PodReadyToStartContainers", ok=True),
                 condition("Initialized", initialized, "ContainersNotInitialized"),
@@ -711,7 +742,9 @@ class PodStore:
             "hostIPs": [{"ip": "127.0.0.1"}],
             "startTime": created,
             "qosClass": "BestEffort",
-            "containerStatuses": [self._container_json(status, cs) for cs in status.statuses],
+            "containerStatuses": [
+                self._container_json(status, cs, record.stopped_at) for cs in status.statuses
+            ],
         }
         if not initialized:
             doc["status"]["conditions"][1]["message"] = init_message
@@ -720,11 +753,13 @@ class PodStore:
                 cond["message"] = ready_message
         if status.init_statuses:
             doc["status"]["initContainerStatuses"] = [
-                self._container_json(status, cs) for cs in status.init_statuses
+                self._container_json(status, cs, record.stopped_at) for cs in status.init_statuses
             ]
         return doc
 
-    def _container_json(self, status: PodStatus, cs: ContainerStatus) -> dict[str, Any]:
+    def _container_json(
+        self, status: PodStatus, cs: ContainerStatus, stopped_at: int | None = None
+    ) -> dict[str, Any]:
         image_id = ""
         if cs.image_id:
             record = self._nodes[status.node].store.get(cs.image_id)
@@ -733,12 +768,22 @@ class PodStore:
             "name": cs.container.name,
             "image": cs.container.image,
             "imageID": image_id,
-            "ready": cs.state is State.RUNNING,
+            "ready": cs.state is State.RUNNING and stopped_at is None,
             "restartCount": cs.restarts,
-            "started": cs.state is State.RUNNING,
+            "started": cs.state is State.RUNNING and stopped_at is None,
         }
         started = self._clock.rfc3339(cs.started_at) if cs.started_at is not None else None
-        if cs.state is State.WAITING:
+        if cs.state is State.RUNNING and stopped_at is not None:
+            # Its main process exited on the kubelet's SIGTERM, as a well-behaved one does.
+            out["state"] = {
+                "terminated": {
+                    "exitCode": 0,
+                    "reason": "Completed",
+                    "startedAt": started,
+                    "finishedAt": self._clock.rfc3339(stopped_at),
+                }
+            }
+        elif cs.state is State.WAITING:
             waiting: dict[str, str] = {"reason": cs.reason}
             if cs.message:
                 waiting["message"] = cs.message

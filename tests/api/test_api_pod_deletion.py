@@ -94,12 +94,25 @@ class TestGracefulDeletion:
         delay = _stamp(meta["deletionTimestamp"]) - _stamp(pod["metadata"]["creationTimestamp"])
         assert delay.total_seconds() >= 29
 
-        (first, marked), (last, gone) = await watch.take(2)
+        (first, marked), (then, stopped), (last, gone) = await watch.take(3)
         assert first == "MODIFIED"
         assert marked["metadata"]["deletionTimestamp"] == meta["deletionTimestamp"]
+        assert [c["ready"] for c in marked["status"]["containerStatuses"]] == [True, True]
+        # The kubelet's status once the containers exited, before the object goes.
+        assert then == "MODIFIED"
+        assert stopped["metadata"]["deletionTimestamp"] == meta["deletionTimestamp"]
+        assert stopped["status"]["phase"] == "Running"
+        for container in stopped["status"]["containerStatuses"]:
+            assert (container["ready"], container["started"]) == (False, False)
+            assert container["state"]["terminated"]["reason"] == "Completed"
+        conditions = {c["type"]: c for c in stopped["status"]["conditions"]}
+        assert conditions["Ready"]["status"] == conditions["ContainersReady"]["status"] == "False"
+        assert conditions["Ready"]["message"] == "containers with unready status: [c0 c1]"
         assert last == "DELETED"
         assert gone["metadata"]["uid"] == pod["metadata"]["uid"]
-        assert int(gone["metadata"]["resourceVersion"]) > int(marked["metadata"]["resourceVersion"])
+        assert gone["status"] == stopped["status"]
+        versions = [int(doc["metadata"]["resourceVersion"]) for doc in (marked, stopped, gone)]
+        assert versions == sorted(set(versions))
         assert (await client.get(f"{PODS}/w")).status == 404
 
         killing = [e for e in await _events(client, "w") if e["reason"] == "Killing"]
@@ -116,10 +129,12 @@ class TestGracefulDeletion:
         pod = await _running(client, "w", PAUSE)
         watch = await changes(pod["metadata"]["resourceVersion"], Accept=TABLE)
         assert (await client.delete(f"{PODS}/w")).status == 200
-        (first, marked), (last, gone) = await watch.take(2)
-        assert (first, last) == ("MODIFIED", "DELETED")
-        assert marked["rows"][0]["cells"][2] == "Terminating"
-        assert gone["rows"][0]["cells"][2] == "Terminating"
+        (first, marked), (then, stopped), (last, gone) = await watch.take(3)
+        assert (first, then, last) == ("MODIFIED", "MODIFIED", "DELETED")
+        # kubectl get pods -w: 1/1 Terminating, 0/1 Terminating, and the same as it goes.
+        assert marked["rows"][0]["cells"][1:3] == ["1/1", "Terminating"]
+        assert stopped["rows"][0]["cells"][1:3] == ["0/1", "Terminating"]
+        assert gone["rows"][0]["cells"][1:3] == ["0/1", "Terminating"]
 
     @pytest.mark.parametrize(
         ("how", "expected"),

@@ -55,8 +55,9 @@ def test_kubectl_grace_period_flags(
         seen.append((event["type"], event["object"].metadata.deletion_grace_period_seconds))
         if event["type"] == "DELETED":
             stream.stop()
-    # Forced: the object goes at once; otherwise it is marked first.
-    expected = [("DELETED", 0)] if grace == 0 else [("MODIFIED", grace), ("DELETED", grace)]
+    # Forced: the object goes at once; otherwise it is marked first, then its stopped
+    # container is reported, then it goes.
+    expected = [("DELETED", 0)] if grace == 0 else [("MODIFIED", grace)] * 2 + [("DELETED", grace)]
     assert seen == expected
 
 

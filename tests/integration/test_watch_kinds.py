@@ -131,13 +131,21 @@ def test_a_deleted_pods_last_row_is_deleted_with_its_last_status(
         stream.statuses_until("Running")
         kubectl.run("delete", "pod", "web", "--wait=false")
         assert stream.statuses_until("Terminating")[-1] == "Terminating"
-    marked = next(changes)  # graceful: marked for deletion first, then removed
+        # As a real cluster prints it: 1/1 Terminating, then 0/1 once the container exited
+        # (its status, then its deletion).
+        rows = [stream.lines.get(timeout=30).split()[1:3] for _ in range(2)]  # bounds a hang
+        assert rows == [["0/1", "Terminating"]] * 2
+    marked = next(changes)  # graceful: marked for deletion first, then stopped, then removed
     assert marked["type"] == "MODIFIED"
     assert marked["object"]["metadata"]["deletionGracePeriodSeconds"] == 30
+    stopped = next(changes)
+    assert stopped["type"] == "MODIFIED"
+    assert stopped["object"]["status"]["containerStatuses"][0]["ready"] is False
     last = next(changes)
     assert last["type"] == "DELETED"
     assert last["object"]["metadata"]["deletionTimestamp"]
     assert last["object"]["status"]["phase"] == "Running"  # its last status, not a blank one
+    assert last["object"]["status"] == stopped["object"]["status"]
 
 
 def test_sigterm_ends_an_events_watch(kubectl: Kubectl, daemon: RunningDaemon) -> None:
