@@ -38,6 +38,7 @@ from kubesim_images.policy import Decision, PullPolicy, decide
 from kubesim_images.puller import ImagePuller, PullHandle, PullResult
 from kubesim_images.reasons import EventType, Reason
 from kubesim_images.reference import ImageReference, parse_normalized
+from kubesim_images.scheduler import settles
 
 # The credentials to try for an image, in order (pod secrets, then the node's config), looked
 # up by the puller once the pull has its slot.
@@ -262,15 +263,7 @@ class ImageManager:
         """`begin_pull`, awaited: for callers on an asyncio loop. Cancelled, the pull is
         abandoned (`ManagedPull.cancel`), as killed when `killed()` says so."""
         future: asyncio.Future[Ensured] = asyncio.get_running_loop().create_future()
-
-        def done(outcome: Ensured | ContainerError) -> None:
-            if future.done():
-                return
-            if isinstance(outcome, ContainerError):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
-
+        done = settles(future, ContainerError)
         pull = self.begin_pull(step, credentials=credentials, on_pulling=on_pulling, done=done)
         try:
             return await future

@@ -39,7 +39,7 @@ from kubesim_images.registry.base import (
     PullRequest,
     RegistryBackend,
 )
-from kubesim_images.scheduler import LoopScheduler, Scheduler
+from kubesim_images.scheduler import LoopScheduler, Scheduler, settles
 from kubesim_images.store import ImageRecord, ImageStore
 from kubesim_images.tasks import create_guarded_task
 
@@ -294,15 +294,7 @@ class ImagePuller:
     ) -> PullResult:
         """`begin`, awaited: for callers on an asyncio loop."""
         future: asyncio.Future[PullResult] = asyncio.get_running_loop().create_future()
-
-        def done(outcome: PullResult | Exception) -> None:
-            if future.done():
-                return
-            if isinstance(outcome, Exception):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
-
+        done = settles(future, Exception)
         entry = self.begin(ref, image=image, pod=pod, credentials=credentials, done=done)
         try:
             return await future

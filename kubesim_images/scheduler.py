@@ -24,11 +24,12 @@ import asyncio
 import heapq
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVarTuple, Unpack
+from typing import Any, Protocol, TypeVar, TypeVarTuple, Unpack
 
 from kubesim_images.clock import call_at_ns, now_ns
 
 _Ts = TypeVarTuple("_Ts")
+_T = TypeVar("_T")
 
 # Room for the sequence number in a timer's single integer sort key (2**48 timers per run).
 _SEQ_BITS = 48
@@ -79,6 +80,22 @@ class LoopScheduler:
 
     def call_soon(self, callback: Callable[[Unpack[_Ts]], object], *args: *_Ts) -> None:
         self.loop.call_soon(callback, *args)
+
+
+def settles(future: asyncio.Future[_T], error: type[Exception]) -> Callable[[_T | Exception], None]:
+    """The callback a step ends with, settling `future` for an asyncio caller awaiting it: an
+    `error` instance is raised from the future, anything else is its result (nothing once the
+    future is done, e.g. cancelled)."""
+
+    def settle(outcome: _T | Exception) -> None:
+        if future.done():
+            return
+        if isinstance(outcome, error):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)  # type: ignore[arg-type]  # not an `error`: a _T
+
+    return settle
 
 
 class CoreTimer:

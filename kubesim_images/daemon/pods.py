@@ -219,20 +219,26 @@ class PodStore:
             record = self.records.get(uid)
             if record is None or record.status is not status:
                 continue  # deleted while its sync was finishing
-            # A status change is a write like any other: the pod's next resourceVersion,
-            # saved with the status before memory changes.
-            version = str(self._feed.next_version())
-            manifest = {
-                **record.manifest,
-                "metadata": {**record.manifest["metadata"], "resourceVersion": version},
-            }
-            meta = manifest["metadata"]
-            with self._state.transaction():
-                self._state.put_object("Pod", meta["namespace"], meta["name"], manifest)
-                self._state.put_pod_status(uid, status_json(status, self._clock))
-            record.manifest = manifest
-            record.rendered = None
-            self._feed.publish("Pod", MODIFIED, self.render(record))
+            self._publish_status(record, save_status=True)
+
+    def _publish_status(self, record: PodRecord, *, save_status: bool) -> None:
+        """A status change is a write like any other: the pod's next resourceVersion, saved
+        (with the status, when it is to survive a restart) before memory changes, then
+        published as MODIFIED."""
+        version = str(self._feed.next_version())
+        manifest = {
+            **record.manifest,
+            "metadata": {**record.manifest["metadata"], "resourceVersion": version},
+        }
+        meta = manifest["metadata"]
+        with self._state.transaction():
+            self._state.put_object("Pod", meta["namespace"], meta["name"], manifest)
+            if save_status:
+                status = record.status
+                self._state.put_pod_status(status.pod.uid, status_json(status, self._clock))
+        record.manifest = manifest
+        record.rendered = None
+        self._feed.publish("Pod", MODIFIED, self.render(record))
 
     def _place(
         self, manifest: Mapping[str, Any], pod: Pod, bound: str | None
@@ -530,17 +536,7 @@ class PodStore:
         if not any(cs.state is not State.WAITING for cs in started):
             return
         record.stopped_at = self._clock.now_ns()
-        version = str(self._feed.next_version())
-        manifest = {
-            **record.manifest,
-            "metadata": {**record.manifest["metadata"], "resourceVersion": version},
-        }
-        meta = manifest["metadata"]
-        with self._state.transaction():
-            self._state.put_object("Pod", meta["namespace"], meta["name"], manifest)
-        record.manifest = manifest
-        record.rendered = None
-        self._feed.publish("Pod", MODIFIED, self.render(record))
+        self._publish_status(record, save_status=False)
 
     def _remove(self, record: PodRecord) -> dict[str, Any]:
         """The object's removal: saved, forgotten, then published as a DELETED change at a
