@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kubesim_images.daemon import gojson
 from kubesim_images.daemon.kube import ApiError, bad_request
 
 # field -> (JSON shape, Go type named in the error)
@@ -89,18 +90,6 @@ OBJECT_META: Shape = {
 _ALWAYS = frozenset({"apiVersion", "kind", "metadata"})
 
 
-def _json_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def _fits(value: Any, shape: str) -> bool:
     if shape == "string":
         return isinstance(value, str)
@@ -122,7 +111,7 @@ def _fits(value: Any, shape: str) -> bool:
 def _refusal(kind: str, struct: str, path: str, value: Any, go_type: str) -> ApiError:
     return bad_request(
         f'{kind} in version "v1" cannot be handled as a {kind}: json: cannot unmarshal '
-        f"{_json_name(value)} into Go struct field {struct}.{path} of type {go_type}"
+        f"{gojson.go_type(value)} into Go struct field {struct}.{path} of type {go_type}"
     )
 
 
