@@ -64,7 +64,6 @@ class EventStore(ReadOnly):
             self._index[self._key(doc)] = name
 
     def emit(self, event: Event) -> None:
-        stamp = self._clock.rfc3339(event.t)
         # As `_key` reads it back from the stored involvedObject.
         namespace, uid = ("", event.node) if event.about_node else (event.namespace, event.pod_uid)
         key = (
@@ -75,56 +74,60 @@ class EventStore(ReadOnly):
             event.reason.value,
             event.message,
         )
-        self._seq += 1
-        name = self._index.get(key)
-        change = "ADDED"
-        if name is not None and name in self._events:
-            old = self._events.pop(name)
-            meta = {**old["metadata"], "resourceVersion": str(self._next_version())}
-            doc = {**old, "metadata": meta, "count": old["count"] + 1, "lastTimestamp": stamp}
-            change = "MODIFIED"
-        else:
-            nanos = int(self._clock.to_datetime(event.t).timestamp() * 1e9) + self._seq
-            name = f"{event.node if event.about_node else event.pod}.{nanos:x}"
-            doc = {
-                "kind": "Event",
-                "apiVersion": "v1",
-                "metadata": {
-                    "name": name,
-                    "namespace": event.namespace,
-                    "uid": str(uuid.uuid4()),
-                    "resourceVersion": str(self._next_version()),
-                    "creationTimestamp": stamp,
-                },
-                "involvedObject": _involved(event),
-                "reason": event.reason.value,
-                "message": event.message,
-                # The kubelet reports from its node; the scheduler's events have no host.
-                "source": (
-                    {"component": event.source, "host": event.node}
-                    if event.node
-                    else {"component": event.source}
-                ),
-                "firstTimestamp": stamp,
-                "lastTimestamp": stamp,
-                "count": 1,
-                "type": event.type.value,
-                "eventTime": None,
-                "reportingComponent": event.source,
-                "reportingInstance": event.node or event.source,
-            }
-            self._index[key] = name
-        self._store(name, event.namespace, doc, change)
+        self._put(
+            key,
+            event.namespace,
+            event.node if event.about_node else event.pod,
+            event.t,
+            involved=_involved(event),
+            reason=event.reason.value,
+            message=event.message,
+            # The kubelet reports from its node; the scheduler's events have no host.
+            source=(
+                {"component": event.source, "host": event.node}
+                if event.node
+                else {"component": event.source}
+            ),
+            kind=event.type.value,
+            instance=event.node or event.source,
+        )
 
     def record(
         self, involved: dict[str, Any], kind: str, reason: str, message: str, component: str
     ) -> None:
         """An event about an API object from a controller (`ScalingReplicaSet`, ...), stored,
         aggregated and watched as the kubelet's are."""
-        t = self._clock.now_ns()
-        stamp = self._clock.rfc3339(t)
         namespace = involved["namespace"]
-        key = (namespace, involved["uid"], "", kind, reason, message)
+        self._put(
+            (namespace, involved["uid"], "", kind, reason, message),
+            namespace,
+            involved["name"],
+            self._clock.now_ns(),
+            involved=involved,
+            reason=reason,
+            message=message,
+            source={"component": component},
+            kind=kind,
+            instance="",
+        )
+
+    def _put(
+        self,
+        key: _Key,
+        namespace: str,
+        stem: str,
+        t: int,
+        *,
+        involved: dict[str, Any],
+        reason: str,
+        message: str,
+        source: dict[str, str],
+        kind: str,
+        instance: str,
+    ) -> None:
+        """An event at loop time `t`: a repeat of the one stored under `key` (count and last
+        time bumped, as the kubelet's recorder aggregates), or a new `<stem>.<hex ns>`."""
+        stamp = self._clock.rfc3339(t)
         self._seq += 1
         name = self._index.get(key)
         change = "ADDED"
@@ -135,7 +138,7 @@ class EventStore(ReadOnly):
             change = "MODIFIED"
         else:
             nanos = int(self._clock.to_datetime(t).timestamp() * 1e9) + self._seq
-            name = f"{involved['name']}.{nanos:x}"
+            name = f"{stem}.{nanos:x}"
             doc = {
                 "kind": "Event",
                 "apiVersion": "v1",
@@ -149,14 +152,14 @@ class EventStore(ReadOnly):
                 "involvedObject": involved,
                 "reason": reason,
                 "message": message,
-                "source": {"component": component},
+                "source": source,
                 "firstTimestamp": stamp,
                 "lastTimestamp": stamp,
                 "count": 1,
                 "type": kind,
                 "eventTime": None,
-                "reportingComponent": component,
-                "reportingInstance": "",
+                "reportingComponent": source["component"],
+                "reportingInstance": instance,
             }
             self._index[key] = name
         self._store(name, namespace, doc, change)
