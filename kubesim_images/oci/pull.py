@@ -16,7 +16,7 @@ import os
 from collections.abc import Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Self
 
 from kubesim_images import registryerrors
 from kubesim_images.contentstore import BlobWriter, ContentError, ContentStore, StoredImage
@@ -276,7 +276,7 @@ async def _fetch(
     throttle: Throttle | None,
 ) -> None:
     """`on_bytes` counts what comes over the network; `credit` what is done without it."""
-    async with limit, store.downloading(descriptor.digest):
+    async with _Slot(limit) as slot, store.downloading(descriptor.digest):
         if store.has_blob(descriptor.digest):  # another pull fetched it while we waited
             credit(descriptor.size)
             return
@@ -293,6 +293,9 @@ async def _fetch(
             await client.fetch_blob(
                 ref, descriptor, ingest, credential, endpoints, on_bytes, throttle
             )
+            # The bytes are in: the next blob downloads while this one is fsynced and renamed
+            # (the download lock is kept until then, for a pull waiting to share the blob).
+            slot.release()
             await asyncio.to_thread(ingest.commit)
         except ContentError as exc:
             raise registryerrors.content_failed(ref, str(exc)) from None
@@ -301,6 +304,30 @@ async def _fetch(
             raise registryerrors.content_failed(ref, detail) from None
         finally:
             ingest.close()
+
+
+class _Slot:
+    """One of a pull's `max_concurrent_downloads`, held while a blob downloads and given back
+    once (`release`, or on the way out). Taken before the blob's download lock: a pull holding
+    a blob's lock never waits for a slot, so pulls sharing blobs cannot wait on each other in
+    a circle."""
+
+    def __init__(self, limit: asyncio.Semaphore) -> None:
+        self._limit = limit
+        self._held = False
+
+    async def __aenter__(self) -> Self:
+        await self._limit.acquire()
+        self._held = True
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._limit.release()
 
 
 def os_text(exc: OSError) -> str:

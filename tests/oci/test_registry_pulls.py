@@ -10,13 +10,14 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ocikit import PASSWORD, USER, BlobRule, Proxy, Registry, Seeded, TokenServer, free_port
 
-from kubesim_images.contentstore import ContentStore
+from kubesim_images.contentstore import ContentStore, Ingest
 from kubesim_images.errors import RegistryError
 from kubesim_images.keyring import Credential
 from kubesim_images.oci.client import ClientConfig, RegistryClient
@@ -347,6 +348,55 @@ class TestVerification:
         assert held_at_once == 2
         assert proxy.peak_blobs_in_flight == 2
         assert all(rule.fired == 1 for rule in rules)
+
+    async def test_a_blob_being_committed_holds_no_download_slot(
+        self, seeded: Seeded, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # One download at a time, and the first blob's commit (fsync, rename) does not return
+        # until the next blob is asked for: it is, as the bytes were in.
+        manifest = json.loads(
+            (seeded.layout.root / "blobs/sha256" / seeded.images["big"]["digest"][7:]).read_bytes()
+        )
+        blobs = {manifest["config"]["digest"], *(d["digest"] for d in manifest["layers"])}
+        proxy = Proxy(seeded.open.host)
+        next_asked = threading.Event()
+        forward = proxy._forward
+
+        async def watching(request: Any) -> Any:
+            if "/blobs/" in request.path and any("/blobs/" in p for _, p, _ in proxy.requests):
+                next_asked.set()
+            return await forward(request)
+
+        monkeypatch.setattr(proxy, "_forward", watching)
+        store = ContentStore(state_dir / "content")
+        open_ingest = store.open_ingest
+        waited: list[bool] = []
+
+        def opened(digest: str, size: int) -> Ingest:
+            ingest = open_ingest(digest, size)
+            commit = ingest.commit
+
+            def slow_commit() -> None:
+                if digest in blobs and not waited:  # the first downloaded blob's
+                    waited.append(next_asked.wait(timeout=30))
+                commit()
+
+            monkeypatch.setattr(ingest, "commit", slow_commit)
+            return ingest
+
+        monkeypatch.setattr(store, "open_ingest", opened)
+        await proxy.start()
+        try:
+            async with RegistryClient(ClientConfig(max_concurrent_downloads=1)) as client:
+                result = await pull_image(
+                    client, store, parse_normalized(f"{proxy.host}/demo/big:v1"), platform=AMD64
+                )
+        finally:
+            await proxy.stop()
+            store.close()
+        assert waited == [True]
+        assert result.image.id == config_of(seeded, "big")
+        assert proxy.peak_blobs_in_flight == 1
 
 
 class TestConcurrency:
