@@ -357,8 +357,8 @@ def _fault_proxy(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None, *, left: list[object] | None = None) -> int:
-    """The command line's exit code; `left` receives what a scenario run built, for the
-    process's end (see `run`)."""
+    """The command line's exit code; `left` receives what a scenario run built, or the store a
+    pull leaves open, for the process's end (see `run`)."""
     args = _parser().parse_args(argv)
     # A daemon reports what it does by default; the one-shot commands only what goes wrong.
     level = args.log_level or ("info" if args.command in {"serve", "fault-proxy"} else "warning")
@@ -374,7 +374,9 @@ def main(argv: Sequence[str] | None = None, *, left: list[object] | None = None)
             return _catalogue(args)
         if args.command == "fault-proxy":
             return _fault_proxy(args)
-        if args.command in {"pull", "images", "rmi", "inspecti"}:
+        if args.command == "pull":
+            return imagecli.pull(args, left)
+        if args.command in {"images", "rmi", "inspecti"}:
             verb: Callable[[argparse.Namespace], int] = getattr(imagecli, args.command)
             return verb(args)
     except KeyboardInterrupt:
@@ -388,10 +390,11 @@ def main(argv: Sequence[str] | None = None, *, left: list[object] | None = None)
 def run() -> NoReturn:
     """The console script and `python -m kubesim_images`: `main`, then exit. What a scenario
     run built (tens of millions of objects at 100,000 nodes) is never torn down, work only for
-    the operating system to reclaim the memory anyway (0.4 s of CPU at 100,000 nodes): the run
-    leaves it in `left`, and the process ends at once, its output flushed, without the
-    interpreter's teardown (the scenario command leaves no exit handler with work to do).
-    Other commands' leftovers are frozen, and the interpreter's last collection skips them."""
+    the operating system to reclaim the memory anyway (0.4 s of CPU at 100,000 nodes), and a
+    pull's store is not closed (`imagecli.pull`): the command leaves it in `left`, and the
+    process ends at once, its output flushed, without the interpreter's teardown (neither
+    command leaves an exit handler with work to do). Other commands' leftovers are frozen,
+    and the interpreter's last collection skips them."""
     left: list[object] = []
     code = main(left=left)
     if left:

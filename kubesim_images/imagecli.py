@@ -128,7 +128,8 @@ def _credentials(args: argparse.Namespace, ref: ImageReference) -> list[Credenti
     return [None]
 
 
-def pull(args: argparse.Namespace) -> int:
+def pull(args: argparse.Namespace, left: list[object] | None = None) -> int:
+    """`left`: where the store is left open for a process about to end (see `_leave`)."""
     # asyncio, ssl and a thread pool (and aiohttp, below) load only with the verb that talks
     # to registries: every command builds this module's parsers, a scenario run included.
     import asyncio  # noqa: PLC0415
@@ -170,7 +171,7 @@ def pull(args: argparse.Namespace) -> int:
     except RegistryError as exc:
         return _fail(str(exc))
     finally:
-        store.close()
+        _leave(store, left)
     image = result.image
     if args.output == "json":
         document = {
@@ -184,6 +185,19 @@ def pull(args: argparse.Namespace) -> int:
     else:
         print(f"Image is up to date for {image.id}")
     return EXIT_OK
+
+
+def _leave(store: ContentStore, left: list[object] | None) -> None:
+    """Close the store, or leave it open in `left` when the process ends next: closing the
+    last connection checkpoints SQLite's log into the database, two more fsyncs at the end of
+    a pull that make nothing more durable (the record was synced into the log at its commit).
+    The next process to open the store finds the log and reads it, as after a kill -9, and a
+    later checkpoint (a commit that grows the log past its limit, a closing daemon or verb)
+    moves it into the database."""
+    if left is None:
+        store.close()
+    else:
+        left.append(store)
 
 
 async def _pull(

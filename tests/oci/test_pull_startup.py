@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from ocikit import Seeded
 
+from kubesim_images.contentstore import ContentStore
+
 pytestmark = pytest.mark.integration
 
 PROBE = """
@@ -46,3 +48,20 @@ def test_logging_asked_for_still_logs(seeded: Seeded, tmp_path: Path) -> None:
     assert json.loads(done.stdout.splitlines()[-1])["loaded"] == ["structlog", "rich"]
     lines = [json.loads(line) for line in done.stderr.splitlines()]
     assert any(line["event"] == "image_recording" for line in lines)
+
+
+def test_a_pull_ends_without_checkpointing_the_store(seeded: Seeded, tmp_path: Path) -> None:
+    """Its record is synced into SQLite's log at its commit; closing would only move it into
+    the database (two more fsyncs): the process ends with the log left for the next opener."""
+    image = f"{seeded.open.host}/demo/big:v1"
+    done = subprocess.run(
+        [sys.executable, "-m", "kubesim_images", "pull", image, "--platform", "linux/amd64",
+         "--state-dir", str(tmp_path), "-o", "json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    log = tmp_path / "content" / "images.db-wal"
+    assert log.stat().st_size > 0
+    store = ContentStore(tmp_path / "content")
+    assert [i.id for i in store.images()] == [json.loads(done.stdout)["id"]]
+    store.close()
+    assert not log.exists()  # a closing connection checkpoints it
