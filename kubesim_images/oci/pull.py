@@ -281,7 +281,7 @@ async def _fetch(
             credit(descriptor.size)
             return
         try:
-            ingest = await asyncio.to_thread(store.open_ingest, descriptor.digest, descriptor.size)
+            ingest = await _open_ingest(store, descriptor)
         except ContentError as exc:
             raise registryerrors.content_failed(ref, str(exc)) from None
         except OSError as exc:
@@ -304,6 +304,25 @@ async def _fetch(
             raise registryerrors.content_failed(ref, detail) from None
         finally:
             ingest.close()
+
+
+async def _open_ingest(store: BlobStore, descriptor: media.Descriptor) -> BlobWriter:
+    """The blob's ingest, opened in a thread (it re-hashes what an earlier pull left). A pull
+    cancelled meanwhile (another blob failed) does not leak the ingest the thread still opens:
+    it is closed as soon as it is, which also drops its lock on the file."""
+    opening = asyncio.ensure_future(
+        asyncio.to_thread(store.open_ingest, descriptor.digest, descriptor.size)
+    )
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_unused)
+        raise
+
+
+def _close_unused(opening: asyncio.Future[BlobWriter]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 class _Slot:

@@ -3,10 +3,12 @@ against a small in-process registry: redirects, 429 with Retry-After, mirrors, t
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
 import json
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kubesim_images.contentstore import ContentError, ContentStore, StoredImage
+from kubesim_images.contentstore import ContentError, ContentStore, Ingest, StoredImage
 from kubesim_images.errors import RegistryError
 from kubesim_images.keyring import Credential
 from kubesim_images.oci import media
@@ -303,6 +305,50 @@ class TestHttp:
         assert str(info.value).endswith(": no such file or directory")
         assert "Errno" not in str(info.value)
         assert str(tmp_path) not in str(info.value)
+
+    async def test_an_ingest_opening_when_the_pull_is_cancelled_is_closed(
+        self, fake: FakeRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The layer's ingest is still being opened (in its thread) when the pull is cancelled:
+        once open, it is closed, its file and lock not left behind."""
+        store = ContentStore(tmp_path / "content")
+        layer = digest_of(fake.layer)
+        opening, release = threading.Event(), threading.Event()
+        closed = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        open_ingest = store.open_ingest
+
+        def slow_open(digest: str, size: int) -> Ingest:
+            if digest != layer:
+                return open_ingest(digest, size)
+            opening.set()
+            release.wait(timeout=30)
+            ingest = open_ingest(digest, size)
+            close = ingest.close
+
+            def watched_close() -> None:
+                close()
+                loop.call_soon_threadsafe(closed.set)
+
+            monkeypatch.setattr(ingest, "close", watched_close)
+            return ingest
+
+        monkeypatch.setattr(store, "open_ingest", slow_open)
+        try:
+            async with RegistryClient(ClientConfig()) as client:
+                ref = parse_normalized(f"{fake.host}/demo/app:v1")
+                pulling = asyncio.create_task(
+                    pull_image(client, store, ref, platform=media.Platform("linux", "amd64"))
+                )
+                assert await asyncio.to_thread(opening.wait, 30)
+                pulling.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await pulling
+                release.set()
+                await asyncio.wait_for(closed.wait(), timeout=30)
+        finally:
+            release.set()
+            store.close()
 
     async def test_blobs_sent_in_http_chunks(self, fake: FakeRegistry, tmp_path: Path) -> None:
         fake.chunked = True
