@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from kubesim_images.errors import ConfigError, InvalidReferenceError, RegistryError
 from kubesim_images.keyring import Credential, Keyring, load_docker_config
 from kubesim_images.reference import ImageReference, parse_normalized
-from kubesim_images.startup import imports_without_gc
+from kubesim_images.startup import imports_without_gc, without_default_cas
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -153,10 +153,11 @@ def pull(args: argparse.Namespace, left: list[object] | None = None) -> int:
             return _fail(f"--ca-file {args.ca_file}: cannot load the CA: {exc}", EXIT_INVALID)
     # The store is opened (made, locked, its database set up and synced) in a thread while
     # aiohttp is imported here, which only the verb that talks to registries does: the disk's
-    # waits and the import's loading of the system CAs overlap with the import's Python.
+    # waits overlap with the import's Python. That thread makes no TLS context, so none but
+    # aiohttp's unused defaults is made without CAs (`without_default_cas`).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="open-store") as pool:
         opening = pool.submit(_open, args, writes=True)
-        with imports_without_gc():
+        with imports_without_gc(), without_default_cas():
             from kubesim_images.oci.client import ClientConfig, registry_host  # noqa: PLC0415
         store = opening.result()
     if store is None:

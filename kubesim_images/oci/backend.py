@@ -10,6 +10,7 @@ in flight.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Self
 
@@ -33,11 +34,15 @@ class OciRegistry:
         self.bytes_fetched = 0
         self._progress: dict[int, tuple[float, int]] = {}
         self._open = False
+        # Opening awaits (the client loads its CAs in a thread): the first pulls of a run,
+        # arriving together, open one pool, not one each.
+        self._opening = asyncio.Lock()
 
     async def open(self) -> None:
-        if not self._open:
-            await self.client.__aenter__()
-            self._open = True
+        async with self._opening:
+            if not self._open:
+                await self.client.__aenter__()
+                self._open = True
 
     async def close(self) -> None:
         if self._open:
