@@ -23,6 +23,7 @@ from kubesim_images.reference import ImageReference, parse_normalized
 from kubesim_images.startup import imports_without_gc, without_default_cas
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable
     from contextlib import AbstractContextManager
 
@@ -130,13 +131,13 @@ def _credentials(args: argparse.Namespace, ref: ImageReference) -> list[Credenti
 
 def pull(args: argparse.Namespace, left: list[object] | None = None) -> int:
     """`left`: where the store is left open for a process about to end (see `_leave`)."""
-    # asyncio, ssl and a thread pool (and aiohttp, below) load only with the verb that talks
-    # to registries: every command builds this module's parsers, a scenario run included.
-    import asyncio  # noqa: PLC0415
+    # ssl and a thread pool (and asyncio and aiohttp, below) load only with the verb that
+    # talks to registries: every command builds this module's parsers, a scenario run included.
     import ssl  # noqa: PLC0415
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
     from kubesim_images.oci.media import Platform  # noqa: PLC0415 - the registry verb's own
+    from kubesim_images.oci.tls import tls_context  # noqa: PLC0415
 
     try:
         ref = parse_normalized(args.image).with_default_tag()
@@ -151,12 +152,18 @@ def pull(args: argparse.Namespace, left: list[object] | None = None) -> int:
             ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(args.ca_file)
         except (OSError, ssl.SSLError) as exc:
             return _fail(f"--ca-file {args.ca_file}: cannot load the CA: {exc}", EXIT_INVALID)
-    # The store is opened (made, locked, its database set up and synced) in a thread while
-    # aiohttp is imported here, which only the verb that talks to registries does: the disk's
-    # waits overlap with the import's Python. That thread makes no TLS context, so none but
-    # aiohttp's unused defaults is made without CAs (`without_default_cas`).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="open-store") as pool:
+    # The start overlaps (it is part of the pull's time): a thread loads the CAs into the
+    # client's TLS context (OpenSSL parses them without the GIL) and then opens the store
+    # (made, locked, its database set up and synced: waits on the disk), while this one
+    # imports asyncio, then aiohttp. The context is built before aiohttp is imported with the
+    # CA locations pointing at nothing (`without_default_cas`), and the store's opening makes
+    # no TLS context: only aiohttp's unused defaults are made without CAs.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pull-start") as pool:
+        building = pool.submit(tls_context, args.ca_file)
         opening = pool.submit(_open, args, writes=True)
+        with imports_without_gc():
+            import asyncio  # noqa: PLC0415
+        tls = building.result()
         with imports_without_gc(), without_default_cas():
             from kubesim_images.oci.client import ClientConfig, registry_host  # noqa: PLC0415
         store = opening.result()
@@ -168,7 +175,7 @@ def pull(args: argparse.Namespace, left: list[object] | None = None) -> int:
         max_concurrent_downloads=args.max_concurrent_downloads,
     )
     try:
-        result = asyncio.run(_pull(store, config, ref, credentials, platform, args.output))
+        result = asyncio.run(_pull(store, config, tls, ref, credentials, platform, args.output))
     except RegistryError as exc:
         return _fail(str(exc))
     finally:
@@ -204,6 +211,7 @@ def _leave(store: ContentStore, left: list[object] | None) -> None:
 async def _pull(
     store: ContentStore,
     config: ClientConfig,
+    tls: ssl.SSLContext,
     ref: ImageReference,
     credentials: list[Credential | None],
     platform: Platform | None,
@@ -224,7 +232,7 @@ async def _pull(
             None,
         )
     )
-    async with RegistryClient(config) as client:
+    async with RegistryClient(config, tls=tls) as client:
         with bar:
             for index, credential in enumerate(credentials):
                 try:

@@ -36,6 +36,7 @@ from kubesim_images.keyring import Credential
 from kubesim_images.logging import get_logger
 from kubesim_images.oci.auth import AuthError, Authorizer
 from kubesim_images.oci.media import ACCEPT, Descriptor
+from kubesim_images.oci.tls import tls_context
 from kubesim_images.oci.writebehind import WriteBehind
 from kubesim_images.reference import ImageReference
 
@@ -91,17 +92,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """Certificates verified against the system's CAs (OpenSSL's defaults, so SSL_CERT_FILE and
-    SSL_CERT_DIR are honoured) and `ca_file`'s; HTTP/1.1 offered by ALPN, as aiohttp's own
-    contexts do (it speaks nothing else). Blocking: it reads the CA files."""
-    context = ssl.create_default_context()
-    if ca_file:
-        context.load_verify_locations(ca_file)
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
-
 def _retry_after(value: str | None, cap: float) -> float:
     if not value:
         return 1.0
@@ -120,8 +110,13 @@ def _retry_after(value: str | None, cap: float) -> float:
 class RegistryClient:
     """Talks to registries; use as `async with RegistryClient(config) as client`."""
 
-    def __init__(self, config: ClientConfig | None = None) -> None:
+    def __init__(
+        self, config: ClientConfig | None = None, *, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """`tls`: the context of every connection, built already (`tls.tls_context`, from the
+        config's CA file); None builds it on entering."""
         self.config = config or ClientConfig()
+        self._tls = tls
         self._session: aiohttp.ClientSession | None = None
         self._authorizer: Authorizer | None = None
         # Hosts allowed plain HTTP that answered a TLS handshake in plain HTTP, as containerd's
@@ -135,7 +130,9 @@ class RegistryClient:
         # Our own context for every connection, never aiohttp's defaults (the pull command
         # imports aiohttp without their CAs: `startup.without_default_cas`). Loading the CAs
         # takes tens of milliseconds, in a thread rather than on the loop.
-        tls = await asyncio.to_thread(tls_context, self.config.ca_file)
+        tls = self._tls
+        if tls is None:
+            tls = await asyncio.to_thread(tls_context, self.config.ca_file)
         connector = aiohttp.TCPConnector(limit=self.config.max_connections, ssl=tls)
         timeout = aiohttp.ClientTimeout(
             total=None,
