@@ -139,12 +139,15 @@ def timed(command: list[str]) -> tuple[float, int]:
     return wall, usage.ru_maxrss * 1024
 
 
-# What `kubesim-images pull` imports before it talks to the registry, as it imports it.
+# What `kubesim-images pull` imports before it talks to the registry, as it imports it (the
+# TLS context it builds meanwhile in a thread is not part of this).
 PULL_IMPORTS = """
-from kubesim_images.startup import imports_without_gc
+from kubesim_images.startup import imports_without_gc, without_default_cas
 with imports_without_gc():
     import kubesim_images.cli
 with imports_without_gc():
+    import asyncio
+with imports_without_gc(), without_default_cas():
     import kubesim_images.oci.client
 import kubesim_images.oci.pull
 """
