@@ -1,0 +1,533 @@
+"""The flow model as it stood before its speed-ups (main at f3eefe9), kept as the reference.
+
+test_exactness.py drives this and kubesim_images.flows side by side and asserts they agree to the
+bit: a speed-up must not move a single completion by a nanosecond. Do not "improve" this copy;
+it is the yardstick.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["FlowNetwork", "ceil_ns"]
+
+# A flow whose remaining bytes are within this of zero is done, so floating error never keeps a
+# sliver of a flow alive for one more event.
+_REL_EPS = 1e-9
+_ABS_EPS = 1e-6
+# Hysteresis for leaving the capped set: without it, rounding could bounce a node whose share
+# equals the water level between the two sets forever.
+_LEVEL_TOL = 1e-11
+# Safety valve: past this many moves beyond twice the busy nodes, the incremental water-fill is
+# redone by sorting. Not expected to trigger; tests force it so the path stays correct.
+_REBALANCE_SLACK = 16
+# Lazily invalidated heap entries are swept once a heap outgrows its live entries by this much.
+_COMPACT_FACTOR = 4
+_COMPACT_MIN = 256
+# Floating error allowed when rounding a finish time up to the nanosecond: finish times carry a
+# relative error of a few 1e-16, so only a finish more than this past a whole nanosecond is
+# rounded up to the next one.
+_NS_TOL_REL = 1e-15
+_NS_TOL_ABS = 1e-6
+_NS = 1_000_000_000
+
+
+def ceil_ns(seconds: float) -> int:
+    """A finish time in seconds as loop nanoseconds, rounded up (within floating error)."""
+    ns = seconds * _NS
+    return math.ceil(ns - (abs(ns) * _NS_TOL_REL + _NS_TOL_ABS))
+
+
+# (finish time or water-clock key, flow_id, node version, node index)
+_DueEntry = tuple[float, int, int, int]
+# (share or -share, node index, node version)
+_ShareEntry = tuple[float, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Flow:
+    flow_id: int
+    seq: int  # unique per start, so a reused flow_id never matches a stale heap entry
+    node: _Node
+    size: int
+    start_v: float  # the node's virtual clock when the flow started
+    eps: float
+
+
+@dataclass(slots=True, eq=False)
+class _Node:
+    name: str
+    idx: int
+    capacity: float
+    count: int = 0
+    share: float = math.inf
+    rate: float = math.inf  # meaningful only while not held at the water level
+    clock: float = 0.0  # virtual clock (bytes served to each flow) as of clock_time
+    clock_time: float = 0.0
+    offset: float = 0.0  # while at the level: clock == water clock + offset
+    level: bool = False
+    capped: bool = False
+    version: int = 0  # bumped on every change; heap entries with an older one are stale
+    heap: list[tuple[float, int, int]] = field(default_factory=list)  # (finish_v, id, seq)
+
+
+def _check_bandwidth(value: float, what: str) -> None:
+    if not value > 0:
+        raise ValueError(f"{what} must be > 0 bytes/s (math.inf for unlimited), got {value!r}")
+
+
+class FlowNetwork:
+    """Download flows sharing node downlinks and one registry egress, max-min fairly.
+
+    Times passed to start/cancel/complete_due must never go backwards. A start or cancel first
+    completes every flow that finished by its `now` (at that flow's own finish time), so rates
+    are never applied past a finish; those flows are reported by the next complete_due.
+    """
+
+    __slots__ = (
+        "_busy",
+        "_cap_ops",
+        "_cap_sum",
+        "_capped",
+        "_due",
+        "_flows",
+        "_high",
+        "_level",
+        "_level_due",
+        "_level_flows",
+        "_level_nodes",
+        "_limited",
+        "_low",
+        "_node_list",
+        "_nodes",
+        "_now",
+        "_pending",
+        "_pending_min",
+        "_registry",
+        "_seq",
+        "_water",
+        "_water_time",
+    )
+
+    def __init__(self, registry_bandwidth: float = math.inf) -> None:
+        _check_bandwidth(registry_bandwidth, "registry_bandwidth")
+        self._registry = float(registry_bandwidth)
+        self._limited = self._registry != math.inf
+        self._nodes: dict[str, _Node] = {}
+        self._node_list: list[_Node] = []
+        self._flows: dict[int, _Flow] = {}
+        # Finished but not yet returned by complete_due (finished before a start/cancel's `now`).
+        self._pending: dict[int, float] = {}
+        # The earliest (time, id) in _pending, kept so next_completion stays O(1) when many
+        # flows finish together.
+        self._pending_min: tuple[float, int] | None = None
+        self._seq = 0
+        self._now = -math.inf
+        self._busy = 0  # nodes with at least one flow
+        self._due: list[_DueEntry] = []  # nodes at their own rate, keyed by finish time
+        self._level_due: list[_DueEntry] = []  # nodes at the level, keyed by water clock
+        self._low: list[_ShareEntry] = []  # nodes at the level, min-heap by share
+        self._high: list[_ShareEntry] = []  # capped nodes, max-heap by share
+        self._capped: dict[int, _Node] = {}
+        self._cap_sum = 0.0
+        self._cap_ops = 0
+        self._level = math.inf
+        self._level_flows = 0
+        self._level_nodes = 0
+        self._water = 0.0  # bytes served per flow at the level, as of _water_time
+        self._water_time = 0.0
+
+    # -- public API --------------------------------------------------------------------------
+
+    def set_node_bandwidth(self, node: str, bandwidth: float) -> None:
+        """Set a node's downlink; with flows active it takes effect at the latest `now` seen."""
+        _check_bandwidth(bandwidth, "bandwidth")
+        n = self._node(node)
+        if n.count:
+            now = self._now
+            self._settle_s(now, ceil_ns(now))
+            if n.count:
+                self._begin_change(n, now)
+                n.capacity = float(bandwidth)
+                self._end_change(n, now)
+                return
+        n.capacity = float(bandwidth)
+
+    def start(self, flow_id: int, node: str, size: int, now_ns: int) -> None:
+        if flow_id in self._flows or flow_id in self._pending:
+            raise ValueError(f"flow {flow_id} already exists")
+        if size < 0:
+            raise ValueError(f"flow size must be >= 0 bytes, got {size}")
+        now = self._settle(now_ns)
+        n = self._node(node)
+        self._begin_change(n, now)
+        self._seq += 1
+        clock = n.clock
+        self._flows[flow_id] = _Flow(flow_id, self._seq, n, size, clock, _REL_EPS * size + _ABS_EPS)
+        heapq.heappush(n.heap, (clock + size, flow_id, self._seq))
+        n.count += 1
+        self._end_change(n, now)
+
+    def cancel(self, flow_id: int, now_ns: int) -> None:
+        """Remove a flow without completing it; a no-op if it already finished unreported."""
+        if flow_id not in self._flows and flow_id not in self._pending:
+            raise KeyError(flow_id)
+        now = self._settle(now_ns)
+        flow = self._flows.get(flow_id)
+        if flow is None:
+            return
+        n = flow.node
+        self._begin_change(n, now)
+        del self._flows[flow_id]
+        n.count -= 1
+        self._end_change(n, now)
+
+    def next_completion(self) -> tuple[int, int] | None:
+        """Earliest (finish ns, flow_id) not yet reported, finished or not; lowest id on ties."""
+        if self._pending_min is not None:
+            when, fid = self._pending_min
+            return ceil_ns(when), fid
+        top = self._peek()
+        if top is None:
+            return None
+        when, flow, _ = top
+        return ceil_ns(max(when, self._now)), flow.flow_id
+
+    def complete_due(self, now_ns: int) -> list[int]:
+        """Advance to `now_ns`; remove and return flows finished by then, by (time, flow_id)."""
+        now = now_ns / _NS
+        if now >= self._now:
+            self._settle(now_ns)
+            pending = self._pending
+            if not pending:
+                return []
+            self._pending = {}
+            self._pending_min = None
+            due = sorted((when, fid) for fid, when in pending.items())
+        else:
+            # Nothing can be advanced backwards; only report what had already finished by `now`.
+            self._check_time(now, allow_past=True)
+            due = sorted(
+                (when, fid) for fid, when in self._pending.items() if ceil_ns(when) <= now_ns
+            )
+            for _, fid in due:
+                del self._pending[fid]
+            self._pending_min = min(((w, f) for f, w in self._pending.items()), default=None)
+        return [fid for _, fid in due]
+
+    def rate(self, flow_id: int) -> float:
+        node = self._flows[flow_id].node
+        return self._level if node.level else node.rate
+
+    def remaining(self, flow_id: int, now_ns: int) -> float:
+        flow = self._flows[flow_id]
+        left = self._remaining_at(flow, now_ns / _NS)
+        return min(max(left, 0.0), float(flow.size))
+
+    def progress(self, flow_id: int, now_ns: int) -> tuple[float, int]:
+        size = self._flows[flow_id].size
+        return size - self.remaining(flow_id, now_ns), size
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    # -- time and completions ----------------------------------------------------------------
+
+    def _check_time(self, now: float, *, allow_past: bool = False) -> None:
+        if not math.isfinite(now):
+            raise ValueError(f"time must be finite, got {now!r}")
+        if not allow_past and now < self._now:
+            raise ValueError(f"time went backwards: {now!r} < {self._now!r}")
+
+    def _settle(self, now_ns: int) -> float:
+        """Fire every completion due by `now_ns`, each at its own time, then move there."""
+        now = now_ns / _NS
+        self._settle_s(now, now_ns)
+        return now
+
+    def _settle_s(self, now: float, now_ns: int) -> None:
+        self._check_time(now)
+        while True:
+            top = self._peek()
+            if top is None:
+                break
+            when, _, node = top
+            if ceil_ns(when) > now_ns:
+                break
+            # Due by `now_ns` once rounded up; a finish a hair past `now` (floating error
+            # below the rounding tolerance) completes at `now`.
+            at = self._now
+            if when > at:
+                at = self._now = min(when, now)
+            self._fire(node, at)
+        self._now = now
+
+    def _peek(self) -> tuple[float, _Flow, _Node] | None:
+        nodes = self._node_list
+        due = self._due
+        while due and nodes[due[0][3]].version != due[0][2]:
+            heapq.heappop(due)
+        level_due = self._level_due
+        while level_due and nodes[level_due[0][3]].version != level_due[0][2]:
+            heapq.heappop(level_due)
+        if due:
+            when, fid, _, idx = due[0]
+            if level_due:
+                key, lfid, _, lidx = level_due[0]
+                lwhen = self._level_time(key)
+                if (lwhen, lfid) < (when, fid):
+                    when, fid, idx = lwhen, lfid, lidx
+        elif level_due:
+            key, fid, _, idx = level_due[0]
+            when = self._level_time(key)
+        else:
+            return None
+        return when, self._flows[fid], nodes[idx]
+
+    def _level_time(self, key: float) -> float:
+        level = self._level
+        if not level > 0:
+            return math.inf
+        return self._water_time + max(key - self._water, 0.0) / level
+
+    def _fire(self, node: _Node, at: float) -> None:
+        """Complete the node's earliest flow at `at`, plus any others ending by the same ns."""
+        rate = self._level if node.level else node.rate
+        everything = rate == math.inf
+        self._begin_change(node, at)
+        flows = self._flows
+        pending = self._pending
+        heap = node.heap
+        clock = node.clock
+        at_ns = ceil_ns(at)
+        forced = True
+        while heap:
+            _, fid, seq = heap[0]
+            flow = flows.get(fid)
+            if flow is None or flow.seq != seq:
+                heapq.heappop(heap)
+                continue
+            if not (forced or everything):
+                # Another flow ends with this one only if it ends by the same nanosecond.
+                left = flow.size - (clock - flow.start_v)
+                if left > flow.eps or not rate > 0 or ceil_ns(at + max(left, 0.0) / rate) > at_ns:
+                    break
+            heapq.heappop(heap)
+            del flows[fid]
+            pending[fid] = at
+            if self._pending_min is None or (at, fid) < self._pending_min:
+                self._pending_min = (at, fid)
+            node.count -= 1
+            forced = False
+        self._end_change(node, at)
+
+    def _remaining_at(self, flow: _Flow, at: float) -> float:
+        node = flow.node
+        if node.level:
+            clock = self._water + self._level * (at - self._water_time) + node.offset
+        elif node.rate == math.inf:
+            return 0.0
+        else:
+            clock = node.clock + node.rate * (at - node.clock_time)
+        return flow.size - (clock - flow.start_v)
+
+    # -- node changes ------------------------------------------------------------------------
+
+    def _node(self, name: str) -> _Node:
+        node = self._nodes.get(name)
+        if node is None:
+            node = _Node(name, len(self._node_list), math.inf)
+            self._nodes[name] = node
+            self._node_list.append(node)
+        return node
+
+    def _begin_change(self, node: _Node, now: float) -> None:
+        """Bring the node's clock to `now` at its old rate and take it out of the sharing."""
+        if node.count:
+            self._busy -= 1
+        if self._limited:
+            if self._level_nodes:
+                self._water += self._level * (now - self._water_time)
+            self._water_time = now
+        self._materialize(node, now)
+        self._detach(node)
+        node.version += 1
+
+    def _end_change(self, node: _Node, now: float) -> None:
+        """Put the node back into the sharing with its new flows or capacity; re-share."""
+        count = node.count
+        if not count:
+            # An idle node restarts its virtual clock at zero so it never grows without bound.
+            node.heap.clear()
+            node.clock = 0.0
+            node.share = math.inf
+            if self._limited:
+                self._rebalance(now, None)
+            return
+        self._busy += 1
+        share = node.capacity / count
+        node.share = share
+        if self._limited:
+            self._attach(node, to_level=not share < self._level)
+            self._rebalance(now, node)
+        else:
+            node.rate = share
+            self._push(node)
+        self._maybe_compact()
+
+    def _materialize(self, node: _Node, now: float) -> None:
+        if node.level:
+            node.clock = self._water + node.offset
+        elif node.count and node.rate != math.inf:
+            node.clock += node.rate * (now - node.clock_time)
+        node.clock_time = now
+
+    def _detach(self, node: _Node) -> None:
+        if node.level:
+            node.level = False
+            self._level_flows -= node.count
+            self._level_nodes -= 1
+        elif node.capped:
+            node.capped = False
+            del self._capped[node.idx]
+            if self._capped:
+                self._cap_sum -= node.capacity
+                self._cap_ops += 1
+            else:
+                self._cap_sum = 0.0
+                self._cap_ops = 0
+
+    def _attach(self, node: _Node, *, to_level: bool) -> None:
+        if to_level:
+            node.level = True
+            self._level_flows += node.count
+            self._level_nodes += 1
+            node.offset = node.clock - self._water
+            heapq.heappush(self._low, (node.share, node.idx, node.version))
+        else:
+            node.capped = True
+            node.rate = node.share
+            self._capped[node.idx] = node
+            self._cap_sum += node.capacity
+            self._cap_ops += 1
+            heapq.heappush(self._high, (-node.share, node.idx, node.version))
+
+    def _move(self, node: _Node, now: float, *, to_level: bool) -> None:
+        self._materialize(node, now)
+        self._detach(node)
+        node.version += 1
+        self._attach(node, to_level=to_level)
+
+    def _push(self, node: _Node) -> None:
+        """Queue the node's next completion; its clock must be current."""
+        heap = node.heap
+        flows = self._flows
+        while True:
+            _, fid, seq = heap[0]
+            flow = flows.get(fid)
+            if flow is not None and flow.seq == seq:
+                break
+            heapq.heappop(heap)
+        left = flow.size - (node.clock - flow.start_v)
+        if node.level:
+            water = self._water
+            key = water + left if left > flow.eps else water
+            heapq.heappush(self._level_due, (key, fid, node.version, node.idx))
+        else:
+            rate = node.rate
+            when = node.clock_time
+            if rate != math.inf and left > flow.eps:
+                when += left / rate
+            heapq.heappush(self._due, (when, fid, node.version, node.idx))
+
+    # -- water-filling under a registry limit ------------------------------------------------
+
+    def _level_value(self) -> float:
+        capped = self._capped
+        if self._cap_ops > 2 * len(capped) + 32:
+            # Refresh the running sum exactly so add/remove rounding never drifts.
+            self._cap_sum = math.fsum(n.capacity for n in capped.values())
+            self._cap_ops = 0
+        residual = self._registry - self._cap_sum
+        if self._level_flows:
+            return residual / self._level_flows
+        return math.inf if residual >= 0 else -math.inf
+
+    def _rebalance(self, now: float, changed: _Node | None) -> None:
+        """Move nodes between capped and level until no node's share straddles the level.
+
+        Each move raises the level, so this ends; normally only nodes whose share lies between
+        the old and new level move.
+        """
+        moved: dict[int, _Node] = {}
+        if changed is not None:
+            moved[changed.idx] = changed
+        nodes = self._node_list
+        low = self._low
+        high = self._high
+        budget = 2 * self._busy + _REBALANCE_SLACK
+        moves = 0
+        while True:
+            if moves > budget:
+                self._full_rebalance(now, moved)
+                break
+            level = self._level_value()
+            while low and nodes[low[0][1]].version != low[0][2]:
+                heapq.heappop(low)
+            if low and low[0][0] < level:
+                node = nodes[low[0][1]]
+                self._move(node, now, to_level=False)
+                moved[node.idx] = node
+                moves += 1
+                continue
+            while high and nodes[high[0][1]].version != high[0][2]:
+                heapq.heappop(high)
+            if high and -high[0][0] > level * (1.0 + _LEVEL_TOL):
+                node = nodes[high[0][1]]
+                self._move(node, now, to_level=True)
+                moved[node.idx] = node
+                moves += 1
+                continue
+            break
+        self._level = self._level_value()
+        if not self._level_nodes:
+            self._water = 0.0
+            self._water_time = now
+        for node in moved.values():
+            self._push(node)
+
+    def _full_rebalance(self, now: float, moved: dict[int, _Node]) -> None:
+        """Water-fill from scratch: nodes in order of share, capped while below the level."""
+        active = sorted((n for n in self._node_list if n.count), key=lambda n: (n.share, n.idx))
+        residual = self._registry
+        left = sum(n.count for n in active)
+        cut = 0
+        for n in active:
+            if not n.share <= residual / left:
+                break
+            residual -= n.capacity
+            left -= n.count
+            cut += 1
+        for i, n in enumerate(active):
+            to_level = i >= cut
+            if n.level != to_level:
+                self._move(n, now, to_level=to_level)
+                moved[n.idx] = n
+        self._cap_sum = math.fsum(n.capacity for n in self._capped.values())
+        self._cap_ops = 0
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def _maybe_compact(self) -> None:
+        limit = _COMPACT_FACTOR * self._busy + _COMPACT_MIN
+        nodes = self._node_list
+        for due in (self._due, self._level_due):
+            if len(due) > limit:
+                due[:] = [e for e in due if nodes[e[3]].version == e[2]]
+                heapq.heapify(due)
+        for shares in (self._low, self._high):
+            if len(shares) > limit:
+                shares[:] = [e for e in shares if nodes[e[1]].version == e[2]]
+                heapq.heapify(shares)
