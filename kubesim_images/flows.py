@@ -57,11 +57,16 @@ def ceil_ns(seconds: float) -> int:
 _DueEntry = tuple[float, int, int, int]
 # (share or -share, node index, node version)
 _ShareEntry = tuple[float, int, int]
+# The earliest unfinished completion: (finish time in seconds, flow_id, node), or None for none.
+_Top = tuple[float, int, "_Node"] | None
+# _Top not worked out since the last change.
+_STALE: _Top = (math.nan, -1, None)  # type: ignore[assignment]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__, and one
+# _Flow is made per download. Nothing assigns to a _Flow after it is made.
+@dataclass(slots=True, eq=False)
 class _Flow:
-    flow_id: int
     seq: int  # unique per start, so a reused flow_id never matches a stale heap entry
     node: _Node
     size: int
@@ -120,6 +125,7 @@ class FlowNetwork:
         "_pending_min",
         "_registry",
         "_seq",
+        "_top",
         "_water",
         "_water_time",
     )
@@ -151,6 +157,9 @@ class FlowNetwork:
         self._level_nodes = 0
         self._water = 0.0  # bytes served per flow at the level, as of _water_time
         self._water_time = 0.0
+        # The last _peek's answer, kept until the next change: a start's settle and then
+        # next_completion would otherwise work out the same top twice.
+        self._top: _Top = None
 
     # -- public API --------------------------------------------------------------------------
 
@@ -178,7 +187,7 @@ class FlowNetwork:
         self._begin_change(n, now)
         self._seq += 1
         clock = n.clock
-        self._flows[flow_id] = _Flow(flow_id, self._seq, n, size, clock, _REL_EPS * size + _ABS_EPS)
+        self._flows[flow_id] = _Flow(self._seq, n, size, clock, _REL_EPS * size + _ABS_EPS)
         heapq.heappush(n.heap, (clock + size, flow_id, self._seq))
         n.count += 1
         self._end_change(n, now)
@@ -202,11 +211,14 @@ class FlowNetwork:
         if self._pending_min is not None:
             when, fid = self._pending_min
             return ceil_ns(when), fid
-        top = self._peek()
+        top = self._top
+        if top is _STALE:
+            top = self._peek()
         if top is None:
             return None
-        when, flow, _ = top
-        return ceil_ns(max(when, self._now)), flow.flow_id
+        when, fid, _ = top
+        now = self._now
+        return ceil_ns(when if when >= now else now), fid
 
     def complete_due(self, now_ns: int) -> list[int]:
         """Advance to `now_ns`; remove and return flows finished by then, by (time, flow_id)."""
@@ -261,13 +273,15 @@ class FlowNetwork:
         return now
 
     def _settle_s(self, now: float, now_ns: int) -> None:
-        self._check_time(now)
-        while True:
+        if not self._now <= now < math.inf:
+            self._check_time(now)
+        top = self._top
+        if top is _STALE:
             top = self._peek()
-            if top is None:
-                break
+        while top is not None:
             when, _, node = top
-            if ceil_ns(when) > now_ns:
+            ns = when * _NS  # ceil_ns(when), inline: this runs once per start and per finish
+            if math.ceil(ns - (abs(ns) * _NS_TOL_REL + _NS_TOL_ABS)) > now_ns:
                 break
             # Due by `now_ns` once rounded up; a finish a hair past `now` (floating error
             # below the rounding tolerance) completes at `now`.
@@ -275,9 +289,10 @@ class FlowNetwork:
             if when > at:
                 at = self._now = min(when, now)
             self._fire(node, at)
+            top = self._peek()
         self._now = now
 
-    def _peek(self) -> tuple[float, _Flow, _Node] | None:
+    def _peek(self) -> _Top:
         nodes = self._node_list
         due = self._due
         while due and nodes[due[0][3]].version != due[0][2]:
@@ -296,8 +311,10 @@ class FlowNetwork:
             key, fid, _, idx = level_due[0]
             when = self._level_time(key)
         else:
+            self._top = None
             return None
-        return when, self._flows[fid], nodes[idx]
+        top = self._top = (when, fid, nodes[idx])
+        return top
 
     def _level_time(self, key: float) -> float:
         level = self._level
@@ -367,6 +384,7 @@ class FlowNetwork:
         self._materialize(node, now)
         self._detach(node)
         node.version += 1
+        self._top = _STALE
 
     def _end_change(self, node: _Node, now: float) -> None:
         """Put the node back into the sharing with its new flows or capacity; re-share."""
