@@ -47,6 +47,11 @@ _NS_TOL_ABS = 1e-6
 _NS = 1_000_000_000
 
 
+def _nonneg(x: float) -> float:
+    """max(x, 0.0) without the call to max, to the bit (-0.0 and NaN pass through as max has)."""
+    return x if not x < 0.0 else 0.0
+
+
 def ceil_ns(seconds: float) -> int:
     """A finish time in seconds as loop nanoseconds, rounded up (within floating error)."""
     ns = seconds * _NS
@@ -217,8 +222,7 @@ class FlowNetwork:
         if top is None:
             return None
         when, fid, _ = top
-        now = self._now
-        return ceil_ns(when if when >= now else now), fid
+        return ceil_ns(max(when, self._now)), fid
 
     def complete_due(self, now_ns: int) -> list[int]:
         """Advance to `now_ns`; remove and return flows finished by then, by (time, flow_id)."""
@@ -295,24 +299,26 @@ class FlowNetwork:
     def _peek(self) -> _Top:
         nodes = self._node_list
         due = self._due
-        while due and nodes[due[0][3]].version != due[0][2]:
+        while due:
+            when, fid, version, idx = due[0]
+            if nodes[idx].version == version:
+                break
             heapq.heappop(due)
         level_due = self._level_due
-        while level_due and nodes[level_due[0][3]].version != level_due[0][2]:
+        while level_due:
+            key, lfid, version, lidx = level_due[0]
+            if nodes[lidx].version == version:
+                break
             heapq.heappop(level_due)
-        if due:
-            when, fid, _, idx = due[0]
-            if level_due:
-                key, lfid, _, lidx = level_due[0]
-                lwhen = self._level_time(key)
-                if (lwhen, lfid) < (when, fid):
-                    when, fid, idx = lwhen, lfid, lidx
-        elif level_due:
-            key, fid, _, idx = level_due[0]
-            when = self._level_time(key)
         else:
-            self._top = None
-            return None
+            if not due:
+                self._top = None
+                return None
+            top = self._top = (when, fid, nodes[idx])
+            return top
+        lwhen = self._level_time(key)
+        if not due or (lwhen, lfid) < (when, fid):
+            when, fid, idx = lwhen, lfid, lidx
         top = self._top = (when, fid, nodes[idx])
         return top
 
@@ -320,7 +326,8 @@ class FlowNetwork:
         level = self._level
         if not level > 0:
             return math.inf
-        return self._water_time + max(key - self._water, 0.0) / level
+        ahead = key - self._water
+        return self._water_time + (ahead if not ahead < 0.0 else 0.0) / level
 
     def _fire(self, node: _Node, at: float) -> None:
         """Complete the node's earliest flow at `at`, plus any others ending by the same ns."""
@@ -342,7 +349,7 @@ class FlowNetwork:
             if not (forced or everything):
                 # Another flow ends with this one only if it ends by the same nanosecond.
                 left = flow.size - (clock - flow.start_v)
-                if left > flow.eps or not rate > 0 or ceil_ns(at + max(left, 0.0) / rate) > at_ns:
+                if left > flow.eps or not rate > 0 or ceil_ns(at + _nonneg(left) / rate) > at_ns:
                     break
             heapq.heappop(heap)
             del flows[fid]
@@ -381,8 +388,18 @@ class FlowNetwork:
             if self._level_nodes:
                 self._water += self._level * (now - self._water_time)
             self._water_time = now
-        self._materialize(node, now)
-        self._detach(node)
+        # _materialize and _detach, inline: this runs twice per download.
+        if node.level:
+            node.clock = self._water + node.offset
+            node.level = False
+            self._level_flows -= node.count
+            self._level_nodes -= 1
+        else:
+            if node.count and node.rate != math.inf:
+                node.clock += node.rate * (now - node.clock_time)
+            if node.capped:
+                self._detach(node)
+        node.clock_time = now
         node.version += 1
         self._top = _STALE
 
@@ -406,7 +423,14 @@ class FlowNetwork:
         else:
             node.rate = share
             self._push(node)
-        self._maybe_compact()
+        limit = _COMPACT_FACTOR * self._busy + _COMPACT_MIN
+        if (
+            len(self._due) > limit
+            or len(self._level_due) > limit
+            or len(self._low) > limit
+            or len(self._high) > limit
+        ):
+            self._compact(limit)
 
     def _materialize(self, node: _Node, now: float) -> None:
         if node.level:
@@ -492,6 +516,36 @@ class FlowNetwork:
         Each move raises the level, so this ends; normally only nodes whose share lies between
         the old and new level move.
         """
+        nodes = self._node_list
+        low = self._low
+        high = self._high
+        level = self._level_value()
+        while low:
+            share, idx, version = low[0]
+            if nodes[idx].version == version:
+                break
+            heapq.heappop(low)
+        while high:
+            neg, hidx, version = high[0]
+            if nodes[hidx].version == version:
+                break
+            heapq.heappop(high)
+        if (
+            (low and share < level)
+            or (high and -neg > level * (1.0 + _LEVEL_TOL))
+            or 2 * self._busy + _REBALANCE_SLACK < 0  # tests force the sorting fallback
+        ):
+            # Some node's share straddles the new level: the rare path.
+            self._moves(now, changed)
+            return
+        self._level = level
+        if not self._level_nodes:
+            self._water = 0.0
+            self._water_time = now
+        if changed is not None:
+            self._push(changed)
+
+    def _moves(self, now: float, changed: _Node | None) -> None:
         moved: dict[int, _Node] = {}
         if changed is not None:
             moved[changed.idx] = changed
@@ -551,8 +605,7 @@ class FlowNetwork:
 
     # -- housekeeping ------------------------------------------------------------------------
 
-    def _maybe_compact(self) -> None:
-        limit = _COMPACT_FACTOR * self._busy + _COMPACT_MIN
+    def _compact(self, limit: int) -> None:
         nodes = self._node_list
         for due in (self._due, self._level_due):
             if len(due) > limit:
