@@ -516,23 +516,14 @@ class FlowNetwork:
         Each move raises the level, so this ends; normally only nodes whose share lies between
         the old and new level move.
         """
-        nodes = self._node_list
         low = self._low
         high = self._high
         level = self._level_value()
-        while low:
-            share, idx, version = low[0]
-            if nodes[idx].version == version:
-                break
-            heapq.heappop(low)
-        while high:
-            neg, hidx, version = high[0]
-            if nodes[hidx].version == version:
-                break
-            heapq.heappop(high)
+        # The heaps' tops may be stale, but no current entry lies beyond them: a top on the
+        # right side of the level says every node is, without clearing the stale ones first.
         if (
-            (low and share < level)
-            or (high and -neg > level * (1.0 + _LEVEL_TOL))
+            (low and low[0][0] < level)
+            or (high and -high[0][0] > level * (1.0 + _LEVEL_TOL))
             or 2 * self._busy + _REBALANCE_SLACK < 0  # tests force the sorting fallback
         ):
             # Some node's share straddles the new level: the rare path.
