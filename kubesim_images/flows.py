@@ -187,8 +187,9 @@ class FlowNetwork:
             raise ValueError(f"flow {flow_id} already exists")
         if size < 0:
             raise ValueError(f"flow size must be >= 0 bytes, got {size}")
-        now = self._settle(now_ns)
-        n = self._node(node)
+        now = now_ns / _NS
+        self._settle_s(now, now_ns)
+        n = self._nodes.get(node) or self._node(node)
         self._begin_change(n, now)
         self._seq += 1
         clock = n.clock
@@ -234,7 +235,7 @@ class FlowNetwork:
                 return []
             self._pending = {}
             self._pending_min = None
-            due = sorted((when, fid) for fid, when in pending.items())
+            due = sorted(zip(pending.values(), pending, strict=True))
         else:
             # Nothing can be advanced backwards; only report what had already finished by `now`.
             self._check_time(now, allow_past=True)
