@@ -544,6 +544,12 @@ class FlowNetwork:
         nodes = self._node_list
         low = self._low
         high = self._high
+        # Mostly stale share heaps are swept here in one pass rather than popped entry by entry:
+        # at the end of a wave of finishes nearly every entry is stale.
+        for shares, live in ((low, self._level_nodes), (high, len(self._capped))):
+            if len(shares) > 2 * live + _COMPACT_MIN:
+                shares[:] = [e for e in shares if nodes[e[1]].version == e[2]]
+                heapq.heapify(shares)
         budget = 2 * self._busy + _REBALANCE_SLACK
         moves = 0
         while True:
