@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 __all__ = ["FlowNetwork", "ceil_ns"]
@@ -96,6 +97,53 @@ class _Node:
     heap: list[tuple[float, int, int]] = field(default_factory=list)  # (finish_v, id, seq)
 
 
+@dataclass(slots=True, eq=False)
+class _DueQueue:
+    """Due entries, least first: a heap, plus a run of entries that arrived in ascending order.
+
+    Nodes that start or move together push entries in ascending order (equal keys, rising flow
+    ids; or later starts, later keys), and the run serves those in O(1) where a heap of
+    thousands pays a logarithm of tuple comparisons on every pop. Stale entries are dropped when
+    they reach a front, as with a lazily invalidated heap.
+    """
+
+    heap: list[_DueEntry] = field(default_factory=list)
+    run: deque[_DueEntry] = field(default_factory=deque)
+
+    def push(self, entry: _DueEntry) -> None:
+        run = self.run
+        if not run or entry > run[-1]:
+            run.append(entry)
+        else:
+            heapq.heappush(self.heap, entry)
+
+    def first(self, nodes: list[_Node]) -> _DueEntry | None:
+        """The least live entry (current node version), dropping stale ones on the way."""
+        heap = self.heap
+        while heap:
+            top = heap[0]
+            if nodes[top[3]].version == top[2]:
+                break
+            heapq.heappop(heap)
+        run = self.run
+        while run:
+            front = run[0]
+            if nodes[front[3]].version == front[2]:
+                if heap and heap[0] < front:
+                    return heap[0]
+                return front
+            run.popleft()
+        return heap[0] if heap else None
+
+    def __len__(self) -> int:
+        return len(self.heap) + len(self.run)
+
+    def compact(self, nodes: list[_Node]) -> None:
+        self.heap = [e for e in self.heap if nodes[e[3]].version == e[2]]
+        heapq.heapify(self.heap)
+        self.run = deque(e for e in self.run if nodes[e[3]].version == e[2])
+
+
 def _check_bandwidth(value: float, what: str) -> None:
     if not value > 0:
         raise ValueError(f"{what} must be > 0 bytes/s (math.inf for unlimited), got {value!r}")
@@ -150,8 +198,8 @@ class FlowNetwork:
         self._seq = 0
         self._now = -math.inf
         self._busy = 0  # nodes with at least one flow
-        self._due: list[_DueEntry] = []  # nodes at their own rate, keyed by finish time
-        self._level_due: list[_DueEntry] = []  # nodes at the level, keyed by water clock
+        self._due = _DueQueue()  # nodes at their own rate, keyed by finish time
+        self._level_due = _DueQueue()  # nodes at the level, keyed by water clock
         self._low: list[_ShareEntry] = []  # nodes at the level, min-heap by share
         self._high: list[_ShareEntry] = []  # capped nodes, max-heap by share
         self._capped: dict[int, _Node] = {}
@@ -299,27 +347,18 @@ class FlowNetwork:
 
     def _peek(self) -> _Top:
         nodes = self._node_list
-        due = self._due
-        while due:
-            when, fid, version, idx = due[0]
-            if nodes[idx].version == version:
-                break
-            heapq.heappop(due)
-        level_due = self._level_due
-        while level_due:
-            key, lfid, version, lidx = level_due[0]
-            if nodes[lidx].version == version:
-                break
-            heapq.heappop(level_due)
-        else:
-            if not due:
+        due = self._due.first(nodes)
+        level_due = self._level_due.first(nodes)
+        if level_due is None:
+            if due is None:
                 self._top = None
                 return None
-            top = self._top = (when, fid, nodes[idx])
-            return top
-        lwhen = self._level_time(key)
-        if not due or (lwhen, lfid) < (when, fid):
-            when, fid, idx = lwhen, lfid, lidx
+            when, fid, _, idx = due
+        else:
+            key, fid, _, idx = level_due
+            when = self._level_time(key)
+            if due is not None and (due[0], due[1]) < (when, fid):
+                when, fid, _, idx = due
         top = self._top = (when, fid, nodes[idx])
         return top
 
@@ -490,13 +529,13 @@ class FlowNetwork:
         if node.level:
             water = self._water
             key = water + left if left > flow.eps else water
-            heapq.heappush(self._level_due, (key, fid, node.version, node.idx))
+            self._level_due.push((key, fid, node.version, node.idx))
         else:
             rate = node.rate
             when = node.clock_time
             if rate != math.inf and left > flow.eps:
                 when += left / rate
-            heapq.heappush(self._due, (when, fid, node.version, node.idx))
+            self._due.push((when, fid, node.version, node.idx))
 
     # -- water-filling under a registry limit ------------------------------------------------
 
@@ -607,8 +646,7 @@ class FlowNetwork:
         nodes = self._node_list
         for due in (self._due, self._level_due):
             if len(due) > limit:
-                due[:] = [e for e in due if nodes[e[3]].version == e[2]]
-                heapq.heapify(due)
+                due.compact(nodes)
         for shares in (self._low, self._high):
             if len(shares) > limit:
                 shares[:] = [e for e in shares if nodes[e[1]].version == e[2]]
