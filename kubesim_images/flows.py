@@ -144,9 +144,6 @@ class _DueQueue:
             run.popleft()
         return heap[0] if heap else None
 
-    def __len__(self) -> int:
-        return len(self.heap) + len(self.run)
-
     def compact(self, nodes: list[_Node]) -> None:
         self.heap = [e for e in self.heap if nodes[e[3]].version == e[2]]
         heapq.heapify(self.heap)
@@ -475,14 +472,6 @@ class FlowNetwork:
         else:
             node.rate = share
             self._push(node)
-        limit = _COMPACT_FACTOR * self._busy + _COMPACT_MIN
-        if (
-            len(self._due) > limit
-            or len(self._level_due) > limit
-            or len(self._low) > limit
-            or len(self._high) > limit
-        ):
-            self._compact(limit)
 
     def _materialize(self, node: _Node, now: float) -> None:
         if node.level:
@@ -512,14 +501,20 @@ class FlowNetwork:
             self._level_flows += node.count
             self._level_nodes += 1
             node.offset = node.clock - self._water
-            heapq.heappush(self._low, (node.share, node.idx, node.version))
+            shares = self._low
+            heapq.heappush(shares, (node.share, node.idx, node.version))
         else:
             node.capped = True
             node.rate = node.share
             self._capped[node.idx] = node
             self._cap_sum += node.capacity
             self._cap_ops += 1
-            heapq.heappush(self._high, (-node.share, node.idx, node.version))
+            shares = self._high
+            heapq.heappush(shares, (-node.share, node.idx, node.version))
+        if len(shares) > _COMPACT_FACTOR * self._busy + _COMPACT_MIN:
+            nodes = self._node_list
+            shares[:] = [e for e in shares if nodes[e[1]].version == e[2]]
+            heapq.heapify(shares)
 
     def _move(self, node: _Node, now: float, *, to_level: bool) -> None:
         self._materialize(node, now)
@@ -541,13 +536,17 @@ class FlowNetwork:
         if node.level:
             water = self._water
             key = water + left if left > flow.eps else water
-            self._level_due.push((key, fid, node.version, node.idx))
+            queue = self._level_due
+            queue.push((key, fid, node.version, node.idx))
         else:
             rate = node.rate
             when = node.clock_time
             if rate != math.inf and left > flow.eps:
                 when += left / rate
-            self._due.push((when, fid, node.version, node.idx))
+            queue = self._due
+            queue.push((when, fid, node.version, node.idx))
+        if len(queue.heap) + len(queue.run) > _COMPACT_FACTOR * self._busy + _COMPACT_MIN:
+            queue.compact(self._node_list)
 
     # -- water-filling under a registry limit ------------------------------------------------
 
@@ -651,15 +650,3 @@ class FlowNetwork:
                 moved[n.idx] = n
         self._cap_sum = math.fsum(n.capacity for n in self._capped.values())
         self._cap_ops = 0
-
-    # -- housekeeping ------------------------------------------------------------------------
-
-    def _compact(self, limit: int) -> None:
-        nodes = self._node_list
-        for due in (self._due, self._level_due):
-            if len(due) > limit:
-                due.compact(nodes)
-        for shares in (self._low, self._high):
-            if len(shares) > limit:
-                shares[:] = [e for e in shares if nodes[e[1]].version == e[2]]
-                heapq.heapify(shares)

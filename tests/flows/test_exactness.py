@@ -149,6 +149,17 @@ def test_sorting_fallback_agrees_with_the_reference(registry, caps, program):
         play(registry, caps, program)
 
 
+@settings(max_examples=150, deadline=None)
+@given(registries, node_caps, ops)
+def test_sweeping_stale_entries_at_once_changes_no_answer(registry, caps, program):
+    """Stale queue and heap entries are swept whenever they outnumber the busy nodes at all
+    (normally only past hundreds), so every sweep path runs, and must leave answers alone."""
+    with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(flows, "_COMPACT_MIN", 0))
+        stack.enter_context(mock.patch.object(flows, "_COMPACT_FACTOR", 1))
+        play(registry, caps, program)
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     st.sampled_from([2.5e9, 1000.0, 77.7]),
