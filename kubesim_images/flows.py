@@ -332,7 +332,7 @@ class FlowNetwork:
         return now
 
     def _settle_s(self, now: float, now_ns: int) -> None:
-        if not self._now <= now < math.inf:
+        if not (self._now <= now < math.inf and now > -math.inf):
             self._check_time(now)
         top = self._top
         if top is _STALE:
