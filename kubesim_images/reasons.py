@@ -10,8 +10,6 @@ from __future__ import annotations
 import enum
 import functools
 
-from kubesim_images.units import format_duration_ns
-
 
 class EventType(enum.StrEnum):
     NORMAL = "Normal"
@@ -103,32 +101,42 @@ def pulled_prefix(image: str) -> str:
 
 def pulled_after(prefix: str, pull_ns: int, total_ns: int, size: int) -> str:
     """`pulled` from its image's `pulled_prefix`: on the hot path of every pull."""
-    return (
-        f"{prefix}{_ms_duration(pull_ns)} ({_ms_duration(total_ns)} including waiting). "
-        f"Image size: {size} bytes."
-    )
+    texts = _MS_TEXTS
+    pull_ms = pull_ns // 1_000_000
+    pull = texts.get(pull_ms) or _ms_text(pull_ms)
+    total_ms = total_ns // 1_000_000
+    total = texts.get(total_ms) or _ms_text(total_ms)
+    return f"{prefix}{pull} ({total} including waiting). Image size: {size} bytes."
 
 
 # ".234", ".23", ".2" or "" for 0..999 ms: how Go prints a whole number of milliseconds after
 # the seconds.
 _MS_FRACTIONS = tuple("." + f"{ms:03d}".rstrip("0") if ms else "" for ms in range(1000))
 
+# Whole milliseconds -> Go's text: the nodes of a rollout pull in step, so most durations
+# recur. Bounded: emptied when full.
+_MS_TEXTS: dict[int, str] = {}
+_MS_TEXTS_MAX = 1 << 16
 
-def _ms_duration(ns: int) -> str:
-    """`format_duration_ns(truncate_ms_ns(ns))`, on the hot path of every pull: Go prints whole
-    milliseconds as `12ms` below a second, else `[<h>h][<m>m]<s>[.<ms>]s`."""
-    ms = ns // 1_000_000
+
+def _ms_text(ms: int) -> str:
+    """`format_duration_ns` of a whole number of milliseconds: Go prints `12ms` below a
+    second, else `[<h>h][<m>m]<s>[.<ms>]s`; remembered in `_MS_TEXTS`."""
     if ms < 1000:
-        if ms > 0:
-            return f"{ms}ms"
-        return format_duration_ns(truncate_ms_ns(ns))
-    whole, frac = divmod(ms, 1000)
-    if whole < 60:
-        return f"{whole}{_MS_FRACTIONS[frac]}s"
-    minutes, sec = divmod(whole, 60)
-    text = f"{sec}{_MS_FRACTIONS[frac]}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes}m{text}" if hours else f"{minutes}m{text}"
+        text = f"{ms}ms" if ms > 0 else "0s"
+    else:
+        whole, frac = divmod(ms, 1000)
+        if whole < 60:
+            text = f"{whole}{_MS_FRACTIONS[frac]}s"
+        else:
+            minutes, sec = divmod(whole, 60)
+            rest = f"{sec}{_MS_FRACTIONS[frac]}s"
+            hours, minutes = divmod(minutes, 60)
+            text = f"{hours}h{minutes}m{rest}" if hours else f"{minutes}m{rest}"
+    if len(_MS_TEXTS) >= _MS_TEXTS_MAX:
+        _MS_TEXTS.clear()
+    _MS_TEXTS[ms] = text
+    return text
 
 
 def already_present(image: str) -> str:

@@ -31,9 +31,7 @@ from kubesim_images.clock import call_at_ns, now_ns
 _Ts = TypeVarTuple("_Ts")
 _T = TypeVar("_T")
 
-# Room for the sequence number in a timer's single integer sort key (2**48 timers per run).
-_SEQ_BITS = 48
-# Cancelled timers left in the heap before it is rebuilt without them.
+# Cancelled timers kept before they are dropped all at once.
 _COMPACT_MIN = 100
 
 
@@ -119,17 +117,23 @@ class CoreTimer:
 class EventCore:
     """A discrete-event core in virtual integer nanoseconds from 0: a `Scheduler` whose time
     jumps to the next timer whenever nothing is queued. Callbacks that raise propagate out of
-    `run` (a bug in a simulation must stop it, not be logged and skipped)."""
+    `run` (a bug in a simulation must stop it, not be logged and skipped).
 
-    __slots__ = ("_ending", "_ready", "_seq", "_timers", "cancelled", "now_ns")
+    Timers are kept per instant, in the order they were scheduled, with a heap of the instants:
+    a large scenario's nodes act in step (pods created at the same seconds, fair shares ending
+    together), so a run of a million timers has a few dozen distinct instants, and scheduling
+    a timer is a list append rather than a heap push."""
+
+    __slots__ = ("_count", "_ending", "_instants", "_ready", "_whens", "cancelled", "now_ns")
 
     def __init__(self) -> None:
         self.now_ns = 0
-        self._seq = 0
-        self._timers: list[tuple[int, CoreTimer]] = []
+        self._instants: dict[int, list[CoreTimer]] = {}  # instant -> its timers, in order
+        self._whens: list[int] = []  # heap of the instants in `_instants`
+        self._count = 0  # timers in `_instants`, cancelled ones included
         self._ready: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
         self._ending = False
-        self.cancelled = 0  # cancelled timers still in the heap
+        self.cancelled = 0  # cancelled timers still in `_instants`
 
     def now(self) -> int:
         return self.now_ns
@@ -137,9 +141,14 @@ class EventCore:
     def call_at(
         self, when: int, callback: Callable[[Unpack[_Ts]], object], *args: *_Ts
     ) -> CoreTimer:
-        seq = self._seq = self._seq + 1
         timer = CoreTimer(self, callback, args)
-        heapq.heappush(self._timers, ((when << _SEQ_BITS) + seq, timer))
+        bucket = self._instants.get(when)
+        if bucket is None:
+            self._instants[when] = [timer]
+            heapq.heappush(self._whens, when)
+        else:
+            bucket.append(timer)
+        self._count += 1
         return timer
 
     def call_soon(self, callback: Callable[[Unpack[_Ts]], object], *args: *_Ts) -> None:
@@ -154,9 +163,11 @@ class EventCore:
         """Run turns until nothing is queued and no timer is left (or, after
         `stop_after_instant`, none is due now)."""
         ready = self._ready
-        timers = self._timers
+        whens = self._whens
+        instants = self._instants
         heappop = heapq.heappop
         popleft = ready.popleft
+        append = ready.append
         while True:
             if not ready:
                 if not self._ending:
@@ -164,38 +175,62 @@ class EventCore:
                         return
                 elif not self._due_now():
                     return
-            limit = (self.now_ns + 1) << _SEQ_BITS
-            while timers and timers[0][0] < limit:
-                timer = heappop(timers)[1]
-                callback = timer.callback
-                if callback is None:
-                    self.cancelled -= 1
-                else:
-                    timer.callback = None  # fired: a late cancel is a no-op
-                    ready.append((callback, timer.args))
+            now = self.now_ns
+            while whens and whens[0] <= now:
+                bucket = instants.pop(heappop(whens))
+                self._count -= len(bucket)
+                for timer in bucket:
+                    callback = timer.callback
+                    if callback is None:
+                        self.cancelled -= 1
+                    else:
+                        timer.callback = None  # fired: a late cancel is a no-op
+                        append((callback, timer.args))
             for _ in range(len(ready)):
                 callback, args = popleft()
                 callback(*args)
 
+    def _next_live(self) -> int | None:
+        """The first instant with a timer not cancelled (dropping the instants before it,
+        whose timers all were), or None."""
+        whens = self._whens
+        instants = self._instants
+        if self.cancelled > _COMPACT_MIN and 2 * self.cancelled > self._count:
+            self._compact()
+        while whens:
+            when = whens[0]
+            bucket = instants[when]
+            for timer in bucket:
+                if timer.callback is not None:
+                    return when
+            heapq.heappop(whens)
+            del instants[when]
+            self._count -= len(bucket)
+            self.cancelled -= len(bucket)
+        return None
+
+    def _compact(self) -> None:
+        """Drop the cancelled timers, so a run that cancels many holds no more than it must."""
+        live: dict[int, list[CoreTimer]] = {}
+        for when, bucket in self._instants.items():
+            kept = [timer for timer in bucket if timer.callback is not None]
+            if kept:
+                live[when] = kept
+        self._instants.clear()  # in place: `run` holds it
+        self._instants.update(live)
+        self._whens[:] = list(live)
+        heapq.heapify(self._whens)
+        self._count = sum(len(bucket) for bucket in live.values())
+        self.cancelled = 0
+
     def _due_now(self) -> bool:
-        timers = self._timers
-        while timers and timers[0][1].callback is None:
-            heapq.heappop(timers)
-            self.cancelled -= 1
-        return bool(timers) and timers[0][0] >> _SEQ_BITS <= self.now_ns
+        when = self._next_live()
+        return when is not None and when <= self.now_ns
 
     def _advance(self) -> bool:
         """Move time to the next live timer (never back); False if there is none."""
-        timers = self._timers
-        if self.cancelled > _COMPACT_MIN and 2 * self.cancelled > len(timers):
-            live = [entry for entry in timers if entry[1].callback is not None]
-            heapq.heapify(live)
-            timers[:] = live
-            self.cancelled = 0
-        while timers and timers[0][1].callback is None:
-            heapq.heappop(timers)
-            self.cancelled -= 1
-        if not timers:
+        when = self._next_live()
+        if when is None:
             return False
-        self.now_ns = max(self.now_ns, timers[0][0] >> _SEQ_BITS)
+        self.now_ns = max(self.now_ns, when)
         return True
