@@ -7,7 +7,7 @@ pattern of h11 and wsproto). Two schedulers run them:
 - `LoopScheduler`, over an asyncio loop: the daemon and real-time scenarios, where the loop also
   serves HTTP and real registries, and where the few steps that must wait on I/O (a real
   registry's pull, a credential plugin) run as asyncio tasks that call back when done;
-- `EventCore`, a lean discrete-event core for scenarios in virtual time: a heap of timers and a
+- `EventCore`, a lean discrete-event core for scenarios in virtual time: timers per instant and a
   queue of callbacks, nothing else, so a simulated pull costs a few function calls rather than
   tasks, futures and handles.
 
@@ -97,7 +97,7 @@ def settles(future: asyncio.Future[_T], error: type[Exception]) -> Callable[[_T 
 
 
 class CoreTimer:
-    """An `EventCore` timer: cancelled by dropping its callback; left in the heap until due."""
+    """An `EventCore` timer: cancelled by dropping its callback; left in its instant until due."""
 
     __slots__ = ("args", "callback", "core")
 

@@ -79,7 +79,7 @@ class ImageRecord:
     size: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        self.size = sum(layer.size for layer in self.layers)
+        self.size = sum([layer.size for layer in self.layers])
 
 
 class NoSpaceLeftError(RegistryError):
@@ -241,7 +241,7 @@ class ImageStore:
             if by_name.get(digest) != image_id or digest not in existing.repo_digests:
                 self._name(existing, digest, existing.repo_digests)
         if ref is not None and ref.tag and not ref.digest:
-            tag = f"{ref.name}:{ref.tag}"
+            tag = ref.pull_ref  # name:tag
             if by_name.get(tag) != image_id or tag not in existing.repo_tags:
                 self._name(existing, tag, existing.repo_tags)
         existing.last_used = now

@@ -97,6 +97,16 @@ class TestTieRule:
         assert order == sorted(kept, key=lambda i: (i % 7, i))
         assert core.now_ns == 7 * S
 
+    def test_an_instant_whose_timers_were_all_cancelled_is_never_reached(self) -> None:
+        core = EventCore()
+        seen: list[int] = []
+        core.call_at(2 * S, lambda: seen.append(core.now_ns))
+        doomed = [core.call_at(9 * S, seen.append, -1) for _ in range(3)]
+        core.call_at(2 * S, lambda: [timer.cancel() for timer in doomed])
+        core.run()
+        assert seen == [2 * S]
+        assert core.now_ns == 2 * S
+
     def test_a_run_that_ends_at_an_instant_runs_all_of_it_and_nothing_after(self) -> None:
         core = EventCore()
         seen: list[tuple[int, str]] = []
