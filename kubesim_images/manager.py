@@ -319,7 +319,8 @@ class ImageManager:
         now = self._scheduler.now()
         if isinstance(outcome, PullResult):
             size = outcome.record.size
-            total = reasons.truncate_ms_ns(now - managed.started)
+            total = now - managed.started
+            total -= total % 1_000_000  # reasons.truncate_ms_ns, inline: every pull
             self._emit(
                 pod,
                 container,
@@ -332,7 +333,8 @@ class ImageManager:
             self.observer.pull_finished(image, total / 1e9, size, ok=True)
             for expired in self.backoff.gc(now):
                 self._prev_error.pop(expired, None)
-            self._ensured(step)
+            if self._counts_requests:
+                self._ensured(step)
             managed.done(_tuple(Ensured, (outcome.record.id, True)))
             return
         if not isinstance(outcome, RegistryError | PullQPSExceededError):

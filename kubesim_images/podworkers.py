@@ -443,7 +443,8 @@ class PodWorkers:
         self.images_version += 1
         cs.started_at = self._scheduler.now()
         # Report each container as it becomes ready, not only at the end of the sync.
-        self._changed(status)
+        if self._on_change is not None:
+            self._on_change(status)
 
     def _failed(self, status: PodStatus, cs: ContainerStatus, exc: ContainerError) -> None:
         cs.state, cs.reason, cs.message = State.WAITING, exc.reason, str(exc)
@@ -460,7 +461,8 @@ class PodWorkers:
             for cs in status.statuses:
                 if cs.state is State.WAITING and cs.reason == "ContainerCreating":
                     cs.reason = "PodInitializing"
-        self._changed(status)
+        if self._on_change is not None:
+            self._on_change(status)
         if worker.ok:
             if self._workers.get(status.pod.uid) is worker:
                 del self._workers[status.pod.uid]

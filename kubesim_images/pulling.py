@@ -181,7 +181,7 @@ class CallbackPull:
             self._end(outcome)
             return
         store = self.store
-        missing = store.missing_layers(outcome.layers)
+        missing = store.missing_layers(outcome.record.layers)
         if not missing:
             self._end(outcome)
             return
