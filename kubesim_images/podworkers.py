@@ -183,12 +183,13 @@ class PodWorkers:
         if pod.uid in self.pods:
             raise ValueError(f"pod {pod.key} ({pod.uid}) already has a worker")
         default_reason = "PodInitializing" if pod.init_containers else "ContainerCreating"
-        status = PodStatus(
-            pod=pod,
-            node=self.manager.node,
-            created_at=self._scheduler.now() if created_at is None else created_at,
-            init_statuses=[ContainerStatus(c, reason=default_reason) for c in pod.init_containers],
-            statuses=[ContainerStatus(c, reason=default_reason) for c in pod.containers],
+        waiting = State.WAITING
+        status = PodStatus(  # positional: a rollout makes a million
+            pod,
+            self.manager.node,
+            self._scheduler.now() if created_at is None else created_at,
+            [ContainerStatus(c, waiting, default_reason) for c in pod.init_containers],
+            [ContainerStatus(c, waiting, default_reason) for c in pod.containers],
         )
         self.pods[pod.uid] = status
         self.start(status)
