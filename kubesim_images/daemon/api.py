@@ -40,6 +40,7 @@ from kubesim_images.daemon.discovery import (
 )
 from kubesim_images.daemon.fieldvalidation import field_validation_middleware
 from kubesim_images.daemon.kube import ApiError, bad_request
+from kubesim_images.daemon.objects import check_kind
 from kubesim_images.daemon.options import (
     check_dry_run,
     check_patch,
@@ -49,6 +50,8 @@ from kubesim_images.daemon.options import (
     parse_delete_options,
 )
 from kubesim_images.daemon.paging import page
+from kubesim_images.daemon.pods import PodStore
+from kubesim_images.daemon.podstatus import patched_pod
 from kubesim_images.daemon.podtools import add_pod_tool_routes
 from kubesim_images.daemon.podupdate import SpecMerge
 from kubesim_images.daemon.resources import Resource
@@ -630,6 +633,35 @@ def add_resource_routes(app: web.Application, resources: tuple[Resource, ...]) -
             app.router.add_put(item, handlers["update"])
 
 
+def add_pod_status_routes(app: web.Application, pods: PodStore) -> None:
+    """PATCH and PUT on `pods/{name}/status` (`kubectl patch --subresource=status`, a client's
+    `patch_namespaced_pod_status`): the written status stands until the pod's kubelet
+    reconciles it (see podstatus)."""
+
+    async def patch_status(request: web.Request) -> web.StreamResponse:
+        check_patch(request)
+        namespace, name = _key(request)
+        dry = dry_run(request)
+        current = pods.get(namespace, name)
+        body = await read_patch(request, current)
+        by_key = request.content_type in (
+            "application/strategic-merge-patch+json",
+            APPLY_PATCH_YAML,
+        )
+        written = patched_pod(current, body, SpecMerge.BY_NAME if by_key else SpecMerge.JSON)
+        return _json(pods.write_status(namespace, name, written, dry_run=dry))
+
+    async def replace_status(request: web.Request) -> web.StreamResponse:
+        namespace, name = _key(request)
+        dry = dry_run(request)
+        body = check_kind(await read_object(request), "Pod")
+        return _json(pods.write_status(namespace, name, body, dry_run=dry, replacing=True))
+
+    item = "/api/v1/namespaces/{namespace}/pods/{name}/status"
+    app.router.add_patch(item, patch_status)
+    app.router.add_put(item, replace_status)
+
+
 def add_workload_routes(app: web.Application, cluster: Cluster) -> None:
     """What apps/v1 has beyond the generated routes: `/scale` (an autoscaling/v1 Scale, what
     `kubectl scale` patches), PUT `/status`, and its OpenAPI document."""
@@ -725,4 +757,5 @@ def make_app(
     add_workload_routes(app, cluster)
     if any(res.kind == "Pod" for res in cluster.resources):
         add_pod_tool_routes(app, cluster.pods)
+        add_pod_status_routes(app, cluster.pods)
     return app

@@ -40,6 +40,12 @@ from kubesim_images.daemon.objects import (
 )
 from kubesim_images.daemon.options import NO_OPTIONS, DeleteOptions, check_preconditions
 from kubesim_images.daemon.podcodec import status_from_json, status_json
+from kubesim_images.daemon.podstatus import (
+    STATUS_SYNC_PERIOD,
+    check_status,
+    foreign_conditions,
+    kubelet_agrees,
+)
 from kubesim_images.daemon.podupdate import (
     SpecMerge,
     check_spec_update,
@@ -66,7 +72,7 @@ from kubesim_images.podworkers import (
     containers_ready_condition,
     initialized_condition,
 )
-from kubesim_images.state import StateStore
+from kubesim_images.state import StateError, StateStore
 from kubesim_images.tasks import create_guarded_task, stop_task
 
 _log = get_logger()
@@ -83,6 +89,9 @@ class PodRecord:
     # When the kubelet stopped the containers of the pod being deleted (ns): from then on it
     # shows them terminated and unready, as the kubelet reports them before the pod goes.
     stopped_at: int | None = None
+    # A status written through pods/status is what the API shows (`manifest["status"]`) until
+    # the pod's kubelet or the scheduler writes its own (see podstatus).
+    status_written: bool = False
 
 
 class PodStore:
@@ -116,6 +125,10 @@ class PodStore:
         self._gone_waiters: list[asyncio.Future[None]] = []
         # The kubelet's kills of deleted pods, by UID.
         self._killing: dict[str, asyncio.Task[None]] = {}
+        # How soon a pod's kubelet writes its own status over one written through pods/status
+        # (tests shorten it); the pending reconciles, by UID.
+        self.status_sync_period = STATUS_SYNC_PERIOD
+        self._reconciles: dict[str, asyncio.TimerHandle] = {}
 
     def restore(self) -> None:
         """Load the saved pods with their statuses and start their workers, each on the node it
@@ -164,6 +177,9 @@ class PodStore:
         resumes at the next start (the pod is saved marked for deletion)."""
         for task in list(self._killing.values()):
             await stop_task(task)
+        for handle in self._reconciles.values():
+            handle.cancel()
+        self._reconciles.clear()
         if self._flush is not None:
             self._flush.cancel()
             self._flush_statuses()
@@ -238,7 +254,85 @@ class PodStore:
                 self._state.put_pod_status(status.pod.uid, status_json(status, self._clock))
         record.manifest = manifest
         record.rendered = None
+        record.status_written = False
         self._feed.publish("Pod", MODIFIED, self.render(record))
+
+    def write_status(
+        self,
+        namespace: str,
+        name: str,
+        written: Any,
+        *,
+        dry_run: bool = False,
+        replacing: bool = False,
+    ) -> dict[str, Any]:
+        """A write to pods/status: `written` is the whole pod as it is to be (a patch already
+        applied to the pod as shown, or, `replacing`, a PUT's body, whose resourceVersion must
+        be current). Its status and its labels and annotations are taken; the rest stays as
+        stored (the apiserver's status strategy). Saved before memory changes, then published
+        MODIFIED; the pod's kubelet reconciles after `status_sync_period` (see podstatus)."""
+        record = self._record(namespace, name)
+        if not isinstance(written, Mapping):
+            raise bad_request("the request body must be a JSON or YAML object")
+        meta = written.get("metadata")
+        if not isinstance(meta, Mapping):
+            raise bad_request("metadata must be an object")
+        if replacing:
+            check_replacement(meta, "pods", name, record.manifest["metadata"]["resourceVersion"])
+        shown = self.render(record)
+        status = check_status(name, written.get("status"))
+        qos = (shown.get("status") or {}).get("qosClass")
+        if qos is not None:  # set at creation, immutable (podStatusStrategy)
+            status["qosClass"] = qos
+        new_meta = {**record.manifest["metadata"]}
+        for key in ("labels", "annotations"):
+            new_meta[key] = meta.get(key)
+        drop_empty_maps(new_meta)
+        check_string_maps(new_meta)
+        require_valid("Pod", name, metadata_causes(new_meta))
+        if status == shown.get("status") and new_meta == record.manifest["metadata"]:
+            return shown  # nothing changed: no new version, no event
+        manifest = {**record.manifest, "metadata": new_meta, "status": status}
+        self._patched_version(manifest, dry_run=dry_run)
+        if dry_run:
+            return self._render_pod(PodRecord(manifest, record.status, status_written=True))
+        with self._state.transaction():
+            self._state.put_object("Pod", namespace, name, manifest)
+        record.manifest = manifest
+        record.status_written = True
+        record.rendered = None
+        uid = record.status.pod.uid
+        if record.status.node:
+            old = self._reconciles.pop(uid, None)
+            if old is not None:
+                old.cancel()
+            loop = asyncio.get_running_loop()
+            self._reconciles[uid] = loop.call_later(
+                self.status_sync_period, self._reconcile_status, uid
+            )
+        rendered = self.render(record)
+        self._feed.publish("Pod", MODIFIED, rendered)
+        _log.info("pod_status_written", pod=f"{namespace}/{name}")
+        return rendered
+
+    def _reconcile_status(self, uid: str) -> None:
+        """The kubelet status manager's periodic sync of one pod: where the status written
+        through the API differs from its own in what it owns, it writes its own."""
+        self._reconciles.pop(uid, None)
+        record = self.records.get(uid)
+        if record is None or not record.status_written or not record.status.node:
+            return
+        own = PodRecord(record.manifest, record.status, stopped_at=record.stopped_at)
+        kubelets = self._render_pod(own)["status"]
+        if kubelet_agrees(kubelets, record.manifest.get("status") or {}):
+            return  # nothing of its own to write back: the written status stays
+        try:
+            self._publish_status(record, save_status=False)
+        except StateError as exc:  # the next sync tries again, as the status manager does
+            _log.warning("pod_status_reconcile_failed", pod_uid=uid, error=str(exc))
+            self._reconciles[uid] = asyncio.get_running_loop().call_later(
+                self.status_sync_period, self._reconcile_status, uid
+            )
 
     def _place(
         self, manifest: Mapping[str, Any], pod: Pod, bound: str | None
@@ -301,6 +395,7 @@ class PodStore:
         record.manifest = manifest
         record.status = status
         record.rendered = None
+        record.status_written = False
         if isinstance(target, str):
             record.unschedulable = None
             self._nodes[target].resume_pod(status)
@@ -549,6 +644,9 @@ class PodStore:
         del self._keys[(pod.namespace, pod.name)]
         del self.records[uid]
         self._dirty.pop(uid, None)
+        reconcile = self._reconciles.pop(uid, None)
+        if reconcile is not None:
+            reconcile.cancel()
         if record.status.node in self._nodes:
             self._placer.release(record.status.node)
         shown = self.render(record)
@@ -696,11 +794,21 @@ class PodStore:
         return record.rendered
 
     def _render_pod(self, record: PodRecord) -> dict[str, Any]:
-        status = record.status
         doc = copy.deepcopy(record.manifest)
+        written = doc.get("status")
+        if record.status_written and written is not None:
+            return doc
+        self._render_status(record, doc)
+        kept = foreign_conditions(written)
+        if kept:  # the kubelet keeps the conditions it does not own (mergePodStatus)
+            doc["status"].setdefault("conditions", []).extend(kept)
+        return doc
+
+    def _render_status(self, record: PodRecord, doc: dict[str, Any]) -> None:
+        status = record.status
         if not status.node:
             doc["status"] = _pending_status(record, doc["metadata"]["creationTimestamp"])
-            return doc
+            return
         stamp = self._clock.rfc3339
         initialized, init_message = initialized_condition(status)
         ready, ready_message = containers_ready_condition(status)
@@ -751,7 +859,6 @@ class PodStore:
             doc["status"]["initContainerStatuses"] = [
                 self._container_json(status, cs, record.stopped_at) for cs in status.init_statuses
             ]
-        return doc
 
     def _container_json(
         self, status: PodStatus, cs: ContainerStatus, stopped_at: int | None = None
