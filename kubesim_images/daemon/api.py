@@ -756,6 +756,6 @@ def make_app(
     add_resource_routes(app, cluster.resources)
     add_workload_routes(app, cluster)
     if any(res.kind == "Pod" for res in cluster.resources):
-        add_pod_tool_routes(app, cluster.pods)
+        add_pod_tool_routes(app, cluster.pods, cluster.feed, app[WATCHES])
         add_pod_status_routes(app, cluster.pods)
     return app

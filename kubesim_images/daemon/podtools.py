@@ -6,6 +6,12 @@ of an image simulator reads, so they are the kubelet's texts (`validateContainer
 `kubectl logs` on a pod stuck on its image says `is waiting to start: trying and failing to pull
 image`, a 400 the apiserver passes on. exec, attach and port-forward are 400 with a message
 saying why, never a generic 404.
+
+`follow=true` on a running container holds the stream open, as the kubelet follows a log until
+the container exits: it ends when the container stops running (its pod deleted, its image
+changed), when the client goes, or when the daemon stops. The stream is registered with the
+watch hub, which ends it on shutdown and notices a client gone, so it never holds a drain; it
+waits on the pod's changes from the change feed, never on a timer.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
-from kubesim_images.daemon.kube import bad_request
+from kubesim_images.daemon.changefeed import DELETED, Change, ChangeFeed
+from kubesim_images.daemon.kube import ApiError, bad_request
 from kubesim_images.daemon.pods import PodStore
+from kubesim_images.daemon.watches import STOP, WatchHub
 from kubesim_images.reasons import go_quote
 
 ITEM = "/api/v1/namespaces/{namespace}/pods/{name}"
@@ -96,7 +104,17 @@ def check_log_status(pod: Mapping[str, Any], container: str, *, previous: bool) 
     raise bad_request(f"{where} is waiting to start - no logs yet")
 
 
-def add_pod_tool_routes(app: web.Application, pods: PodStore) -> None:
+def still_running(pod: Mapping[str, Any], container: str, container_id: str) -> bool:
+    """Whether the container a followed log is about still runs (the same one, not restarted)."""
+    cs = _status_of(pod, container)
+    if cs is None or "running" not in (cs.get("state") or {}):
+        return False
+    return cs.get("containerID") == container_id
+
+
+def add_pod_tool_routes(
+    app: web.Application, pods: PodStore, feed: ChangeFeed, hub: WatchHub
+) -> None:
     """The routes of `POD_ACTIONS` (resources.py) over the cluster's pods."""
 
     def pod_of(request: web.Request) -> dict[str, Any]:
@@ -105,11 +123,55 @@ def add_pod_tool_routes(app: web.Application, pods: PodStore) -> None:
     async def log(request: web.Request) -> web.StreamResponse:
         pod = pod_of(request)
         container = pick_container(pod, request.query.get("container"))
-        if (pod.get("spec") or {}).get("nodeName"):  # unscheduled: the apiserver streams nothing
-            previous = request.query.get("previous") in ("1", "true")
-            check_log_status(pod, container, previous=previous)
-        # A simulated container writes nothing: its log is empty, and ends (even when followed).
-        return web.Response(body=b"", content_type="text/plain")
+        previous = _flag(request, "previous")
+        follow = _flag(request, "follow")
+        if not (pod.get("spec") or {}).get("nodeName"):
+            # Unscheduled: the apiserver has no kubelet to ask and streams nothing.
+            return web.Response(body=b"", content_type="text/plain")
+        check_log_status(pod, container, previous=previous)
+        cs = _status_of(pod, container) or {}
+        container_id = str(cs.get("containerID") or "")
+        if not follow or previous or not still_running(pod, container, container_id):
+            # A simulated container writes nothing: its log is empty, and ends.
+            return web.Response(body=b"", content_type="text/plain")
+        return await _follow(request, pod, container, container_id)
+
+    async def _follow(
+        request: web.Request, pod: dict[str, Any], container: str, container_id: str
+    ) -> web.StreamResponse:
+        """Hold the (empty) log open until its container stops running (see the module)."""
+        uid = pod["metadata"]["uid"]
+        stream = hub.open("pods", "namespace", request.transport, subresource="log")
+
+        def on_change(change: Change) -> None:
+            if change.object["metadata"].get("uid") != uid:
+                return
+            if change.type == DELETED or not still_running(change.object, container, container_id):
+                stream.end()
+
+        unsubscribe = feed.subscribe("Pod", on_change)
+        try:
+            # Checked again once subscribed: no change falls between the check and the feed.
+            current = pods.get(pod["metadata"]["namespace"], pod["metadata"]["name"])
+            if current["metadata"]["uid"] != uid or not still_running(
+                current, container, container_id
+            ):
+                stream.end()
+            response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+            await response.prepare(request)
+            while True:
+                change, _ = await stream.queue.get()
+                if change == STOP:
+                    break
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client went away: nothing to end but the stream
+        except ApiError:  # the pod went between the first look and the subscription
+            return web.Response(body=b"", content_type="text/plain")
+        finally:
+            unsubscribe()
+            hub.finish(stream)
+        return response
 
     def no_processes(verb: str) -> Any:
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -131,6 +193,10 @@ def add_pod_tool_routes(app: web.Application, pods: PodStore) -> None:
         handler = no_processes(verb or "port-forward")
         app.router.add_get(f"{ITEM}/{action}", handler)
         app.router.add_post(f"{ITEM}/{action}", handler)
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name) in ("1", "true", "True")
 
 
 def _first(values: Sequence[str]) -> str | None:

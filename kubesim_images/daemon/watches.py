@@ -56,6 +56,8 @@ class Watch:
     transport: asyncio.Transport | None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     ended: bool = False
+    # A long-running GET of a subresource held open like a watch (`pods/log` followed).
+    subresource: str = ""
 
     def offer(self, change: str, obj: dict[str, Any]) -> None:
         """Queue a change; a subscriber this far behind is ended instead (it will re-list)."""
@@ -110,17 +112,34 @@ class WatchHub:
         """Open watches per (resource plural, scope)."""
         out: dict[tuple[str, str], int] = {}
         for watch in self._open:
-            key = (watch.resource, watch.scope)
+            if not watch.subresource:
+                key = (watch.resource, watch.scope)
+                out[key] = out.get(key, 0) + 1
+        return out
+
+    def longrunning(self) -> dict[tuple[str, str, str], int]:
+        """Open streams, watches and followed subresources, per (resource, subresource, scope)."""
+        out: dict[tuple[str, str, str], int] = {}
+        for watch in self._open:
+            key = (watch.resource, watch.subresource, watch.scope)
             out[key] = out.get(key, 0) + 1
         return out
 
-    def open(self, resource: str, scope: str, transport: asyncio.Transport | None) -> Watch:
+    def open(
+        self,
+        resource: str,
+        scope: str,
+        transport: asyncio.Transport | None,
+        *,
+        subresource: str = "",
+    ) -> Watch:
         """A new watch; already ended when the hub is closing (its stream ends at once).
 
         `scope` is the apiserver's label: "namespace" for a watch in one namespace, else
-        "cluster".
+        "cluster". A `subresource` stream (a followed log) is held and ended the same way.
         """
-        watch = Watch(resource, scope, asyncio.Queue(maxsize=self._backlog), transport)
+        queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=self._backlog)
+        watch = Watch(resource, scope, queue, transport, subresource=subresource)
         if self._closing:
             watch.end()
             watch.finished.set()
@@ -199,6 +218,7 @@ class WatchCollector:
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(self._NAME, self._HELP, labels=self._LABELS)
-        for (resource, scope), count in sorted(self._hub.counts().items()):
-            family.add_metric(("apiserver", "", resource, scope, "", "WATCH", "v1"), count)
+        for (resource, sub, scope), count in sorted(self._hub.longrunning().items()):
+            verb = "GET" if sub else "WATCH"
+            family.add_metric(("apiserver", "", resource, scope, sub, verb, "v1"), count)
         yield family
