@@ -62,7 +62,7 @@ from kubesim_images.daemon.selectors import (
     parse_label_selector,
 )
 from kubesim_images.daemon.storage import Storage
-from kubesim_images.daemon.watches import STOP, WatchCollector, WatchHub
+from kubesim_images.daemon.watches import STOP, WatchCollector, WatchHub, next_bookmark
 from kubesim_images.logging import get_logger
 from kubesim_images.metrics import Metrics
 from kubesim_images.registry.listing import catalogue_rows
@@ -356,7 +356,8 @@ async def watch(
     Without a resourceVersion (or with "0") the objects listed come first as ADDED, as the API
     server's watch cache sends them; with resourceVersion=N the changes after N are replayed
     from the change feed's window (a version older than it is one ERROR event, 410 Expired);
-    then every change once, as it is committed.
+    then every change once, as it is committed; with allowWatchBookmarks, BOOKMARK events
+    between them (see watches.py).
     """
     cluster = request.app[CLUSTER]
     as_table = kube.wants_table(request.headers.get("Accept", ""))
@@ -366,6 +367,7 @@ async def watch(
     label_req = parse_label_selector(request.query.get("labelSelector"))
     timeout = _timeout_seconds(request)
     start = _watch_start(request)
+    bookmarks = request.query.get("allowWatchBookmarks") in {"1", "true"}
     hub = request.app[WATCHES]
 
     def wanted(obj: dict[str, Any]) -> bool:
@@ -402,6 +404,16 @@ async def watch(
         else:
             await response.write(_watch_line(change, obj))
 
+    async def send_bookmark() -> None:
+        # An empty object of the kind at the current version, as the cacher's bookmark is.
+        meta = {"resourceVersion": str(cluster.resource_version), "creationTimestamp": None}
+        if as_table:
+            obj: dict[str, Any] = {"kind": "Table", "apiVersion": "meta.k8s.io/v1"}
+            obj.update(metadata=meta, columnDefinitions=None, rows=None)
+        else:
+            obj = {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": meta}
+        await response.write(json.dumps({"type": "BOOKMARK", "object": obj}).encode() + b"\n")
+
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     try:
         await response.prepare(request)
@@ -414,9 +426,22 @@ async def watch(
             if stream.ended:
                 return response
             await send(change, doc)
-        async with asyncio.timeout(timeout):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        due = next_bookmark(loop.time(), hub.bookmark_interval, deadline) if bookmarks else None
+        async with asyncio.timeout_at(deadline):
             while True:
-                change, obj = await stream.queue.get()
+                if due is None:
+                    change, obj = await stream.queue.get()
+                else:
+                    try:
+                        async with asyncio.timeout_at(due):
+                            change, obj = await stream.queue.get()
+                    except TimeoutError:
+                        # Nothing queued: every change up to the current version was sent.
+                        await send_bookmark()
+                        due = next_bookmark(loop.time(), hub.bookmark_interval, deadline)
+                        continue
                 if change == STOP:
                     break
                 await send(change, obj)

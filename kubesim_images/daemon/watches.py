@@ -14,6 +14,12 @@ client lists again), never allowed to grow memory without bound; if its writer i
 on a client that stopped reading STUCK_GRACE seconds later, its connection is aborted, so it
 holds no connection slot or buffer either.
 
+A watch that asked for bookmarks (`allowWatchBookmarks=true`) gets a BOOKMARK event with the
+current resourceVersion every `bookmark_interval` seconds (a minute, the apiserver cacher's
+bookmarkFrequency), the last one 2 s before the watch's deadline so that its client still reads
+it (`nextBookmarkTime`): a client that resumes from it lists nothing again. The interval is the
+hub's, so tests shorten it.
+
 A client that disconnects is noticed too: aiohttp does not cancel a handler whose client went
 away, and a watch that matches nothing never writes (the write is what would fail), so it would
 stay subscribed until a matching change came. While watches are open, one liveness task ends
@@ -44,6 +50,15 @@ STUCK_GRACE = 1.0
 # How soon a closed connection's watch is ended: one pass over the open watches (a flag read
 # each) per second costs nothing, and a second is well inside any client's reconnect.
 LIVENESS_INTERVAL = 1.0
+BOOKMARK_INTERVAL = 60.0
+BOOKMARK_BEFORE_DEADLINE = 2.0
+
+
+def next_bookmark(now: float, interval: float, deadline: float) -> float | None:
+    """When a watch's next bookmark is due: `interval` from now, but no later than 2 s before
+    its deadline; None when that moment has passed (no bookmark left to send)."""
+    due = min(now + interval, deadline - BOOKMARK_BEFORE_DEADLINE)
+    return due if due >= now else None
 
 
 @dataclass(eq=False, slots=True)
@@ -100,6 +115,7 @@ class WatchHub:
     ) -> None:
         self._backlog = backlog
         self._liveness_interval = liveness_interval
+        self.bookmark_interval = BOOKMARK_INTERVAL
         self._open: set[Watch] = set()
         self._closing = False
         self._liveness: asyncio.Task[None] | None = None
