@@ -338,6 +338,36 @@ def _schema_name(res: Resource, suffix: str = "") -> str:
     return f"io.k8s.api.{res.group or 'core'}.{res.version}.{res.kind}{suffix}"
 
 
+def _subresource_paths(res: Resource, schema: str) -> dict[str, Any]:
+    """A pod's status (read and written) and log; a workload's status (read and replaced)."""
+    item = f"{res.collection_path()}/{{name}}"
+    paths: dict[str, Any] = {}
+    if "status" in res.subresources:
+        status: dict[str, Any] = {"get": _op(f"Read a {res.singular}'s status", response=schema)}
+        replace = f"Replace a {res.singular}'s status"
+        status["put"] = _op(replace, response=schema, body=schema)
+        if res.kind == "Pod":
+            status["patch"] = _patch(
+                "Patch a pod's status (it stands until the pod's kubelet writes its own)", schema
+            )
+        paths[f"{item}/status"] = status
+    if res.kind == "Pod":
+        log_params = [
+            _query("container", "The container whose log to stream"),
+            _query("follow", "Stream until the container stops running", "boolean"),
+            _query("previous", "The previous, terminated container's log", "boolean"),
+        ]
+        paths[f"{item}/log"] = {
+            "get": _op(
+                "A container's log: empty (a simulated container writes nothing), held open "
+                "with follow=true while the container runs",
+                content=_TEXT,
+                params=log_params,
+            )
+        }
+    return paths
+
+
 def _resource_paths(lists: list[dict[str, Any]]) -> dict[str, Any]:
     """The operations of every kind of the resource table, for the verbs it declares."""
     paths: dict[str, Any] = {}
@@ -349,6 +379,17 @@ def _resource_paths(lists: list[dict[str, Any]]) -> dict[str, Any]:
             collection["get"] = _op(said["list"], response=listed, params=lists)
         if "create" in verbs:
             collection["post"] = _op(said["create"], response=schema, body=schema, code="201")
+        if "deletecollection" in verbs:
+            collection["delete"] = _op(
+                said.get(
+                    "deletecollection",
+                    f"Delete the {res.plural} the selectors pick, each as its DELETE would; "
+                    "answers the list of those deleted",
+                ),
+                response=listed,
+                params=[p for p in lists if p["name"] in {"fieldSelector", "labelSelector"}]
+                + [_DRY_RUN],
+            )
         item: dict[str, Any] = {}
         if "get" in verbs:
             item["get"] = _op(said["get"], response=schema)
@@ -358,8 +399,19 @@ def _resource_paths(lists: list[dict[str, Any]]) -> dict[str, Any]:
             )
         if "patch" in verbs:
             item["patch"] = _patch(said["patch"], schema)
+        if "update" in verbs:
+            item["put"] = _op(
+                said.get(
+                    "update",
+                    f"Replace a {res.singular} (the whole object; a stale resourceVersion is "
+                    "409 Conflict)",
+                ),
+                response=schema,
+                body=schema,
+            )
         paths[res.collection_path()] = collection
         paths[f"{res.collection_path()}/{{name}}"] = item
+        paths.update(_subresource_paths(res, schema))
         if res.namespaced and "list" in verbs:
             everywhere = said.get("list-all", f"List {res.plural} in all namespaces")
             paths[f"{res.api_prefix}/{res.plural}"] = {
