@@ -5,7 +5,8 @@ account's imagePullSecrets), bound to a node as the scheduler would (`placement.
 `spec.nodeName`, a `nodeSelector` on the nodes' labels, else the node with the fewest pods, a
 cordoned node never), then handed to that node's pod workers. A pod no node takes stays Pending,
 unscheduled, with the scheduler's `FailedScheduling` event, and is offered again when a node's
-labels or cordon change (`node_updated`). What the workers report is
+labels or cordon change (`node_updated`), when a pod bound to a node is removed, and at least
+every five minutes besides (`unschedulable.UnschedulablePods`). What the workers report is
 the status manager's business here: changes are gathered per loop turn (a sync reports each
 container as it becomes ready), then each changed pod is saved, takes the next resourceVersion
 and is published once on the change feed, as the kubelet's status manager writes a pod's status
@@ -54,6 +55,7 @@ from kubesim_images.daemon.podupdate import (
 )
 from kubesim_images.daemon.quantities import check_pod_quantities
 from kubesim_images.daemon.shapes import check_pod
+from kubesim_images.daemon.unschedulable import UnschedulablePods
 from kubesim_images.daemon.validation import (
     container_count_causes,
     metadata_causes,
@@ -129,6 +131,9 @@ class PodStore:
         # (tests shorten it); the pending reconciles, by UID.
         self.status_sync_period = STATUS_SYNC_PERIOD
         self._reconciles: dict[str, asyncio.TimerHandle] = {}
+        # The scheduler's queue of pods no node took, tried again periodically.
+        self.unschedulable = UnschedulablePods(self._retry_periodically)
+        self._retry_soon: asyncio.Handle | None = None
 
     def restore(self) -> None:
         """Load the saved pods with their statuses and start their workers, each on the node it
@@ -163,6 +168,8 @@ class PodStore:
             record = PodRecord(doc, status)
             if isinstance(target, Unschedulable):
                 record.unschedulable = target.message
+                if target.message is not None:
+                    self.unschedulable.tried(pod.uid)
             self.records[pod.uid] = record
             self._keys[(pod.namespace, pod.name)] = pod.uid
             if node:
@@ -177,6 +184,10 @@ class PodStore:
         resumes at the next start (the pod is saved marked for deletion)."""
         for task in list(self._killing.values()):
             await stop_task(task)
+        await self.unschedulable.stop()
+        if self._retry_soon is not None:
+            self._retry_soon.cancel()
+            self._retry_soon = None
         for handle in self._reconciles.values():
             handle.cancel()
         self._reconciles.clear()
@@ -360,6 +371,11 @@ class PodStore:
         event comes from the binding, see podevents); one still refused for another reason gets
         the new `FailedScheduling`."""
         self._placer.update(node, labels, unschedulable=unschedulable, taints=taints)
+        self._retry_pending()
+
+    def _retry_pending(self) -> None:
+        """Every pending pod offered to the nodes again, oldest first."""
+        self._retry_soon = None
         pending = [
             r
             for r in self.records.values()
@@ -370,12 +386,43 @@ class PodStore:
         for record in sorted(pending, key=lambda r: r.manifest["metadata"]["creationTimestamp"]):
             self._retry(record)
 
-    def _retry(self, record: PodRecord) -> None:
+    def _pod_unbound(self) -> None:
+        """A pod bound to a node was removed (kube-scheduler's AssignedPodDelete event): the
+        pending pods are offered again, once, after the removal's loop turn."""
+        if self._retry_soon is None and len(self.unschedulable):
+            loop = asyncio.get_running_loop()
+            self._retry_soon = loop.call_soon(self._retry_pending_guarded)
+
+    def _retry_pending_guarded(self) -> None:
+        try:
+            self._retry_pending()
+        except StateError as exc:  # the next flush tries again
+            _log.warning("schedule_retry_failed", error=str(exc))
+
+    def _retry_periodically(self, uid: str) -> None:
+        """The periodic flush's try of one pod (see unschedulable.py)."""
+        record = self.records.get(uid)
+        if (
+            record is None
+            or record.status.node
+            or "deletionTimestamp" in record.manifest["metadata"]
+        ):
+            self.unschedulable.discard(uid)
+            return
+        self._retry(record, periodic=True)
+
+    def _retry(self, record: PodRecord, *, periodic: bool = False) -> None:
         pod = record.status.pod
         target = self._place(record.manifest, pod, None)
         meta = record.manifest["metadata"]
         if isinstance(target, Unschedulable):
+            if target.message is not None:
+                self.unschedulable.tried(pod.uid)
             if target.message is None or target.message == record.unschedulable:
+                if periodic and target.message is not None:
+                    # Another failed attempt: its event again (aggregated, `(x2 over 5m)`);
+                    # the status is unchanged, so no write.
+                    self._events.emit(scheduler_event(self._clock.now_ns(), pod, target.message))
                 return
             manifest = {**record.manifest, "metadata": {**meta}}
             status = record.status
@@ -398,6 +445,7 @@ class PodStore:
         record.status_written = False
         if isinstance(target, str):
             record.unschedulable = None
+            self.unschedulable.discard(pod.uid)
             self._nodes[target].resume_pod(status)
             _log.info("pod_scheduled", pod=f"{pod.namespace}/{pod.name}", node=target)
         elif target.message is not None:
@@ -487,6 +535,7 @@ class PodStore:
         elif isinstance(target, Unschedulable):
             record.unschedulable = target.message
             if target.message is not None:
+                self.unschedulable.tried(pod.uid)
                 self._events.emit(scheduler_event(self._clock.now_ns(), pod, target.message))
         rendered = self.render(record)
         self._feed.publish("Pod", ADDED, rendered)
@@ -647,8 +696,10 @@ class PodStore:
         reconcile = self._reconciles.pop(uid, None)
         if reconcile is not None:
             reconcile.cancel()
+        self.unschedulable.discard(uid)
         if record.status.node in self._nodes:
             self._placer.release(record.status.node)
+            self._pod_unbound()
         shown = self.render(record)
         if "deletionTimestamp" not in shown["metadata"]:
             shown = self._marked_view(record, 0)
