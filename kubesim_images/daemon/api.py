@@ -38,7 +38,7 @@ from kubesim_images.daemon.discovery import (
     group_documents,
     resource_lists,
 )
-from kubesim_images.daemon.fieldvalidation import field_validation_middleware
+from kubesim_images.daemon.fieldvalidation import field_validation_middleware, prune
 from kubesim_images.daemon.kube import ApiError, bad_request
 from kubesim_images.daemon.objects import check_kind
 from kubesim_images.daemon.options import (
@@ -674,6 +674,8 @@ def add_pod_status_routes(app: web.Application, pods: PodStore) -> None:
             APPLY_PATCH_YAML,
         )
         written = patched_pod(current, body, SpecMerge.BY_NAME if by_key else SpecMerge.JSON)
+        # A JSON patch's result is not pruned by the field validation: unknown fields go here.
+        written = prune(written, openapi.schemas()[openapi.kind_schema_name("Pod")], smp=False)
         return _json(pods.write_status(namespace, name, written, dry_run=dry))
 
     async def replace_status(request: web.Request) -> web.StreamResponse:

@@ -288,10 +288,12 @@ def _kind(request: web.Request) -> str | None:
     if route is None:
         return None
     parts = route.canonical.split("/")
-    # A collection (…/<plural>) or an object (…/<plural>/{name}); anything else is a
-    # subresource, validated by its own handler if it has one. Not "any plural on the path":
+    # A collection (…/<plural>), an object (…/<plural>/{name}) or its status; any other
+    # subresource is validated by its own handler if it has one. Not "any plural on the path":
     # /api/v1/namespaces/{namespace}/configmaps/{name} is no Namespace.
     plural = parts[-2] if parts[-1] == "{name}" else parts[-1]
+    if parts[-2:] == ["{name}", "status"]:  # a status write is decoded as the whole object
+        plural = parts[-3]
     kind = KIND_BY_PLURAL.get(plural)
     if kind is None or openapi.kind_schema_name(kind) not in openapi.schemas():
         return None  # no schema to validate against (a kind without one in the data file)

@@ -297,7 +297,9 @@ class PodStore:
             status["qosClass"] = qos
         new_meta = {**record.manifest["metadata"]}
         for key in ("labels", "annotations"):
-            new_meta[key] = meta.get(key)
+            new_meta.pop(key, None)
+            if meta.get(key) is not None:
+                new_meta[key] = meta[key]
         drop_empty_maps(new_meta)
         check_string_maps(new_meta)
         require_valid("Pod", name, metadata_causes(new_meta))

@@ -210,3 +210,38 @@ class TestPersistence:
         monkeypatch.undo()
         got = await (await client.get(f"{PODS}/web")).json()
         assert got == before
+
+
+class TestUnknownFields:
+    """A status write is decoded as a Pod: unknown fields are dropped (with a warning), or
+    refused with fieldValidation=Strict, whatever the patch type."""
+
+    @pytest.mark.parametrize(
+        ("ctype", "body"),
+        [
+            ("application/merge-patch+json", {"status": {"bogus": 1}}),
+            ("application/json-patch+json", [{"op": "add", "path": "/status/bogus", "value": 1}]),
+        ],
+    )
+    async def test_dropped_not_stored(self, client: Client, ctype: str, body: Any) -> None:
+        await _running(client, "web")
+        resp = await client.patch(
+            f"{PODS}/web/status", data=json.dumps(body), headers={"Content-Type": ctype}
+        )
+        pod = await resp.json()
+        assert resp.status == 200, pod
+        assert "bogus" not in pod["status"]
+        assert 'unknown field \\"status.bogus\\"' in resp.headers.get("Warning", "")
+        assert "annotations" not in pod["metadata"]
+
+    async def test_refused_when_strict(self, client: Client) -> None:
+        await _running(client, "web")
+        code, doc = await _patch(
+            client,
+            "web",
+            {"status": {"bogus": 1}},
+            "application/merge-patch+json",
+            fieldValidation="Strict",
+        )
+        assert code == 400
+        assert_status(doc, 400, "BadRequest", message_contains='unknown field "status.bogus"')
