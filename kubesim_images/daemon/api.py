@@ -230,7 +230,7 @@ async def _listing(
     """A LIST of `kind` (objects or a Table), or with `watch` its changes from now on."""
     docs = _filter(request, docs, kind.fields)
     _timeout_seconds(request)  # unused by a plain list, but refused when malformed
-    if request.query.get("watch") in {"1", "true"}:
+    if kube.query_flag(request.query, "watch"):
         return await watch(request, kind, docs)
     cluster = request.app[CLUSTER]
     version = cluster.resource_version
@@ -367,7 +367,7 @@ async def watch(
     label_req = parse_label_selector(request.query.get("labelSelector"))
     timeout = _timeout_seconds(request)
     start = _watch_start(request)
-    bookmarks = request.query.get("allowWatchBookmarks") in {"1", "true"}
+    bookmarks = kube.query_flag(request.query, "allowWatchBookmarks")
     hub = request.app[WATCHES]
 
     def wanted(obj: dict[str, Any]) -> bool:
@@ -438,6 +438,8 @@ async def watch(
                         async with asyncio.timeout_at(due):
                             change, obj = await stream.queue.get()
                     except TimeoutError:
+                        if not stream.queue.empty():
+                            continue  # a change came as the timer fired: it goes first
                         # Nothing queued: every change up to the current version was sent.
                         await send_bookmark()
                         due = next_bookmark(loop.time(), hub.bookmark_interval, deadline)

@@ -8,6 +8,7 @@ kinds with `metadata.resourceVersion`, and `meta.k8s.io/v1` `Table`s whose colum
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -81,6 +82,27 @@ def invalid(kind: str, name: str, causes: Sequence[FieldError]) -> ApiError:
             ],
         },
     )
+
+
+def query_flag(query: Mapping[str, str], name: str) -> bool:
+    """A boolean query parameter as apimachinery's Convert_Slice_string_To_bool reads it:
+    absent, "0" or "false" (any case) is false; anything else, the empty string included, is
+    true (`?watch` and `?watch=yes` watch)."""
+    value = query.get(name)
+    return value is not None and value != "0" and value.lower() != "false"
+
+
+def query_int(query: Mapping[str, str], name: str) -> int | None:
+    """An int64 query parameter, else the apiserver's 400 with Go's strconv text."""
+    text = query.get(name)
+    if text is None:
+        return None
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise bad_request(f'strconv.ParseInt: parsing "{text}": invalid syntax')
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise bad_request(f'strconv.ParseInt: parsing "{text}": value out of range')
+    return value
 
 
 def success_status(kind: str, name: str, uid: str) -> dict[str, Any]:

@@ -339,14 +339,13 @@ def _schema_name(res: Resource, suffix: str = "") -> str:
 
 
 def _subresource_paths(res: Resource, schema: str) -> dict[str, Any]:
-    """A pod's status (read and written) and log; a workload's status (read and replaced)."""
+    """A pod's status (read and written) and log; a workload's status (read)."""
     item = f"{res.collection_path()}/{{name}}"
     paths: dict[str, Any] = {}
     if "status" in res.subresources:
         status: dict[str, Any] = {"get": _op(f"Read a {res.singular}'s status", response=schema)}
-        replace = f"Replace a {res.singular}'s status"
-        status["put"] = _op(replace, response=schema, body=schema)
-        if res.kind == "Pod":
+        if res.kind == "Pod":  # a workload's PUT is routed by add_workload_routes, not here
+            status["put"] = _op("Replace a pod's status", response=schema, body=schema)
             status["patch"] = _patch(
                 "Patch a pod's status (it stands until the pod's kubelet writes its own)", schema
             )

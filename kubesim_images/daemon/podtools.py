@@ -22,9 +22,10 @@ from typing import Any
 from aiohttp import web
 
 from kubesim_images.daemon.changefeed import DELETED, Change, ChangeFeed
-from kubesim_images.daemon.kube import ApiError, bad_request
+from kubesim_images.daemon.kube import ApiError, bad_request, invalid, query_flag, query_int
 from kubesim_images.daemon.pods import PodStore
 from kubesim_images.daemon.watches import STOP, WatchHub
+from kubesim_images.pod import FieldError
 from kubesim_images.reasons import go_quote
 
 ITEM = "/api/v1/namespaces/{namespace}/pods/{name}"
@@ -104,6 +105,35 @@ def check_log_status(pod: Mapping[str, Any], container: str, *, previous: bool) 
     raise bad_request(f"{where} is waiting to start - no logs yet")
 
 
+def check_log_options(name: str, query: Mapping[str, str]) -> None:
+    """PodLogOptions as the apiserver decodes (400) and validates them
+    (`ValidatePodLogOptions`, 422)."""
+    tail = query_int(query, "tailLines")
+    limit = query_int(query, "limitBytes")
+    since = query_int(query, "sinceSeconds")
+    causes: list[FieldError] = []
+    if tail is not None and tail < 0:
+        causes.append(_invalid_option("tailLines", tail, "must be greater than or equal to 0"))
+    if limit is not None and limit < 1:
+        causes.append(_invalid_option("limitBytes", limit, "must be greater than 0"))
+    if since is not None and query.get("sinceTime") is not None:
+        causes.append(
+            FieldError(
+                "",
+                "FieldValueForbidden",
+                "Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified",
+            )
+        )
+    elif since is not None and since < 1:
+        causes.append(_invalid_option("sinceSeconds", since, "must be greater than 0"))
+    if causes:
+        raise invalid("PodLogOptions", name, causes)
+
+
+def _invalid_option(field: str, value: int, message: str) -> FieldError:
+    return FieldError(field, "FieldValueInvalid", f"Invalid value: {value}: {message}")
+
+
 def still_running(pod: Mapping[str, Any], container: str, container_id: str) -> bool:
     """Whether the container a followed log is about still runs (the same one, not restarted)."""
     cs = _status_of(pod, container)
@@ -123,8 +153,9 @@ def add_pod_tool_routes(
     async def log(request: web.Request) -> web.StreamResponse:
         pod = pod_of(request)
         container = pick_container(pod, request.query.get("container"))
-        previous = _flag(request, "previous")
-        follow = _flag(request, "follow")
+        check_log_options(pod["metadata"]["name"], request.query)
+        previous = query_flag(request.query, "previous")
+        follow = query_flag(request.query, "follow")
         if not (pod.get("spec") or {}).get("nodeName"):
             # Unscheduled: the apiserver has no kubelet to ask and streams nothing.
             return web.Response(body=b"", content_type="text/plain")
@@ -193,10 +224,6 @@ def add_pod_tool_routes(
         handler = no_processes(verb or "port-forward")
         app.router.add_get(f"{ITEM}/{action}", handler)
         app.router.add_post(f"{ITEM}/{action}", handler)
-
-
-def _flag(request: web.Request, name: str) -> bool:
-    return request.query.get(name) in ("1", "true", "True")
 
 
 def _first(values: Sequence[str]) -> str | None:
