@@ -46,6 +46,7 @@ from kubesim_images.daemon.podstatus import (
     check_status,
     foreign_conditions,
     kubelet_agrees,
+    readiness_gate_messages,
 )
 from kubesim_images.daemon.podupdate import (
     SpecMerge,
@@ -319,10 +320,12 @@ class PodStore:
             old = self._reconciles.pop(uid, None)
             if old is not None:
                 old.cancel()
+            # A pod with readiness gates is synced at once (its Ready follows them), any
+            # other at the status manager's next periodic sync.
+            gated = bool((manifest.get("spec") or {}).get("readinessGates"))
+            delay = 0.0 if gated else self.status_sync_period
             loop = asyncio.get_running_loop()
-            self._reconciles[uid] = loop.call_later(
-                self.status_sync_period, self._reconcile_status, uid
-            )
+            self._reconciles[uid] = loop.call_later(delay, self._reconcile_status, uid)
         rendered = self.render(record)
         self._feed.publish("Pod", MODIFIED, rendered)
         _log.info("pod_status_written", pod=f"{namespace}/{name}")
@@ -851,13 +854,17 @@ class PodStore:
         written = doc.get("status")
         if record.status_written and written is not None:
             return doc
-        self._render_status(record, doc)
         kept = foreign_conditions(written)
+        self._render_status(record, doc, kept)
         if kept:  # the kubelet keeps the conditions it does not own (mergePodStatus)
             doc["status"].setdefault("conditions", []).extend(kept)
         return doc
 
-    def _render_status(self, record: PodRecord, doc: dict[str, Any]) -> None:
+    def _render_status(
+        self, record: PodRecord, doc: dict[str, Any], others: Sequence[dict[str, Any]]
+    ) -> None:
+        """The kubelet's status of the pod; `others` are the conditions it does not own,
+        which its readiness gates read."""
         status = record.status
         if not status.node:
             doc["status"] = _pending_status(record, doc["metadata"]["creationTimestamp"])
@@ -908,6 +915,13 @@ class PodStore:
         if not ready:
             for cond in doc["status"]["conditions"][2:4]:
                 cond["message"] = ready_message
+        else:
+            gates = readiness_gate_messages(doc.get("spec") or {}, others)
+            if gates:  # containers ready, a gate not: the pod is not Ready
+                doc["status"]["conditions"][2] = {
+                    **condition("Ready", ok=False, reason="ReadinessGatesNotReady"),
+                    "message": gates,
+                }
         if status.init_statuses:
             doc["status"]["initContainerStatuses"] = [
                 self._container_json(status, cs, record.stopped_at) for cs in status.init_statuses

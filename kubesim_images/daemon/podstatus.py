@@ -12,14 +12,17 @@ status manager, which every `STATUS_SYNC_PERIOD` seconds compares the apiserver'
 its own (`needsReconcile`, comparing only what the kubelet owns) and writes its own where they
 differ, or at its next status change. It keeps the conditions it does not own
 (`mergePodStatus`), so a readiness gate's condition stays; phase, container statuses and its
-five conditions are its again. A pod no kubelet runs keeps what was written until the scheduler
-writes its PodScheduled condition.
+five conditions are its again. A pod with readiness gates is synced at once after a status
+write (`HandlePodReconcile`: its Ready condition follows its gates' conditions), so Ready turns
+True as soon as the last gate's condition is written True. A pod no kubelet runs keeps what
+was written until the scheduler writes its PodScheduled condition.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubesim_images.daemon import gojson
@@ -143,6 +146,27 @@ def foreign_conditions(written: Any) -> list[dict[str, Any]]:
         for c in written.get("conditions") or ()
         if isinstance(c, Mapping) and c.get("type") not in KUBELET_CONDITIONS
     ]
+
+
+def readiness_gate_messages(spec: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> str:
+    """Why the pod's readiness gates keep it from Ready, in the kubelet's words
+    (`GeneratePodReadyCondition`); "" when every gate's condition is True."""
+    found: dict[Any, Any] = {}
+    for cond in others:
+        found.setdefault(cond.get("type"), cond.get("status"))
+    messages = []
+    for gate in spec.get("readinessGates") or ():
+        kind = gate.get("conditionType") if isinstance(gate, Mapping) else None
+        if kind not in found:
+            messages.append(
+                f"corresponding condition of pod readiness gate {json.dumps(kind)} does not exist."
+            )
+        elif found[kind] != "True":
+            messages.append(
+                f'the status of pod readiness gate {json.dumps(kind)} is not "True", but '
+                f"{found[kind]}"
+            )
+    return ", ".join(messages)
 
 
 def _by_kubelet(status: Mapping[str, Any]) -> dict[str, Any]:

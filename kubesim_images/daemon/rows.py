@@ -7,7 +7,7 @@ comes. Columns are in `kube`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubesim_images.clock import WallClock
@@ -36,11 +36,27 @@ def pod_row(clock: WallClock) -> Callable[[dict[str, Any]], list[Any]]:
             age(clock, doc["metadata"].get("creationTimestamp")),
             doc["status"].get("podIP") or "<none>",
             doc["spec"].get("nodeName") or "<none>",
-            "<none>",
-            "<none>",
+            doc["status"].get("nominatedNodeName") or "<none>",
+            _readiness_gates(doc),
         ]
 
     return row
+
+
+def _readiness_gates(doc: Mapping[str, Any]) -> str:
+    """The printer's READINESS GATES: how many of the pod's gates have a True condition."""
+    gates = doc["spec"].get("readinessGates") or []
+    if not gates:
+        return "<none>"
+    status = {
+        c.get("type"): c.get("status")
+        for c in reversed(doc["status"].get("conditions") or [])  # the first of a type counts
+        if isinstance(c, Mapping)
+    }
+    ready = sum(
+        1 for g in gates if isinstance(g, Mapping) and status.get(g.get("conditionType")) == "True"
+    )
+    return f"{ready}/{len(gates)}"
 
 
 def event_row(clock: WallClock) -> Callable[[dict[str, Any]], list[Any]]:

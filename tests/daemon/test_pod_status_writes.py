@@ -8,7 +8,16 @@ import json
 from typing import Any
 
 import pytest
-from apikit import PODS, Client, PodWatch, assert_status, cluster_of, create_pod, pod_manifest
+from apikit import (
+    PODS,
+    TABLE,
+    Client,
+    PodWatch,
+    assert_status,
+    cluster_of,
+    create_pod,
+    pod_manifest,
+)
 
 from kubesim_images.state import StateError
 
@@ -245,3 +254,45 @@ class TestUnknownFields:
         )
         assert code == 400
         assert_status(doc, 400, "BadRequest", message_contains='unknown field "status.bogus"')
+
+
+class TestReadinessGates:
+    """A pod with readiness gates is Ready once its containers are and every gate's condition
+    is True; the condition comes from a status write, and the kubelet syncs at once."""
+
+    async def test_ready_follows_the_gate_condition(self, client: Client) -> None:
+        cluster_of(client).pods.status_sync_period = 3600.0  # only the gated sync may act
+        gate = "example.com/ready"
+        body = pod_manifest("web", "busybox:1.36", readinessGates=[{"conditionType": gate}])
+        async with PodWatch(client, "web") as watch:
+            await create_pod(client, body)
+            pod = await watch.until(lambda p: p if p["status"]["phase"] == "Running" else None)
+        ready = {c["type"]: c for c in pod["status"]["conditions"]}["Ready"]
+        assert ready["status"] == "False"
+        assert ready["reason"] == "ReadinessGatesNotReady"
+        assert ready["message"] == (
+            f'corresponding condition of pod readiness gate "{gate}" does not exist.'
+        )
+
+        def ready_of(p: dict[str, Any]) -> dict[str, Any]:
+            return dict({c["type"]: c for c in p["status"]["conditions"]}["Ready"])
+
+        smp = "application/strategic-merge-patch+json"
+        async with PodWatch(client, "web") as watch:
+            written = {"type": gate, "status": "False"}
+            code, _ = await _patch(client, "web", {"status": {"conditions": [written]}}, smp)
+            assert code == 200
+            shown = await watch.until(lambda p: p if "but False" in str(ready_of(p)) else None)
+        assert ready_of(shown)["message"] == (
+            f'the status of pod readiness gate "{gate}" is not "True", but False'
+        )
+        async with PodWatch(client, "web") as watch:
+            written = {"type": gate, "status": "True"}
+            code, _ = await _patch(client, "web", {"status": {"conditions": [written]}}, smp)
+            assert code == 200
+            await watch.until(lambda p: ready_of(p)["status"] == "True")
+        resp = await client.get(
+            PODS, headers={"Accept": TABLE}, params={"fieldSelector": "metadata.name=web"}
+        )
+        row = (await resp.json())["rows"][0]["cells"]
+        assert row[-1] == "1/1"  # READINESS GATES
