@@ -291,6 +291,7 @@ class PodStore:
             raise bad_request("metadata must be an object")
         if replacing:
             check_replacement(meta, "pods", name, record.manifest["metadata"]["resourceVersion"])
+        _check_identity(meta, record.manifest["metadata"])
         shown = self.render(record)
         status = check_status(name, written.get("status"))
         qos = (shown.get("status") or {}).get("qosClass")
@@ -973,6 +974,31 @@ class PodStore:
             digest = hashlib.sha256(f"{status.pod.uid}/{cs.container.name}".encode()).hexdigest()
             out["containerID"] = f"containerd://{digest}"
         return out
+
+
+def _check_identity(meta: Mapping[str, Any], stored: Mapping[str, Any]) -> None:
+    """A write names the object of its URL (the apiserver's checkName), and its UID is
+    immutable (ValidateObjectMetaUpdate)."""
+    for key in ("name", "namespace"):
+        given = meta.get(key)
+        if given not in (None, "", stored[key]):
+            raise bad_request(
+                f"the {key} of the object ({given}) does not match the {key} on the URL "
+                f"({stored[key]})"
+            )
+    uid = meta.get("uid")
+    if uid not in (None, "", stored["uid"]):
+        raise invalid(
+            "Pod",
+            stored["name"],
+            [
+                FieldError(
+                    "metadata.uid",
+                    "FieldValueInvalid",
+                    f'Invalid value: "{uid}": field is immutable',
+                )
+            ],
+        )
 
 
 def _pending_status(record: PodRecord, created: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubesim_images.daemon import gojson
+from kubesim_images.daemon.gotyped import Decoder
 from kubesim_images.daemon.kube import bad_request, invalid
 from kubesim_images.daemon.objects import merge_patch
 from kubesim_images.daemon.podupdate import SpecMerge
@@ -112,7 +113,7 @@ def check_status(name: str, status: Any) -> dict[str, Any]:
             raise _refusal(value, "PodStatus", f"status.{field}", go_type)
     conditions = status.get("conditions")
     if conditions is None:
-        return dict(status)
+        return _typed(status)
     if not isinstance(conditions, list):
         raise _refusal(conditions, "PodStatus", "status.conditions", "[]v1.PodCondition")
     causes: list[FieldError] = []
@@ -134,7 +135,13 @@ def check_status(name: str, status: Any) -> dict[str, Any]:
         ]
     if causes:
         raise invalid("Pod", name, causes)
-    return dict(status)
+    return _typed(status)
+
+
+def _typed(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The status as Go decodes it: types checked, required fields at their zero value."""
+    out = Decoder("Pod").decode(status, "io.k8s.api.core.v1.PodStatus", "status")
+    return dict(out)
 
 
 def foreign_conditions(written: Any) -> list[dict[str, Any]]:

@@ -296,3 +296,63 @@ class TestReadinessGates:
         )
         row = (await resp.json())["rows"][0]["cells"]
         assert row[-1] == "1/1"  # READINESS GATES
+
+
+class TestDecodedAsGo:
+    """A written status is what Go decodes: wrong types and malformed times refused, required
+    fields at their zero value (so typed clients can read the pod back), identity fixed."""
+
+    @pytest.mark.parametrize(
+        ("status", "text"),
+        [
+            (
+                {"containerStatuses": [{"name": 5}]},
+                "Go struct field ContainerStatus.status.containerStatuses.name of type string",
+            ),
+            (
+                {"containerStatuses": [{"name": "c", "restartCount": 1.5}]},
+                (
+                    "unmarshal number 1.5 into Go struct field ContainerStatus.status."
+                    "containerStatuses.restartCount of type int32"
+                ),
+            ),
+            (
+                {"hostIPs": ["127.0.0.1"]},
+                "unmarshal string into Go struct field PodStatus.status.hostIPs of type v1.HostIP",
+            ),
+            (
+                {"startTime": "yesterday"},
+                'parsing time "yesterday" as "2006-01-02T15:04:05Z07:00"',
+            ),
+        ],
+    )
+    async def test_refused(self, client: Client, status: Any, text: str) -> None:
+        await _running(client, "web")
+        code, doc = await _patch(client, "web", {"status": status}, "application/merge-patch+json")
+        assert code == 400, doc
+        assert_status(doc, 400, "BadRequest", message_contains=text)
+
+    async def test_required_fields_come_back_at_their_zero_value(self, client: Client) -> None:
+        create = pod_manifest("nowhere", "busybox:1.36", nodeSelector={"x": "y"})
+        await create_pod(client, create)  # no kubelet writes over what is written
+        body = {"status": {"containerStatuses": [{"name": "c0"}]}}
+        code, pod = await _patch(client, "nowhere", body, "application/merge-patch+json")
+        assert code == 200, pod
+        assert pod["status"]["containerStatuses"] == [
+            {"name": "c0", "ready": False, "restartCount": 0, "image": "", "imageID": ""}
+        ]
+
+    @pytest.mark.parametrize(
+        ("meta", "code", "text"),
+        [
+            ({"name": "other"}, 400, "the name of the object (other) does not match the name on"),
+            ({"uid": "x"}, 422, 'metadata.uid: Invalid value: "x": field is immutable'),
+        ],
+    )
+    async def test_identity_is_fixed(
+        self, client: Client, meta: dict[str, str], code: int, text: str
+    ) -> None:
+        await _running(client, "web")
+        got, doc = await _patch(client, "web", {"metadata": meta}, "application/merge-patch+json")
+        assert got == code
+        assert_status(doc, code, "BadRequest" if code == 400 else "Invalid", message_contains=text)
