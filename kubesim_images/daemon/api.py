@@ -40,6 +40,7 @@ from kubesim_images.daemon.discovery import (
 )
 from kubesim_images.daemon.fieldvalidation import field_validation_middleware, prune
 from kubesim_images.daemon.kube import ApiError, bad_request
+from kubesim_images.daemon.listoptions import INITIAL_EVENTS_END, send_initial_events
 from kubesim_images.daemon.objects import check_kind
 from kubesim_images.daemon.options import (
     check_dry_run,
@@ -230,8 +231,10 @@ async def _listing(
     """A LIST of `kind` (objects or a Table), or with `watch` its changes from now on."""
     docs = _filter(request, docs, kind.fields)
     _timeout_seconds(request)  # unused by a plain list, but refused when malformed
-    if kube.query_flag(request.query, "watch"):
-        return await watch(request, kind, docs)
+    watching = kube.query_flag(request.query, "watch")
+    send_initial = send_initial_events(request.query, watching=watching)
+    if watching:
+        return await watch(request, kind, docs, send_initial)
     cluster = request.app[CLUSTER]
     version = cluster.resource_version
     paged = page(request.query, docs, version)
@@ -349,7 +352,10 @@ async def run_gc(request: web.Request) -> web.Response:
 
 
 async def watch(
-    request: web.Request, kind: Resource, initial: list[dict[str, Any]]
+    request: web.Request,
+    kind: Resource,
+    initial: list[dict[str, Any]],
+    send_initial: bool | None = None,
 ) -> web.StreamResponse:
     """Newline-delimited watch events of one kind; Table rows when the client asked for a Table.
 
@@ -357,7 +363,9 @@ async def watch(
     server's watch cache sends them; with resourceVersion=N the changes after N are replayed
     from the change feed's window (a version older than it is one ERROR event, 410 Expired);
     then every change once, as it is committed; with allowWatchBookmarks, BOOKMARK events
-    between them (see watches.py).
+    between them (see watches.py). With sendInitialEvents (see listoptions.py), the objects
+    listed come first whatever the version, then a bookmark marks their end; without it, a
+    watch from no version sends none.
     """
     cluster = request.app[CLUSTER]
     as_table = kube.wants_table(request.headers.get("Accept", ""))
@@ -384,7 +392,10 @@ async def watch(
     # that no change falls between them: the objects listed, or the changes after `start`.
     expired: ExpiredError | None = None
     replay: list[tuple[str, dict[str, Any]]] = [("ADDED", doc) for doc in initial]
-    if start is not None:
+    listed_at = cluster.resource_version
+    if send_initial is False and start is None:
+        replay = []  # from now on, nothing listed
+    elif start is not None and not send_initial:
         try:
             changes = cluster.feed.since(kind.kind, start)
         except ExpiredError as exc:
@@ -404,9 +415,12 @@ async def watch(
         else:
             await response.write(_watch_line(change, obj))
 
-    async def send_bookmark() -> None:
+    async def send_bookmark(*, initial_end: bool = False) -> None:
         # An empty object of the kind at the current version, as the cacher's bookmark is.
-        meta = {"resourceVersion": str(cluster.resource_version), "creationTimestamp": None}
+        version = listed_at if initial_end else cluster.resource_version
+        meta: dict[str, Any] = {"resourceVersion": str(version), "creationTimestamp": None}
+        if initial_end:
+            meta["annotations"] = {INITIAL_EVENTS_END: "true"}
         if as_table:
             obj: dict[str, Any] = {"kind": "Table", "apiVersion": "meta.k8s.io/v1"}
             obj.update(metadata=meta, columnDefinitions=None, rows=None)
@@ -426,6 +440,8 @@ async def watch(
             if stream.ended:
                 return response
             await send(change, doc)
+        if send_initial:
+            await send_bookmark(initial_end=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         due = next_bookmark(loop.time(), hub.bookmark_interval, deadline) if bookmarks else None

@@ -1,0 +1,100 @@
+"""Watch-list (`sendInitialEvents`), as client-go's informers open it with the WatchList
+feature: the objects as ADDED, a bookmark marking their end at their version, then changes;
+`sendInitialEvents=false` sends none of them; the options validated with the apiserver's texts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+from apikit import PODS, Client, assert_status, cluster_of, create_pod, pod_manifest
+
+HANG = 10.0  # bounds a hang only
+WATCH_LIST = {
+    "watch": "1",
+    "sendInitialEvents": "true",
+    "resourceVersionMatch": "NotOlderThan",
+    "allowWatchBookmarks": "true",
+}
+
+
+async def _event(resp: ClientResponse) -> dict[str, Any]:
+    async with asyncio.timeout(HANG):
+        line = await resp.content.readline()
+    assert line, "the watch ended"
+    event: dict[str, Any] = json.loads(line)
+    return event
+
+
+async def test_initial_objects_then_the_end_bookmark_then_changes(client: Client) -> None:
+    await create_pod(client, pod_manifest("a", "busybox:1.36"))
+    await create_pod(client, pod_manifest("b", "busybox:1.36"))
+    async with client.get(PODS, params={**WATCH_LIST, "resourceVersion": ""}) as resp:
+        version = cluster_of(client).resource_version
+        first, second, end = [await _event(resp) for _ in range(3)]
+        assert [first["type"], second["type"]] == ["ADDED", "ADDED"]
+        assert {first["object"]["metadata"]["name"], second["object"]["metadata"]["name"]} == {
+            "a",
+            "b",
+        }
+        assert end["type"] == "BOOKMARK"
+        assert end["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+        # The version of the state listed: no older than its objects, no newer than now.
+        at = int(end["object"]["metadata"]["resourceVersion"])
+        assert at <= version
+        assert at >= max(int(e["object"]["metadata"]["resourceVersion"]) for e in (first, second))
+        created = await create_pod(client, pod_manifest("c", "busybox:1.36"))
+        while (event := await _event(resp))["type"] != "ADDED":
+            pass
+        assert event["object"]["metadata"]["name"] == "c"
+        assert int(created["metadata"]["resourceVersion"]) > int(
+            end["object"]["metadata"]["resourceVersion"]
+        )
+
+
+async def test_without_initial_events_a_watch_starts_now(client: Client) -> None:
+    await create_pod(client, pod_manifest("a", "busybox:1.36"))
+    params = {**WATCH_LIST, "sendInitialEvents": "false", "fieldSelector": "metadata.name!=a"}
+    async with client.get(PODS, params=params) as resp:
+        await create_pod(client, pod_manifest("b", "busybox:1.36"))
+        event = await _event(resp)
+    assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "b")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"watch": "1", "sendInitialEvents": "true", "allowWatchBookmarks": "true"},
+            (
+                "resourceVersionMatch: Forbidden: sendInitialEvents requires setting "
+                "resourceVersionMatch to NotOlderThan"
+            ),
+        ),
+        (
+            {"watch": "1", "sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"},
+            (
+                "allowWatchBookmarks: Forbidden: sendInitialEvents requires setting "
+                "allowWatchBookmarks to true"
+            ),
+        ),
+        (
+            {"watch": "1", "resourceVersionMatch": "NotOlderThan"},
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        ),
+        ({"sendInitialEvents": "true"}, "sendInitialEvents is forbidden for list"),
+        (
+            {**WATCH_LIST, "resourceVersionMatch": "Exact"},
+            'resourceVersionMatch: Unsupported value: "Exact": supported values: "NotOlderThan"',
+        ),
+    ],
+)
+async def test_options_refused(client: Client, params: dict[str, str], message: str) -> None:
+    resp = await client.get(PODS, params=params)
+    assert resp.status == 422
+    body = await resp.json()
+    assert_status(body, 422, "Invalid", message_contains=message)
+    assert body["message"].startswith('ListOptions.meta.k8s.io "" is invalid: ')
