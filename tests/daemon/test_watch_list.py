@@ -98,3 +98,33 @@ async def test_options_refused(client: Client, params: dict[str, str], message: 
     body = await resp.json()
     assert_status(body, 422, "Invalid", message_contains=message)
     assert body["message"].startswith('ListOptions.meta.k8s.io "" is invalid: ')
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"resourceVersionMatch": "NotOlderThan"},
+            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+        ),
+        (
+            {"resourceVersionMatch": "Newest", "resourceVersion": "1"},
+            'Unsupported value: "Newest": supported values: "Exact", "NotOlderThan", ""',
+        ),
+        (
+            {"resourceVersionMatch": "Exact", "resourceVersion": "0"},
+            'resourceVersionMatch "exact" is forbidden for resourceVersion "0"',
+        ),
+    ],
+)
+async def test_list_match_refused(client: Client, params: dict[str, str], message: str) -> None:
+    resp = await client.get(PODS, params=params)
+    assert resp.status == 422
+    assert_status(await resp.json(), 422, "Invalid", message_contains=message)
+
+
+async def test_list_match_served(client: Client) -> None:
+    params = {"resourceVersionMatch": "NotOlderThan", "resourceVersion": "0"}
+    resp = await client.get(PODS, params=params)
+    assert resp.status == 200
+    assert (await resp.json())["kind"] == "PodList"
