@@ -509,6 +509,14 @@ class Kubectl:
             watch.reader.join(timeout=STOP_TIMEOUT)
             if proc.stdout is not None:
                 proc.stdout.close()
+            # The daemon ends a watch whose client went at its next liveness pass: wait for it,
+            # so that the next watch's `before` does not count this one (it would then wait
+            # for a rise that the end of this one cancels out).
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while daemon.running() and time.monotonic() < deadline:
+                if daemon.open_watches() <= before:
+                    break
+                time.sleep(0.05)
 
 
 class KubectlWatch:
