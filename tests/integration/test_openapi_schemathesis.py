@@ -12,7 +12,8 @@ of each kind, so real Pods, Secrets, Events, the Node... are checked against the
 What is left out, and why:
 - Zero times are allowed to be `null` (see `daemon_document`), as the apiserver writes them.
 - `watch=true` is dropped from queries: a watch streams until `timeoutSeconds` and is not one
-  JSON document (tests/daemon/test_watches.py covers watches).
+  JSON document (tests/daemon/test_watches.py covers watches); so is a log's `follow=true`,
+  held open while its container runs (tests/daemon/test_log_follow.py).
 - A request line longer than aiohttp's limit (8190 bytes) is answered by its HTTP parser with
   a plain-text 400: only "not a 5xx" and the status are checked for those.
 - `negative_data_rejection` is not run: a repeated query parameter (`?timeoutSeconds=1&
@@ -174,6 +175,7 @@ def test_the_daemon_answers_every_generated_request_as_its_document_says(
         nonlocal sent
         if case.query:
             case.query.pop("watch", None)
+            case.query.pop("follow", None)
         sent += 1
         response = case.call(base_url=fuzzed_daemon.base_url, timeout=10)
         target = urlsplit(response.request.url or "")
