@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import Kubectl, RunningDaemon, poll
@@ -122,3 +123,26 @@ def test_the_python_client_watch_takes_bookmarks(daemon: RunningDaemon) -> None:
         seen = [event["type"] for event in stream]
         assert seen == ["BOOKMARK"]
         assert int(w.resource_version) >= int(listed.metadata.resource_version)
+
+
+def test_a_readiness_gate_is_met_by_a_status_patch(
+    kubectl: Kubectl, daemon: RunningDaemon, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "gated.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: gated\nspec:\n  readinessGates:\n"
+        "  - conditionType: example.com/ready\n  containers:\n  - name: app\n"
+        "    image: busybox:1.36\n",
+        encoding="utf-8",
+    )
+    kubectl.run("apply", "-f", str(manifest))
+    daemon.wait_running("gated")
+    wide = kubectl.run("get", "pod", "gated", "-o", "wide", "--no-headers").stdout.split()
+    assert wide[-1] == "0/1"  # READINESS GATES
+    ready = '{.status.conditions[?(@.type=="Ready")].status}'
+    assert kubectl.run("get", "pod", "gated", "-o", f"jsonpath={ready}").stdout == "False"
+    patch = '{"status":{"conditions":[{"type":"example.com/ready","status":"True"}]}}'
+    kubectl.run("patch", "pod", "gated", "--subresource=status", "--type=strategic", "-p", patch)
+    kubectl.run("wait", "--for=condition=Ready", "pod/gated", "--timeout=15s")
+    wide = kubectl.run("get", "pod", "gated", "-o", "wide", "--no-headers").stdout.split()
+    assert wide[-1] == "1/1"
