@@ -124,15 +124,20 @@ class Decoder:
         return value
 
 
-def _check_time(kind: str, text: str) -> None:
-    """metav1.Time decodes RFC 3339 (Go's time.RFC3339 layout)."""
+def time_error(text: str) -> str | None:
+    """Why metav1.Time does not decode `text` (RFC 3339, Go's time.RFC3339 layout), in Go's
+    words; None when it does."""
     try:
         dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         ok = len(text) >= 20 and text[10] in "Tt"
     except ValueError:
         ok = False
-    if not ok:
-        raise bad_request(
-            f'{kind} in version "v1" cannot be handled as a {kind}: parsing time "{text}" as '
-            '"2006-01-02T15:04:05Z07:00": cannot parse "' + text + '" as "2006"'
-        )
+    if ok:
+        return None
+    return f'parsing time "{text}" as "2006-01-02T15:04:05Z07:00": cannot parse "{text}" as "2006"'
+
+
+def _check_time(kind: str, text: str) -> None:
+    error = time_error(text)
+    if error is not None:
+        raise bad_request(f'{kind} in version "v1" cannot be handled as a {kind}: {error}')

@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from kubesim_images.daemon.changefeed import DELETED, Change, ChangeFeed
+from kubesim_images.daemon.gotyped import time_error
 from kubesim_images.daemon.kube import ApiError, bad_request, invalid, query_flag, query_int
 from kubesim_images.daemon.pods import PodStore
 from kubesim_images.daemon.watches import STOP, WatchHub
@@ -111,6 +112,9 @@ def check_log_options(name: str, query: Mapping[str, str]) -> None:
     tail = query_int(query, "tailLines")
     limit = query_int(query, "limitBytes")
     since = query_int(query, "sinceSeconds")
+    since_time = query.get("sinceTime")
+    if since_time is not None and (error := time_error(since_time)) is not None:
+        raise bad_request(error)
     causes: list[FieldError] = []
     if tail is not None and tail < 0:
         causes.append(_invalid_option("tailLines", tail, "must be greater than or equal to 0"))

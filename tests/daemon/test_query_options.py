@@ -64,6 +64,11 @@ class TestLogOptions:
         [
             ({"tailLines": "abc"}, 400, 'strconv.ParseInt: parsing "abc": invalid syntax'),
             (
+                {"sinceTime": "yesterday"},
+                400,
+                'parsing time "yesterday" as "2006-01-02T15:04:05Z07:00"',
+            ),
+            (
                 {"tailLines": "-1"},
                 422,
                 (
