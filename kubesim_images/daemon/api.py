@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kubesim_images.daemon import debug, kube, openapi, openapiv2
+from kubesim_images.daemon import access, debug, kube, openapi, openapiv2
 from kubesim_images.daemon.apps import KINDS as KIND_BY_PLURAL
 from kubesim_images.daemon.apps import WorkloadStorage
 from kubesim_images.daemon.bodies import (
@@ -345,6 +345,11 @@ async def debug_pulls(request: web.Request) -> web.Response:
 
 async def debug_gc(request: web.Request) -> web.Response:
     return _json(debug.gc(request.app[CLUSTER], request.query.get("node")))
+
+
+async def access_review(request: web.Request) -> web.Response:
+    """POST a SelfSubjectAccessReview (`kubectl auth can-i`): see access.py."""
+    return _json(access.review(await read_object(request)), 201)
 
 
 async def run_gc(request: web.Request) -> web.Response:
@@ -792,6 +797,7 @@ def make_app(
     app.router.add_get("/debug/catalogue", debug_catalogue)
     app.router.add_get("/debug/gc", debug_gc)
     app.router.add_post("/debug/gc", run_gc)
+    app.router.add_post(access.PATH, access_review)
     # Discovery and routes of the cluster's resource table.
     app.router.add_get("/", root_paths)
     for path, group in group_documents(cluster.resources).items():

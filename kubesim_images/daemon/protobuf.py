@@ -154,6 +154,25 @@ _SCHEMAS: dict[str, _Spec] = {
         1: ("metadata", "ObjectMeta", False),
         2: ("deleteOptions", "DeleteOptions", False),
     },
+    # authorization/v1, what `kubectl auth can-i` posts (its status is the server's to write).
+    "ResourceAttributes": {
+        1: ("namespace", "str", False),
+        2: ("verb", "str", False),
+        3: ("group", "str", False),
+        4: ("version", "str", False),
+        5: ("resource", "str", False),
+        6: ("subresource", "str", False),
+        7: ("name", "str", False),
+    },
+    "NonResourceAttributes": {1: ("path", "str", False), 2: ("verb", "str", False)},
+    "SelfSubjectAccessReviewSpec": {
+        1: ("resourceAttributes", "ResourceAttributes", False),
+        2: ("nonResourceAttributes", "NonResourceAttributes", False),
+    },
+    "SelfSubjectAccessReview": {
+        1: ("metadata", "ObjectMeta", False),
+        2: ("spec", "SelfSubjectAccessReviewSpec", False),
+    },
 }
 KINDS = frozenset(
     {
@@ -164,9 +183,15 @@ KINDS = frozenset(
         "ReplicaSet",
         "DeleteOptions",
         "Eviction",
+        "SelfSubjectAccessReview",
     }
 )
-_VERSIONS = {"Deployment": "apps/v1", "ReplicaSet": "apps/v1", "Eviction": "policy/v1"}
+_VERSIONS = {
+    "Deployment": "apps/v1",
+    "ReplicaSet": "apps/v1",
+    "Eviction": "policy/v1",
+    "SelfSubjectAccessReview": "authorization.k8s.io/v1",
+}
 # Fields whose zero value is meaningful and sent on purpose (`--replicas=0`, `--grace-period=0`),
 # kept in the JSON.
 _ZERO_KEPT = frozenset(

@@ -146,3 +146,9 @@ def test_a_readiness_gate_is_met_by_a_status_patch(
     kubectl.run("wait", "--for=condition=Ready", "pod/gated", "--timeout=15s")
     wide = kubectl.run("get", "pod", "gated", "-o", "wide", "--no-headers").stdout.split()
     assert wide[-1] == "1/1"
+
+
+def test_kubectl_auth_can_i(kubectl: Kubectl) -> None:
+    assert kubectl.run("auth", "can-i", "get", "pods").stdout.strip() == "yes"
+    assert kubectl.run("auth", "can-i", "delete", "nodes", "-A").stdout.strip() == "yes"
+    assert kubectl.run("auth", "can-i", "get", "/healthz").stdout.strip() == "yes"

@@ -1,0 +1,59 @@
+"""`kubectl auth can-i`: SelfSubjectAccessReview, answered for a daemon with no authorization.
+
+The daemon authenticates (a bearer token, when one is configured) but does not authorize:
+whoever gets past the token may do anything, as with an apiserver run with
+`--authorization-mode=AlwaysAllow`. So every review is allowed, saying why; a review is
+validated as the apiserver validates it (exactly one of resourceAttributes or
+nonResourceAttributes), so a malformed one is its 422, not an invented yes. Nothing is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kubesim_images.daemon.kube import bad_request, invalid
+from kubesim_images.pod import FieldError
+
+GROUP_VERSION = "authorization.k8s.io/v1"
+PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+REASON = "kubesim-images authorizes every authenticated request (as AlwaysAllow)"
+
+
+def review(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The review answered: the request's spec with an allowed status."""
+    if body.get("kind") not in (None, "", "SelfSubjectAccessReview"):
+        raise bad_request(f"the body is a {body.get('kind')}, not a SelfSubjectAccessReview")
+    spec = body.get("spec")
+    if spec is not None and not isinstance(spec, Mapping):
+        raise bad_request(
+            'SelfSubjectAccessReview in version "v1" cannot be handled as a '
+            "SelfSubjectAccessReview: json: cannot unmarshal into Go struct field "
+            "SelfSubjectAccessReview.spec of type v1.SelfSubjectAccessReviewSpec"
+        )
+    spec = spec or {}
+    given = [k for k in ("resourceAttributes", "nonResourceAttributes") if spec.get(k) is not None]
+    for key in given:
+        if not isinstance(spec[key], Mapping):
+            raise bad_request(f"spec.{key} must be an object")
+    if len(given) != 1:
+        value = "null" if not given else "{...}"
+        raise invalid(
+            "SelfSubjectAccessReview.authorization.k8s.io",
+            "",
+            [
+                FieldError(
+                    "spec.resourceAttributes",
+                    "FieldValueInvalid",
+                    f'Invalid value: "{value}": exactly one of nonResourceAttributes or '
+                    "resourceAttributes must be specified",
+                )
+            ],
+        )
+    return {
+        "kind": "SelfSubjectAccessReview",
+        "apiVersion": GROUP_VERSION,
+        "metadata": {"creationTimestamp": None},
+        "spec": dict(spec),
+        "status": {"allowed": True, "reason": REASON},
+    }

@@ -1,0 +1,66 @@
+"""SelfSubjectAccessReview (`kubectl auth can-i`): every authenticated request is allowed, a
+malformed review is the apiserver's 422, and kubectl's protobuf body is read."""
+
+from __future__ import annotations
+
+from apikit import PROTOBUF, ApiFactory, Client, assert_status
+
+from kubesim_images.daemon.access import PATH, REASON
+from kubesim_images.daemon.protobuf import MAGIC
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, value: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(value)) + value
+
+
+async def test_a_review_is_allowed(client: Client) -> None:
+    spec = {"resourceAttributes": {"namespace": "default", "verb": "get", "resource": "pods"}}
+    resp = await client.post(PATH, json={"spec": spec})
+    doc = await resp.json()
+    assert resp.status == 201, doc
+    assert doc["kind"] == "SelfSubjectAccessReview"
+    assert doc["apiVersion"] == "authorization.k8s.io/v1"
+    assert doc["spec"] == spec
+    assert doc["status"] == {"allowed": True, "reason": REASON}
+
+
+async def test_kubectls_protobuf_review(client: Client) -> None:
+    type_meta = _field(1, b"authorization.k8s.io/v1") + _field(2, b"SelfSubjectAccessReview")
+    attributes = _field(2, b"delete") + _field(5, b"nodes")
+    review = _field(2, _field(1, attributes))
+    body = MAGIC + _field(1, type_meta) + _field(2, review)
+    resp = await client.post(PATH, data=body, headers={"Content-Type": PROTOBUF})
+    doc = await resp.json()
+    assert resp.status == 201, doc
+    assert doc["spec"] == {"resourceAttributes": {"verb": "delete", "resource": "nodes"}}
+    assert doc["status"]["allowed"] is True
+
+
+async def test_exactly_one_kind_of_attributes(client: Client) -> None:
+    for spec in ({}, {"resourceAttributes": {}, "nonResourceAttributes": {"path": "/x"}}):
+        resp = await client.post(PATH, json={"spec": spec})
+        assert resp.status == 422
+        assert_status(
+            await resp.json(),
+            422,
+            "Invalid",
+            message_contains="exactly one of nonResourceAttributes or resourceAttributes",
+        )
+
+
+async def test_the_token_still_guards_it(api: ApiFactory) -> None:
+    client = await api(token="s3cret")
+    spec = {"nonResourceAttributes": {"path": "/healthz", "verb": "get"}}
+    resp = await client.post(PATH, json={"spec": spec})
+    assert resp.status == 401
+    resp = await client.post(PATH, json={"spec": spec}, headers={"Authorization": "Bearer s3cret"})
+    assert resp.status == 201
