@@ -23,7 +23,7 @@ from kubesim_images.events import EventSink
 from kubesim_images.image_gc import GCPolicy, ImageRuntime
 from kubesim_images.kubeletconfig import KubeletConfig
 from kubesim_images.manager import ImageManager, PullObserver
-from kubesim_images.nodegc import NodeImageGC
+from kubesim_images.nodegc import GCTicker, NodeImageGC
 from kubesim_images.pod import Pod
 from kubesim_images.podworkers import CredentialLookup, PodStatus, PodWorkers, SyncSettings
 from kubesim_images.puller import ImagePuller, PullEntry
@@ -62,6 +62,7 @@ class Node:
         on_ready: Callable[[PodStatus], None] | None = None,
         on_sync: Callable[[PodStatus], None] | None = None,
         scheduler: Scheduler | None = None,
+        gc_ticker: GCTicker | None = None,
     ) -> None:
         self.name = name
         # What the node's rules run on: the daemon's loop, or a scenario's event core.
@@ -86,8 +87,15 @@ class Node:
         # Image GC lists, measures and removes through the runtime: the store itself, or a real
         # content store that keeps the store in step (`runtime.ContentRuntime`).
         self.runtime: ImageRuntime = runtime if runtime is not None else self.store
+        # `gc_ticker`: shared by the nodes of a scenario, whose GC periods end together.
         self.gc = NodeImageGC(
-            name, self.runtime, gc_policy(kubelet), events, self.images_in_use, self.scheduler
+            name,
+            self.runtime,
+            gc_policy(kubelet),
+            events,
+            self.images_in_use,
+            self.scheduler,
+            gc_ticker,
         )
 
     def preload(self, records: Iterable[ImageRecord], now: int = 0) -> None:

@@ -30,6 +30,8 @@ from kubesim_images.events import Event, EventLog, scheduler_event
 from kubesim_images.keyring import Keyring
 from kubesim_images.manager import PullObserver
 from kubesim_images.node import Node
+from kubesim_images.nodegc import GCTicker
+from kubesim_images.nodepool import NodePool
 from kubesim_images.placement import Placer, Unschedulable
 from kubesim_images.pod import Pod
 from kubesim_images.podworkers import CredentialLookup, PodStatus
@@ -327,38 +329,17 @@ class _Run:
         spec = self.spec
         rng = random.Random(spec.seed)
         credentials = _credential_lookup(spec)
-        registries = self.registries
-        for pool in spec.pools:
-            preloaded = preload(pool.preloaded)
-            for name in pool.node_names():
-                backend, sink = registries.node(name, pool.bandwidth, spec.platform(pool))
-                store = pool.image_store()
-                node = Node(
-                    name,
-                    backend,
-                    pool.kubelet,
-                    self.log,
-                    sync=spec.sync,
-                    rng=rng,
-                    on_ready=self._ready,
-                    credentials=credentials,
-                    observer=self.tally,
-                    store=store,
-                    # With --real-time and store: keep, image GC works on the node's content
-                    # store.
-                    runtime=registries.runtime(
-                        name,
-                        store,
-                        capacity=pool.image_fs.capacity,
-                        other_usage=pool.image_fs.other_usage,
-                        pinned=[pool.sandbox_image],
-                    ),
-                    sink=sink,
-                    scheduler=self.scheduler,
-                )
-                node.preload(preloaded, 0)
-                node.start()
-                self.nodes[name] = node
+        # The nodes start now, one after another, and nothing else sets a timer meanwhile:
+        # their GC periods end together, on one timer per instant.
+        ticker = GCTicker(self.scheduler)
+        with ticker.together():
+            for pool in spec.pools:
+                preloaded = preload(pool.preloaded)
+                for name in pool.node_names():
+                    node = self._node(pool, name, rng, credentials, ticker)
+                    node.preload(preloaded, 0)
+                    node.start()
+                    self.nodes[name] = node
         # Pods already placed count, deleted or not: with no node selectors this is exactly
         # the round-robin over nodes in workload order that scenario files promise (SPEC 8).
         self._placer = Placer(
@@ -372,6 +353,41 @@ class _Run:
         if not self._total:
             # Nothing to wait for: the run ends once the (empty) workload is created.
             self.scheduler.call_soon(self._end)
+
+    def _node(
+        self,
+        pool: NodePool,
+        name: str,
+        rng: random.Random,
+        credentials: CredentialLookup | None,
+        ticker: GCTicker,
+    ) -> Node:
+        spec, registries = self.spec, self.registries
+        backend, sink = registries.node(name, pool.bandwidth, spec.platform(pool))
+        store = pool.image_store()
+        return Node(
+            name,
+            backend,
+            pool.kubelet,
+            self.log,
+            sync=spec.sync,
+            rng=rng,
+            on_ready=self._ready,
+            credentials=credentials,
+            observer=self.tally,
+            store=store,
+            # With --real-time and store: keep, image GC works on the node's content store.
+            runtime=registries.runtime(
+                name,
+                store,
+                capacity=pool.image_fs.capacity,
+                other_usage=pool.image_fs.other_usage,
+                pinned=[pool.sandbox_image],
+            ),
+            sink=sink,
+            scheduler=self.scheduler,
+            gc_ticker=ticker,
+        )
 
     def _create_from(self, index: int) -> None:
         """Create the pods due now, from `index` on; wait for the next one's time."""
