@@ -394,6 +394,13 @@ class ImageGCManager:
             run.warn(Reason.FREE_DISK_SPACE_FAILED, message)
             raise _GCError(message)
 
+    def quiet_period(self, now: int, in_use: Collection[str], usage_percent: int) -> GCRun:
+        """`periodic` when the caller has read the filesystem at `usage_percent`, under the
+        high threshold, and there is no maximum age: a sweep, and a run that frees nothing."""
+        self.detect(now, in_use)
+        self._prev_failed = False
+        return GCRun(now, usage_percent, 0, 0, (), None, ())
+
     def periodic(self, now: int, in_use: Collection[str], stats: FsStats | None = None) -> GCRun:
         """The kubelet's GC loop body: an `ImageGCFailed` event only for repeated failures."""
         run = self.garbage_collect(now, in_use, stats)

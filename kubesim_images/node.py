@@ -14,7 +14,7 @@ through `snapshot`, a frozen `NodeSnapshot`, never through its parts.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Protocol
 
 from kubesim_images.backoff import Backoff, BackoffEntry
@@ -83,11 +83,13 @@ class Node:
             on_change=None if listener is None else listener.pod_changed,
             on_sync=on_sync,
         )
-        self._in_use: tuple[int, frozenset[str]] = (-1, frozenset())
+        self._in_use: tuple[int, Collection[str]] = (-1, frozenset())
         # Image GC lists, measures and removes through the runtime: the store itself, or a real
         # content store that keeps the store in step (`runtime.ContentRuntime`).
         self.runtime: ImageRuntime = runtime if runtime is not None else self.store
         # `gc_ticker`: shared by the nodes of a scenario, whose GC periods end together.
+        # On the store itself, GC is told of every change of its images (`_StoreWatch`).
+        watched = self.runtime is store
         self.gc = NodeImageGC(
             name,
             self.runtime,
@@ -96,7 +98,11 @@ class Node:
             self.images_in_use,
             self.scheduler,
             gc_ticker,
+            told_of_changes=watched,
         )
+        self._watch = _StoreWatch(self.gc) if watched else None
+        if self._watch is not None:
+            store.listener = self._watch
 
     def preload(self, records: Iterable[ImageRecord], now: int = 0) -> None:
         for record in records:
@@ -122,6 +128,7 @@ class Node:
         """When a runtime that keeps it (a real content store) first held an image: image
         GC's minimum age and order of eviction survive the restart."""
         self.gc.manager.restore(image_id, first_detected, None)
+        self.gc.images_changed()
 
     def kill_pod(self, uid: str) -> PodStatus | None:
         """A deleted pod, as the kubelet kills it (`PodWorkers.kill_now`): its worker's context
@@ -133,23 +140,23 @@ class Node:
         """Delete a pod: its worker stops and its containers no longer hold their images."""
         return self.workers.discard(uid)
 
-    def images_in_use(self) -> frozenset[str]:
+    def images_in_use(self) -> Collection[str]:
         """Image ids of the containers of the node's pods (started ones; exited init too):
-        worked out again only when the pods' images may have changed."""
+        worked out again only when the pods' images may have changed (the same object until
+        then, never changed once handed out)."""
         workers = self.workers
-        if self._in_use[0] == workers.images_version:
-            return self._in_use[1]
-        used: set[str] = set()
-        add = used.add
-        for status in workers.pods.values():
-            for cs in status.init_statuses:
-                if cs.image_id:
-                    add(cs.image_id)
-            for cs in status.statuses:
-                if cs.image_id:
-                    add(cs.image_id)
-        self._in_use = (workers.images_version, frozenset(used))
-        return self._in_use[1]
+        version, used = self._in_use
+        if version == workers.images_version:
+            return used
+        used = {
+            cs.image_id
+            for status in workers.pods.values()
+            for statuses in (status.init_statuses, status.statuses)
+            for cs in statuses
+            if cs.image_id
+        }
+        self._in_use = (workers.images_version, used)
+        return used
 
     def snapshot(self, at: int | None = None, *, queue: bool = True) -> NodeSnapshot:
         """The node's read model, stamped with loop time `at` (None when the reader does not
@@ -220,13 +227,37 @@ class Node:
         GC: a sweep now, a run every 5 minutes)."""
         listener = self._listener
         if listener is not None:
-            self.store.listener = listener
+            if self._watch is not None:
+                self._watch.listener = listener
+            else:
+                self.store.listener = listener
             self.backoff.on_change = listener.backoff_changed
         self.gc.start()
 
     async def stop(self) -> None:
         await self.gc.stop()
         self.workers.halt()
+
+
+class _StoreWatch:
+    """The store's listener when image GC works on the store itself: GC is told of every
+    change of its images, and the node's listener, from the node's start on, of all."""
+
+    __slots__ = ("gc", "listener")
+
+    def __init__(self, gc: NodeImageGC) -> None:
+        self.gc = gc
+        self.listener: StoreListener | None = None
+
+    def image_changed(self, record: ImageRecord) -> None:
+        self.gc.images_changed()
+        if self.listener is not None:
+            self.listener.image_changed(record)
+
+    def image_removed(self, image_id: str) -> None:
+        self.gc.images_changed()
+        if self.listener is not None:
+            self.listener.image_removed(image_id)
 
 
 _POLICIES: dict[KubeletConfig, GCPolicy] = {}

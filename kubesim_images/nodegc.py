@@ -36,6 +36,7 @@ from kubesim_images.image_gc import (
     GCRun,
     ImageGCManager,
     ImageRuntime,
+    ImageUsage,
 )
 from kubesim_images.logging import get_logger
 from kubesim_images.scheduler import LoopScheduler, Scheduler, Timer
@@ -58,10 +59,12 @@ class NodeImageGC:
         "_lock",
         "_offload",
         "_running",
+        "_same",
         "_scheduler",
         "_started",
         "_ticker",
         "_timer",
+        "_told",
         "bytes_freed",
         "disk",
         "history",
@@ -81,6 +84,8 @@ class NodeImageGC:
         in_use: InUse,
         scheduler: Scheduler | None = None,
         ticker: GCTicker | None = None,
+        *,
+        told_of_changes: bool = False,
     ) -> None:
         self.node = node
         self._scheduler: Scheduler = LoopScheduler() if scheduler is None else scheduler
@@ -98,6 +103,11 @@ class NodeImageGC:
         # of them rather than on a timer of its own.
         self._ticker = ticker
         self._batch: _Batch | None = None
+        # `told_of_changes`: the owner calls `images_changed` whenever the runtime's images
+        # change, so a period that finds the same images in use as the last quiet one needs
+        # no sweep: `_same` is that in-use collection and the records it marked used.
+        self._told = told_of_changes
+        self._same: tuple[Collection[str], list[ImageUsage]] | None = None
         self._started = False
         self._due = 0
         # A runtime that blocks on a disk (a real content store, a `BlockingRuntime`) is
@@ -166,8 +176,54 @@ class NodeImageGC:
 
     def collect(self, now: int) -> GCRun | None:
         """One period on the loop: a GC run, or only a sweep when GC is off (threshold 100)."""
-        before, run, after = self._collect(now, self._in_use())
+        in_use = self._in_use()
+        if not self._offload:
+            run = self._quiet(now, in_use)
+            if run is not None:
+                return run
+        self._same = None
+        before, run, after = self._collect(now, in_use)
         return self._record(now, before, run, after)
+
+    def _quiet(self, now: int, in_use: Collection[str]) -> GCRun | None:
+        """Most periods of a large run, on the loop: usage under the high threshold and no
+        maximum age, so the run is a sweep and a reading, and the disk stays as it was. Done
+        in one step here (millions of them); None when the period may have more to do."""
+        manager = self.manager
+        policy = manager.policy
+        if policy.max_age or not policy.enabled:
+            return None
+        try:
+            capacity, available = self.runtime.image_fs_stats()
+        except ImageFsStatsError:
+            return None  # the full run reads it again, and reports the error
+        if capacity <= 0:
+            return None
+        usage = 100 - min(available, capacity) * 100 // capacity
+        if usage >= policy.high_threshold_percent:
+            return None
+        same = self._same
+        if same is not None and same[0] is in_use:
+            # No image came or went since the last sweep, and the pods hold the same ones:
+            # the sweep would only mark those used now.
+            for record in same[1]:
+                record.last_used = now
+            run = GCRun(now, usage, 0, 0, (), None, ())
+        else:
+            run = manager.quiet_period(now, in_use, usage)
+            if self._told:
+                records = manager.records
+                self._same = (in_use, [records[i] for i in in_use if i in records])
+        used = capacity - available
+        if len(self.disk) < _DISK_SAMPLES:
+            self.disk.append((now, used, used))
+        self.history.append(run)
+        self.runs += 1
+        return run
+
+    def images_changed(self) -> None:
+        """The runtime's images changed (with `told_of_changes`): the next period sweeps."""
+        self._same = None
 
     async def collect_now(self) -> GCRun | None:
         """One run now, on demand or from the loop's timer. With a runtime that blocks on a

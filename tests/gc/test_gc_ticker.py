@@ -15,7 +15,7 @@ from kubesim_images.events import EventLog
 from kubesim_images.image_gc import GCPolicy
 from kubesim_images.nodegc import GCTicker, NodeImageGC
 from kubesim_images.scheduler import EventCore, LoopScheduler, Scheduler, Timer
-from kubesim_images.store import ImageStore
+from kubesim_images.store import ImageRecord, ImageStore, Layer
 
 S = 1_000_000_000
 PERIOD = 300 * S
@@ -166,3 +166,69 @@ def test_halting_every_node_of_a_batch_cancels_its_timer():
     program(alone)
     assert shared.log == alone.log == [(300, "a"), (300, "b")]
     assert shared.scheduler.now() == alone.scheduler.now() == PERIOD + S
+
+
+class TestQuietPeriods:
+    """A period that finds nothing changed skips the sweep, and sees every change it is told
+    of: new images, images gone, other images in use."""
+
+    def _gc(self, core: EventCore, store: ImageStore, in_use: Callable[[], frozenset[str]]):
+        gc = NodeImageGC(
+            "node-0", store, GCPolicy(), EventLog(), in_use, core, told_of_changes=True
+        )
+        store.listener = Told(gc)
+        return gc
+
+    def test_unchanged_periods_mark_the_images_in_use_used_and_changes_are_swept(self):
+        core = EventCore()
+        store = ImageStore(capacity=10_000)
+        store.add(ImageRecord("a", (Layer("sha256:" + "1" * 64, 10),)), None, 0)
+        store.add(ImageRecord("b", (Layer("sha256:" + "2" * 64, 20),)), None, 0)
+        used = {"now": frozenset({"a"})}
+        gc = self._gc(core, store, lambda: used["now"])
+        gc.start()
+        records = gc.manager.records
+
+        def at(when: int, action: Callable[[], object]) -> None:
+            core.call_at(when, action)
+
+        at(
+            PERIOD + S,
+            lambda: store.add(ImageRecord("c", (Layer("sha256:" + "3" * 64, 5),)), None, 0),
+        )
+        at(3 * PERIOD + S, lambda: used.update(now=frozenset({"b"})))
+        at(4 * PERIOD + S, lambda: store.remove("c"))
+        at(5 * PERIOD + S, core.stop_after_instant)
+        core.run()
+        assert records["a"].last_used == 3 * PERIOD  # in use until the pods changed
+        assert records["b"].last_used == 5 * PERIOD
+        assert "c" not in records  # gone at 4 * PERIOD + S, forgotten at the next sweep
+        assert [sample[1] for sample in gc.disk] == [30, 35, 35, 35, 30]
+        assert gc.runs == 5
+
+    def test_a_new_image_is_first_detected_at_the_next_period(self):
+        core = EventCore()
+        store = ImageStore(capacity=10_000)
+        none: frozenset[str] = frozenset()
+        gc = self._gc(core, store, lambda: none)
+        gc.start()
+        core.call_at(
+            2 * PERIOD + S,
+            lambda: store.add(ImageRecord("n", (Layer("sha256:" + "4" * 64, 5),)), None, 0),
+        )
+        core.call_at(4 * PERIOD, core.stop_after_instant)
+        core.run()
+        assert gc.manager.records["n"].first_detected == 3 * PERIOD
+
+
+class Told:
+    """The store's listener a node installs: image GC is told of every change."""
+
+    def __init__(self, gc: NodeImageGC) -> None:
+        self.gc = gc
+
+    def image_changed(self, record: ImageRecord) -> None:
+        self.gc.images_changed()
+
+    def image_removed(self, image_id: str) -> None:
+        self.gc.images_changed()
