@@ -186,6 +186,11 @@ class _RunState:
         self.events.append(NodeEvent(EventType.WARNING, reason, message))
 
 
+def quiet_run(now: int, usage_percent: int) -> GCRun:
+    """The run of a quiet period: usage under the high threshold, nothing past a maximum age."""
+    return GCRun(now, usage_percent, 0, 0, (), None, ())
+
+
 def _usage_percent(stats: FsStats) -> int:
     """The filesystem's usage in percent, as the kubelet works it out: Go's integer arithmetic,
     truncating, on non-negative values (capacity > 0)."""
@@ -337,7 +342,7 @@ class ImageGCManager:
             self.detect(now, in_use)
             usage = _usage_percent(stats)
             if usage < self.policy.high_threshold_percent:
-                return GCRun(now, usage, 0, 0, (), None, ())
+                return quiet_run(now, usage)
         run = _RunState()
         try:
             self._collect(now, in_use, run, stats)
@@ -394,12 +399,11 @@ class ImageGCManager:
             run.warn(Reason.FREE_DISK_SPACE_FAILED, message)
             raise _GCError(message)
 
-    def quiet_period(self, now: int, in_use: Collection[str], usage_percent: int) -> GCRun:
-        """`periodic` when the caller has read the filesystem at `usage_percent`, under the
-        high threshold, and there is no maximum age: a sweep, and a run that frees nothing."""
+    def quiet_period(self, now: int, in_use: Collection[str]) -> None:
+        """`periodic` when the caller has read the filesystem under the high threshold and
+        there is no maximum age: a sweep, and a run that frees nothing (`quiet_run`)."""
         self.detect(now, in_use)
         self._prev_failed = False
-        return GCRun(now, usage_percent, 0, 0, (), None, ())
 
     def periodic(self, now: int, in_use: Collection[str], stats: FsStats | None = None) -> GCRun:
         """The kubelet's GC loop body: an `ImageGCFailed` event only for repeated failures."""

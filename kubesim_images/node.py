@@ -142,12 +142,12 @@ class Node:
 
     def images_in_use(self) -> Collection[str]:
         """Image ids of the containers of the node's pods (started ones; exited init too):
-        worked out again only when the pods' images may have changed (the same object until
-        then, never changed once handed out)."""
+        worked out again only when the pods' images may have changed, and the same object
+        (never changed once handed out) while they are the same."""
         workers = self.workers
-        version, used = self._in_use
+        version, known = self._in_use
         if version == workers.images_version:
-            return used
+            return known
         used = {
             cs.image_id
             for status in workers.pods.values()
@@ -155,6 +155,8 @@ class Node:
             for cs in statuses
             if cs.image_id
         }
+        if used == known:
+            used = known  # the same object: image GC then knows nothing changed
         self._in_use = (workers.images_version, used)
         return used
 
