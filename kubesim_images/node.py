@@ -252,7 +252,7 @@ class _StoreWatch:
         self.listener: StoreListener | None = None
 
     def image_changed(self, record: ImageRecord) -> None:
-        self.gc.images_changed()
+        self.gc.image_stored(record.id, pinned=record.pinned)
         if self.listener is not None:
             self.listener.image_changed(record)
 

@@ -229,6 +229,13 @@ class NodeImageGC:
         """The runtime's images changed (with `told_of_changes`): the next period sweeps."""
         self._same = None
 
+    def image_stored(self, image_id: str, *, pinned: bool) -> None:
+        """An image was stored or renamed (with `told_of_changes`): the next period sweeps
+        unless the sweep knows it already, as it is (a pull of an image the node has)."""
+        known = self.manager.records.get(image_id)
+        if known is None or known.pinned != pinned:
+            self._same = None
+
     async def collect_now(self) -> GCRun | None:
         """One run now, on demand or from the loop's timer. With a runtime that blocks on a
         disk, its work runs in a worker thread and only the bookkeeping on the loop; runs never

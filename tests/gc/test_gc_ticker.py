@@ -228,7 +228,25 @@ class Told:
         self.gc = gc
 
     def image_changed(self, record: ImageRecord) -> None:
-        self.gc.images_changed()
+        self.gc.image_stored(record.id, pinned=record.pinned)
 
     def image_removed(self, image_id: str) -> None:
         self.gc.images_changed()
+
+
+def test_an_image_pinned_by_a_new_name_is_seen_pinned_at_the_next_period():
+    core = EventCore()
+    store = ImageStore(capacity=10_000, pinned=["registry.k8s.io/pause:3.10"])
+    record = ImageRecord("p", (Layer("sha256:" + "5" * 64, 5),), repo_tags=["example.com/p:v1"])
+    store.add(record, None, 0)
+    none: frozenset[str] = frozenset()
+    gc = NodeImageGC(
+        "node-0", store, GCPolicy(), EventLog(), lambda: none, core, told_of_changes=True
+    )
+    store.listener = Told(gc)
+    gc.start()
+    renamed = ImageRecord("p", record.layers, repo_tags=["registry.k8s.io/pause:3.10"])
+    core.call_at(PERIOD + S, lambda: store.add(renamed, None, 0))
+    core.call_at(2 * PERIOD, core.stop_after_instant)
+    core.run()
+    assert gc.manager.records["p"].pinned
