@@ -5,8 +5,12 @@ The kubelet sweeps its images when it starts (`ImageGCManager.Start`) and runs
 `imageGCHighThresholdPercent: 100` it starts no GC loop, but the sweeps go on. Here one timer
 on the node's clock does both, re-armed after each period, so runs land exactly on 5m, 10m, ...
 from the node's start in virtual time. A timer rather than a task: a 100,000-node scenario then
-carries 100,000 timer handles, not 100,000 suspended coroutines. Its callback is guarded like a
-task: a crash is logged at once (`task_crashed`) and ends the loop. A run's node events
+carries 100,000 timer handles, not 100,000 suspended coroutines; and a scenario's nodes, which
+all start at 0, share one timer per instant (`GCTicker`), run in the order their own timers
+would have run. Its callback is guarded like a task: a crash is logged at once
+(`task_crashed`) and ends the loop. Most periods of a large run are quiet (usage under the
+threshold, no maximum age) and cost one step; told of every change of the node's images, a
+period that finds nothing changed skips even the sweep. A run's node events
 (`FreeDiskSpaceFailed`, `ImageGCFailed`) go to the node's event sink; its history (bounded),
 totals and disk samples are what the node's snapshot carries to reports, metrics and debug
 endpoints.
