@@ -97,21 +97,24 @@ def settles(future: asyncio.Future[_T], error: type[Exception]) -> Callable[[_T 
 
 
 class CoreTimer:
-    """An `EventCore` timer: cancelled by dropping its callback; left in its instant until due."""
+    """An `EventCore` timer: cancelled by dropping its callback; left in its instant until due,
+    then queued for the turn, where a cancel still stops it (as asyncio skips a cancelled
+    handle it had already made ready)."""
 
     __slots__ = ("args", "callback", "core")
 
     def __init__(
         self, core: EventCore, callback: Callable[..., object], args: tuple[Any, ...]
     ) -> None:
-        self.core = core
+        self.core: EventCore | None = core  # None once out of its instant, queued to run
         self.callback: Callable[..., object] | None = callback
         self.args = args
 
     def cancel(self) -> None:
         if self.callback is not None:
             self.callback = None
-            self.core.cancelled += 1
+            if self.core is not None:
+                self.core.cancelled += 1
 
 
 class EventCore:
@@ -131,7 +134,8 @@ class EventCore:
         self._instants: dict[int, list[CoreTimer]] = {}  # instant -> its timers, in order
         self._whens: list[int] = []  # heap of the instants in `_instants`
         self._count = 0  # timers in `_instants`, cancelled ones included
-        self._ready: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
+        # (callback, args), or (None, timer) for a timer due this turn
+        self._ready: deque[tuple[Callable[..., object] | None, Any]] = deque()
         self._ending = False
         self.cancelled = 0  # cancelled timers still in `_instants`
 
@@ -180,14 +184,19 @@ class EventCore:
                 bucket = instants.pop(heappop(whens))
                 self._count -= len(bucket)
                 for timer in bucket:
-                    callback = timer.callback
-                    if callback is None:
+                    if timer.callback is None:
                         self.cancelled -= 1
                     else:
-                        timer.callback = None  # fired: a late cancel is a no-op
-                        append((callback, timer.args))
+                        timer.core = None
+                        append((None, timer))
             for _ in range(len(ready)):
                 callback, args = popleft()
+                if callback is None:  # a timer: unless cancelled since it fell due
+                    callback = args.callback
+                    if callback is None:
+                        continue
+                    args.callback = None  # fired: a later cancel is a no-op
+                    args = args.args
                 callback(*args)
 
     def _next_live(self) -> int | None:

@@ -133,9 +133,8 @@ def test_nodes_started_apart_keep_a_timer_each_and_their_order():
 
 
 def test_a_node_halted_by_an_earlier_one_in_its_batch_skips_its_period():
-    # As a timer cancelled in the turn it is due is skipped on asyncio's loop (the daemon's,
-    # where nodes are halted). The event core would still run it: there, a timer once due
-    # is past cancelling; nothing in a scenario halts a node while it runs.
+    # As a timer cancelled in the turn it is due is skipped, on asyncio's loop (the daemon's,
+    # where nodes are halted) and on the event core alike.
     expected = [(300, "a"), (300, "b"), (300, "c"), (600, "a"), (600, "b"), (900, "a"), (900, "b")]
 
     def program(world: World) -> None:
