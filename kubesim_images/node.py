@@ -148,13 +148,7 @@ class Node:
         version, known = self._in_use
         if version == workers.images_version:
             return known
-        used = {
-            cs.image_id
-            for status in workers.pods.values()
-            for statuses in (status.init_statuses, status.statuses)
-            for cs in statuses
-            if cs.image_id
-        }
+        used = workers.images_in_use()
         if used == known:
             used = known  # the same object: image GC then knows nothing changed
         self._in_use = (workers.images_version, used)

@@ -175,6 +175,10 @@ class PodWorkers:
         # Bumped whenever the images the pods' containers run may have changed: image GC
         # reads them every 5 minutes on every node, and most periods nothing changed.
         self.images_version = 0
+        # Image id -> how many of the pods' containers hold it (started ones, exited init
+        # containers too): kept as they change, so reading the images in use is not a walk
+        # over every container of every pod.
+        self._holders: dict[str, int] = {}
         self._scheduler: Scheduler = manager.puller.scheduler
         self._workers: dict[str, _Worker] = {}
 
@@ -197,6 +201,11 @@ class PodWorkers:
 
     def start(self, status: PodStatus) -> None:
         """(Re)start the worker of a known pod, e.g. after a restart restored its status."""
+        previous = self.pods.get(status.pod.uid)
+        if previous is not status:
+            if previous is not None:
+                self._let_go(previous)
+            self._hold(status)
         self.pods[status.pod.uid] = status
         self.images_version += 1
         if status.ready:
@@ -242,6 +251,8 @@ class PodWorkers:
                     )
                 )
             cs.state, cs.reason, cs.message = State.WAITING, "ContainerCreating", ""
+            if cs.image_id:
+                self._drop(cs.image_id)
             cs.image_id, cs.started_at = "", None
         if changed_any:
             self.images_version += 1
@@ -255,7 +266,10 @@ class PodWorkers:
         """Forget a pod: its worker stops (a pull under way is abandoned, unrecorded)."""
         self._stop_worker(uid, killed=False)
         self.images_version += 1
-        return self.pods.pop(uid, None)
+        status = self.pods.pop(uid, None)
+        if status is not None:
+            self._let_go(status)
+        return status
 
     async def remove(self, uid: str) -> PodStatus | None:
         return self.discard(uid)
@@ -272,6 +286,7 @@ class PodWorkers:
         status.killed = True
         self._stop_worker(uid, killed=True)
         self.pods.pop(uid, None)
+        self._let_go(status)
         self.images_version += 1
         now = self._scheduler.now()
         sidecars = [cs for cs in status.init_statuses if cs.container.sidecar]
@@ -293,6 +308,30 @@ class PodWorkers:
 
     async def kill(self, uid: str) -> PodStatus | None:
         return self.kill_now(uid)
+
+    def images_in_use(self) -> set[str]:
+        """The image ids the pods' containers hold (a new set)."""
+        return set(self._holders)
+
+    def _hold(self, status: PodStatus) -> None:
+        holders = self._holders
+        for statuses in (status.init_statuses, status.statuses):
+            for cs in statuses:
+                if cs.image_id:
+                    holders[cs.image_id] = holders.get(cs.image_id, 0) + 1
+
+    def _let_go(self, status: PodStatus) -> None:
+        for statuses in (status.init_statuses, status.statuses):
+            for cs in statuses:
+                if cs.image_id:
+                    self._drop(cs.image_id)
+
+    def _drop(self, image_id: str) -> None:
+        left = self._holders[image_id] - 1
+        if left:
+            self._holders[image_id] = left
+        else:
+            del self._holders[image_id]
 
     def halt(self) -> None:
         """Stop every worker (the node is stopping): nothing more is synced or recorded."""
@@ -440,7 +479,13 @@ class PodWorkers:
         done_reason: str,
     ) -> None:
         cs.state, cs.reason, cs.message = done, done_reason, ""
-        cs.image_id = ensured.image_id
+        image_id = ensured.image_id
+        if cs.image_id != image_id:
+            if cs.image_id:
+                self._drop(cs.image_id)
+            cs.image_id = image_id
+            holders = self._holders
+            holders[image_id] = holders.get(image_id, 0) + 1
         self.images_version += 1
         cs.started_at = self._scheduler.now()
         # Report each container as it becomes ready, not only at the end of the sync.

@@ -188,3 +188,52 @@ class TestLifecycle:
         assert ("image", SMALL) in heard
         assert ("pod", "b") in heard
         assert heard.index(("backoff", f"uid-c_{BROKEN}")) < heard.index(("image", SMALL))
+
+
+class TestImagesInUse:
+    """What image GC asks of the node every period: kept up to date as containers start, their
+    images change and pods go, never by walking every container."""
+
+    @staticmethod
+    def _walked(node: Node) -> set[str]:
+        return {
+            cs.image_id
+            for status in node.workers.pods.values()
+            for cs in status.all_statuses()
+            if cs.image_id
+        }
+
+    def test_started_changed_killed_removed_and_restored_pods(self) -> None:
+        async def main() -> list[tuple[set[str], set[str]]]:
+            node = _node()
+            node.start()
+            seen: list[tuple[set[str], set[str]]] = []
+
+            def check() -> None:
+                seen.append((set(node.images_in_use()), self._walked(node)))
+
+            a = node.add_pod(pod_from_manifest(pod("a", SMALL), uid="uid-a"))
+            b = node.add_pod(pod_from_manifest(pod("b", SMALL), uid="uid-b"))
+            c = node.add_pod(pod_from_manifest(pod("c", BIG), uid="uid-c"))
+            await asyncio.sleep(20)  # small, then big, pulled: all three started
+            check()
+            node.update_pod(a, pod_from_manifest(pod("a", BIG), uid="uid-a"))
+            check()
+            await asyncio.sleep(1)  # big is present: a started again on it
+            check()
+            node.kill_pod(b.pod.uid)
+            check()
+            node.remove_pod(c.pod.uid)
+            check()
+            node.remove_pod(a.pod.uid)
+            check()
+            node.resume_pod(a)  # a status restored after a restart, its image recorded
+            check()
+            await node.stop()
+            return seen
+
+        seen = run_virtual(main())
+        assert all(kept == walked for kept, walked in seen), seen
+        # small and big; b still holds small while a moves to big; b killed; c, then a gone;
+        # a back with its big.
+        assert [len(kept) for kept, _ in seen] == [2, 2, 2, 1, 1, 0, 1]
