@@ -236,6 +236,8 @@ class NodeImageGC:
     def image_stored(self, image_id: str, *, pinned: bool) -> None:
         """An image was stored or renamed (with `told_of_changes`): the next period sweeps
         unless the sweep knows it already, as it is (a pull of an image the node has)."""
+        if self._same is None:
+            return  # the next period sweeps anyway
         known = self.manager.records.get(image_id)
         if known is None or known.pinned != pinned:
             self._same = None
