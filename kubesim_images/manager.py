@@ -142,7 +142,7 @@ class ImageManager:
         self.events = events
         self.observer = observer or PullObserver()
         self._scheduler = puller.scheduler
-        self._refs: dict[str, ImageReference | InvalidReferenceError] = {}
+        self._refs: dict[str, ImageReference | str] = {}  # str: why it is not a reference
         # The last pull error per back-off key, appended to the ImagePullBackOff message so
         # `kubectl get pod -o yaml` says why (the kubelet's prevPullErrMsg, since 1.32).
         self._prev_error: dict[str, str] = {}
@@ -183,10 +183,12 @@ class ImageManager:
             try:
                 cached = parse_normalized(image).with_default_tag()
             except InvalidReferenceError as exc:
-                cached = exc
+                cached = str(exc)
             self._refs[image] = cached
-        if isinstance(cached, InvalidReferenceError):
-            raise cached
+        if isinstance(cached, str):
+            # A new error each time: raising a kept one again would lengthen its traceback,
+            # and keep the frames in it, at every sync of a pod with a bad reference.
+            raise InvalidReferenceError(cached)
         return cached
 
     async def ensure_image_exists(

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from simkit import MI, events, image, pod, ready_at, simulate
+
+from kubesim_images.errors import InvalidReferenceError
+from kubesim_images.events import EventLog
+from kubesim_images.kubeletconfig import KubeletConfig
+from kubesim_images.node import Node
+from kubesim_images.registry.catalogue import Catalogue
+from kubesim_images.registry.simulated import SimulatedRegistry
+from kubesim_images.store import ImageStore
 
 APP = "example.com/app:v1"
 LATEST = "example.com/app"
@@ -110,6 +119,20 @@ class TestInvalidImage:
         ]
         assert "must be lowercase" in status.message
         assert events(result, "p-0", "Failed") == [(0.0, "Failed", "Error: InvalidImageName")]
+
+    def test_each_sync_raises_a_new_error_for_a_bad_reference(self):
+        # The parse is remembered, the error is not: a kept exception raised again at every
+        # sync would lengthen its traceback, and hold the frames in it, for as long as it runs.
+        registry = SimulatedRegistry(Catalogue([]))
+        node = Node("n", registry, KubeletConfig(), EventLog(), store=ImageStore())
+        raised = []
+        for _ in range(3):
+            with pytest.raises(InvalidReferenceError) as caught:
+                node.manager.parse("example.com/App:v1")
+            raised.append(caught.value)
+        assert len({id(error) for error in raised}) == 3
+        assert len({str(error) for error in raised}) == 1
+        assert "must be lowercase" in str(raised[0])
 
     def test_unknown_image_is_not_found(self):
         result = simulate(
