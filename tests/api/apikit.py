@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Self
 
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
 from kubesim_images.daemon.api import CLUSTER
@@ -90,6 +90,15 @@ async def create_pod(client: Client, body: dict[str, Any]) -> dict[str, Any]:
     doc = await resp.json()
     assert resp.status == 201, doc
     return doc
+
+
+async def next_event(resp: ClientResponse, *, within: float = 10.0) -> dict[str, Any]:
+    """The next event of a watch's stream; `within` bounds a hang only."""
+    async with asyncio.timeout(within):
+        line = await resp.content.readline()
+    assert line, "the watch ended"
+    event: dict[str, Any] = json.loads(line)
+    return event
 
 
 async def wait_for(

@@ -4,29 +4,16 @@ resourceVersion, the last one before the watch's deadline; without it, none."""
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
-from apikit import PODS, TABLE, Client, cluster_of, create_pod, pod_manifest
+from apikit import PODS, TABLE, Client, cluster_of, create_pod, next_event, pod_manifest
 
 from kubesim_images.daemon.api import WATCHES
 from kubesim_images.daemon.watches import BOOKMARK_INTERVAL, WatchHub, next_bookmark
 
-HANG = 10.0  # bounds a hang only
-
 
 def hub_of(client: Client) -> WatchHub:
     return client.server.app[WATCHES]  # type: ignore[union-attr]
-
-
-async def _event(resp: ClientResponse) -> dict[str, Any]:
-    async with asyncio.timeout(HANG):
-        line = await resp.content.readline()
-    assert line, "the watch ended"
-    event: dict[str, Any] = json.loads(line)
-    return event
 
 
 class TestWhenDue:
@@ -49,7 +36,7 @@ class TestBookmarks:
         await create_pod(client, pod_manifest("web", "busybox:1.36"))
         params = {"watch": "1", "allowWatchBookmarks": "true", "fieldSelector": "metadata.name=x"}
         async with client.get(PODS, params=params) as resp:
-            event = await _event(resp)
+            event = await next_event(resp)
             assert event["type"] == "BOOKMARK"
             version = cluster_of(client).resource_version
             assert event["object"] == {
@@ -65,7 +52,7 @@ class TestBookmarks:
             created = await create_pod(client, pod_manifest("web", "busybox:1.36"))
             seen: list[tuple[str, int]] = []
             while not seen or seen[-1][0] != "ADDED":
-                event = await _event(resp)
+                event = await next_event(resp)
                 seen.append((event["type"], int(event["object"]["metadata"]["resourceVersion"])))
         added = int(created["metadata"]["resourceVersion"])
         assert seen[-1] == ("ADDED", added)
@@ -76,7 +63,7 @@ class TestBookmarks:
         hub_of(client).bookmark_interval = 0.01
         params = {"watch": "1", "allowWatchBookmarks": "1", "fieldSelector": "metadata.name=x"}
         async with client.get(PODS, params=params, headers={"Accept": TABLE}) as resp:
-            event = await _event(resp)
+            event = await next_event(resp)
         assert event["type"] == "BOOKMARK"
         assert event["object"]["kind"] == "Table"
         assert event["object"]["metadata"]["resourceVersion"]
@@ -92,5 +79,5 @@ class TestBookmarks:
             # when they are sent, and never depends on timing when they are not).
             await asyncio.sleep(0.05)
             await create_pod(client, pod_manifest("web", "busybox:1.36"))
-            event = await _event(resp)
+            event = await next_event(resp)
         assert event["type"] == "ADDED"

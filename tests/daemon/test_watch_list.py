@@ -4,15 +4,9 @@ feature: the objects as ADDED, a bookmark marking their end at their version, th
 
 from __future__ import annotations
 
-import asyncio
-import json
-from typing import Any
-
 import pytest
-from aiohttp import ClientResponse
-from apikit import PODS, Client, assert_status, cluster_of, create_pod, pod_manifest
+from apikit import PODS, Client, assert_status, cluster_of, create_pod, next_event, pod_manifest
 
-HANG = 10.0  # bounds a hang only
 WATCH_LIST = {
     "watch": "1",
     "sendInitialEvents": "true",
@@ -21,20 +15,12 @@ WATCH_LIST = {
 }
 
 
-async def _event(resp: ClientResponse) -> dict[str, Any]:
-    async with asyncio.timeout(HANG):
-        line = await resp.content.readline()
-    assert line, "the watch ended"
-    event: dict[str, Any] = json.loads(line)
-    return event
-
-
 async def test_initial_objects_then_the_end_bookmark_then_changes(client: Client) -> None:
     await create_pod(client, pod_manifest("a", "busybox:1.36"))
     await create_pod(client, pod_manifest("b", "busybox:1.36"))
     async with client.get(PODS, params={**WATCH_LIST, "resourceVersion": ""}) as resp:
         version = cluster_of(client).resource_version
-        first, second, end = [await _event(resp) for _ in range(3)]
+        first, second, end = [await next_event(resp) for _ in range(3)]
         assert [first["type"], second["type"]] == ["ADDED", "ADDED"]
         assert {first["object"]["metadata"]["name"], second["object"]["metadata"]["name"]} == {
             "a",
@@ -47,7 +33,7 @@ async def test_initial_objects_then_the_end_bookmark_then_changes(client: Client
         assert at <= version
         assert at >= max(int(e["object"]["metadata"]["resourceVersion"]) for e in (first, second))
         created = await create_pod(client, pod_manifest("c", "busybox:1.36"))
-        while (event := await _event(resp))["type"] != "ADDED":
+        while (event := await next_event(resp))["type"] != "ADDED":
             pass
         assert event["object"]["metadata"]["name"] == "c"
         assert int(created["metadata"]["resourceVersion"]) > int(
@@ -60,7 +46,7 @@ async def test_without_initial_events_a_watch_starts_now(client: Client) -> None
     params = {**WATCH_LIST, "sendInitialEvents": "false", "fieldSelector": "metadata.name!=a"}
     async with client.get(PODS, params=params) as resp:
         await create_pod(client, pod_manifest("b", "busybox:1.36"))
-        event = await _event(resp)
+        event = await next_event(resp)
     assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "b")
 
 
