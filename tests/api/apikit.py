@@ -92,6 +92,23 @@ async def create_pod(client: Client, body: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def pb_varint(n: int) -> bytes:
+    """A protobuf varint, as client-go's protobuf serializer writes one."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def pb_field(number: int, value: bytes | int) -> bytes:
+    """A protobuf field: a varint for an int, length-delimited for bytes."""
+    if isinstance(value, int):
+        return pb_varint(number << 3) + pb_varint(value)
+    return pb_varint(number << 3 | 2) + pb_varint(len(value)) + value
+
+
 async def next_event(resp: ClientResponse, *, within: float = 10.0) -> dict[str, Any]:
     """The next event of a watch's stream; `within` bounds a hang only."""
     async with asyncio.timeout(within):

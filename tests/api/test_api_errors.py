@@ -22,30 +22,18 @@ from apikit import (
     Client,
     assert_status,
     create_pod,
+    pb_field,
+    pb_varint,
     pod_manifest,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def _protobuf(kind: str, obj: bytes = b"") -> bytes:
     """A `runtime.Unknown` envelope as kubectl sends it: k8s magic, TypeMeta, raw object."""
-    type_meta = _field(1, b"v1") + _field(2, kind.encode())
-    return b"k8s\x00" + _field(1, type_meta) + _field(2, obj)
+    type_meta = pb_field(1, b"v1") + pb_field(2, kind.encode())
+    return b"k8s\x00" + pb_field(1, type_meta) + pb_field(2, obj)
 
 
 async def _post(client: Client, path: str, body: bytes, content_type: str | None) -> Any:
@@ -323,15 +311,15 @@ class TestUnsupportedMediaType:
         "obj",
         [
             # ObjectMeta.name sent as a varint of 2**40: must not become bytes(2**40).
-            _field(1, _varint(1 << 3) + _varint(1 << 40)),
+            pb_field(1, pb_varint(1 << 3) + pb_varint(1 << 40)),
             # ObjectMeta.creationTimestamp far beyond year 9999.
-            _field(1, _field(8, _varint(1 << 3) + _varint(1 << 62))),
+            pb_field(1, pb_field(8, pb_varint(1 << 3) + pb_varint(1 << 62))),
             # ObjectMeta.labels entry as a varint.
-            _field(1, _varint(11 << 3) + _varint(1 << 40)),
+            pb_field(1, pb_varint(11 << 3) + pb_varint(1 << 40)),
             # A truncated length-delimited field.
-            _varint(1 << 3 | 2) + _varint(50) + b"short",
+            pb_varint(1 << 3 | 2) + pb_varint(50) + b"short",
             # Secret.immutable (a bool) sent length-delimited.
-            _field(5, b"yes"),
+            pb_field(5, b"yes"),
         ],
         ids=["varint-for-string", "timestamp-overflow", "varint-map", "truncated", "bytes-bool"],
     )

@@ -11,7 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from apikit import PODS, PROTOBUF, Client, PodWatch, assert_status, create_pod, pod_manifest
+from apikit import (
+    PODS,
+    PROTOBUF,
+    Client,
+    PodWatch,
+    assert_status,
+    create_pod,
+    pb_field,
+    pod_manifest,
+)
 
 from kubesim_images.daemon.kube import ApiError
 from kubesim_images.daemon.podtools import check_log_status, pick_container
@@ -20,26 +29,11 @@ from kubesim_images.daemon.protobuf import MAGIC, decode
 MISSING = "registry.example.com/team/missing:v1"
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, value: bytes | int) -> bytes:
-    if isinstance(value, int):
-        return _varint(number << 3) + _varint(value)
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
-
-
 def protobuf_delete_options(grace: int, uid: str) -> bytes:
     """DeleteOptions as client-go's protobuf serializer writes it (runtime.Unknown envelope)."""
-    type_meta = _field(1, b"v1") + _field(2, b"DeleteOptions")
-    options = _field(1, grace) + _field(2, _field(1, uid.encode()))
-    return MAGIC + _field(1, type_meta) + _field(2, options)
+    type_meta = pb_field(1, b"v1") + pb_field(2, b"DeleteOptions")
+    options = pb_field(1, grace) + pb_field(2, pb_field(1, uid.encode()))
+    return MAGIC + pb_field(1, type_meta) + pb_field(2, options)
 
 
 async def _running(client: Client, name: str) -> None:

@@ -3,23 +3,10 @@ malformed review is the apiserver's 422, and kubectl's protobuf body is read."""
 
 from __future__ import annotations
 
-from apikit import PROTOBUF, ApiFactory, Client, assert_status
+from apikit import PROTOBUF, ApiFactory, Client, assert_status, pb_field
 
 from kubesim_images.daemon.access import PATH, REASON
 from kubesim_images.daemon.protobuf import MAGIC
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, value: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
 
 
 async def test_a_review_is_allowed(client: Client) -> None:
@@ -34,10 +21,10 @@ async def test_a_review_is_allowed(client: Client) -> None:
 
 
 async def test_kubectls_protobuf_review(client: Client) -> None:
-    type_meta = _field(1, b"authorization.k8s.io/v1") + _field(2, b"SelfSubjectAccessReview")
-    attributes = _field(2, b"delete") + _field(5, b"nodes")
-    review = _field(2, _field(1, attributes))
-    body = MAGIC + _field(1, type_meta) + _field(2, review)
+    type_meta = pb_field(1, b"authorization.k8s.io/v1") + pb_field(2, b"SelfSubjectAccessReview")
+    attributes = pb_field(2, b"delete") + pb_field(5, b"nodes")
+    review = pb_field(2, pb_field(1, attributes))
+    body = MAGIC + pb_field(1, type_meta) + pb_field(2, review)
     resp = await client.post(PATH, data=body, headers={"Content-Type": PROTOBUF})
     doc = await resp.json()
     assert resp.status == 201, doc
