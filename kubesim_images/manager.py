@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from kubesim_images import reasons
 from kubesim_images.backoff import Backoff
@@ -48,6 +48,24 @@ ImageCredentials = CredentialProvider
 # A named tuple's own constructor is a Python function (a lambda the class made) around this
 # one; the hot path calls this directly, with every field, at a third of the cost.
 _tuple = tuple.__new__
+
+_V = TypeVar("_V")
+
+
+# What an image, as a pod writes it, always comes to, shared by every node of the process: the
+# reference it parses to (or why it is none) and its Pulling and Pulled texts. Per node, 100,000
+# nodes held 100,000 copies of the same few, and reading them missed the processor's caches.
+# Bounded: the daemon's pods can name any number of images over its life.
+_CACHE_LIMIT = 4096
+_REFS: dict[str, ImageReference | str] = {}  # str: why it is not a reference
+_TEXTS: dict[str, tuple[str, str]] = {}  # its Pulling text, the start of its Pulled texts
+
+
+def _remember(cache: dict[str, _V], image: str, value: _V) -> _V:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[image] = value
+    return value
 
 
 class Ensured(NamedTuple):
@@ -92,6 +110,11 @@ class PullObserver:
         ok: bool,  # noqa: ARG002
     ) -> None:
         return None
+
+
+def _pulled_prefix(image: str) -> str:
+    texts = _TEXTS.get(image)  # kept since the pull began, unless the cache was cleared since
+    return texts[1] if texts is not None else reasons.pulled_prefix(image)
 
 
 class ManagedPull:
@@ -142,12 +165,9 @@ class ImageManager:
         self.events = events
         self.observer = observer or PullObserver()
         self._scheduler = puller.scheduler
-        self._refs: dict[str, ImageReference | str] = {}  # str: why it is not a reference
         # The last pull error per back-off key, appended to the ImagePullBackOff message so
         # `kubectl get pod -o yaml` says why (the kubelet's prevPullErrMsg, since 1.32).
         self._prev_error: dict[str, str] = {}
-        # image -> its Pulling text and the start of its Pulled texts, the same every pull
-        self._texts: dict[str, tuple[str, str]] = {}
         # The observer's calls a scenario's tally leaves as no-ops are not made at all.
         self._counts_requests = (
             type(self.observer).ensure_request is not PullObserver.ensure_request
@@ -178,13 +198,13 @@ class ImageManager:
 
     def parse(self, image: str) -> ImageReference:
         """`applyDefaultImageTag`, memoised: pods of one rollout share a handful of images."""
-        cached = self._refs.get(image)
+        cached = _REFS.get(image)
         if cached is None:
             try:
-                cached = parse_normalized(image).with_default_tag()
+                parsed: ImageReference | str = parse_normalized(image).with_default_tag()
             except InvalidReferenceError as exc:
-                cached = str(exc)
-            self._refs[image] = cached
+                parsed = str(exc)
+            cached = _remember(_REFS, image, parsed)
         if isinstance(cached, str):
             # A new error each time: raising a kept one again would lengthen its traceback,
             # and keep the frames in it, at every sync of a pod with a bad reference.
@@ -297,9 +317,9 @@ class ImageManager:
         image = step.container.image
         if self._prev_error:
             self._prev_error.pop(step.key, None)
-        texts = self._texts.get(image)
+        texts = _TEXTS.get(image)
         if texts is None:
-            texts = self._texts[image] = (reasons.pulling(image), reasons.pulled_prefix(image))
+            texts = _remember(_TEXTS, image, (reasons.pulling(image), reasons.pulled_prefix(image)))
         self._emit(step.pod, step.container, EventType.NORMAL, Reason.PULLING, texts[0])
         if on_pulling is not None:
             on_pulling()
@@ -328,7 +348,7 @@ class ImageManager:
                 container,
                 EventType.NORMAL,
                 Reason.PULLED,
-                reasons.pulled_after(self._texts[image][1], outcome.pull_ns, total, size),
+                reasons.pulled_after(_pulled_prefix(image), outcome.pull_ns, total, size),
             )
             # The kubelet's histogram observes the time including the wait for a pull slot,
             # as truncated to the millisecond for the event.
