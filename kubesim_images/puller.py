@@ -143,11 +143,12 @@ def _as_cri_client_error(exc: RegistryError) -> RegistryError:
     )
 
 
-class PullEntry:
+class PullEntry(CallbackPull):
     """A pull the queue knows (what /debug/pulls and metrics show of it): waiting for its
     slot, then trying each credential in turn. `cancel` withdraws it (its slot, its fetch);
-    `done` is then never called. One object per pull carries its whole way through the queue:
-    a scenario makes millions."""
+    `done` is then never called. One object per pull carries its whole way through the queue
+    and, with a backend driven by callbacks, its attempts (`CallbackPull`): a scenario makes
+    millions."""
 
     __slots__ = (
         "cancelled",
@@ -165,7 +166,6 @@ class PullEntry:
         "puller",
         "queued",
         "ref",
-        "run",
         "started_at",
         "task",
     )
@@ -181,6 +181,7 @@ class PullEntry:
         provider: CredentialProvider | None,
         done: Callable[[PullResult | Exception], None],
     ) -> None:
+        CallbackPull.__init__(self, puller.store, puller.scheduler)
         self.puller = puller
         self.pull_id = pull_id
         self.image = image
@@ -195,7 +196,6 @@ class PullEntry:
         self.credentials: Sequence[Credential] = ()
         self.index = 0  # the credential being tried
         self.errors: list[RegistryError] | None = None  # of the credentials tried before
-        self.run: CallbackPull | None = None
         self.task: asyncio.Task[None] | None = None
         self.cancelled = False
         self.finished = False
@@ -204,8 +204,7 @@ class PullEntry:
         """The gate's callback: the pull's slot has come."""
         self.puller.admitted(self)
 
-    def attempted(self, outcome: Outcome) -> None:
-        """The callback of the attempt under way."""
+    def attempt_over(self, outcome: Outcome) -> None:
         self.puller.attempted(self, outcome)
 
     def cancel(self) -> None:
@@ -314,8 +313,7 @@ class ImagePuller:
                 del self.waiting[entry.pull_id]  # never admitted: no slot to give back
             # Else its slot is on the way: `admitted` finds it cancelled and passes it on.
             return
-        if entry.run is not None:
-            entry.run.cancel()
+        entry.stop_attempt()
         if entry.task is not None:
             entry.task.cancel()
         if entry.started_at is not None:
@@ -374,17 +372,9 @@ class ImagePuller:
                 self._pull_task(entry, request), name=f"pull:{entry.pull_id}", node=self.node
             )
             return
-        run = entry.run = CallbackPull(
-            backend, self.store, request, self.scheduler, entry.attempted
-        )
-        run.waiting = waiting
-        run.begin()
-        outcome = run.outcome
+        outcome = entry.start_attempt(backend, request, waiting=waiting)
         if outcome is not None:
-            run.outcome = None
             self.attempted(entry, outcome)
-        else:
-            run.waiting = True
 
     async def _pull_task(self, entry: PullEntry, request: PullRequest) -> None:
         try:
@@ -403,7 +393,6 @@ class ImagePuller:
             self.attempted(entry, outcome)
 
     def attempted(self, entry: PullEntry, outcome: Outcome) -> None:
-        entry.run = None
         if not isinstance(outcome, RegistryError):
             self._end(entry, outcome.record)
             return

@@ -107,14 +107,21 @@ async def _settled(claim: FetchClaim) -> None:
 
 
 class CallbackPull:
-    """One pull through a `CallbackBackend` with no sink, driven by callbacks: `begin`, then
-    `on_done` is called once with the manifest or a `RegistryError`, unless `cancel` came
-    first. No coroutine, no future: a scenario's lean core runs it as the daemon's loop does.
+    """A pull through a `CallbackBackend` with no sink, driven by callbacks: each attempt (one
+    credential) is `start_attempt`, then `attempt_over` (the subclass's) is called once with
+    the manifest or a `RegistryError`, unless `stop_attempt` came first. No coroutine, no
+    future: a scenario's lean core runs it as the daemon's loop does.
 
-    `on_done` is called at once when the pull ends within `begin` (no latency, nothing to
-    download) and the caller is not yet waiting; otherwise in the next turn (`call_soon`), as a
-    task awaiting the pull would be woken. When another pull on the node is fetching some of
-    the layers, this one waits for it, then looks again, as `fetch_missing` does.
+    A base class: the pull queue's entry is one (`puller.PullEntry`), so that a pull is one
+    object from the queue to the store. A large scenario has a million in flight, and every
+    object a pull holds is read again when it resumes, long after it left the processor's
+    caches.
+
+    An attempt that ends within `start_attempt` (no latency, nothing to download) while the
+    caller is not yet waiting is returned to it; otherwise `attempt_over` is called in the next
+    turn (`call_soon`), as a task awaiting the pull would be woken. When another pull on the
+    node is fetching some of the layers, this one waits for it, then looks again, as
+    `fetch_missing` does.
     """
 
     __slots__ = (
@@ -122,7 +129,6 @@ class CallbackPull:
         "_done",
         "_manifest",
         "backend",
-        "on_done",
         "outcome",
         "request",
         "scheduler",
@@ -130,32 +136,39 @@ class CallbackPull:
         "waiting",
     )
 
-    def __init__(
-        self,
-        backend: CallbackBackend,
-        store: ImageStore,
-        request: PullRequest,
-        scheduler: Scheduler,
-        on_done: Callable[[Outcome], None],
-    ) -> None:
-        self.backend = backend
+    def __init__(self, store: ImageStore, scheduler: Scheduler) -> None:
         self.store = store
-        self.request = request
         self.scheduler = scheduler
-        self.on_done = on_done
-        # Whether the caller already waits (a queued pull, begun from the queue's callback):
-        # an end within `begin` is then delivered in the next turn, like a woken task.
-        self.waiting = False
-        self.outcome: Outcome | None = None  # an end within `begin`, for the caller to take
+        self._done = True  # no attempt under way
+
+    def start_attempt(
+        self, backend: CallbackBackend, request: PullRequest, *, waiting: bool
+    ) -> Outcome | None:
+        """Begin an attempt; its outcome when it ended at once, else None (`attempt_over` will
+        have it). `waiting`: the caller already waits (a queued pull, begun from the queue's
+        callback), so even an end within this call is delivered in the next turn, as to a
+        woken task."""
+        self.backend = backend
+        self.request = request
+        self.waiting = waiting
+        self.outcome: Outcome | None = None  # an end within this call, for the caller
         self._done = False
         self._claimed: tuple[list[Layer], FetchClaim] | None = None
         self._manifest: Manifest | None = None  # resolved, its missing layers being fetched
+        backend.begin_resolve(request, self._resolved)
+        outcome = self.outcome
+        if outcome is None:
+            self.waiting = True
+        else:
+            self.outcome = None
+        return outcome
 
-    def begin(self) -> None:
-        self.backend.begin_resolve(self.request, self._resolved)
+    def attempt_over(self, outcome: Outcome) -> None:
+        """The attempt's outcome, when it did not end within `start_attempt`."""
+        raise NotImplementedError
 
-    def cancel(self) -> None:
-        """A cancelled pull stops its fetch and hands its layers back; `on_done` is not
+    def stop_attempt(self) -> None:
+        """A cancelled pull stops its fetch and hands its layers back; `attempt_over` is not
         called."""
         if self._done:
             return
@@ -169,7 +182,7 @@ class CallbackPull:
             return
         self._done = True
         if self.waiting:
-            self.scheduler.call_soon(self.on_done, outcome)
+            self.scheduler.call_soon(self.attempt_over, outcome)
         else:
             self.outcome = outcome
 
@@ -285,4 +298,4 @@ class CallbackPull:
         if self._done:
             return
         self._done = True
-        self.on_done(outcome)
+        self.attempt_over(outcome)
