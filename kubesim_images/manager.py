@@ -35,7 +35,7 @@ from kubesim_images.errors import (
 from kubesim_images.events import Event, EventSink
 from kubesim_images.pod import Container, Pod
 from kubesim_images.policy import Decision, PullPolicy, decide
-from kubesim_images.puller import ImagePuller, PullHandle, PullResult
+from kubesim_images.puller import ImagePuller, PullEntry, PullResult
 from kubesim_images.reasons import EventType, Reason
 from kubesim_images.reference import ImageReference, parse_normalized
 from kubesim_images.scheduler import settles
@@ -117,35 +117,36 @@ def _pulled_prefix(image: str) -> str:
     return texts[1] if texts is not None else reasons.pulled_prefix(image)
 
 
-class ManagedPull:
-    """A pull `ImageManager.begin_pull` started: `cancel` abandons it."""
+class ManagedPull(PullEntry):
+    """A pull `ImageManager.begin_pull` started, itself the queue's entry for it: `abandon`
+    abandons it."""
 
-    __slots__ = ("done", "finished", "handle", "manager", "started", "step")
+    __slots__ = ("manager", "on_ensured", "over", "step")
 
     def __init__(
         self,
         manager: ImageManager,
         step: PullNeeded,
-        started: int,
+        credentials: ImageCredentials | None,
         done: Callable[[Ensured | ContainerError], None],
     ) -> None:
+        PullEntry.__init__(
+            self, manager.puller, step.container.image, step.ref, step.pod.key, credentials, None
+        )
         self.manager = manager
         self.step = step
-        self.started = started
-        self.done = done
-        self.handle: PullHandle | None = None
-        self.finished = False
+        self.on_ensured = done
+        self.over = False  # pulled or abandoned
 
-    def pulled(self, outcome: PullResult | Exception) -> None:
-        self.finished = True
-        self.manager.pulled(self, outcome)
+    def pull_over(self, result: PullResult | Exception) -> None:
+        self.over = True
+        self.manager.pulled(self, result)
 
-    def cancel(self, *, killed: bool) -> None:
-        if self.finished:
+    def abandon(self, *, killed: bool) -> None:
+        if self.over:
             return
-        self.finished = True
-        if self.handle is not None:
-            self.handle.cancel()
+        self.over = True
+        self.cancel()
         self.manager.abandoned(self, killed=killed)
 
 
@@ -293,14 +294,14 @@ class ImageManager:
         killed: Callable[[], bool] | None = None,
     ) -> Ensured:
         """`begin_pull`, awaited: for callers on an asyncio loop. Cancelled, the pull is
-        abandoned (`ManagedPull.cancel`), as killed when `killed()` says so."""
+        abandoned (`ManagedPull.abandon`), as killed when `killed()` says so."""
         future: asyncio.Future[Ensured] = asyncio.get_running_loop().create_future()
         done = settles(future, ContainerError)
         pull = self.begin_pull(step, credentials=credentials, on_pulling=on_pulling, done=done)
         try:
             return await future
         except asyncio.CancelledError:
-            pull.cancel(killed=killed is not None and killed())
+            pull.abandon(killed=killed is not None and killed())
             raise
 
     def begin_pull(
@@ -324,14 +325,8 @@ class ImageManager:
         if on_pulling is not None:
             on_pulling()
         self.observer.pull_started(image)
-        managed = ManagedPull(self, step, self._scheduler.now(), done)
-        managed.handle = self.puller.begin(
-            step.ref,
-            image=image,
-            pod=step.pod.key,
-            credentials=credentials,
-            done=managed.pulled,
-        )
+        managed = ManagedPull(self, step, credentials, done)
+        self.puller.enqueue(managed)
         return managed
 
     def pulled(self, managed: ManagedPull, outcome: PullResult | Exception) -> None:
@@ -341,7 +336,7 @@ class ImageManager:
         now = self._scheduler.now()
         if isinstance(outcome, PullResult):
             size = outcome.record.size
-            total = now - managed.started
+            total = now - managed.enqueued_at
             total -= total % 1_000_000  # reasons.truncate_ms_ns, inline: every pull
             self._emit(
                 pod,
@@ -357,7 +352,7 @@ class ImageManager:
                 self._prev_error.pop(expired, None)
             if self._counts_requests:
                 self._ensured(step)
-            managed.done(_tuple(Ensured, (outcome.record.id, True)))
+            managed.on_ensured(_tuple(Ensured, (outcome.record.id, True)))
             return
         if not isinstance(outcome, RegistryError | PullQPSExceededError):
             self._ensured(step)
@@ -370,7 +365,7 @@ class ImageManager:
             reasons.failed_to_pull(image, str(outcome)),
         )
         self.backoff.next(key, now)
-        self.observer.pull_finished(image, (now - managed.started) / 1e9, 0, ok=False)
+        self.observer.pull_finished(image, (now - managed.enqueued_at) / 1e9, 0, ok=False)
         failure: ErrImagePull | RegistryUnavailable
         if isinstance(outcome, RegistryError) and outcome.unavailable:
             detail = str(outcome).removeprefix("RegistryUnavailable").removeprefix(": ")
@@ -379,7 +374,7 @@ class ImageManager:
             failure = ErrImagePull(str(outcome))
         self._prev_error[key] = f"{failure.reason}: {failure}"
         self._ensured(step)
-        managed.done(failure)
+        managed.on_ensured(failure)
 
     def abandoned(self, managed: ManagedPull, *, killed: bool) -> None:
         """A pull whose pod worker stopped. Killed (the pod deleted), it ends as the kubelet's
@@ -393,7 +388,7 @@ class ImageManager:
             error = reasons.failed_to_pull(image, reasons.CONTEXT_CANCELED)
             self._emit(step.pod, step.container, EventType.WARNING, Reason.FAILED, error)
             self.backoff.next(step.key, now)
-            self.observer.pull_finished(image, (now - managed.started) / 1e9, 0, ok=False)
+            self.observer.pull_finished(image, (now - managed.enqueued_at) / 1e9, 0, ok=False)
         self._ensured(step)
 
     def _ensured(self, step: PullNeeded) -> None:

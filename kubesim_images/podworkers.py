@@ -352,7 +352,7 @@ class PodWorkers:
         pull = worker.pull
         if pull is not None:
             worker.pull = None
-            pull.cancel(killed=killed)
+            pull.abandon(killed=killed)
 
     def _requeue_delay(self) -> int:
         # wait.Jitter: duration + time.Duration(rand.Float64() * maxFactor * float64(duration)),

@@ -173,21 +173,20 @@ class PullEntry(CallbackPull):
     def __init__(
         self,
         puller: ImagePuller,
-        pull_id: int,
         image: str,
         ref: ImageReference,
         pod: str,
-        enqueued_at: int,
         provider: CredentialProvider | None,
-        done: Callable[[PullResult | Exception], None],
+        done: Callable[[PullResult | Exception], None] | None,
     ) -> None:
-        CallbackPull.__init__(self, puller.store, puller.scheduler)
+        scheduler = puller.scheduler
+        CallbackPull.__init__(self, puller.store, scheduler)
         self.puller = puller
-        self.pull_id = pull_id
+        self.pull_id = next(_pull_ids)
         self.image = image
         self.ref = ref
         self.pod = pod
-        self.enqueued_at = enqueued_at  # loop ns
+        self.enqueued_at = scheduler.now()  # loop ns
         self.started_at: int | None = None
         self.provider = provider
         self.done = done
@@ -207,14 +206,18 @@ class PullEntry(CallbackPull):
     def attempt_over(self, outcome: Outcome) -> None:
         self.puller.attempted(self, outcome)
 
+    def pull_over(self, result: PullResult | Exception) -> None:
+        """The pull ended: its `PullResult`, or the error it failed with. A subclass that is
+        its own caller (`manager.ManagedPull`) takes it here; else `done` does."""
+        done = self.done
+        assert done is not None  # noqa: S101 - a plain entry is made with its `done`
+        done(result)
+
     def cancel(self) -> None:
         if self.cancelled or self.finished:
             return
         self.cancelled = True
         self.puller.withdraw(self)
-
-
-PullHandle = PullEntry
 
 
 _CALLBACK_TYPES: dict[type, bool] = {}
@@ -273,12 +276,17 @@ class ImagePuller:
         """Queue a pull; `done` gets its `PullResult`, or the `RegistryError` or
         `PullQPSExceededError` it failed with. Called at once when the pull ends without
         waiting (a free slot, no latency, nothing to download), else from a later turn."""
-        entry = PullEntry(
-            self, next(_pull_ids), image, ref, pod, self.scheduler.now(), credentials, done
-        )
+        entry = PullEntry(self, image, ref, pod, credentials, done)
+        self.enqueue(entry)
+        return entry
+
+    def enqueue(self, entry: PullEntry) -> None:
+        """Queue a pull made by its caller (a `PullEntry` of this puller, made just now), as
+        `begin` does; its `pull_over` gets the outcome."""
+        credentials = entry.provider
         if self._callbacks is not None and self._bucket is None:
             # What a pull awaiting one future would be: woken once more after its slot comes.
-            peek = credentials.ready(ref) if credentials is not None else ()
+            peek = credentials.ready(entry.ref) if credentials is not None else ()
             entry.fast = peek is not None and len(peek) <= 1
         if self._gate.try_acquire():
             self._admit(entry, queued=False)
@@ -286,7 +294,6 @@ class ImagePuller:
             self.waiting[entry.pull_id] = entry
             entry.queued = True
             self._gate.enqueue(entry.admit)
-        return entry
 
     async def pull(
         self,
@@ -437,7 +444,7 @@ class ImagePuller:
             # Whatever happened (a store that could not save), the slot is passed on.
             self.in_flight.pop(entry.pull_id, None)
             self._gate.release()
-        entry.done(result)
+        entry.pull_over(result)
 
     def _log_started(self, entry: PullEntry, credentials: int) -> None:
         started = entry.started_at
