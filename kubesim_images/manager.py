@@ -182,7 +182,7 @@ class ImageManager:
             _tuple(
                 Event,
                 (
-                    self._scheduler.now(),
+                    self._scheduler.now_ns,
                     self.node,
                     pod.namespace,
                     pod.name,
@@ -252,7 +252,7 @@ class ImageManager:
                 present_locally = present is not None
             decision = decide(policy, present is not None)
             if decision is Decision.ALREADY_PRESENT and present is not None:
-                self.store.touch(present.id, self._scheduler.now())
+                self.store.touch(present.id, self._scheduler.now_ns)
                 self._emit(
                     pod, container, EventType.NORMAL, Reason.PULLED, reasons.already_present(image)
                 )
@@ -270,7 +270,7 @@ class ImageManager:
 
             pull_required = True
             key = f"{pod.uid}_{image}"
-            if self.backoff.is_in_backoff_since_update(key, self._scheduler.now()):
+            if self.backoff.is_in_backoff_since_update(key, self._scheduler.now_ns):
                 message = reasons.back_off(image)
                 self._emit(pod, container, EventType.NORMAL, Reason.BACK_OFF, message)
                 previous = self._prev_error.get(key)
@@ -333,7 +333,7 @@ class ImageManager:
         step = managed.step
         pod, container, key = step.pod, step.container, step.key
         image = container.image
-        now = self._scheduler.now()
+        now = self._scheduler.now_ns
         if isinstance(outcome, PullResult):
             size = outcome.record.size
             total = now - managed.enqueued_at
@@ -383,7 +383,7 @@ class ImageManager:
         node stopping, the pod's spec changed) nothing is: the worker simply goes away."""
         step = managed.step
         if killed:
-            now = self._scheduler.now()
+            now = self._scheduler.now_ns
             image = step.container.image
             error = reasons.failed_to_pull(image, reasons.CONTEXT_CANCELED)
             self._emit(step.pod, step.container, EventType.WARNING, Reason.FAILED, error)

@@ -136,7 +136,7 @@ class NodeImageGC:
         if self._started:
             return
         self._started = True
-        now = self._due = self._scheduler.now()
+        now = self._due = self._scheduler.now_ns
         self.manager.began = now
         self.manager.detect(now, self._in_use())
         self._arm()
@@ -173,7 +173,7 @@ class NodeImageGC:
             )
             return
         try:
-            self.collect(self._scheduler.now())
+            self.collect(self._scheduler.now_ns)
         except Exception:  # noqa: BLE001 - the guard: any crash is logged, never silent
             _log.exception("task_crashed", task=f"image-gc:{self.node}", node=self.node)
             return
@@ -247,12 +247,12 @@ class NodeImageGC:
         disk, its work runs in a worker thread and only the bookkeeping on the loop; runs never
         overlap (one asked for during another waits for it, then runs)."""
         if not self._offload:
-            return self.collect(self._scheduler.now())
+            return self.collect(self._scheduler.now_ns)
         assert self._lock is not None  # noqa: S101 - made with _offload
         runtime = self.runtime
         assert isinstance(runtime, BlockingRuntime)  # noqa: S101 - what _offload means
         async with self._lock:
-            now = self._scheduler.now()
+            now = self._scheduler.now_ns
             in_use = self._in_use()
 
             def work() -> tuple[int | None, GCRun | None, int | None]:

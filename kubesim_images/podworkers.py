@@ -191,7 +191,7 @@ class PodWorkers:
         status = PodStatus(  # positional: a rollout makes a million
             pod,
             self.manager.node,
-            self._scheduler.now() if created_at is None else created_at,
+            self._scheduler.now_ns if created_at is None else created_at,
             [ContainerStatus(c, waiting, default_reason) for c in pod.init_containers],
             [ContainerStatus(c, waiting, default_reason) for c in pod.containers],
         )
@@ -241,7 +241,7 @@ class PodWorkers:
                 cs.restarts += 1
                 self.events.emit(
                     container_event(
-                        self._scheduler.now(),
+                        self._scheduler.now_ns,
                         self.manager.node,
                         pod,
                         container,
@@ -288,7 +288,7 @@ class PodWorkers:
         self.pods.pop(uid, None)
         self._let_go(status)
         self.images_version += 1
-        now = self._scheduler.now()
+        now = self._scheduler.now_ns
         sidecars = [cs for cs in status.init_statuses if cs.container.sidecar]
         # Apps first, then sidecars in reverse order, as the kubelet stops them.
         for cs in [*status.statuses, *reversed(sidecars)]:
@@ -487,7 +487,7 @@ class PodWorkers:
             holders = self._holders
             holders[image_id] = holders.get(image_id, 0) + 1
         self.images_version += 1
-        cs.started_at = self._scheduler.now()
+        cs.started_at = self._scheduler.now_ns
         # Report each container as it becomes ready, not only at the end of the sync.
         if self._on_change is not None:
             self._on_change(status)
@@ -500,7 +500,7 @@ class PodWorkers:
         """The sync reached the last container: ready when every one has its image."""
         status = worker.status
         if worker.ok:
-            status.images_ready_at = self._scheduler.now()
+            status.images_ready_at = self._scheduler.now_ns
             if self._on_ready is not None:
                 self._on_ready(status)
         elif status.init_statuses:
@@ -521,7 +521,7 @@ class PodWorkers:
         # sleeping on it would wake.
         scheduler = self._scheduler
         worker.timer = scheduler.call_at(
-            scheduler.now() + self._requeue_delay(), scheduler.call_soon, self._sync, worker
+            scheduler.now_ns + self._requeue_delay(), scheduler.call_soon, self._sync, worker
         )
 
     def _crashed(self, worker: _Worker, exc: Exception) -> None:
@@ -539,7 +539,7 @@ class PodWorkers:
         # kuberuntime's startContainer: Warning Failed "Error: <reason>" after every failure.
         self.events.emit(
             container_event(
-                self._scheduler.now(),
+                self._scheduler.now_ns,
                 self.manager.node,
                 pod,
                 container,

@@ -186,7 +186,7 @@ class PullEntry(CallbackPull):
         self.image = image
         self.ref = ref
         self.pod = pod
-        self.enqueued_at = scheduler.now()  # loop ns
+        self.enqueued_at = scheduler.now_ns  # loop ns
         self.started_at: int | None = None
         self.provider = provider
         self.done = done
@@ -338,7 +338,7 @@ class ImagePuller:
     def _admit(self, entry: PullEntry, *, queued: bool) -> None:
         """The pull has its slot: a QPS token, then its credentials, looked up now, as
         kuberuntime's PullImage does."""
-        started = entry.started_at = self.scheduler.now()
+        started = entry.started_at = self.scheduler.now_ns
         if self._bucket is not None and not self._bucket.try_accept(started):
             self._end(entry, PullQPSExceededError())
             return
@@ -472,7 +472,7 @@ class ImagePuller:
     def _finished(self, entry: PullEntry, record: ImageRecord) -> PullResult:
         started = entry.started_at
         assert started is not None  # noqa: S101 - a finished pull was started
-        finished = self.scheduler.now()
+        finished = self.scheduler.now_ns
         stored = self.store.add(record, entry.ref, finished)
         if self._log_pulls:
             get_logger(node=self.node).info(

@@ -40,8 +40,10 @@ class Timer(Protocol):
 
 
 class Scheduler(Protocol):
-    def now(self) -> int:
-        """The time, in integer nanoseconds (loop time, or virtual time from 0)."""
+    @property
+    def now_ns(self) -> int:
+        """The time, in integer nanoseconds (loop time, or virtual time from 0). A property:
+        the event core's is a plain attribute, read a dozen times per simulated pull."""
         ...
 
     def call_at(self, when: int, callback: Callable[[Unpack[_Ts]], object], *args: *_Ts) -> Timer:
@@ -70,7 +72,8 @@ class LoopScheduler:
             loop = self._loop = asyncio.get_running_loop()
         return loop
 
-    def now(self) -> int:
+    @property
+    def now_ns(self) -> int:
         return now_ns(self.loop)
 
     def call_at(self, when: int, callback: Callable[[Unpack[_Ts]], object], *args: *_Ts) -> Timer:
@@ -138,9 +141,6 @@ class EventCore:
         self._ready: deque[tuple[Callable[..., object] | None, Any]] = deque()
         self._ending = False
         self.cancelled = 0  # cancelled timers still in `_instants`
-
-    def now(self) -> int:
-        return self.now_ns
 
     def call_at(
         self, when: int, callback: Callable[[Unpack[_Ts]], object], *args: *_Ts

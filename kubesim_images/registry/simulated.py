@@ -113,7 +113,7 @@ class SimulatedRegistry:
         suspends once. The answer is judged when the round trip ends, as a registry would."""
         if self._latency_ns > 0:
             scheduler = self.scheduler
-            scheduler.call_at(scheduler.now() + self._latency_ns, self._answer, request, done)
+            scheduler.call_at(scheduler.now_ns + self._latency_ns, self._answer, request, done)
         else:
             self._answer(request, done)
 
@@ -171,12 +171,12 @@ class SimulatedRegistry:
         if node not in self._known_nodes:
             self.set_node_bandwidth(node, self._node_bandwidth)
         self._on_done[request.pull_id] = (done, size)
-        self._network.start(request.pull_id, node, size, self.scheduler.now())
+        self._network.start(request.pull_id, node, size, self.scheduler.now_ns)
         self._reschedule()
 
     def cancel_fetch(self, request: PullRequest) -> None:
         if self._on_done.pop(request.pull_id, None) is not None:
-            self._network.cancel(request.pull_id, self.scheduler.now())
+            self._network.cancel(request.pull_id, self.scheduler.now_ns)
             self._reschedule()
 
     def _manifest(self, image: SimImage, ref: ImageReference) -> Manifest:
@@ -211,7 +211,7 @@ class SimulatedRegistry:
                 raise registry_error(fault.error, ref)
         limit = self._rate_limit
         if limit is not None:
-            window = self.scheduler.now() // self._window_ns
+            window = self.scheduler.now_ns // self._window_ns
             key = (node if limit.per_node else "", window)
             used = self._window_counts.get(key, 0)
             if used >= limit.pulls:
@@ -239,7 +239,7 @@ class SimulatedRegistry:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = -1
-        for flow_id in self._network.complete_due(self.scheduler.now()):
+        for flow_id in self._network.complete_due(self.scheduler.now_ns):
             arrived = self._on_done.pop(flow_id, None)
             if arrived is not None:
                 self.bytes_sent += arrived[1]
@@ -249,7 +249,7 @@ class SimulatedRegistry:
     def progress(self, pull_id: int) -> tuple[float, int] | None:
         if pull_id not in self._on_done:
             return None
-        return self._network.progress(pull_id, self.scheduler.now())
+        return self._network.progress(pull_id, self.scheduler.now_ns)
 
     def active_flows(self) -> int:
         return len(self._network)

@@ -396,7 +396,7 @@ class _Run:
         pods = self.spec.pods
         placer = self._placer
         assert placer is not None  # noqa: S101 - made by start
-        now = scheduler.now()
+        now = scheduler.now_ns
         for position in range(index, len(pods)):
             at, pod = pods[position]
             if at > now:
@@ -457,7 +457,7 @@ class _Run:
             spec=spec,
             pods=self.statuses,
             events=self.log.events,
-            simulated_ns=self.scheduler.now(),
+            simulated_ns=self.scheduler.now_ns,
             wall_seconds=0.0,
             bytes_pulled=0,
             counts=dict(self.log.counts),

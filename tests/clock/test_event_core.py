@@ -27,13 +27,13 @@ def script(scheduler: Scheduler, log: list[tuple[int, str]]) -> None:
     t = 1_234_567_891  # 1.234567891 s
 
     def note(what: str) -> None:
-        log.append((scheduler.now(), what))
+        log.append((scheduler.now_ns, what))
 
     def chain(name: str) -> None:
         note(name)
         scheduler.call_soon(note, f"{name}+soon")
         # Due now: it runs after what was queued before this turn's end (asyncio's turns).
-        scheduler.call_at(scheduler.now(), note, f"{name}+timer-now")
+        scheduler.call_at(scheduler.now_ns, note, f"{name}+timer-now")
 
     for name in ("a", "b", "c"):
         scheduler.call_at(t, chain, name)

@@ -29,8 +29,9 @@ class Counting:
         self.inner: Scheduler = self.core if inner is None else inner
         self.timers = 0
 
-    def now(self) -> int:
-        return self.inner.now()
+    @property
+    def now_ns(self) -> int:
+        return self.inner.now_ns
 
     def call_at(self, when: int, callback: Callable[..., object], *args: Any) -> Timer:
         self.timers += 1
@@ -49,7 +50,7 @@ class World:
 
     def node(self, name: str) -> NodeImageGC:
         def in_use() -> frozenset[str]:
-            now = self.scheduler.now()
+            now = self.scheduler.now_ns
             if now:  # the sweep at the start is not a period
                 self.log.append((now // S, name))
             hook = self.hooks.get((name, now // S))
@@ -164,7 +165,7 @@ def test_halting_every_node_of_a_batch_cancels_its_timer():
     program(shared)
     program(alone)
     assert shared.log == alone.log == [(300, "a"), (300, "b")]
-    assert shared.scheduler.now() == alone.scheduler.now() == PERIOD + S
+    assert shared.scheduler.now_ns == alone.scheduler.now_ns == PERIOD + S
 
 
 class TestQuietPeriods:
