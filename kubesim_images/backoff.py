@@ -29,6 +29,9 @@ class Backoff:
         self.initial = initial
         self.maximum = maximum
         self._entries: dict[str, BackoffEntry] = {}
+        # The keys with an entry, a live view: empty on most nodes of a large run, which then
+        # need not ask about any key.
+        self.keys = self._entries.keys()
         # Told of every change (entry None: removed), e.g. to write it through to disk.
         self.on_change: Callable[[str, BackoffEntry | None], None] | None = None
 

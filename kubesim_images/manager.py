@@ -68,6 +68,12 @@ def _remember(cache: dict[str, _V], image: str, value: _V) -> _V:
     return value
 
 
+# `policy.decide` for every policy and presence, looked up rather than called on every sync.
+_DECISIONS = {
+    policy: tuple(decide(policy, present) for present in (False, True)) for policy in PullPolicy
+}
+
+
 class Ensured(NamedTuple):
     # A named tuple, not a frozen dataclass: made on every pull, five times faster.
     image_id: str
@@ -110,11 +116,6 @@ class PullObserver:
         ok: bool,  # noqa: ARG002
     ) -> None:
         return None
-
-
-def _pulled_prefix(image: str) -> str:
-    texts = _TEXTS.get(image)  # kept since the pull began, unless the cache was cleared since
-    return texts[1] if texts is not None else reasons.pulled_prefix(image)
 
 
 class ManagedPull(PullEntry):
@@ -240,7 +241,9 @@ class ImageManager:
         policy = container.pull_policy
         try:
             try:
-                ref = self.parse(image)
+                ref = _REFS.get(image)  # the common case, without a call
+                if ref is None or isinstance(ref, str):
+                    ref = self.parse(image)
             except InvalidReferenceError as exc:
                 message = reasons.inspect_failed(image, str(exc))
                 self._emit(pod, container, EventType.WARNING, Reason.INSPECT_FAILED, message)
@@ -250,7 +253,7 @@ class ImageManager:
             if policy is not PullPolicy.ALWAYS:
                 # Under Always the kubelet never asks whether the image is there.
                 present_locally = present is not None
-            decision = decide(policy, present is not None)
+            decision = _DECISIONS[policy][present is not None]
             if decision is Decision.ALREADY_PRESENT and present is not None:
                 self.store.touch(present.id, self._scheduler.now_ns)
                 self._emit(
@@ -270,7 +273,8 @@ class ImageManager:
 
             pull_required = True
             key = f"{pod.uid}_{image}"
-            if self.backoff.is_in_backoff_since_update(key, self._scheduler.now_ns):
+            backoff = self.backoff
+            if backoff.keys and backoff.is_in_backoff_since_update(key, self._scheduler.now_ns):
                 message = reasons.back_off(image)
                 self._emit(pod, container, EventType.NORMAL, Reason.BACK_OFF, message)
                 previous = self._prev_error.get(key)
@@ -343,13 +347,20 @@ class ImageManager:
                 container,
                 EventType.NORMAL,
                 Reason.PULLED,
-                reasons.pulled_after(_pulled_prefix(image), outcome.pull_ns, total, size),
+                reasons.pulled_after(
+                    # kept since the pull began, unless the cache was cleared meanwhile
+                    texts[1] if (texts := _TEXTS.get(image)) else reasons.pulled_prefix(image),
+                    outcome.pull_ns,
+                    total,
+                    size,
+                ),
             )
             # The kubelet's histogram observes the time including the wait for a pull slot,
             # as truncated to the millisecond for the event.
             self.observer.pull_finished(image, total / 1e9, size, ok=True)
-            for expired in self.backoff.gc(now):
-                self._prev_error.pop(expired, None)
+            if self.backoff.keys:
+                for expired in self.backoff.gc(now):
+                    self._prev_error.pop(expired, None)
             if self._counts_requests:
                 self._ensured(step)
             managed.on_ensured(_tuple(Ensured, (outcome.record.id, True)))

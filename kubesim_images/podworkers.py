@@ -54,9 +54,6 @@ class ContainerStatus:
     started_at: int | None = None  # loop ns
     restarts: int = 0
 
-    def count_pull(self) -> None:
-        self.pull_attempts += 1
-
 
 @dataclass(slots=True)
 class PodStatus:
@@ -432,8 +429,9 @@ class PodWorkers:
         if isinstance(step, PullNeeded):
             worker.container, worker.state, worker.reason = cs, done, done_reason
             worker.begun = True
+            cs.pull_attempts += 1  # counted as the pull begins, before any outcome
             worker.pull = self.manager.begin_pull(
-                step, credentials=worker.credentials, on_pulling=cs.count_pull, done=worker.pulled
+                step, credentials=worker.credentials, done=worker.pulled
             )
             worker.begun = False
             outcome = worker.outcome

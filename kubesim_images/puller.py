@@ -21,7 +21,7 @@ import logging
 import struct
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, TypeGuard
+from typing import NamedTuple, Protocol, TypeGuard
 
 from kubesim_images.clock import go_seconds
 from kubesim_images.credentials import CredentialProvider
@@ -70,18 +70,25 @@ class TokenBucket:
         return True
 
 
+class Waiter(Protocol):
+    def admit(self) -> None:
+        """Called, holding a slot, when the waiter's turn comes."""
+
+
 class FifoGate:
     """At most `limit` holders (None: unlimited); waiters are admitted in arrival order.
 
-    A waiter is a callback (`enqueue`), handed its slot in the next turn (`call_soon`), as a
-    task waiting on a future would be woken.
+    A waiter is an object whose `admit` is called when its turn comes (`enqueue`), in the next
+    turn (`call_soon`), as a task waiting on a future would be woken. The waiter itself is
+    queued, not a callback: a node can have thousands waiting, and a bound method for each
+    would be one more object per pull.
     """
 
     def __init__(self, limit: int | None, scheduler: Scheduler | None = None) -> None:
         self.limit = limit
         self.holders = 0
         self._scheduler: Scheduler = LoopScheduler() if scheduler is None else scheduler
-        self._waiters: deque[Callable[[], None]] = deque()
+        self._waiters: deque[Waiter] = deque()
 
     def try_acquire(self) -> bool:
         """Take a slot now if one is free and nobody is ahead."""
@@ -90,15 +97,15 @@ class FifoGate:
             return True
         return False
 
-    def enqueue(self, admitted: Callable[[], None]) -> None:
-        """Queue `admitted` to be called, holding a slot, when its turn comes (after
-        `try_acquire` failed). The callback owns the slot: it must `release` it."""
-        self._waiters.append(admitted)
+    def enqueue(self, waiter: Waiter) -> None:
+        """Queue `waiter` to be admitted, holding a slot, when its turn comes (after
+        `try_acquire` failed). The waiter owns the slot: it must `release` it."""
+        self._waiters.append(waiter)
 
-    def discard(self, admitted: Callable[[], None]) -> bool:
-        """Withdraw a queued callback; False when it was already handed its slot."""
+    def discard(self, waiter: Waiter) -> bool:
+        """Withdraw a queued waiter; False when it was already handed its slot."""
         try:
-            self._waiters.remove(admitted)
+            self._waiters.remove(waiter)
         except ValueError:
             return False
         return True
@@ -106,7 +113,7 @@ class FifoGate:
     def release(self) -> None:
         if self._waiters:
             # The slot passes directly to the next waiter.
-            self._scheduler.call_soon(self._waiters.popleft())
+            self._scheduler.call_soon(self._waiters.popleft().admit)
             return
         self.holders -= 1
 
@@ -293,7 +300,7 @@ class ImagePuller:
         else:
             self.waiting[entry.pull_id] = entry
             entry.queued = True
-            self._gate.enqueue(entry.admit)
+            self._gate.enqueue(entry)
 
     async def pull(
         self,
@@ -316,7 +323,7 @@ class ImagePuller:
     def withdraw(self, entry: PullEntry) -> None:
         """A cancelled pull: out of the queue, or its fetch stopped and its slot passed on."""
         if entry.queued:
-            if self._gate.discard(entry.admit):
+            if self._gate.discard(entry):
                 del self.waiting[entry.pull_id]  # never admitted: no slot to give back
             # Else its slot is on the way: `admitted` finds it cancelled and passes it on.
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 
 import pytest
 
@@ -57,6 +58,13 @@ class TestTokenBucket:
         assert bucket.try_accept(9_999_999_900)
 
 
+class Waiter:
+    """A gate's waiter: `admit` is called when its turn comes."""
+
+    def __init__(self, admit: Callable[[], object]) -> None:
+        self.admit = admit
+
+
 class TestFifoGate:
     """The gate on the lean event core: slots handed on in arrival order, one turn later."""
 
@@ -73,7 +81,7 @@ class TestFifoGate:
             if gate.try_acquire():
                 admitted(name)
             else:
-                gate.enqueue(functools.partial(admitted, name))
+                gate.enqueue(Waiter(functools.partial(admitted, name)))
         core.run()
         assert order == [("a", 0), ("b", S), ("c", 2 * S), ("d", 3 * S)]
         assert (gate.holders, gate.waiting) == (0, 0)
@@ -83,8 +91,8 @@ class TestFifoGate:
         gate = FifoGate(1, core)
         seen: list[str] = []
         assert gate.try_acquire()
-        waiter = functools.partial(seen.append, "withdrawn")
-        other = functools.partial(seen.append, "other")
+        waiter = Waiter(functools.partial(seen.append, "withdrawn"))
+        other = Waiter(functools.partial(seen.append, "other"))
         gate.enqueue(waiter)
         gate.enqueue(other)
         assert gate.discard(waiter)
