@@ -43,6 +43,12 @@ class State(enum.StrEnum):
     TERMINATED = "terminated"
 
 
+# Read on every sync of every container, as module constants: CPython 3.11 does not specialise
+# reading an enum member off its class (about 70 ns more than a global).
+_WAITING = State.WAITING
+_RUNNING = State.RUNNING
+
+
 @dataclass(slots=True)
 class ContainerStatus:
     container: Container
@@ -133,7 +139,7 @@ class _Worker:
         # The pull waited for: its container and the state the container gets with its image.
         self.pull: ManagedPull | None = None
         self.container: ContainerStatus | None = None
-        self.state = State.RUNNING
+        self.state = _RUNNING
         self.reason = ""
         self.begun = False  # within `begin_pull`: an outcome then is taken at once
         self.outcome: Ensured | ContainerError | None = None
@@ -184,7 +190,7 @@ class PodWorkers:
         if pod.uid in self.pods:
             raise ValueError(f"pod {pod.key} ({pod.uid}) already has a worker")
         default_reason = "PodInitializing" if pod.init_containers else "ContainerCreating"
-        waiting = State.WAITING
+        waiting = _WAITING
         status = PodStatus(  # positional: a rollout makes a million
             pod,
             self.manager.node,
@@ -393,7 +399,7 @@ class PodWorkers:
             worker.index = index + 1
             if index < n_init:
                 cs = inits[index]
-                if cs.state is not State.WAITING:
+                if cs.state is not _WAITING:
                     continue
                 if cs.container.sidecar:
                     ensured = self._ensure(worker, cs, State.RUNNING, "")
@@ -407,8 +413,8 @@ class PodWorkers:
                     return
             else:
                 cs = apps[index - n_init]
-                if cs.state is State.WAITING:
-                    ensured = self._ensure(worker, cs, State.RUNNING, "")
+                if cs.state is _WAITING:
+                    ensured = self._ensure(worker, cs, _RUNNING, "")
                     if ensured is None:
                         return
                     worker.ok = ensured and worker.ok
