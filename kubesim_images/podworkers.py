@@ -198,8 +198,11 @@ class PodWorkers:
             [ContainerStatus(c, waiting, default_reason) for c in pod.init_containers],
             [ContainerStatus(c, waiting, default_reason) for c in pod.containers],
         )
+        # `start`, for a pod new to the node: none of its containers holds an image yet.
         self.pods[pod.uid] = status
-        self.start(status)
+        self.images_version += 1
+        worker = self._workers[pod.uid] = _Worker(self, status)
+        self._scheduler.call_soon(self._sync, worker)
         return status
 
     def start(self, status: PodStatus) -> None:

@@ -101,23 +101,23 @@ def settles(future: asyncio.Future[_T], error: type[Exception]) -> Callable[[_T 
 
 class CoreTimer:
     """An `EventCore` timer: cancelled by dropping its callback; left in its instant until due,
-    then queued for the turn, where a cancel still stops it (as asyncio skips a cancelled
-    handle it had already made ready)."""
+    then run in that turn, where a cancel still stops it (as asyncio skips a cancelled handle
+    it had already made ready). A cancel counts it in `core.cancelled` until the core drops it,
+    at its instant or when compacting."""
 
     __slots__ = ("args", "callback", "core")
 
     def __init__(
         self, core: EventCore, callback: Callable[..., object], args: tuple[Any, ...]
     ) -> None:
-        self.core: EventCore | None = core  # None once out of its instant, queued to run
+        self.core = core
         self.callback: Callable[..., object] | None = callback
         self.args = args
 
     def cancel(self) -> None:
         if self.callback is not None:
             self.callback = None
-            if self.core is not None:
-                self.core.cancelled += 1
+            self.core.cancelled += 1
 
 
 class EventCore:
@@ -137,8 +137,7 @@ class EventCore:
         self._instants: dict[int, list[CoreTimer]] = {}  # instant -> its timers, in order
         self._whens: list[int] = []  # heap of the instants in `_instants`
         self._count = 0  # timers in `_instants`, cancelled ones included
-        # (callback, args), or (None, timer) for a timer due this turn
-        self._ready: deque[tuple[Callable[..., object] | None, Any]] = deque()
+        self._ready: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
         self._ending = False
         self.cancelled = 0  # cancelled timers still in `_instants`
 
@@ -171,7 +170,6 @@ class EventCore:
         instants = self._instants
         heappop = heapq.heappop
         popleft = ready.popleft
-        append = ready.append
         while True:
             if not ready:
                 if not self._ending:
@@ -180,24 +178,24 @@ class EventCore:
                 elif not self._due_now():
                     return
             now = self.now_ns
+            # A turn runs what was queued before it, then the timers due now, in order (as
+            # asyncio's loop appends them to its ready queue); what they queue runs next turn.
+            due: list[list[CoreTimer]] = []
             while whens and whens[0] <= now:
                 bucket = instants.pop(heappop(whens))
                 self._count -= len(bucket)
-                for timer in bucket:
-                    if timer.callback is None:
-                        self.cancelled -= 1
-                    else:
-                        timer.core = None
-                        append((None, timer))
+                due.append(bucket)
             for _ in range(len(ready)):
                 callback, args = popleft()
-                if callback is None:  # a timer: unless cancelled since it fell due
-                    callback = args.callback
-                    if callback is None:
-                        continue
-                    args.callback = None  # fired: a later cancel is a no-op
-                    args = args.args
                 callback(*args)
+            for bucket in due:
+                for timer in bucket:
+                    fire = timer.callback
+                    if fire is None:  # cancelled before it fell due, or in this turn
+                        self.cancelled -= 1  # dropped from `_instants` now
+                        continue
+                    timer.callback = None  # fired: a later cancel is a no-op
+                    fire(*timer.args)
 
     def _next_live(self) -> int | None:
         """The first instant with a timer not cancelled (dropping the instants before it,
