@@ -81,6 +81,19 @@ class ImageRecord:
     def __post_init__(self) -> None:
         self.size = sum([layer.size for layer in self.layers])
 
+    def fresh_copy(self, now: int) -> ImageRecord:
+        """A record of the same image with no names yet, last used `now`: what a store keeps of
+        a pulled image, before naming it. Made field by field (its size known already): every
+        new image of every node of a large run needs one."""
+        copy = _new_record(ImageRecord)
+        copy.id, copy.layers, copy.size = self.id, self.layers, self.size
+        copy.repo_tags, copy.repo_digests = [], []
+        copy.last_used, copy.pinned = now, self.pinned
+        return copy
+
+
+_new_record = object.__new__
+
 
 class NoSpaceLeftError(RegistryError):
     """The image filesystem cannot hold the layers a pull fetched (containerd's ENOSPC).
@@ -220,9 +233,7 @@ class ImageStore:
         """Store an image (merging names into an existing record with the same id)."""
         existing = self._images.get(record.id)
         if existing is None:
-            existing = ImageRecord(
-                id=record.id, layers=record.layers, last_used=now, pinned=record.pinned
-            )
+            existing = record.fresh_copy(now)
             self._images[record.id] = existing
             if record.id in self._collected:
                 self._collected.discard(record.id)
@@ -241,8 +252,10 @@ class ImageStore:
             if by_name.get(digest) != image_id or digest not in existing.repo_digests:
                 self._name(existing, digest, existing.repo_digests)
         if ref is not None and ref.tag and not ref.digest:
-            tag = ref.pull_ref  # name:tag
-            if by_name.get(tag) != image_id or tag not in existing.repo_tags:
+            tag = ref.pull_ref  # name:tag, most often one of the record's, named just above
+            if tag not in record.repo_tags and (
+                by_name.get(tag) != image_id or tag not in existing.repo_tags
+            ):
                 self._name(existing, tag, existing.repo_tags)
         existing.last_used = now
         if self.listener is not None:

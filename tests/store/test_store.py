@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import pytest
@@ -132,3 +133,18 @@ class TestImageFilesystem:
         store.add(_record("sha256:a", [L1], ["x/a:1"]), None, 1.0)
         store.add(_record("sha256:a", [L1], ["x/a:1"]), None, 2.0)  # already there again
         assert store.re_pulls == 1
+
+
+def test_a_fresh_copy_is_the_record_its_constructor_makes_with_no_names():
+    """The store's copy of a pulled image is set field by field: every field, none missed."""
+    pulled = _record("sha256:a", [L1, L2, L1], ["docker.io/library/nginx:1.27"], [DIGEST])
+    pulled.pinned = True
+    copy = pulled.fresh_copy(42)
+    made = ImageRecord(id="sha256:a", layers=pulled.layers, last_used=42, pinned=True)
+    assert copy == made
+    assert [getattr(copy, f.name) for f in dataclasses.fields(ImageRecord)] == [
+        getattr(made, f.name) for f in dataclasses.fields(ImageRecord)
+    ]
+    assert copy.size == 40
+    assert copy.repo_tags == []
+    assert copy.repo_tags is not pulled.repo_tags
