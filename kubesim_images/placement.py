@@ -186,17 +186,32 @@ def failed_scheduling(
 
 class Placer:
     """Pods per node, and the choice for the next one. With no selector (the common case at
-    scale) the choice is a heap pop: O(log N) per pod for a million nodes."""
+    scale) the choice is the least loaded node, the first on ties: the lowest index in the
+    lowest level of a heap of node indices per pod count, O(log N) per pod for a million
+    nodes, comparing integers, not tuples."""
 
-    __slots__ = ("_cordoned", "_heap", "_index", "_labels", "_names", "_pods", "_taints")
+    __slots__ = (
+        "_cordoned",
+        "_entries",
+        "_index",
+        "_labels",
+        "_levels",
+        "_low",
+        "_names",
+        "_pods",
+        "_taints",
+    )
 
     def __init__(self, nodes: Sequence[tuple[str, Mapping[str, str]]]) -> None:
         self._names = [name for name, _ in nodes]
         self._labels = [labels for _, labels in nodes]
         self._index = {name: i for i, name in enumerate(self._names)}
         self._pods = [0] * len(nodes)
-        # (pods, index) per node; entries go stale when counts change and are skipped on pop.
-        self._heap = [(0, i) for i in range(len(nodes))]
+        # Pod count -> a heap of the indices of nodes with that many pods; an entry goes stale
+        # when its node's count changes, and is dropped when it comes to the top.
+        self._levels: dict[int, list[int]] = {0: list(range(len(nodes)))}
+        self._low = 0  # no node has fewer pods
+        self._entries = len(nodes)
         self._cordoned: set[int] = set()
         self._taints: dict[int, tuple[Taint, ...]] = {}  # the nodes with filtering taints
 
@@ -291,17 +306,38 @@ class Placer:
         self._add(self._index[node], -1)
 
     def _least_loaded(self) -> int:
-        heap = self._heap
+        pods = self._pods
+        levels = self._levels
+        low = self._low
         while True:
-            pods, index = heap[0]
-            if pods == self._pods[index]:
-                return index
-            heapq.heappop(heap)  # stale: the node's count changed since this entry
+            heap = levels.get(low)
+            if heap:
+                index = heap[0]
+                if pods[index] == low:
+                    self._low = low
+                    return index
+                heapq.heappop(heap)  # stale: the node's count changed since
+                self._entries -= 1
+                continue
+            levels.pop(low, None)
+            low += 1  # some node has at least `low` pods: each has an entry at its count
 
     def _add(self, index: int, delta: int) -> None:
-        self._pods[index] += delta
-        heapq.heappush(self._heap, (self._pods[index], index))
-        if len(self._heap) > 2 * len(self._pods) + 64:
-            # Churn (pods created and deleted for days) would otherwise grow it without bound.
-            self._heap = [(pods, i) for i, pods in enumerate(self._pods)]
-            heapq.heapify(self._heap)
+        pods = self._pods
+        count = pods[index] = pods[index] + delta
+        heap = self._levels.get(count)
+        if heap is None:
+            self._levels[count] = [index]
+        else:
+            heapq.heappush(heap, index)
+        if count < self._low:  # noqa: PLR1730 - a branch, not a call, per pod
+            self._low = count
+        self._entries += 1
+        if self._entries > 2 * len(pods) + 64:
+            # Churn (pods created and deleted for days) would otherwise grow them without bound.
+            levels: dict[int, list[int]] = {}
+            for i, n in enumerate(pods):
+                levels.setdefault(n, []).append(i)  # indices in order: each list is a heap
+            self._levels = levels
+            self._low = min(pods)
+            self._entries = len(pods)

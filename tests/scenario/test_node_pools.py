@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from simkit import image, pod, scenario, seconds
 
 from kubesim_images.errors import ConfigError
@@ -188,8 +190,30 @@ class TestPlacer:
             node = placer.place(None, {})
             assert isinstance(node, str)
             placer.release(node)
-        assert len(placer._heap) <= 2 * 3 + 64  # the bound is the point
+        assert sum(map(len, placer._levels.values())) <= 2 * 3 + 64  # the bound is the point
         assert [placer.pods_on(f"n{i}") for i in range(3)] == [0, 0, 0]
+
+    @given(
+        nodes=st.integers(1, 12),
+        steps=st.lists(st.one_of(st.none(), st.integers(0, 11)), max_size=300),
+    )
+    def test_always_the_least_loaded_node_the_first_on_ties(
+        self, nodes: int, steps: list[int | None]
+    ) -> None:
+        """Against the rule itself: a place (None) takes min (pods, index) over all nodes; a
+        number releases a pod from that node when it has one."""
+        names = [f"n{i}" for i in range(nodes)]
+        placer = Placer([(name, {}) for name in names])
+        pods = [0] * nodes
+        for step in steps:
+            if step is None:
+                expected = min(range(nodes), key=lambda i: (pods[i], i))
+                assert placer.place(None, {}) == names[expected]
+                pods[expected] += 1
+            elif step < nodes and pods[step]:
+                placer.release(names[step])
+                pods[step] -= 1
+            assert [placer.pods_on(name) for name in names] == pods
 
     def test_no_nodes_at_all(self) -> None:
         assert Placer([]).place(None, {}) == Unschedulable(failed_scheduling(0, 0))
