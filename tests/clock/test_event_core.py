@@ -108,6 +108,22 @@ class TestTieRule:
         assert order == sorted(kept, key=lambda i: (i % 7, i))
         assert core.now_ns == 7 * S
 
+    def test_cancelled_timers_are_all_accounted_for_however_they_were_cancelled(self) -> None:
+        """Before their instant, in the turn they fall due (by a timer of the same instant) or
+        after they ran: the core's count of cancelled timers it holds ends at 0, and only the
+        timers never cancelled before their turn ran."""
+        core = EventCore()
+        ran: list[str] = []
+        early = core.call_at(S, ran.append, "early: cancelled before its instant")
+        fired = core.call_at(S, ran.append, "fired")
+        early.cancel()
+        # First at 2 s, it cancels `late`, already due with it, and a timer already run.
+        core.call_at(2 * S, lambda: (late.cancel(), fired.cancel()))
+        late = core.call_at(2 * S, ran.append, "late: cancelled as its instant came")
+        core.run()
+        assert ran == ["fired"]
+        assert core.cancelled == 0
+
     def test_an_instant_whose_timers_were_all_cancelled_is_never_reached(self) -> None:
         core = EventCore()
         seen: list[int] = []
