@@ -184,7 +184,7 @@ def engine_vs_floor(nodes: int, repeats: int) -> tuple[int, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--repeats", type=int, default=3, help="runs of the engine and of its floor, alternated"
+        "--repeats", type=int, default=5, help="runs of the engine and of its floor, alternated"
     )
     parser.add_argument(
         "--largest", type=int, default=100_000, help="nodes in the largest run (0: skip it)"
