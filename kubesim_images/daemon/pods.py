@@ -54,6 +54,7 @@ from kubesim_images.daemon.podupdate import (
     default_spec,
     patch_spec,
 )
+from kubesim_images.daemon.qos import default_requests, qos_class
 from kubesim_images.daemon.quantities import check_pod_quantities
 from kubesim_images.daemon.shapes import check_pod
 from kubesim_images.daemon.unschedulable import UnschedulablePods
@@ -520,7 +521,7 @@ class PodStore:
             raise already_exists("pods", pod.name)
         if dry_run:  # what the API server would store: not yet scheduled, no node reported
             stored = self._stored_pod(pod, manifest, sa_name, None, dry_run=True)
-            return {**stored, "status": {"phase": "Pending", "qosClass": "BestEffort"}}
+            return {**stored, "status": {"phase": "Pending", "qosClass": qos_class(stored["spec"])}}
         target = self._place(manifest, pod, pod.node_name or None)
         node = target if isinstance(target, str) else ""
         stored = self._stored_pod(pod, manifest, sa_name, node or None)
@@ -561,6 +562,7 @@ class PodStore:
         (`node` None: not bound, `spec.nodeName` as written)."""
         spec = copy.deepcopy(dict(manifest.get("spec") or {}))
         default_spec(spec, pod)
+        default_requests(spec)
         if pod.image_pull_secrets:
             spec["imagePullSecrets"] = [{"name": n} for n in pod.image_pull_secrets]
         spec["serviceAccountName"] = sa_name
@@ -787,6 +789,7 @@ class PodStore:
             except PodInvalidError as exc:
                 raise invalid("Pod", exc.name, exc.causes) from None
             default_spec(patched["spec"], new_pod)
+            default_requests(patched["spec"])
             check_spec_update(name, current.get("spec") or {}, patched["spec"])
         if patched == current:
             # Nothing changed: the apiserver keeps the resourceVersion and sends no event, so a
@@ -906,7 +909,7 @@ class PodStore:
             "hostIP": "127.0.0.1",
             "hostIPs": [{"ip": "127.0.0.1"}],
             "startTime": created,
-            "qosClass": "BestEffort",
+            "qosClass": qos_class(doc["spec"]),
             "containerStatuses": [
                 self._container_json(status, cs, record.stopped_at) for cs in status.statuses
             ],
@@ -1004,7 +1007,7 @@ def _check_identity(meta: Mapping[str, Any], stored: Mapping[str, Any]) -> None:
 def _pending_status(record: PodRecord, created: str) -> dict[str, Any]:
     """A pod no kubelet runs: unschedulable (the scheduler's condition), or bound to a node the
     daemon does not have (no kubelet ever reports, so no conditions at all)."""
-    status: dict[str, Any] = {"phase": "Pending", "qosClass": "BestEffort"}
+    status: dict[str, Any] = {"phase": "Pending", "qosClass": qos_class(record.manifest["spec"])}
     if record.unschedulable is not None:
         status["conditions"] = [
             {
