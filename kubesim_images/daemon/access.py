@@ -5,6 +5,10 @@ whoever gets past the token may do anything, as with an apiserver run with
 `--authorization-mode=AlwaysAllow`. So every review is allowed, saying why; a review is
 validated as the apiserver validates it (exactly one of resourceAttributes or
 nonResourceAttributes), so a malformed one is its 422, not an invented yes. Nothing is stored.
+
+Discovery lists the group with only this kind (`DISCOVERY`), so a client that maps kinds through
+discovery (`kubectl create -f` of a review, `kubectl api-resources`, the Python client's
+AuthorizationV1Api.get_api_resources) finds what is served and nothing more.
 """
 
 from __future__ import annotations
@@ -15,8 +19,18 @@ from typing import Any
 from kubesim_images.daemon.kube import bad_request, invalid
 from kubesim_images.pod import FieldError
 
-GROUP_VERSION = "authorization.k8s.io/v1"
-PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+GROUP = "authorization.k8s.io"
+VERSION = "v1"
+GROUP_VERSION = f"{GROUP}/{VERSION}"
+PATH = f"/apis/{GROUP_VERSION}/selfsubjectaccessreviews"
+# Its entry in the group version's APIResourceList, as kube-apiserver v1.32 lists it.
+DISCOVERY: dict[str, Any] = {
+    "name": "selfsubjectaccessreviews",
+    "singularName": "selfsubjectaccessreview",
+    "namespaced": False,
+    "kind": "SelfSubjectAccessReview",
+    "verbs": ["create"],
+}
 REASON = "kubesim-images authorizes every authenticated request (as AlwaysAllow)"
 
 

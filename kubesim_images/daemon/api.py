@@ -286,8 +286,8 @@ async def root_paths(request: web.Request) -> web.Response:
     paths = set()
     for route in request.app.router.routes():
         path = route.resource.get_info().get("path") if route.resource else None
-        if route.method != "GET" or not isinstance(path, str) or path == "/":
-            continue
+        if route.method != "GET" or not isinstance(path, str) or path.endswith("/"):
+            continue  # the root itself, and discovery's second spelling of each path
         parts = path.strip("/").split("/")
         if len(parts) <= _ROOT_DEPTH.get(parts[0], len(parts)):
             paths.add(path)
@@ -757,6 +757,13 @@ def add_workload_routes(app: web.Application, cluster: Cluster) -> None:
     app.router.add_put(f"{item}/status", replace_status)
 
 
+def _add_discovery(app: web.Application, path: str, handler: Handler) -> None:
+    """A discovery document at its path and with a trailing slash, as the apiserver serves it:
+    the Python client asks `/version/`, `/api/`, `/apis/`, `/apis/apps/v1/` and the like."""
+    app.router.add_get(path, handler)
+    app.router.add_get(f"{path}/", handler)
+
+
 def make_app(
     cluster: Cluster,
     metrics_: Metrics,
@@ -785,9 +792,9 @@ def make_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/livez", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/version", version)
-    app.router.add_get("/api", api_root)
-    app.router.add_get("/apis", apis_root)
+    _add_discovery(app, "/version", version)
+    _add_discovery(app, "/api", api_root)
+    _add_discovery(app, "/apis", apis_root)
     app.router.add_get("/openapi/v2", openapi_v2)
     app.router.add_get("/openapi/v3", openapi_v3)
     app.router.add_get("/openapi/v3/api/v1", openapi_v3_core)
@@ -801,9 +808,9 @@ def make_app(
     # Discovery and routes of the cluster's resource table.
     app.router.add_get("/", root_paths)
     for path, group in group_documents(cluster.resources).items():
-        app.router.add_get(path, _constant(group))
+        _add_discovery(app, path, _constant(group))
     for path, resource_list in resource_lists(cluster.resources).items():
-        app.router.add_get(path, _constant(resource_list))
+        _add_discovery(app, path, _constant(resource_list))
     add_resource_routes(app, cluster.resources)
     add_workload_routes(app, cluster)
     if any(res.kind == "Pod" for res in cluster.resources):

@@ -1,7 +1,9 @@
 """Discovery documents, as kubectl and the clients read them.
 
 kubectl needs `/api`, `/apis` and `/api/v1` to map kinds to resources. Both are generated from
-the resource table (`resources.py`), as are the OpenAPI documents in `openapi.py`.
+the resource table (`resources.py`), as are the OpenAPI documents in `openapi.py`, and joined
+by the groups the daemon serves outside the table: `authorization.k8s.io/v1`, whose one kind
+(SelfSubjectAccessReview, `kubectl auth can-i`) is answered, never stored (access.py).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from kubesim_images.daemon import access
 from kubesim_images.daemon.resources import RESOURCES as TABLE
 from kubesim_images.daemon.resources import Resource
 
@@ -33,12 +36,19 @@ def api_versions(address: str) -> dict[str, Any]:
     }
 
 
+# Group versions served beside the table, each with its APIResourceList's entries.
+BESIDE_TABLE: dict[tuple[str, str], tuple[dict[str, Any], ...]] = {
+    (access.GROUP, access.VERSION): (access.DISCOVERY,),
+}
+
+
 def _group_versions(table: Sequence[Resource]) -> dict[str, list[str]]:
-    """Named groups (apps, ...) and their versions, in the table's order."""
+    """Named groups (apps, ...) and their versions, in the table's order, then those beside it."""
     out: dict[str, list[str]] = {}
-    for res in table:
-        if res.group and res.version not in out.setdefault(res.group, []):
-            out[res.group].append(res.version)
+    pairs = [(res.group, res.version) for res in table if res.group]
+    for group, version in [*pairs, *BESIDE_TABLE]:
+        if version not in out.setdefault(group, []):
+            out[group].append(version)
     return out
 
 
@@ -87,6 +97,13 @@ def resource_lists(table: Sequence[Resource]) -> dict[str, dict[str, Any]]:
         )
         doc["resources"].append(res.discovery())
         doc["resources"].extend(res.subresource_discovery())
+    for (group, version), entries in BESIDE_TABLE.items():
+        out[f"/apis/{group}/{version}"] = {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}",
+            "resources": [dict(entry) for entry in entries],
+        }
     return out
 
 

@@ -39,11 +39,68 @@ class TestDiscovery:
         assert doc["kind"] == "APIVersions"
         assert doc["versions"] == ["v1"]
 
-    async def test_apis_lists_the_apps_group(self, client: Client) -> None:
+    async def test_apis_lists_the_named_groups(self, client: Client) -> None:
         doc = await (await client.get("/apis")).json()
         assert doc["kind"] == "APIGroupList"
-        assert [g["name"] for g in doc["groups"]] == ["apps"]
+        assert [g["name"] for g in doc["groups"]] == ["apps", "authorization.k8s.io"]
         assert doc["groups"][0]["preferredVersion"]["groupVersion"] == "apps/v1"
+        authz = {"groupVersion": "authorization.k8s.io/v1", "version": "v1"}
+        assert doc["groups"][1]["versions"] == [authz]
+        assert doc["groups"][1]["preferredVersion"] == authz
+
+    async def test_the_authorization_group_lists_only_the_review_served(
+        self, client: Client
+    ) -> None:
+        """`kubectl auth can-i` posts a SelfSubjectAccessReview: its group is discovered like
+        any other, with the one kind the daemon answers, which takes only `create`."""
+        group = await (await client.get("/apis/authorization.k8s.io")).json()
+        assert group["kind"] == "APIGroup"
+        assert group["name"] == "authorization.k8s.io"
+        assert group["preferredVersion"]["groupVersion"] == "authorization.k8s.io/v1"
+        doc = await (await client.get("/apis/authorization.k8s.io/v1")).json()
+        assert doc == {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": "authorization.k8s.io/v1",
+            "resources": [
+                {
+                    "name": "selfsubjectaccessreviews",
+                    "singularName": "selfsubjectaccessreview",
+                    "namespaced": False,
+                    "kind": "SelfSubjectAccessReview",
+                    "verbs": ["create"],
+                }
+            ],
+        }
+        review = {"spec": {"resourceAttributes": {"verb": "get", "resource": "pods"}}}
+        resp = await client.post(
+            f"/apis/{doc['groupVersion']}/selfsubjectaccessreviews", json=review
+        )
+        assert resp.status == 201
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/version",
+            "/api",
+            "/apis",
+            "/api/v1",
+            "/apis/apps",
+            "/apis/apps/v1",
+            "/apis/authorization.k8s.io",
+            "/apis/authorization.k8s.io/v1",
+        ],
+    )
+    async def test_discovery_answers_with_a_trailing_slash_too(
+        self, client: Client, path: str
+    ) -> None:
+        """The Python client's VersionApi, CoreApi, ApisApi and each group's get_api_resources
+        ask `/version/`, `/api/`, `/apis/`, `/apis/apps/v1/`: the same document, as the
+        apiserver answers."""
+        plain = await client.get(path)
+        slashed = await client.get(f"{path}/")
+        assert (plain.status, slashed.status) == (200, 200)
+        assert await slashed.json() == await plain.json()
 
     async def test_the_group_document(self, client: Client) -> None:
         doc = await (await client.get("/apis/apps")).json()
@@ -61,9 +118,11 @@ class TestDiscovery:
         paths = doc["paths"]
         assert paths == sorted(paths)
         wanted = ["/api", "/api/v1", "/apis", "/apis/apps", "/apis/apps/v1", "/healthz"]
+        wanted += ["/apis/authorization.k8s.io", "/apis/authorization.k8s.io/v1"]
         wanted += ["/livez", "/metrics", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]
         assert set(wanted) <= set(paths)
         assert "/api/v1/pods" not in paths  # discovery documents, not collections
+        assert not [p for p in paths if p.endswith("/")]  # nor their second spelling
         for path in paths:  # every one answers
             assert (await client.get(path)).status == 200, path
 
