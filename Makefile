@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## run: the daemon on the embedded default config (127.0.0.1:10255; Ctrl-C to stop)
+## run: the daemon on the embedded default config (127.0.0.1:10255; Ctrl-C to stop). Port in
+## use? `make run PORT=10256`; a second daemon also needs `STATE_DIR=DIR`; more flags: ARGS=...
 run: setup
-	$(BIN)/kubesim-images --log-format console serve
+	$(BIN)/kubesim-images --log-format console serve $(if $(PORT),--port $(PORT)) \
+		$(if $(STATE_DIR),--state-dir $(STATE_DIR)) $(ARGS)
 
 ## scenario: the bundled rollout scenario, variants side by side
 scenario: setup

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import gc
 import json
 import os
@@ -315,11 +316,16 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         asyncio.run(daemon.run_until_signalled())
     except StateDirInUse as exc:
-        return _fail(str(exc))
+        return _fail(
+            f"{exc}; a second daemon needs its own --state-dir DIR (`make run STATE_DIR=DIR`)"
+        )
     except TimeoutError:  # an OSError subclass: a drain that overran, not a bind failure
         return _fail("stopping took too long: the drain did not finish in time")
     except OSError as exc:
-        return _fail(f"cannot serve on {args.address}:{args.port}: {exc.strerror or exc}")
+        message = f"cannot serve on {args.address}:{args.port}: {exc.strerror or exc}"
+        if exc.errno == errno.EADDRINUSE:  # most likely another daemon: say how to move over
+            message += "; choose another port with --port N (`make run PORT=N`; 0 picks a free one)"
+        return _fail(message)
     return EXIT_OK
 
 

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import HOST, DaemonFactory
@@ -36,7 +38,8 @@ def test_a_second_daemon_on_a_directory_in_use_refuses_and_one_starts_after_kill
     assert second.returncode != 0
     assert (
         f"error: state directory {state} is in use by another kubesim-images process "
-        f"(pid {first.proc.pid})"
+        f"(pid {first.proc.pid}); a second daemon needs its own --state-dir DIR "
+        "(`make run STATE_DIR=DIR`)"
     ) in second.stderr
     # The first is untouched: still serving what it had.
     assert first.api("GET", f"{NS}/pods/web")["metadata"]["name"] == "web"
@@ -44,6 +47,22 @@ def test_a_second_daemon_on_a_directory_in_use_refuses_and_one_starts_after_kill
     first.kill()
     third = daemon_factory(state_dir=first.state_dir)
     assert third.api("GET", f"{NS}/pods/web")["metadata"]["name"] == "web"
+
+
+def test_a_port_in_use_says_how_to_choose_another(tmp_path: Path) -> None:
+    """What a newcomer meets when `make run` finds another daemon on 10255."""
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--address", HOST, "--port", str(port), "--state-dir", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot serve on {HOST}:{port}: ")
+    assert last.endswith(
+        "address already in use; choose another port with --port N (`make run PORT=N`; "
+        "0 picks a free one)"
+    )
 
 
 def test_image_verbs_that_write_refuse_beside_a_daemon(daemon_factory: DaemonFactory) -> None:
