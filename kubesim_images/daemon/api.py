@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kubesim_images.daemon import access, debug, kube, openapi, openapiv2
+from kubesim_images.daemon import access, debug, kube, leases, openapi, openapiv2
 from kubesim_images.daemon.apps import KINDS as KIND_BY_PLURAL
 from kubesim_images.daemon.apps import WorkloadStorage
 from kubesim_images.daemon.bodies import (
@@ -350,6 +350,16 @@ async def debug_gc(request: web.Request) -> web.Response:
 async def access_review(request: web.Request) -> web.Response:
     """POST a SelfSubjectAccessReview (`kubectl auth can-i`): see access.py."""
     return _json(access.review(await read_object(request)), 201)
+
+
+async def node_lease(request: web.Request) -> web.Response:
+    """GET a node's Lease (`kubectl describe node`'s `Lease:`): see leases.py."""
+    cluster = request.app[CLUSTER]
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    lease = leases.node_lease(
+        cluster.node_objects, cluster.clock, namespace, name, cluster.feed.version
+    )
+    return _json(lease)
 
 
 async def run_gc(request: web.Request) -> web.Response:
@@ -805,6 +815,7 @@ def make_app(
     app.router.add_get("/debug/gc", debug_gc)
     app.router.add_post("/debug/gc", run_gc)
     app.router.add_post(access.PATH, access_review)
+    app.router.add_get(leases.PATH, node_lease)
     # Discovery and routes of the cluster's resource table.
     app.router.add_get("/", root_paths)
     for path, group in group_documents(cluster.resources).items():

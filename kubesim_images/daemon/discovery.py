@@ -3,7 +3,8 @@
 kubectl needs `/api`, `/apis` and `/api/v1` to map kinds to resources. Both are generated from
 the resource table (`resources.py`), as are the OpenAPI documents in `openapi.py`, and joined
 by the groups the daemon serves outside the table: `authorization.k8s.io/v1`, whose one kind
-(SelfSubjectAccessReview, `kubectl auth can-i`) is answered, never stored (access.py).
+(SelfSubjectAccessReview, `kubectl auth can-i`) is answered, never stored (access.py), and
+`coordination.k8s.io/v1`, whose node leases are rendered for GET alone (leases.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kubesim_images.daemon import access
+from kubesim_images.daemon import access, leases
 from kubesim_images.daemon.resources import RESOURCES as TABLE
 from kubesim_images.daemon.resources import Resource
 
@@ -39,6 +40,7 @@ def api_versions(address: str) -> dict[str, Any]:
 # Group versions served beside the table, each with its APIResourceList's entries.
 BESIDE_TABLE: dict[tuple[str, str], tuple[dict[str, Any], ...]] = {
     (access.GROUP, access.VERSION): (access.DISCOVERY,),
+    (leases.GROUP, leases.VERSION): (leases.DISCOVERY,),
 }
 
 

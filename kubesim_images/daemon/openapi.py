@@ -25,6 +25,7 @@ from importlib import resources
 from typing import Any
 
 from kubesim_images import __version__
+from kubesim_images.daemon import leases
 from kubesim_images.daemon.discovery import KUBE_VERSION, RESOURCES, resource_lists
 from kubesim_images.daemon.resources import RESOURCES as RESOURCE_TABLE
 from kubesim_images.daemon.resources import Resource
@@ -444,6 +445,7 @@ def daemon_document() -> dict[str, Any]:
         "/api": {"get": _op("Core API versions")},
         "/apis": {"get": _op("API groups besides the core")},
         "/apis/apps": {"get": _op("The apps group and its versions")},
+        leases.PATH: {"get": _op("A node's Lease in kube-node-lease (kubectl describe node)")},
         "/api/v1": {
             "get": _op(
                 "Core v1 resources", response="io.k8s.apimachinery.pkg.apis.meta.v1.APIResourceList"

@@ -42,7 +42,8 @@ class TestDiscovery:
     async def test_apis_lists_the_named_groups(self, client: Client) -> None:
         doc = await (await client.get("/apis")).json()
         assert doc["kind"] == "APIGroupList"
-        assert [g["name"] for g in doc["groups"]] == ["apps", "authorization.k8s.io"]
+        names = [g["name"] for g in doc["groups"]]
+        assert names == ["apps", "authorization.k8s.io", "coordination.k8s.io"]
         assert doc["groups"][0]["preferredVersion"]["groupVersion"] == "apps/v1"
         authz = {"groupVersion": "authorization.k8s.io/v1", "version": "v1"}
         assert doc["groups"][1]["versions"] == [authz]
@@ -119,6 +120,7 @@ class TestDiscovery:
         assert paths == sorted(paths)
         wanted = ["/api", "/api/v1", "/apis", "/apis/apps", "/apis/apps/v1", "/healthz"]
         wanted += ["/apis/authorization.k8s.io", "/apis/authorization.k8s.io/v1"]
+        wanted += ["/apis/coordination.k8s.io", "/apis/coordination.k8s.io/v1"]
         wanted += ["/livez", "/metrics", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]
         assert set(wanted) <= set(paths)
         assert "/api/v1/pods" not in paths  # discovery documents, not collections

@@ -1,6 +1,6 @@
 """What a newcomer's trial found, with the real kubectl and the `kubernetes` client: discovery
-documents asked with a trailing slash, the authorization group `kubectl auth can-i` uses, and a
-pod's QoS class from its requests and limits."""
+documents asked with a trailing slash, the authorization group `kubectl auth can-i` uses, the
+node lease `kubectl describe node` reads, and a pod's QoS class from its requests and limits."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_the_python_clients_discovery_calls_answer(api_client: Any) -> None:
     assert client.VersionApi(api_client).get_code().git_version == "v1.32.4"
     assert client.CoreApi(api_client).get_api_versions().versions == ["v1"]
     groups = client.ApisApi(api_client).get_api_versions().groups
-    assert [g.name for g in groups] == ["apps", "authorization.k8s.io"]
+    assert [g.name for g in groups] == ["apps", "authorization.k8s.io", "coordination.k8s.io"]
     assert client.AppsApi(api_client).get_api_group().preferred_version.version == "v1"
     apps = client.AppsV1Api(api_client).get_api_resources().resources
     assert {"deployments", "replicasets"} <= {r.name for r in apps}
@@ -57,6 +57,14 @@ def test_kubectl_discovers_the_authorization_group(shared_kubectl: Kubectl) -> N
     ).stdout
     assert allowed == "true"
     assert shared_kubectl.run("auth", "can-i", "delete", "pods").stdout.strip() == "yes"
+
+
+def test_kubectl_describe_node_shows_its_lease(shared_kubectl: Kubectl) -> None:
+    described = shared_kubectl.run("describe", "node", "kubesim-node").stdout
+    assert "Failed to get lease" not in described
+    section = described.split("Lease:", 1)[1].split("Conditions:", 1)[0]
+    assert re.search(r"^\s+HolderIdentity:\s+kubesim-node$", section, re.MULTILINE), section
+    assert re.search(r"^\s+RenewTime:\s+\w{3}, \d\d \w{3} \d{4} ", section, re.MULTILINE)
 
 
 def test_kubectl_shows_the_qos_class(shared_kubectl: Kubectl) -> None:

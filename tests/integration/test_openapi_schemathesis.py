@@ -169,7 +169,12 @@ def existing_objects(daemon: RunningDaemon) -> dict[str, str]:
         "events": events[0]["metadata"]["name"],
         "nodes": NODE,
         "namespaces": "default",
+        "leases": NODE,  # in kube-node-lease (NAMESPACES)
     }
+
+
+# The namespace of the existing object of a plural, when it is not "default".
+NAMESPACES = {"leases": "kube-node-lease"}
 
 
 # About a minute on an idle machine, most of it Hypothesis building bodies; a loaded one (the
@@ -220,7 +225,7 @@ def test_the_daemon_answers_every_generated_request_as_its_document_says(
             plural = operation.path.split("/")[-2]
             ids = {"name": existing[plural]}
             if "{namespace}" in operation.path:
-                ids["namespace"] = "default"
+                ids["namespace"] = NAMESPACES.get(plural, "default")
             strategy = operation.as_strategy(path_parameters=ids)
             run(f"{operation.label} (existing {plural})", strategy)
     for operation in operations:
