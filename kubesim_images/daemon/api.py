@@ -352,6 +352,11 @@ async def access_review(request: web.Request) -> web.Response:
     return _json(access.review(await read_object(request)), 201)
 
 
+async def rules_review(request: web.Request) -> web.Response:
+    """POST a SelfSubjectRulesReview (`kubectl auth can-i --list`): see access.py."""
+    return _json(access.rules_review(await read_object(request)), 201)
+
+
 async def node_lease(request: web.Request) -> web.Response:
     """GET a node's Lease (`kubectl describe node`'s `Lease:`): see leases.py."""
     cluster = request.app[CLUSTER]
@@ -815,6 +820,7 @@ def make_app(
     app.router.add_get("/debug/gc", debug_gc)
     app.router.add_post("/debug/gc", run_gc)
     app.router.add_post(access.PATH, access_review)
+    app.router.add_post(access.RULES_PATH, rules_review)
     app.router.add_get(leases.PATH, node_lease)
     # Discovery and routes of the cluster's resource table.
     app.router.add_get("/", root_paths)

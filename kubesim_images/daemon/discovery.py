@@ -2,8 +2,8 @@
 
 kubectl needs `/api`, `/apis` and `/api/v1` to map kinds to resources. Both are generated from
 the resource table (`resources.py`), as are the OpenAPI documents in `openapi.py`, and joined
-by the groups the daemon serves outside the table: `authorization.k8s.io/v1`, whose one kind
-(SelfSubjectAccessReview, `kubectl auth can-i`) is answered, never stored (access.py), and
+by the groups the daemon serves outside the table: `authorization.k8s.io/v1`, whose reviews
+(`kubectl auth can-i`, with `--list`) are answered, never stored (access.py), and
 `coordination.k8s.io/v1`, whose node leases are rendered for GET alone (leases.py).
 """
 
@@ -39,7 +39,7 @@ def api_versions(address: str) -> dict[str, Any]:
 
 # Group versions served beside the table, each with its APIResourceList's entries.
 BESIDE_TABLE: dict[tuple[str, str], tuple[dict[str, Any], ...]] = {
-    (access.GROUP, access.VERSION): (access.DISCOVERY,),
+    (access.GROUP, access.VERSION): access.DISCOVERY,
     (leases.GROUP, leases.VERSION): (leases.DISCOVERY,),
 }
 

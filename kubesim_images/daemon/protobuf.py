@@ -173,6 +173,11 @@ _SCHEMAS: dict[str, _Spec] = {
         1: ("metadata", "ObjectMeta", False),
         2: ("spec", "SelfSubjectAccessReviewSpec", False),
     },
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", "str", False)},
+    "SelfSubjectRulesReview": {
+        1: ("metadata", "ObjectMeta", False),
+        2: ("spec", "SelfSubjectRulesReviewSpec", False),
+    },
 }
 KINDS = frozenset(
     {
@@ -184,6 +189,7 @@ KINDS = frozenset(
         "DeleteOptions",
         "Eviction",
         "SelfSubjectAccessReview",
+        "SelfSubjectRulesReview",
     }
 )
 _VERSIONS = {
@@ -191,6 +197,7 @@ _VERSIONS = {
     "ReplicaSet": "apps/v1",
     "Eviction": "policy/v1",
     "SelfSubjectAccessReview": "authorization.k8s.io/v1",
+    "SelfSubjectRulesReview": "authorization.k8s.io/v1",
 }
 # Fields whose zero value is meaningful and sent on purpose (`--replicas=0`, `--grace-period=0`),
 # kept in the JSON.

@@ -49,11 +49,12 @@ class TestDiscovery:
         assert doc["groups"][1]["versions"] == [authz]
         assert doc["groups"][1]["preferredVersion"] == authz
 
-    async def test_the_authorization_group_lists_only_the_review_served(
+    async def test_the_authorization_group_lists_only_the_reviews_served(
         self, client: Client
     ) -> None:
-        """`kubectl auth can-i` posts a SelfSubjectAccessReview: its group is discovered like
-        any other, with the one kind the daemon answers, which takes only `create`."""
+        """`kubectl auth can-i` posts a SelfSubjectAccessReview (a SelfSubjectRulesReview with
+        `--list`): its group is discovered like any other, with the kinds the daemon answers,
+        which take only `create`."""
         group = await (await client.get("/apis/authorization.k8s.io")).json()
         assert group["kind"] == "APIGroup"
         assert group["name"] == "authorization.k8s.io"
@@ -70,7 +71,14 @@ class TestDiscovery:
                     "namespaced": False,
                     "kind": "SelfSubjectAccessReview",
                     "verbs": ["create"],
-                }
+                },
+                {
+                    "name": "selfsubjectrulesreviews",
+                    "singularName": "selfsubjectrulesreview",
+                    "namespaced": False,
+                    "kind": "SelfSubjectRulesReview",
+                    "verbs": ["create"],
+                },
             ],
         }
         review = {"spec": {"resourceAttributes": {"verb": "get", "resource": "pods"}}}

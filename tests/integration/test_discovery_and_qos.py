@@ -41,7 +41,8 @@ def test_the_python_clients_discovery_calls_answer(api_client: Any) -> None:
     assert "pods" in {r.name for r in core}
     authz = client.AuthorizationV1Api(api_client).get_api_resources().resources
     assert [(r.name, r.kind, r.verbs) for r in authz] == [
-        ("selfsubjectaccessreviews", "SelfSubjectAccessReview", ["create"])
+        ("selfsubjectaccessreviews", "SelfSubjectAccessReview", ["create"]),
+        ("selfsubjectrulesreviews", "SelfSubjectRulesReview", ["create"]),
     ]
     group = client.AuthorizationApi(api_client).get_api_group()
     assert group.preferred_version.group_version == "authorization.k8s.io/v1"
@@ -57,6 +58,12 @@ def test_kubectl_discovers_the_authorization_group(shared_kubectl: Kubectl) -> N
     ).stdout
     assert allowed == "true"
     assert shared_kubectl.run("auth", "can-i", "delete", "pods").stdout.strip() == "yes"
+
+
+def test_kubectl_auth_can_i_list(shared_kubectl: Kubectl) -> None:
+    rows = shared_kubectl.run("auth", "can-i", "--list", "-n", "kube-system").stdout.splitlines()
+    assert rows[0].split() == ["Resources", "Non-Resource", "URLs", "Resource", "Names", "Verbs"]
+    assert [row.split() for row in rows[1:]] == [["*.*", "[]", "[]", "[*]"], ["[*]", "[]", "[*]"]]
 
 
 def test_kubectl_describe_node_shows_its_lease(shared_kubectl: Kubectl) -> None:
