@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kubesim_images.daemon import access, debug, kube, leases, openapi, openapiv2
+from kubesim_images.daemon import access, debug, kube, leases, openapi, openapiv2, whoami
 from kubesim_images.daemon.apps import KINDS as KIND_BY_PLURAL
 from kubesim_images.daemon.apps import WorkloadStorage
 from kubesim_images.daemon.bodies import (
@@ -355,6 +355,16 @@ async def access_review(request: web.Request) -> web.Response:
 async def rules_review(request: web.Request) -> web.Response:
     """POST a SelfSubjectRulesReview (`kubectl auth can-i --list`): see access.py."""
     return _json(access.rules_review(await read_object(request)), 201)
+
+
+def _self_review(*, authenticated: bool) -> Handler:
+    """POST a SelfSubjectReview (`kubectl auth whoami`): see whoami.py."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = await read_object(request)
+        return _json(whoami.review(body, authenticated=authenticated), 201)
+
+    return handler
 
 
 async def node_lease(request: web.Request) -> web.Response:
@@ -821,6 +831,7 @@ def make_app(
     app.router.add_post("/debug/gc", run_gc)
     app.router.add_post(access.PATH, access_review)
     app.router.add_post(access.RULES_PATH, rules_review)
+    app.router.add_post(whoami.PATH, _self_review(authenticated=token is not None))
     app.router.add_get(leases.PATH, node_lease)
     # Discovery and routes of the cluster's resource table.
     app.router.add_get("/", root_paths)

@@ -2,8 +2,9 @@
 
 kubectl needs `/api`, `/apis` and `/api/v1` to map kinds to resources. Both are generated from
 the resource table (`resources.py`), as are the OpenAPI documents in `openapi.py`, and joined
-by the groups the daemon serves outside the table: `authorization.k8s.io/v1`, whose reviews
-(`kubectl auth can-i`, with `--list`) are answered, never stored (access.py), and
+by the groups the daemon serves outside the table: `authentication.k8s.io/v1` and
+`authorization.k8s.io/v1`, whose reviews (`kubectl auth whoami`, `kubectl auth can-i`, with
+`--list`) are answered, never stored (whoami.py, access.py), and
 `coordination.k8s.io/v1`, whose node leases are rendered for GET alone (leases.py).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kubesim_images.daemon import access, leases
+from kubesim_images.daemon import access, leases, whoami
 from kubesim_images.daemon.resources import RESOURCES as TABLE
 from kubesim_images.daemon.resources import Resource
 
@@ -39,6 +40,7 @@ def api_versions(address: str) -> dict[str, Any]:
 
 # Group versions served beside the table, each with its APIResourceList's entries.
 BESIDE_TABLE: dict[tuple[str, str], tuple[dict[str, Any], ...]] = {
+    (whoami.GROUP, whoami.VERSION): whoami.DISCOVERY,
     (access.GROUP, access.VERSION): access.DISCOVERY,
     (leases.GROUP, leases.VERSION): (leases.DISCOVERY,),
 }

@@ -174,6 +174,8 @@ _SCHEMAS: dict[str, _Spec] = {
         2: ("spec", "SelfSubjectAccessReviewSpec", False),
     },
     "SelfSubjectRulesReviewSpec": {1: ("namespace", "str", False)},
+    # authentication/v1, what `kubectl auth whoami` posts (its status is the server's).
+    "SelfSubjectReview": {1: ("metadata", "ObjectMeta", False)},
     "SelfSubjectRulesReview": {
         1: ("metadata", "ObjectMeta", False),
         2: ("spec", "SelfSubjectRulesReviewSpec", False),
@@ -190,6 +192,7 @@ KINDS = frozenset(
         "Eviction",
         "SelfSubjectAccessReview",
         "SelfSubjectRulesReview",
+        "SelfSubjectReview",
     }
 )
 _VERSIONS = {
@@ -198,6 +201,7 @@ _VERSIONS = {
     "Eviction": "policy/v1",
     "SelfSubjectAccessReview": "authorization.k8s.io/v1",
     "SelfSubjectRulesReview": "authorization.k8s.io/v1",
+    "SelfSubjectReview": "authentication.k8s.io/v1",
 }
 # Fields whose zero value is meaningful and sent on purpose (`--replicas=0`, `--grace-period=0`),
 # kept in the JSON.

@@ -43,11 +43,16 @@ class TestDiscovery:
         doc = await (await client.get("/apis")).json()
         assert doc["kind"] == "APIGroupList"
         names = [g["name"] for g in doc["groups"]]
-        assert names == ["apps", "authorization.k8s.io", "coordination.k8s.io"]
+        assert names == [
+            "apps",
+            "authentication.k8s.io",
+            "authorization.k8s.io",
+            "coordination.k8s.io",
+        ]
         assert doc["groups"][0]["preferredVersion"]["groupVersion"] == "apps/v1"
         authz = {"groupVersion": "authorization.k8s.io/v1", "version": "v1"}
-        assert doc["groups"][1]["versions"] == [authz]
-        assert doc["groups"][1]["preferredVersion"] == authz
+        assert doc["groups"][2]["versions"] == [authz]
+        assert doc["groups"][2]["preferredVersion"] == authz
 
     async def test_the_authorization_group_lists_only_the_reviews_served(
         self, client: Client

@@ -33,7 +33,12 @@ def test_the_python_clients_discovery_calls_answer(api_client: Any) -> None:
     assert client.VersionApi(api_client).get_code().git_version == "v1.32.4"
     assert client.CoreApi(api_client).get_api_versions().versions == ["v1"]
     groups = client.ApisApi(api_client).get_api_versions().groups
-    assert [g.name for g in groups] == ["apps", "authorization.k8s.io", "coordination.k8s.io"]
+    assert [g.name for g in groups] == [
+        "apps",
+        "authentication.k8s.io",
+        "authorization.k8s.io",
+        "coordination.k8s.io",
+    ]
     assert client.AppsApi(api_client).get_api_group().preferred_version.version == "v1"
     apps = client.AppsV1Api(api_client).get_api_resources().resources
     assert {"deployments", "replicasets"} <= {r.name for r in apps}
@@ -58,6 +63,15 @@ def test_kubectl_discovers_the_authorization_group(shared_kubectl: Kubectl) -> N
     ).stdout
     assert allowed == "true"
     assert shared_kubectl.run("auth", "can-i", "delete", "pods").stdout.strip() == "yes"
+
+
+def test_kubectl_auth_whoami(shared_kubectl: Kubectl) -> None:
+    rows = shared_kubectl.run("auth", "whoami").stdout.splitlines()
+    assert [row.split() for row in rows] == [
+        ["ATTRIBUTE", "VALUE"],
+        ["Username", "system:anonymous"],
+        ["Groups", "[system:unauthenticated]"],
+    ]
 
 
 def test_kubectl_auth_can_i_list(shared_kubectl: Kubectl) -> None:
