@@ -99,7 +99,7 @@ class WorkloadStorage:
     # -- writes ---------------------------------------------------------------------------------
     def create(self, namespace: str, body: Mapping[str, Any], *, dry_run: bool = False) -> Obj:
         kind = self.kind
-        body = check_kind(body, kind)
+        body = check_kind(body, kind, "apps/v1")
         meta = body_meta(body, namespace)
         name = require_name(meta, kind)
         _require_valid(
@@ -170,7 +170,7 @@ class WorkloadStorage:
         kind = self.kind
         before = self.get(namespace, name)
         if merge is SpecMerge.REPLACE:
-            body = check_kind(patch, kind)
+            body = check_kind(patch, kind, "apps/v1")
             meta = body_meta(body, namespace)
             version = meta.get("resourceVersion")
             if version and version != before["metadata"]["resourceVersion"]:

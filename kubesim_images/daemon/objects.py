@@ -117,12 +117,25 @@ def conflict(resource: str, name: str) -> ApiError:
     )
 
 
-def check_kind(body: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+# Where the apiserver's decoder looks a kind up: its message names it.
+_SCHEME = "pkg/api/legacyscheme/scheme.go:30"
+
+
+def check_kind(body: Mapping[str, Any], kind: str, api_version: str = "v1") -> Mapping[str, Any]:
+    """The body is an object of `kind`; an `apiVersion` it gives is the endpoint's, else the
+    decoder's 400 (the kind is registered for no other version the daemon serves)."""
     if not isinstance(body, Mapping):
         raise bad_request(f"the request body must be a {kind} object")
     given = body.get("kind")
     if given not in (None, "", kind):
         raise bad_request(f"the body is a {given}, not a {kind}")
+    version = body.get("apiVersion")
+    if version not in (None, "", api_version):
+        raise bad_request(
+            f'{kind} in version "{api_version.rsplit("/", 1)[-1]}" cannot be handled as a '
+            f'{kind}: no kind "{kind}" is registered for version "{version}" in scheme '
+            f'"{_SCHEME}"'
+        )
     return body
 
 

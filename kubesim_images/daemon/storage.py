@@ -170,7 +170,7 @@ class ObjectStorage:
     def create(
         self, namespace: str, body: Mapping[str, Any], *, dry_run: bool = False
     ) -> dict[str, Any]:
-        body = check_kind(body, self.kind)
+        body = check_kind(body, self.kind, self._api_version)
         meta = body_meta(body, namespace)
         name = require_name(meta, self.kind)
         require_valid(
@@ -227,7 +227,7 @@ class ObjectStorage:
     ) -> dict[str, Any]:
         """PUT: the body is the whole new object; identity and creation are kept from the
         stored one, a stale `resourceVersion` is a 409 Conflict."""
-        body = check_kind(body, self.kind)
+        body = check_kind(body, self.kind, self._api_version)
         meta = body_meta(body, namespace)
         before = self.get(namespace, name)
         old_meta = before["metadata"]

@@ -135,6 +135,30 @@ class TestBadRequest:
         assert resp.status == 400
         assert_status(await resp.json(), 400, "BadRequest", message_contains="not a Pod")
 
+    @pytest.mark.parametrize(
+        ("path", "kind", "given", "version"),
+        [
+            (PODS, "Pod", "v2", "v1"),
+            (PODS, "Pod", "apps/v1", "v1"),
+            (SECRETS, "Secret", "v1beta1", "v1"),
+            ("/apis/apps/v1/namespaces/default/deployments", "Deployment", "v1", "v1"),
+            ("/apis/apps/v1/namespaces/default/replicasets", "ReplicaSet", "apps/v1beta2", "v1"),
+        ],
+    )
+    async def test_a_body_of_another_api_version(
+        self, client: Client, path: str, kind: str, given: str, version: str
+    ) -> None:
+        """What the python client's dict bodies may say; kubectl refuses it before sending."""
+        body = {"apiVersion": given, "kind": kind, "metadata": {"name": "x"}}
+        resp = await client.post(path, json=body)
+        doc = await resp.json()
+        assert_status(doc, 400, "BadRequest")
+        assert doc["message"] == (
+            f'{kind} in version "{version}" cannot be handled as a {kind}: no kind "{kind}" is '
+            f'registered for version "{given}" in scheme "pkg/api/legacyscheme/scheme.go:30"'
+        )
+        assert (await client.get(f"{path}/x")).status == 404
+
     async def test_a_namespace_that_contradicts_the_path(self, client: Client) -> None:
         manifest = pod_manifest("p", "busybox:1.36")
         manifest["metadata"]["namespace"] = "other"
