@@ -4,8 +4,9 @@ Deployment's or ReplicaSet's pod template, checked as the API server checks them
 A quantity the decoder cannot parse (`cpu: "abc"`) is refused 400 before anything is stored,
 with apimachinery's `ParseQuantity` texts: stored, it would break every client that decodes the
 pod (`kubectl describe node` sums the node's pod requests). One that parses but is negative is
-refused 422 as `ValidateResourceQuantityValue` does, and so is a container's request above its
-limit of the same resource (`ValidateResourceRequirements`).
+refused 422 as `ValidateResourceQuantityValue` does, and so are what `ValidateResourceRequirements`
+refuses: a resource name no container may use (`memroy`), a request above its limit, and an
+extended resource (`nvidia.com/gpu`) requested without a limit or with another one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from kubesim_images.daemon.kube import bad_request
+from kubesim_images.daemon.validation import qualified_name_errors
 from kubesim_images.pod import FieldError
 
 FORMAT_WRONG = (
@@ -156,26 +158,103 @@ def check_quantities(spec: Any, kind: str, prefix: str = "") -> list[FieldError]
     return causes + _request_limit_causes(spec, prefix)
 
 
+# standardResources (pkg/apis/core/helper): names a ResourceList may use unqualified; of them
+# only cpu, memory, ephemeral-storage and hugepages-<size> belong to a container.
+_STANDARD = frozenset(
+    {
+        "cpu",
+        "memory",
+        "ephemeral-storage",
+        "requests.cpu",
+        "requests.memory",
+        "requests.ephemeral-storage",
+        "requests.storage",
+        "limits.cpu",
+        "limits.memory",
+        "limits.ephemeral-storage",
+        "pods",
+        "services",
+        "replicationcontrollers",
+        "resourcequotas",
+        "secrets",
+        "configmaps",
+        "persistentvolumeclaims",
+        "storage",
+        "services.nodeports",
+        "services.loadbalancers",
+    }
+)
+_CONTAINER = frozenset({"cpu", "memory", "ephemeral-storage"})
+
+
+def _name_causes(field: str, name: str) -> list[FieldError]:
+    """validateContainerResourceName: a qualified name; unqualified, a standard one, and one
+    a container may use (`memroy` fails both)."""
+
+    def invalid(message: str) -> FieldError:
+        return FieldError(field, "FieldValueInvalid", f'Invalid value: "{name}": {message}')
+
+    syntax = qualified_name_errors(name)
+    if syntax:
+        return [invalid(message) for message in syntax]
+    if "/" in name:
+        return []
+    causes = []
+    huge = name.startswith("hugepages-")
+    if name not in _STANDARD and not huge:
+        causes.append(invalid("must be a standard resource type or fully qualified"))
+    if name not in _CONTAINER and not huge:
+        causes.append(invalid("must be a standard resource for containers"))
+    return causes
+
+
+def _overcommit_allowed(name: str) -> bool:
+    """IsOvercommitAllowed: native resources (no domain, or a kubernetes.io one) but huge
+    pages; extended ones (`nvidia.com/gpu`) need a limit, and a request equal to it."""
+    native = "/" not in name or "kubernetes.io/" in name
+    return native and not name.startswith("hugepages-")
+
+
 def _request_limit_causes(spec: Mapping[str, Any], prefix: str) -> list[FieldError]:
-    """A request above the container's limit of the same resource, with the apiserver's text
-    (it names the requests map, not the key). Every quantity has parsed by now."""
+    """Each container's resource names, and its requests against its limits, as
+    ValidateResourceRequirements checks them with its texts (a request's relation to its limit
+    names the requests map, not the key). Every quantity has parsed by now."""
     causes = []
     for path, resources in _resources(spec):
+        where = f"{prefix}{path}"
         requests, limits = resources.get("requests"), resources.get("limits")
-        if not isinstance(requests, Mapping) or not isinstance(limits, Mapping):
-            continue
+        requests = requests if isinstance(requests, Mapping) else {}
+        limits = limits if isinstance(limits, Mapping) else {}
+        for part, given in (("limits", limits), ("requests", requests)):
+            for name in given:
+                causes += _name_causes(f"{where}.{part}[{name}]", str(name))
         for name, raw in requests.items():
             limit = limits.get(name)
-            if raw is None or limit is None:
+            if raw is None:
+                continue
+            if limit is None:
+                if not _overcommit_allowed(name):
+                    causes.append(
+                        FieldError(
+                            f"{where}.limits",
+                            "FieldValueRequired",
+                            "Required value: Limit must be set for non overcommitable resources",
+                        )
+                    )
                 continue
             request_text, limit_text = json_text(raw), json_text(limit)
-            if quantity_value(request_text) > quantity_value(limit_text):
-                causes.append(
-                    FieldError(
-                        f"{prefix}{path}.requests",
-                        "FieldValueInvalid",
-                        f'Invalid value: "{request_text}": must be less than or equal to '
-                        f"{name} limit of {limit_text}",
-                    )
+            request, limited = quantity_value(request_text), quantity_value(limit_text)
+            if request != limited and not _overcommit_allowed(name):
+                relation = "must be equal to"
+            elif request > limited:
+                relation = "must be less than or equal to"
+            else:
+                continue
+            causes.append(
+                FieldError(
+                    f"{where}.requests",
+                    "FieldValueInvalid",
+                    f'Invalid value: "{request_text}": {relation} {name} limit of {limit_text}',
                 )
+            )
     return causes

@@ -147,3 +147,80 @@ async def test_a_workloads_pod_template_has_the_pods_quantity_checks(client, kin
         headers={"Content-Type": "application/strategic-merge-patch+json"},
     )
     assert_status(await resp.json(), 400, "BadRequest", message_contains=FORMAT)
+
+
+def invalid(field: str, value: str, message: str) -> dict[str, str]:
+    return {
+        "reason": "FieldValueInvalid",
+        "message": f'Invalid value: "{value}": {message}',
+        "field": field,
+    }
+
+
+REQUESTS = "spec.containers[0].resources.requests"
+LIMITS = "spec.containers[0].resources.limits"
+
+
+@pytest.mark.parametrize(
+    ("resources", "causes"),
+    [
+        pytest.param(
+            {"requests": {"memroy": "1Gi"}},
+            [
+                invalid(
+                    f"{REQUESTS}[memroy]",
+                    "memroy",
+                    "must be a standard resource type or fully qualified",
+                ),
+                invalid(
+                    f"{REQUESTS}[memroy]", "memroy", "must be a standard resource for containers"
+                ),
+            ],
+            id="misspelt",
+        ),
+        pytest.param(
+            {"limits": {"pods": "1"}},
+            [invalid(f"{LIMITS}[pods]", "pods", "must be a standard resource for containers")],
+            id="not-a-containers",
+        ),
+        pytest.param(
+            {"requests": {"example.com/gpu": "1"}},
+            [
+                {
+                    "reason": "FieldValueRequired",
+                    "message": "Required value: Limit must be set for non overcommitable resources",
+                    "field": LIMITS,
+                }
+            ],
+            id="extended-without-limit",
+        ),
+        pytest.param(
+            {"requests": {"example.com/gpu": "1"}, "limits": {"example.com/gpu": "2"}},
+            [invalid(REQUESTS, "1", "must be equal to example.com/gpu limit of 2")],
+            id="extended-below-limit",
+        ),
+    ],
+)
+async def test_resource_requirements_the_apiserver_refuses(client, resources, causes) -> None:
+    pod = with_resources("containers", resources)
+    body = await (await client.post(PODS, json=pod)).json()
+    assert_status(body, 422, "Invalid")
+    assert body["details"]["causes"] == causes
+    assert (await client.get(f"{PODS}/q")).status == 404
+
+
+async def test_resources_the_apiserver_takes(client) -> None:
+    resources = {
+        "requests": {"cpu": "500m", "ephemeral-storage": "1Gi", "hugepages-2Mi": "2Mi"},
+        "limits": {
+            "cpu": "1",
+            "example.com/gpu": "2",
+            "kubernetes.io/x": "1",
+            "hugepages-2Mi": "2Mi",
+        },
+    }
+    resp = await client.post(PODS, json=with_resources("containers", resources))
+    doc = await resp.json()
+    assert resp.status == 201, doc
+    # The extended resource's request is its limit, defaulted.
+    assert doc["spec"]["containers"][0]["resources"]["requests"]["example.com/gpu"] == "2"
