@@ -25,6 +25,14 @@ class BackoffEntry:
 class Backoff:
     """flowcontrol.Backoff on a caller-supplied clock (`now` is loop time in nanoseconds)."""
 
+    __slots__ = (
+        "_entries",
+        "initial",
+        "keys",
+        "maximum",
+        "on_change",
+    )
+
     def __init__(self, initial: int = 10 * _SECOND, maximum: int = 300 * _SECOND) -> None:
         self.initial = initial
         self.maximum = maximum

@@ -86,6 +86,11 @@ class EventSink(Protocol):
 class EventLog:
     """Keeps every event in order and counts them by reason."""
 
+    __slots__ = (
+        "counts",
+        "events",
+    )
+
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.counts: dict[Reason, int] = dict.fromkeys(Reason, 0)

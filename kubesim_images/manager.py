@@ -161,6 +161,18 @@ class ManagedPull(PullEntry):
 
 
 class ImageManager:
+    __slots__ = (
+        "_counts_requests",
+        "_prev_error",
+        "_scheduler",
+        "backoff",
+        "events",
+        "node",
+        "observer",
+        "puller",
+        "store",
+    )
+
     def __init__(
         self,
         node: str,

@@ -44,6 +44,22 @@ class NodeListener(StoreListener, Protocol):
 
 
 class Node:
+    __slots__ = (
+        "_in_use",
+        "_listener",
+        "_watch",
+        "backoff",
+        "gc",
+        "kubelet",
+        "manager",
+        "name",
+        "puller",
+        "runtime",
+        "scheduler",
+        "store",
+        "workers",
+    )
+
     def __init__(
         self,
         name: str,

@@ -152,6 +152,22 @@ class _Worker:
 
 
 class PodWorkers:
+    __slots__ = (
+        "_credentials",
+        "_holders",
+        "_on_change",
+        "_on_ready",
+        "_on_sync",
+        "_rng",
+        "_scheduler",
+        "_workers",
+        "events",
+        "images_version",
+        "manager",
+        "pods",
+        "settings",
+    )
+
     def __init__(
         self,
         manager: ImageManager,

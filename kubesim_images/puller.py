@@ -52,6 +52,14 @@ class TokenBucket:
     a refused request leaves the bucket untouched, an accepted one moves `last` to `now`.
     """
 
+    __slots__ = (
+        "_last",
+        "_limit",
+        "_tokens",
+        "burst",
+        "qps",
+    )
+
     def __init__(self, qps: float, burst: int, now: int = 0) -> None:
         self.qps = qps
         self.burst = burst
@@ -83,6 +91,13 @@ class FifoGate:
     queued, not a callback: a node can have thousands waiting, and a bound method for each
     would be one more object per pull.
     """
+
+    __slots__ = (
+        "_scheduler",
+        "_waiters",
+        "holders",
+        "limit",
+    )
 
     def __init__(self, limit: int | None, scheduler: Scheduler | None = None) -> None:
         self.limit = limit
@@ -241,6 +256,21 @@ def _driven_by_callbacks(backend: RegistryBackend) -> TypeGuard[CallbackBackend]
 
 
 class ImagePuller:
+    __slots__ = (
+        "_bucket",
+        "_callbacks",
+        "_gate",
+        "_log_pulls",
+        "backend",
+        "config",
+        "in_flight",
+        "node",
+        "scheduler",
+        "sink",
+        "store",
+        "waiting",
+    )
+
     def __init__(
         self,
         node: str,

@@ -145,6 +145,22 @@ class StoreListener(Protocol):
 
 
 class ImageStore:
+    __slots__ = (
+        "_by_name",
+        "_collected",
+        "_fetching",
+        "_images",
+        "_layer_bytes",
+        "_layer_refs",
+        "_layers",
+        "_pinned_names",
+        "bytes_downloaded",
+        "capacity",
+        "listener",
+        "other_usage",
+        "re_pulls",
+    )
+
     def __init__(
         self,
         *,

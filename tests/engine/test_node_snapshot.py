@@ -15,6 +15,7 @@ from kubesim_images.clock import NS_PER_SECOND, now_ns, run_virtual
 from kubesim_images.events import EventLog
 from kubesim_images.image_gc import GC_PERIOD_NS, GCReason
 from kubesim_images.kubeletconfig import KubeletConfig
+from kubesim_images.manager import ImageManager
 from kubesim_images.node import Node, NodeListener
 from kubesim_images.pod import pod_from_manifest
 from kubesim_images.podworkers import PodStatus
@@ -132,14 +133,14 @@ class TestSnapshot:
 
 
 class TestLifecycle:
-    def test_a_crashing_pod_worker_is_logged_at_once(self) -> None:
+    def test_a_crashing_pod_worker_is_logged_at_once(self, monkeypatch: pytest.MonkeyPatch) -> None:
         async def main() -> list[dict[str, object]]:
             node = _node()
 
             def crash(*_: object) -> None:
                 raise RuntimeError("boom")
 
-            node.manager.decide = crash  # type: ignore[method-assign]
+            monkeypatch.setattr(ImageManager, "decide", crash)
             with structlog.testing.capture_logs() as logs:
                 node.add_pod(pod_from_manifest(pod("a", SMALL), uid="uid-a"))
                 await asyncio.sleep(0)

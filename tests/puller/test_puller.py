@@ -173,7 +173,7 @@ class TestImagePuller:
         assert (flows, in_flight) == (0, {})
 
     @pytest.mark.parametrize("when", ["queued", "admitted"])
-    def test_cancelling_a_queued_pull_passes_its_turn_on(self, when):
+    def test_cancelling_a_queued_pull_passes_its_turn_on(self, when, monkeypatch):
         """Cancelled while waiting for its slot, or after the slot was handed to it but before
         its pull started: either way the next pull gets the slot and nothing stays listed."""
 
@@ -194,14 +194,15 @@ class TestImagePuller:
                 doomed.cancel()
             else:
                 gate = puller._gate
-                release = gate.release
+                release = FifoGate.release
 
-                def release_then_cancel():
-                    release()  # the slot is on its way to `doomed`...
-                    doomed.cancel()  # ...which is cancelled before it can start
-                    gate.release = release
+                def release_then_cancel(self):
+                    release(self)  # the slot is on its way to `doomed`...
+                    if self is gate:
+                        doomed.cancel()  # ...which is cancelled before it can start
+                        monkeypatch.setattr(FifoGate, "release", release)
 
-                gate.release = release_then_cancel
+                monkeypatch.setattr(FifoGate, "release", release_then_cancel)
             await first
             result = await last
             await asyncio.gather(doomed, return_exceptions=True)
