@@ -27,6 +27,7 @@ from apikit import (
 )
 
 from kubesim_images.daemon.validation import MAX_CONTAINERS, TOTAL_ANNOTATION_SIZE
+from kubesim_images.podworkers import PodWorkers
 
 PAUSE = "registry.k8s.io/pause:3.10"  # preloaded: present on the node from the start
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -95,18 +96,22 @@ class _FailingDb:
 class TestWritesAreDurableAndAtomic:
     """Finding 2: writes keyed by UID; memory changes only after the commit."""
 
-    async def test_a_delete_racing_a_create_of_the_same_name_keeps_the_new_pod(self, client):
+    async def test_a_delete_racing_a_create_of_the_same_name_keeps_the_new_pod(
+        self, client, monkeypatch
+    ):
         cluster = cluster_of(client)
         await create_pod(client, pod_manifest("p", "nginx:1.27"))
         # Hold the delete where it waits for the old pod's worker to stop.
         release = asyncio.Event()
-        remove = cluster.node.workers.remove
+        workers = cluster.node.workers
+        remove = PodWorkers.remove
 
-        async def held_remove(uid: str) -> Any:
-            await release.wait()
-            return await remove(uid)
+        async def held_remove(self: PodWorkers, uid: str) -> Any:
+            if self is workers:
+                await release.wait()
+            return await remove(self, uid)
 
-        cluster.node.workers.remove = held_remove  # type: ignore[method-assign]
+        monkeypatch.setattr(PodWorkers, "remove", held_remove)
         # Forced (--grace-period=0 --force): the object goes at once, the kill follows.
         deleting = asyncio.ensure_future(
             client.delete(f"{PODS}/p", params={"gracePeriodSeconds": "0"})

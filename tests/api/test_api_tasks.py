@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
-from apikit import Client, cluster_of, create_pod, pod_manifest
+import pytest
+from apikit import Client, create_pod, pod_manifest
 from structlog.testing import capture_logs
 
+from kubesim_images.manager import ImageManager
 from kubesim_images.pod import Container, Pod
 
 
-async def test_a_pod_worker_that_raises_logs_its_crash_at_once(client: Client) -> None:
-    cluster = cluster_of(client)
-    workers = cluster.node.workers
-
-    def broken_decide(pod: Pod, container: Container) -> None:
+async def test_a_pod_worker_that_raises_logs_its_crash_at_once(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_decide(_manager: ImageManager, pod: Pod, container: Container) -> None:
         raise RuntimeError(f"sync of {pod.name} failed")
 
-    workers.manager.decide = broken_decide  # type: ignore[method-assign,assignment]
+    monkeypatch.setattr(ImageManager, "decide", broken_decide)
     with capture_logs() as logs:
         await create_pod(client, pod_manifest("p", "nginx:1.27"))
         # The worker's sync runs within a few turns of the loop (no timer): the crash is
