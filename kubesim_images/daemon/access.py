@@ -49,18 +49,23 @@ _ALL_RULES = {
 }
 
 
-def review(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The review answered: the request's spec with an allowed status."""
-    if body.get("kind") not in (None, "", "SelfSubjectAccessReview"):
-        raise bad_request(f"the body is a {body.get('kind')}, not a SelfSubjectAccessReview")
+def _spec(body: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    """A review's spec ({} when absent), or the apiserver's 400 for another kind's body or a
+    spec that is not an object."""
+    if body.get("kind") not in (None, "", kind):
+        raise bad_request(f"the body is a {body.get('kind')}, not a {kind}")
     spec = body.get("spec")
     if spec is not None and not isinstance(spec, Mapping):
         raise bad_request(
-            'SelfSubjectAccessReview in version "v1" cannot be handled as a '
-            "SelfSubjectAccessReview: json: cannot unmarshal into Go struct field "
-            "SelfSubjectAccessReview.spec of type v1.SelfSubjectAccessReviewSpec"
+            f'{kind} in version "v1" cannot be handled as a {kind}: json: cannot unmarshal '
+            f"into Go struct field {kind}.spec of type v1.{kind}Spec"
         )
-    spec = spec or {}
+    return spec or {}
+
+
+def review(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The review answered: the request's spec with an allowed status."""
+    spec = _spec(body, "SelfSubjectAccessReview")
     given = [k for k in ("resourceAttributes", "nonResourceAttributes") if spec.get(k) is not None]
     for key in given:
         if not isinstance(spec[key], Mapping):
@@ -91,16 +96,7 @@ def review(body: Mapping[str, Any]) -> dict[str, Any]:
 def rules_review(body: Mapping[str, Any]) -> dict[str, Any]:
     """The rules of whoever asks in the namespace the review names: all of them. As the
     apiserver, the answer carries no spec, only the status."""
-    if body.get("kind") not in (None, "", "SelfSubjectRulesReview"):
-        raise bad_request(f"the body is a {body.get('kind')}, not a SelfSubjectRulesReview")
-    spec = body.get("spec")
-    if spec is not None and not isinstance(spec, Mapping):
-        raise bad_request(
-            'SelfSubjectRulesReview in version "v1" cannot be handled as a '
-            "SelfSubjectRulesReview: json: cannot unmarshal into Go struct field "
-            "SelfSubjectRulesReview.spec of type v1.SelfSubjectRulesReviewSpec"
-        )
-    namespace = (spec or {}).get("namespace")
+    namespace = _spec(body, "SelfSubjectRulesReview").get("namespace")
     if namespace is not None and not isinstance(namespace, str):
         raise bad_request(
             'SelfSubjectRulesReview in version "v1" cannot be handled as a '
