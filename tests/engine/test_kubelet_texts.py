@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from simkit import events, image, pod, ready_at, simulate
 
+from kubesim_images import manager
 from kubesim_images.podworkers import State, containers_ready_condition, initialized_condition
 from kubesim_images.reasons import pulled, truncate_ms_ns
 from kubesim_images.scenario.report import summary
@@ -44,6 +46,29 @@ class TestPulledDurations:
         )
         (message,) = [m for _, _, m in events(result, "p-0", "Pulled")]
         assert "in 1.234s (1.234s including waiting)" in message
+
+    def test_texts_kept_once_per_process_survive_their_bounded_cache_being_emptied(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An image's reference and texts are cached for every node, up to a bound; a cache
+        emptied while a pull is under way (here by the next image, at a bound of one) is
+        filled again, and every text is as without the cache."""
+        monkeypatch.setattr(manager, "_CACHE_LIMIT", 1)
+        manager._REFS.clear()
+        manager._TEXTS.clear()
+        result = simulate(
+            {
+                "registry": {"latency": "1s", "images": [image(APP, 1), image(MESH, 1)]},
+                "workload": [{"pod": pod("p", APP)}, {"pod": pod("q", MESH, APP)}],
+            }
+        )
+        pulled_texts = [(e.pod, e.message) for e in result.events if e.reason == "Pulled"]
+        assert [(name, text.split(" in ")[0]) for name, text in pulled_texts] == [
+            ("p-0", f'Successfully pulled image "{APP}"'),
+            ("q-0", f'Successfully pulled image "{MESH}"'),
+            ("q-0", f'Container image "{APP}" already present on machine'),
+        ]
+        assert len(manager._TEXTS) == 1
 
 
 def test_containerd_unknown_errors_lose_the_grpc_prefix():
