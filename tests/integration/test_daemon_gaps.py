@@ -4,9 +4,11 @@ and by the daemon's SIGTERM) and watch bookmarks."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,14 +29,26 @@ def _followed_logs(daemon: RunningDaemon) -> int:
     return total
 
 
-def _logs_f(kubectl: Kubectl, name: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [kubectl.binary, "--server", kubectl.server, "logs", "-f", name],
+@contextlib.contextmanager
+def _following(kubectl: Kubectl, daemon: RunningDaemon) -> Iterator[subprocess.Popen[str]]:
+    """`kubectl logs -f web` of a running pod, once the daemon counts it as following; killed
+    on the way out if still running."""
+    kubectl.run("run", "web", "--image=busybox:1.36")
+    daemon.wait_running("web")
+    follower = subprocess.Popen(
+        [kubectl.binary, "--server", kubectl.server, "logs", "-f", "web"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=kubectl.env(),
     )
+    try:
+        poll(lambda: _followed_logs(daemon) == 1, timeout=15, what="kubectl logs -f following")
+        yield follower
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
 
 
 def test_kubectl_patches_a_pods_status(kubectl: Kubectl, daemon: RunningDaemon) -> None:
@@ -68,18 +82,10 @@ def test_kubectl_patches_a_pods_status(kubectl: Kubectl, daemon: RunningDaemon) 
 def test_kubectl_logs_f_follows_until_the_pod_is_deleted(
     kubectl: Kubectl, daemon: RunningDaemon
 ) -> None:
-    kubectl.run("run", "web", "--image=busybox:1.36")
-    daemon.wait_running("web")
-    follower = _logs_f(kubectl, "web")
-    try:
-        poll(lambda: _followed_logs(daemon) == 1, timeout=15, what="kubectl logs -f following")
+    with _following(kubectl, daemon) as follower:
         assert follower.poll() is None  # still following
         kubectl.run("delete", "pod", "web", "--wait=false")
         out, err = follower.communicate(timeout=15)
-    finally:
-        if follower.poll() is None:
-            follower.kill()
-            follower.wait()
     assert (follower.returncode, out, err) == (0, "", "")
     assert _followed_logs(daemon) == 0
 
@@ -87,19 +93,11 @@ def test_kubectl_logs_f_follows_until_the_pod_is_deleted(
 def test_sigterm_ends_a_followed_log_and_the_daemon_exits(
     kubectl: Kubectl, daemon: RunningDaemon
 ) -> None:
-    kubectl.run("run", "web", "--image=busybox:1.36")
-    daemon.wait_running("web")
-    follower = _logs_f(kubectl, "web")
-    try:
-        poll(lambda: _followed_logs(daemon) == 1, timeout=15, what="kubectl logs -f following")
+    with _following(kubectl, daemon) as follower:
         started = time.monotonic()
         assert daemon.terminate() == 0
         drained = time.monotonic() - started
         follower.communicate(timeout=15)
-    finally:
-        if follower.poll() is None:
-            follower.kill()
-            follower.wait()
     # Reported, not asserted (timing belongs to benches): the drain of a followed log.
     print(f"SIGTERM to exit with kubectl logs -f open: {drained:.2f} s")
 
