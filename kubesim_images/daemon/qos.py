@@ -27,13 +27,13 @@ GUARANTEED = "Guaranteed"
 _QOS_RESOURCES = ("cpu", "memory")
 
 
-def _containers(spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Each container of the spec with its field path, app containers first as GetPodQOS."""
+def _containers(spec: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """Each container of the spec, app containers first as GetPodQOS."""
     for key in ("containers", "initContainers"):
         found = spec.get(key)
-        for i, container in enumerate(found if isinstance(found, list) else []):
+        for container in found if isinstance(found, list) else []:
             if isinstance(container, Mapping):
-                yield f"spec.{key}[{i}]", container
+                yield container
 
 
 def _resource_map(container: Mapping[str, Any], part: str) -> Mapping[str, Any]:
@@ -53,7 +53,7 @@ def _value(raw: Any) -> Decimal | None:
 
 def default_requests(spec: dict[str, Any]) -> None:
     """SetDefaults_Pod: a limit without a request of the same resource becomes its request."""
-    for _path, container in _containers(spec):
+    for container in _containers(spec):
         resources = container.get("resources")
         limits = resources.get("limits") if isinstance(resources, dict) else None
         if not isinstance(resources, dict) or not isinstance(limits, Mapping) or not limits:
@@ -82,7 +82,7 @@ def qos_class(spec: Mapping[str, Any]) -> str:
     requests: dict[str, Decimal] = {}
     limits: dict[str, Decimal] = {}
     guaranteed = True
-    for _path, container in _containers(spec):
+    for container in _containers(spec):
         # As defaulted, should the spec predate default_requests (a pod restored from state).
         given = {k: v for k, v in _resource_map(container, "limits").items() if v is not None}
         defaulted = {**given}
